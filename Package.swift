@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// AlignerKit: training Aligners (Q-A-C residual correction models) in Swift on CPU.
+//
+// Dependencies point one way only:
+//   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS) -> AlignerTensor (tensors, autodiff, kernels)
+//   -> [later: AlignerModel, AlignerOptim, AlignerData] -> AlignerBench (benchmarks)
+//   -> aligner (executable: wiring only)
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "AlignerKit",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "AlignerTensor", targets: ["AlignerTensor"]),
+        .executable(name: "aligner", targets: ["aligner"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // OpenBLAS's CBLAS header. Deliberately no `pkgConfig: "openblas"`: its `-lopenblas` would make the loader
+        // map OpenBLAS before `main`, and OpenBLAS picks its kernels (OPENBLAS_CORETYPE) at that moment. CBLASRuntime
+        // loads it with dlopen once the kernel set is chosen; Debian puts cblas.h on the default include path.
+        .systemLibrary(
+            name: "COpenBLAS",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
+        .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: optimize),
+        .target(name: "AlignerBench", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        .executableTarget(
+            name: "aligner",
+            dependencies: [
+                "AlignerTensor",
+                "AlignerBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: optimize),
+        .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
+    ]
+)

@@ -1,0 +1,99 @@
+/// A recorded operation: its inputs and the function that sends the output's gradient back to them.
+final class Node {
+    let name: String
+    var inputs: [Tensor]
+    /// Called with the output tensor, whose `.grad` is set; accumulates into the inputs' gradients.
+    var backward: ((Tensor) -> Void)?
+
+    init(name: String, inputs: [Tensor], backward: @escaping (Tensor) -> Void) {
+        self.name = name
+        self.inputs = inputs
+        self.backward = backward
+    }
+}
+
+/// Whether operations record gradients in the current task (true unless inside `withNoGrad`).
+public enum GradMode {
+    @TaskLocal public static var isEnabled = true
+}
+
+/// Runs `body` without recording any operation (inference, optimiser updates).
+public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
+    try GradMode.$isEnabled.withValue(false, operation: body)
+}
+
+extension Tensor {
+    /// Whether an op on `inputs` should record a node.
+    @inline(__always)
+    static func needsGrad(_ inputs: [Tensor]) -> Bool {
+        GradMode.isEnabled && inputs.contains { $0.requiresGrad }
+    }
+
+    /// Records `backward` as the way this result's gradient flows to `inputs` (when any of them requires grad).
+    @inline(__always)
+    func record(_ name: String, _ inputs: [Tensor], _ backward: @escaping (Tensor) -> Void) -> Tensor {
+        if Tensor.needsGrad(inputs) {
+            requiresGrad = true
+            node = Node(name: name, inputs: inputs, backward: backward)
+        }
+        return self
+    }
+
+    /// The gradient buffer of this tensor for accumulation, created zero-filled when absent. `fresh` says it was just
+    /// created (kernels that can overwrite instead of add, such as GEMM with beta 0, use it).
+    @inline(__always)
+    func gradBuffer() -> (pointer: UnsafeMutablePointer<Float>, fresh: Bool) {
+        if let g = grad { return (g.data, false) }
+        let g = Tensor(shape: shape, storage: Storage(zeros: count))
+        grad = g
+        return (g.data, true)
+    }
+
+    /// Reverse-mode differentiation from this tensor. A non-scalar needs `gradient` of the same shape; a scalar
+    /// defaults to 1. Gradients accumulate (`+=`) into `.grad` of every leaf that requires them. The graph is freed
+    /// afterwards unless `retainGraph` is true. The walk is iterative, so graphs of any depth are fine.
+    public func backward(gradient: Tensor? = nil, retainGraph: Bool = false) {
+        precondition(requiresGrad, "backward() on a tensor that does not require gradients")
+        if let gradient {
+            precondition(gradient.shape == shape, "gradient shape \(gradient.shape) differs from \(shape)")
+        } else {
+            precondition(count == 1, "backward() without a gradient needs a one-element tensor, shape is \(shape)")
+        }
+
+        // Post-order depth-first walk with an explicit stack gives inputs before the results that use them.
+        var order: [Tensor] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Tensor, Bool)] = [(self, false)]
+        while let (t, expanded) = stack.popLast() {
+            if expanded { order.append(t); continue }
+            if !visited.insert(ObjectIdentifier(t)).inserted { continue }
+            stack.append((t, true))
+            if let node = t.node {
+                for input in node.inputs where input.requiresGrad && !visited.contains(ObjectIdentifier(input)) {
+                    stack.append((input, false))
+                }
+            }
+        }
+
+        let (seed, fresh) = gradBuffer()
+        if let gradient {
+            if fresh { seed.update(from: gradient.data, count: count) }
+            else { for i in 0..<count { seed[i] += gradient.data[i] } }
+        } else {
+            seed[0] += 1
+        }
+
+        withNoGrad {
+            for t in order.reversed() {
+                guard let node = t.node else { continue }
+                if t.grad != nil, let backward = node.backward { backward(t) }
+                if !t.retainsGrad { t.grad = nil }
+                if !retainGraph {
+                    node.backward = nil
+                    node.inputs = []
+                    t.node = nil
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import CBLASRuntime
+import Foundation
+
+/// The BLAS back end (OpenBLAS, loaded at run time) and the thread count shared by BLAS and AlignerKit's own kernels.
+///
+/// OpenBLAS chooses its kernel set once, when the library is loaded, from `OPENBLAS_CORETYPE` or its own CPU
+/// detection. Debian's OpenBLAS 0.3.21 misdetects recent CPUs and falls back to its SSE3 "Prescott" kernels, about five
+/// times slower. AlignerKit therefore loads OpenBLAS itself, after setting `OPENBLAS_CORETYPE` from the CPU's features
+/// (AVX-512 → `SkylakeX`, AVX2+FMA → `Haswell`) unless the environment already sets it, in which case the user's value
+/// is respected.
+public enum BLAS {
+    /// Loads OpenBLAS on first use; a missing library stops the process with an install hint.
+    static let loaded: Bool = {
+        var message = [CChar](repeating: 0, count: 512)
+        if ak_blas_load(&message, message.count) != 0 {
+            let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            fatalError("AlignerKit: \(text)")
+        }
+        let requested = ProcessInfo.processInfo.environment["ALIGNERKIT_THREADS"].flatMap(Int.init)
+            ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
+            ?? ProcessInfo.processInfo.activeProcessorCount
+        threadCount = max(1, requested)
+        ak_blas_set_threads(Int32(threadCount))
+        return true
+    }()
+
+    nonisolated(unsafe) private static var threadCount = 1
+
+    /// Makes sure the library is loaded (idempotent).
+    @inline(__always) public static func ensureLoaded() { _ = loaded }
+
+    /// The kernel set OpenBLAS runs, e.g. `SkylakeX`.
+    public static var coreName: String { ensureLoaded(); return String(cString: ak_blas_corename()) }
+
+    /// OpenBLAS's build configuration string.
+    public static var configuration: String { ensureLoaded(); return String(cString: ak_blas_config()) }
+
+    /// The shared library that was loaded.
+    public static var libraryPath: String { ensureLoaded(); return String(cString: ak_blas_library_path()) }
+
+    /// How the kernel set was chosen, in words.
+    public static var coreSource: String {
+        ensureLoaded()
+        let value = String(cString: ak_blas_coretype_requested())
+        switch ak_blas_core_source() {
+        case AK_CORE_FROM_ENVIRONMENT: return "OPENBLAS_CORETYPE=\(value) from the environment"
+        case AK_CORE_FROM_CPU_FEATURES: return "OPENBLAS_CORETYPE=\(value) chosen by AlignerKit from CPU features"
+        case AK_CORE_PRELOADED: return "OpenBLAS was loaded before AlignerKit; its own choice stands"
+        default: return "OpenBLAS's own detection (no AVX2 or AVX-512 found)"
+        }
+    }
+
+    /// Threads used by BLAS and by AlignerKit's kernels. Defaults to `ALIGNERKIT_THREADS`, then
+    /// `OPENBLAS_NUM_THREADS`, then all cores.
+    public static var threads: Int {
+        get { ensureLoaded(); return threadCount }
+        set {
+            ensureLoaded()
+            threadCount = max(1, newValue)
+            ak_blas_set_threads(Int32(threadCount))
+        }
+    }
+
+    /// Runs `body` with BLAS on one thread (for work already parallel at a coarser level), then restores the count.
+    static func singleThreaded<R>(_ body: () -> R) -> R {
+        let n = threads
+        if n == 1 { return body() }
+        ak_blas_set_threads(1)
+        defer { ak_blas_set_threads(Int32(n)) }
+        return body()
+    }
+
+    /// One line for logs: core, how it was chosen, threads.
+    public static var summary: String {
+        "BLAS: OpenBLAS core \(coreName) (\(coreSource)), \(threads) thread\(threads == 1 ? "" : "s")"
+    }
+
+    /// Row-major `C = alpha * op(A) * op(B) + beta * C`; `op(A)` is (m, k), `op(B)` is (k, n), C is (m, n).
+    @inline(__always)
+    static func sgemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        ensureLoaded()
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            // BLAS leaves C untouched when k == 0 only if beta == 1; make beta's meaning explicit.
+            if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            else if beta != 1 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } } }
+            return
+        }
+        ak_sgemm(
+            transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+            beta, c, Int32(ldc))
+    }
+}

@@ -1,0 +1,318 @@
+import Foundation
+
+// MARK: - Broadcasting layout
+
+/// The output shape of NumPy-style broadcasting, or nil when the shapes are incompatible.
+public func broadcastShape(_ a: [Int], _ b: [Int]) -> [Int]? {
+    let r = max(a.count, b.count)
+    var out = [Int](repeating: 1, count: r)
+    for i in 0..<r {
+        let da = i < r - a.count ? 1 : a[i - (r - a.count)]
+        let db = i < r - b.count ? 1 : b[i - (r - b.count)]
+        guard da == db || da == 1 || db == 1 else { return nil }
+        out[i] = da == 1 ? db : da
+    }
+    return out
+}
+
+/// An output shape with the strides of two operands inside it (0 on broadcast axes), with adjacent axes merged where
+/// every operand allows it, so that the innermost loop is as long as possible.
+struct BroadcastLayout {
+    var shape: [Int]
+    var strideA: [Int]
+    var strideB: [Int]
+    var count: Int
+
+    /// Layout of `out` with operands of shapes `a` and `b` broadcast into it.
+    init(out: [Int], a: [Int], b: [Int]) {
+        func aligned(_ s: [Int]) -> [Int] {
+            let st = Tensor.strides(of: s)
+            let pad = out.count - s.count
+            return (0..<out.count).map { i in i < pad || s[i - pad] == 1 ? 0 : st[i - pad] }
+        }
+        self.init(out: out, strideA: aligned(a), strideB: aligned(b))
+    }
+
+    /// Layout of `out` with explicit per-axis element strides of two operands.
+    init(out: [Int], strideA: [Int], strideB: [Int]) {
+        var shape: [Int] = []
+        var sa: [Int] = []
+        var sb: [Int] = []
+        for (i, (x, y)) in zip(strideA, strideB).enumerated() where out[i] != 1 {
+            if let last = shape.last, sa.last! == x * out[i], sb.last! == y * out[i] {
+                shape[shape.count - 1] = last * out[i]
+                sa[sa.count - 1] = x
+                sb[sb.count - 1] = y
+            } else {
+                shape.append(out[i]); sa.append(x); sb.append(y)
+            }
+        }
+        if shape.isEmpty { shape = [1]; sa = [0]; sb = [0] }
+        self.shape = shape
+        self.strideA = sa
+        self.strideB = sb
+        self.count = out.reduce(1, *)
+    }
+
+    /// Calls `body(outOffset, aOffset, bOffset, n)` for runs of the innermost axis covering `range` of output indices.
+    @inline(__always)
+    func forEachRun(_ range: Range<Int>, _ body: (Int, Int, Int, Int) -> Void) {
+        let r = shape.count
+        var idx = [Int](repeating: 0, count: r)
+        var rem = range.lowerBound
+        for d in stride(from: r - 1, through: 0, by: -1) {
+            idx[d] = rem % shape[d]
+            rem /= shape[d]
+        }
+        var i = range.lowerBound
+        let inner = shape[r - 1]
+        while i < range.upperBound {
+            let n = min(inner - idx[r - 1], range.upperBound - i)
+            var oa = 0
+            var ob = 0
+            for d in 0..<r {
+                oa += idx[d] * strideA[d]
+                ob += idx[d] * strideB[d]
+            }
+            body(i, oa, ob, n)
+            i += n
+            idx[r - 1] += n
+            var d = r - 1
+            while d > 0 && idx[d] >= shape[d] {
+                idx[d] = 0
+                idx[d - 1] += 1
+                d -= 1
+            }
+        }
+    }
+}
+
+// MARK: - Kernels
+
+protocol BinaryKernel { static func apply(_ a: Float, _ b: Float) -> Float }
+enum AddKernel: BinaryKernel { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a + b } }
+enum SubKernel: BinaryKernel { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a - b } }
+enum MulKernel: BinaryKernel { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a * b } }
+enum DivKernel: BinaryKernel { @inline(__always) static func apply(_ a: Float, _ b: Float) -> Float { a / b } }
+
+/// out[i] = K(a[..], b[..]) over a broadcast layout; out is contiguous with `layout.count` elements.
+@inline(__always)
+func broadcastApply<K: BinaryKernel>(
+    _: K.Type, _ layout: BroadcastLayout, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    _ out: UnsafeMutablePointer<Float>
+) {
+    let ia = layout.strideA.last!
+    let ib = layout.strideB.last!
+    parallelFor(layout.count, grain: 1 << 15) { range in
+        layout.forEachRun(range) { o, oa, ob, n in
+            let po = out + o
+            let pa = a + oa
+            let pb = b + ob
+            if ia == 1 && ib == 1 {
+                for k in 0..<n { po[k] = K.apply(pa[k], pb[k]) }
+            } else if ia == 1 {
+                let bv = pb[0]
+                for k in 0..<n { po[k] = K.apply(pa[k], bv) }
+            } else if ib == 1 {
+                let av = pa[0]
+                for k in 0..<n { po[k] = K.apply(av, pb[k]) }
+            } else {
+                for k in 0..<n { po[k] = K.apply(pa[k * ia], pb[k * ib]) }
+            }
+        }
+    }
+}
+
+/// Adds `src` (contiguous, shape `from`) into `dst` (shape `to`, which `from` broadcasts from), summing over the
+/// broadcast axes: the backward of broadcasting.
+func accumulateReduced(_ src: UnsafePointer<Float>, from: [Int], into dst: UnsafeMutablePointer<Float>, to: [Int]) {
+    if from == to || from.reduce(1, *) == to.reduce(1, *) {
+        let n = from.reduce(1, *)
+        parallelFor(n, grain: 1 << 15) { r in for i in r { dst[i] += src[i] } }
+        return
+    }
+    let layout = BroadcastLayout(out: from, a: to, b: from)
+    let inner = layout.strideA.last!
+    // Runs that map to the same destination would race, so this reduction stays on one thread.
+    layout.forEachRun(0..<layout.count) { o, od, _, n in
+        let s = src + o
+        if inner == 0 {
+            var acc: Float = 0
+            for k in 0..<n { acc += s[k] }
+            dst[od] += acc
+        } else {
+            let d = dst + od
+            for k in 0..<n { d[k * inner] += s[k] }
+        }
+    }
+}
+
+// MARK: - Binary operations with broadcasting
+
+extension Tensor {
+    private static func binary<K: BinaryKernel>(_ k: K.Type, _ a: Tensor, _ b: Tensor, _ name: String) -> Tensor {
+        guard let shape = broadcastShape(a.shape, b.shape) else {
+            preconditionFailure("\(name): shapes \(a.shape) and \(b.shape) do not broadcast")
+        }
+        let out = Tensor(uninitialized: shape)
+        broadcastApply(k, BroadcastLayout(out: shape, a: a.shape, b: b.shape), a.data, b.data, out.data)
+        return out
+    }
+
+    /// Accumulates `g` (shape of the output) into `t`'s gradient, reducing over broadcast axes.
+    @inline(__always)
+    static func sendGrad(_ g: Tensor, to t: Tensor) {
+        guard t.requiresGrad else { return }
+        accumulateReduced(g.data, from: g.shape, into: t.gradBuffer().pointer, to: t.shape)
+    }
+
+    public static func + (a: Tensor, b: Tensor) -> Tensor {
+        binary(AddKernel.self, a, b, "add").record("add", [a, b]) { out in
+            sendGrad(out.grad!, to: a)
+            sendGrad(out.grad!, to: b)
+        }
+    }
+
+    public static func - (a: Tensor, b: Tensor) -> Tensor {
+        binary(SubKernel.self, a, b, "sub").record("sub", [a, b]) { out in
+            sendGrad(out.grad!, to: a)
+            if b.requiresGrad { sendGrad(-out.grad!, to: b) }
+        }
+    }
+
+    public static func * (a: Tensor, b: Tensor) -> Tensor {
+        binary(MulKernel.self, a, b, "mul").record("mul", [a, b]) { out in
+            let g = out.grad!
+            if a.requiresGrad { sendGrad(binary(MulKernel.self, g, b, "mul"), to: a) }
+            if b.requiresGrad { sendGrad(binary(MulKernel.self, g, a, "mul"), to: b) }
+        }
+    }
+
+    public static func / (a: Tensor, b: Tensor) -> Tensor {
+        binary(DivKernel.self, a, b, "div").record("div", [a, b]) { out in
+            let g = out.grad!
+            let gOverB = binary(DivKernel.self, g, b, "div")
+            if a.requiresGrad { sendGrad(gOverB, to: a) }
+            if b.requiresGrad {
+                // d(a/b)/db = -(a/b)/b: -g * out / b
+                let t = binary(MulKernel.self, gOverB, out, "mul")
+                sendGrad(t.affine(scale: -1, shift: 0), to: b)
+            }
+        }
+    }
+
+    // MARK: Scalars
+
+    /// `self * scale + shift`, elementwise.
+    public func affine(scale: Float, shift: Float) -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        let x = data, y = out.data
+        parallelFor(count, grain: 1 << 15) { r in for i in r { y[i] = x[i] * scale + shift } }
+        return out.record("affine", [self]) { out in
+            guard self.requiresGrad else { return }
+            let g = out.grad!.data
+            let d = self.gradBuffer().pointer
+            parallelFor(self.count, grain: 1 << 15) { r in for i in r { d[i] += g[i] * scale } }
+        }
+    }
+
+    public static func + (a: Tensor, s: Float) -> Tensor { a.affine(scale: 1, shift: s) }
+    public static func + (s: Float, a: Tensor) -> Tensor { a.affine(scale: 1, shift: s) }
+    public static func - (a: Tensor, s: Float) -> Tensor { a.affine(scale: 1, shift: -s) }
+    public static func - (s: Float, a: Tensor) -> Tensor { a.affine(scale: -1, shift: s) }
+    public static func * (a: Tensor, s: Float) -> Tensor { a.affine(scale: s, shift: 0) }
+    public static func * (s: Float, a: Tensor) -> Tensor { a.affine(scale: s, shift: 0) }
+    public static func / (a: Tensor, s: Float) -> Tensor { a.affine(scale: 1 / s, shift: 0) }
+    public static prefix func - (a: Tensor) -> Tensor { a.affine(scale: -1, shift: 0) }
+}
+
+// MARK: - Unary operations
+
+protocol UnaryKernel {
+    static func forward(_ x: Float) -> Float
+    /// dy/dx times g, given x and y = forward(x).
+    static func backward(x: Float, y: Float, g: Float) -> Float
+}
+
+enum ExpKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { Foundation.exp(x) }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { g * y }
+}
+enum LogKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { Foundation.log(x) }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { g / x }
+}
+enum SqrtKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { x.squareRoot() }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { g * 0.5 / y }
+}
+enum RsqrtKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { 1 / x.squareRoot() }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { -0.5 * g * y * y * y }
+}
+enum SquareKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { x * x }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { 2 * x * g }
+}
+enum ReciprocalKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { 1 / x }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { -g * y * y }
+}
+enum SiLUKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float {
+        let s = 1 / (1 + Foundation.exp(-x))
+        return g * s * (1 + x * (1 - s))
+    }
+}
+/// GELU, tanh approximation: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+enum GELUTanhKernel: UnaryKernel {
+    static let c: Float = 0.797_884_560_802_865_4  // √(2/π)
+    @inline(__always) static func forward(_ x: Float) -> Float {
+        0.5 * x * (1 + Foundation.tanh(c * (x + 0.044715 * x * x * x)))
+    }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float {
+        let t = Foundation.tanh(c * (x + 0.044715 * x * x * x))
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
+    }
+}
+/// GELU, exact: 0.5 x (1 + erf(x / √2)).
+enum GELUErfKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.erf(x * 0.707_106_781_186_547_6)) }
+    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float {
+        let cdf = 0.5 * (1 + Foundation.erf(x * 0.707_106_781_186_547_6))
+        let pdf = Foundation.exp(-0.5 * x * x) * 0.398_942_280_401_432_7  // 1/√(2π)
+        return g * (cdf + x * pdf)
+    }
+}
+
+/// Which GELU formula to use (PyTorch's `approximate="tanh"` or `"none"`).
+public enum GELUApproximation: Sendable { case tanh, none }
+
+extension Tensor {
+    private func unary<K: UnaryKernel>(_: K.Type, _ name: String) -> Tensor {
+        let out = Tensor(uninitialized: shape)
+        let x = data, y = out.data
+        parallelFor(count, grain: 1 << 14) { r in for i in r { y[i] = K.forward(x[i]) } }
+        return out.record(name, [self]) { out in
+            let g = out.grad!.data
+            let y = out.data
+            let d = self.gradBuffer().pointer
+            parallelFor(self.count, grain: 1 << 14) { r in
+                for i in r { d[i] += K.backward(x: x[i], y: y[i], g: g[i]) }
+            }
+        }
+    }
+
+    public func exp() -> Tensor { unary(ExpKernel.self, "exp") }
+    public func log() -> Tensor { unary(LogKernel.self, "log") }
+    public func sqrt() -> Tensor { unary(SqrtKernel.self, "sqrt") }
+    public func rsqrt() -> Tensor { unary(RsqrtKernel.self, "rsqrt") }
+    public func square() -> Tensor { unary(SquareKernel.self, "square") }
+    public func reciprocal() -> Tensor { unary(ReciprocalKernel.self, "reciprocal") }
+    /// x · sigmoid(x).
+    public func silu() -> Tensor { unary(SiLUKernel.self, "silu") }
+    public func gelu(approximate: GELUApproximation = .none) -> Tensor {
+        approximate == .tanh ? unary(GELUTanhKernel.self, "gelu_tanh") : unary(GELUErfKernel.self, "gelu")
+    }
+}
