@@ -78,8 +78,7 @@ extension Tensor {
                                c: ds, ldc: t)
                     for i in 0..<t {
                         let p = ph + i * t, s = ds + i * t
-                        var dot: Float = 0
-                        for j in 0..<t { dot += p[j] * s[j] }
+                        let dot = RowMath.dot(p, s, t)
                         for j in 0..<t { s[j] = p[j] * (s[j] - dot) }
                     }
                     // dQ += α dS K;  dK += α dSᵀ Q

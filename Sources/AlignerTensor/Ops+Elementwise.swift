@@ -228,62 +228,87 @@ extension Tensor {
 
 // MARK: - Unary operations
 
+/// An elementwise function with its derivative, on eight lanes at a time.
 protocol UnaryKernel {
-    static func forward(_ x: Float) -> Float
-    /// dy/dx times g, given x and y = forward(x).
-    static func backward(x: Float, y: Float, g: Float) -> Float
+    static func forward(_ x: Vec8) -> Vec8
+    /// g · dy/dx, given x and y = forward(x).
+    static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8
+}
+
+/// Applies a lane-wise scalar function (for functions with no vector form here).
+@inline(__always) func lanes(_ x: Vec8, _ f: (Float) -> Float) -> Vec8 {
+    var y = Vec8()
+    for i in 0..<8 { y[i] = f(x[i]) }
+    return y
 }
 
 enum ExpKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { Foundation.exp(x) }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { g * y }
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { vexp(x) }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 { g * y }
 }
 enum LogKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { Foundation.log(x) }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { g / x }
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { lanes(x) { Foundation.log($0) } }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 { g / x }
 }
 enum SqrtKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { x.squareRoot() }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { g * 0.5 / y }
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { x.squareRoot() }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 { g * 0.5 / y }
 }
 enum RsqrtKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { 1 / x.squareRoot() }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { -0.5 * g * y * y * y }
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { 1 / x.squareRoot() }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 { -0.5 * g * y * y * y }
 }
 enum SquareKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { x * x }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { 2 * x * g }
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { x * x }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 { 2 * x * g }
 }
 enum ReciprocalKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { 1 / x }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float { -g * y * y }
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { 1 / x }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 { -g * y * y }
 }
 enum SiLUKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float {
-        let s = 1 / (1 + Foundation.exp(-x))
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { x * vsigmoid(x) }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 {
+        let s = vsigmoid(x)
         return g * s * (1 + x * (1 - s))
     }
 }
 /// GELU, tanh approximation: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
 enum GELUTanhKernel: UnaryKernel {
     static let c: Float = 0.797_884_560_802_865_4  // √(2/π)
-    @inline(__always) static func forward(_ x: Float) -> Float {
-        0.5 * x * (1 + Foundation.tanh(c * (x + 0.044715 * x * x * x)))
+    static let k: Float = 0.044715
+    @inline(__always) static func inner(_ x: Vec8) -> Vec8 {
+        let x3: Vec8 = x * x * x
+        return c * (x + k * x3)
     }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float {
-        let t = Foundation.tanh(c * (x + 0.044715 * x * x * x))
-        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x))
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 {
+        let t: Vec8 = vtanh(inner(x))
+        return 0.5 * x * (1 + t)
+    }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 {
+        let t: Vec8 = vtanh(inner(x))
+        let du: Vec8 = c * (1 + 3 * k * x * x)
+        let dt: Vec8 = 0.5 * x * (1 - t * t) * du
+        return g * (0.5 * (1 + t) + dt)
     }
 }
 /// GELU, exact: 0.5 x (1 + erf(x / √2)).
 enum GELUErfKernel: UnaryKernel {
-    @inline(__always) static func forward(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.erf(x * 0.707_106_781_186_547_6)) }
-    @inline(__always) static func backward(x: Float, y: Float, g: Float) -> Float {
-        let cdf = 0.5 * (1 + Foundation.erf(x * 0.707_106_781_186_547_6))
-        let pdf = Foundation.exp(-0.5 * x * x) * 0.398_942_280_401_432_7  // 1/√(2π)
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 {
+        0.5 * x * (1 + lanes(x * 0.707_106_781_186_547_6) { Foundation.erf($0) })
+    }
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 {
+        let cdf = 0.5 * (1 + lanes(x * 0.707_106_781_186_547_6) { Foundation.erf($0) })
+        let pdf = vexp(-0.5 * x * x) * 0.398_942_280_401_432_7  // 1/√(2π)
         return g * (cdf + x * pdf)
     }
+}
+
+/// Loads up to 8 floats (the rest of the lanes are `fill`).
+@inline(__always) func loadPartial(_ p: UnsafePointer<Float>, _ n: Int, fill: Float = 0) -> Vec8 {
+    var v = Vec8(repeating: fill)
+    for k in 0..<n { v[k] = p[k] }
+    return v
 }
 
 /// Which GELU formula to use (PyTorch's `approximate="tanh"` or `"none"`).
@@ -292,14 +317,34 @@ public enum GELUApproximation: Sendable { case tanh, none }
 extension Tensor {
     private func unary<K: UnaryKernel>(_: K.Type, _ name: String) -> Tensor {
         let out = Tensor(uninitialized: shape)
-        let x = data, y = out.data
-        parallelFor(count, grain: 1 << 14) { r in for i in r { y[i] = K.forward(x[i]) } }
+        let x = UnsafePointer(data), y = out.data
+        // Chunks are whole vectors so that every element is computed the same way wherever a chunk starts.
+        let vectors = (count + 7) / 8
+        parallelFor(vectors, grain: 1 << 11) { r in
+            for v in r {
+                let i = v * 8
+                if i + 8 <= count { y.store(K.forward(x.vec8(i)), at: i) } else {
+                    let f = K.forward(loadPartial(x + i, count - i))
+                    for k in 0..<(count - i) { y[i + k] = f[k] }
+                }
+            }
+        }
         return out.record(name, [self]) { out in
-            let g = out.grad!.data
-            let y = out.data
+            let g = UnsafePointer(out.grad!.data)
+            let y = UnsafePointer(out.data)
             let d = self.gradBuffer().pointer
-            parallelFor(self.count, grain: 1 << 14) { r in
-                for i in r { d[i] += K.backward(x: x[i], y: y[i], g: g[i]) }
+            parallelFor(vectors, grain: 1 << 11) { r in
+                for v in r {
+                    let i = v * 8
+                    if i + 8 <= self.count {
+                        d.store(d.vec8(i) + K.backward(x: x.vec8(i), y: y.vec8(i), g: g.vec8(i)), at: i)
+                    } else {
+                        let n = self.count - i
+                        let b = K.backward(
+                            x: loadPartial(x + i, n, fill: 1), y: loadPartial(y + i, n, fill: 1), g: loadPartial(g + i, n))
+                        for k in 0..<n { d[i + k] += b[k] }
+                    }
+                }
             }
         }
     }

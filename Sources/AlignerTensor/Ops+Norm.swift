@@ -24,8 +24,7 @@ extension Tensor {
         parallelFor(rows, grain: max(1, 8192 / c)) { r in
             for i in r {
                 let xi = xp + i * c, yi = yp + i * c
-                var ss: Float = 0
-                for j in 0..<c { ss += xi[j] * xi[j] }
+                let ss = RowMath.dot(xi, xi, c)
                 let inv = 1 / (ss / Float(c) + eps).squareRoot()
                 rp[i] = inv
                 for j in 0..<c { yi[j] = xi[j] * inv * wp[j] }

@@ -2,41 +2,39 @@ import Foundation
 
 /// Row kernels for softmax-type operations over the last axis; a row is `n` contiguous floats.
 enum SoftmaxKernels {
-    /// max over a row.
-    @inline(__always)
-    static func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        var m = -Float.infinity
-        for j in 0..<n { m = Swift.max(m, x[j]) }
-        return m
-    }
-
-    /// y = exp(x - max) / Σ; returns log Σ exp(x) (the log-sum-exp). A row of -inf gives zeros and -inf.
+    /// y = exp(x − max) / Σ (y may alias x); returns log Σ exp(x). A row of −∞ gives zeros and −∞.
     @inline(__always)
     static func softmaxRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
-        let m = rowMax(x, n)
+        let m = RowMath.max(x, n)
         if m == -.infinity {
             y.update(repeating: 0, count: n)
             return -.infinity
         }
-        var s: Float = 0
-        for j in 0..<n {
-            let e = Foundation.exp(x[j] - m)
-            y[j] = e
-            s += e
-        }
-        let inv = 1 / s
-        for j in 0..<n { y[j] *= inv }
+        let s = RowMath.expSum(x, n, shift: m, into: y)
+        RowMath.scale(y, n, by: 1 / s)
         return m + Foundation.log(s)
     }
 
     /// log Σ exp(x) of a row, stable for large magnitudes.
     @inline(__always)
     static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let m = rowMax(x, n)
+        let m = RowMath.max(x, n)
         if m == -.infinity { return -.infinity }
-        var s: Float = 0
-        for j in 0..<n { s += Foundation.exp(x[j] - m) }
-        return m + Foundation.log(s)
+        return m + Foundation.log(RowMath.expSum(x, n, shift: m, into: nil))
+    }
+
+    /// d += scale · (exp(x − shift)) over a row, then d[target] −= scale when a target is given.
+    @inline(__always)
+    static func addScaledExp(
+        _ x: UnsafePointer<Float>, _ n: Int, shift: Float, scale: Float, into d: UnsafeMutablePointer<Float>
+    ) {
+        let sv = Vec8(repeating: shift), gv = Vec8(repeating: scale)
+        var j = 0
+        while j + 8 <= n { d.store(d.vec8(j) + gv * vexp(x.vec8(j) - sv), at: j); j += 8 }
+        if j < n {
+            let e = vexp(loadPartial(x + j, n - j) - sv)
+            for k in 0..<(n - j) { d[j + k] += scale * e[k] }
+        }
     }
 }
 
@@ -57,8 +55,7 @@ extension Tensor {
             parallelFor(rows, grain: max(1, 4096 / max(n, 1))) { r in
                 for i in r {
                     let gi = g + i * n, yi = y + i * n, di = d + i * n
-                    var dot: Float = 0
-                    for j in 0..<n { dot += gi[j] * yi[j] }
+                    let dot = RowMath.dot(gi, yi, n)
                     for j in 0..<n { di[j] += yi[j] * (gi[j] - dot) }
                 }
             }
@@ -86,7 +83,9 @@ extension Tensor {
                     let gi = g + i * n, yi = y + i * n, di = d + i * n
                     var s: Float = 0
                     for j in 0..<n { s += gi[j] }
-                    for j in 0..<n { di[j] += gi[j] - Foundation.exp(yi[j]) * s }
+                    // dx = g − exp(y) Σg: first d += g, then d −= Σg · exp(y)
+                    for j in 0..<n { di[j] += gi[j] }
+                    SoftmaxKernels.addScaledExp(yi, n, shift: 0, scale: -s, into: di)
                 }
             }
         }
@@ -133,9 +132,8 @@ extension Tensor {
                 lse.withUnsafeBufferPointer { l in
                     parallelFor(rows, grain: max(1, 4096 / v)) { r in
                         for i in r where tg[i] != ignoreIndex {
-                            let xi = x + i * v, di = d + i * v
-                            let li = l[i]
-                            for j in 0..<v { di[j] += g * Foundation.exp(xi[j] - li) }
+                            let di = d + i * v
+                            SoftmaxKernels.addScaledExp(x + i * v, v, shift: l[i], scale: g, into: di)
                             di[tg[i]] -= g
                         }
                     }
