@@ -361,3 +361,57 @@ extension Tensor {
         approximate == .tanh ? unary(GELUTanhKernel.self, "gelu_tanh") : unary(GELUErfKernel.self, "gelu")
     }
 }
+
+// MARK: - SwiGLU
+
+extension Tensor {
+    /// SwiGLU's gating, fused: `silu(gate) * up` (same shapes), as in Llama's MLP `down(silu(gate(x)) * up(x))`.
+    public static func swiglu(gate: Tensor, up: Tensor) -> Tensor {
+        precondition(gate.shape == up.shape, "swiglu: gate \(gate.shape) and up \(up.shape) differ")
+        let n = gate.count
+        let out = Tensor(uninitialized: gate.shape)
+        let gp = UnsafePointer(gate.data), up_ = UnsafePointer(up.data), o = out.data
+        let vectors = (n + 7) / 8
+        parallelFor(vectors, grain: 1 << 11) { r in
+            for v in r {
+                let i = v * 8
+                if i + 8 <= n {
+                    let x = gp.vec8(i)
+                    o.store(x * vsigmoid(x) * up_.vec8(i), at: i)
+                } else {
+                    let x = loadPartial(gp + i, n - i), u = loadPartial(up_ + i, n - i)
+                    let y = x * vsigmoid(x) * u
+                    for k in 0..<(n - i) { o[i + k] = y[k] }
+                }
+            }
+        }
+        return out.record("swiglu", [gate, up]) { out in
+            let g = UnsafePointer(out.grad!.data)
+            let dg = gate.requiresGrad ? gate.gradBuffer().pointer : nil
+            let du = up.requiresGrad ? up.gradBuffer().pointer : nil
+            parallelFor(vectors, grain: 1 << 11) { r in
+                for v in r {
+                    let i = v * 8
+                    let m = min(8, n - i)
+                    let full = m == 8
+                    let x = full ? gp.vec8(i) : loadPartial(gp + i, m)
+                    let u = full ? up_.vec8(i) : loadPartial(up_ + i, m)
+                    let gv = full ? g.vec8(i) : loadPartial(g + i, m)
+                    let s = vsigmoid(x)
+                    let silu = x * s
+                    let dGate = gv * u * s * (1 + x * (1 - s))
+                    let dUp = gv * silu
+                    if full {
+                        if let dg { dg.store(dg.vec8(i) + dGate, at: i) }
+                        if let du { du.store(du.vec8(i) + dUp, at: i) }
+                    } else {
+                        for k in 0..<m {
+                            dg?[i + k] += dGate[k]
+                            du?[i + k] += dUp[k]
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -32,12 +32,14 @@ public struct RopeTable: Sendable {
 }
 
 extension Tensor {
-    /// Rotary position embedding on x (B, H, T, D), rotate-half convention: for i < D/2,
+    /// Rotary position embedding, rotate-half convention: for i < D/2,
     /// `y[i] = x[i] cos − x[i+D/2] sin`, `y[i+D/2] = x[i+D/2] cos + x[i] sin`, with the angle of the token's position.
-    /// `positions` holds T positions shared by the batch, or B·T (one row per sequence).
-    public func rope(positions: [Int], table: RopeTable) -> Tensor {
-        precondition(rank == 4, "rope expects (batch, heads, time, head_dim), got \(shape)")
-        let (b, h, t, d) = (shape[0], shape[1], shape[2], shape[3])
+    /// x is (B, H, T, D), or (B, T, H, D) with `layout: .bthd`. `positions` holds T positions shared by the batch, or
+    /// B·T (one row per sequence).
+    public func rope(positions: [Int], table: RopeTable, layout: HeadLayout = .bhtd) -> Tensor {
+        precondition(rank == 4, "rope expects a rank-4 tensor, got \(shape)")
+        let (b, d) = (shape[0], shape[3])
+        let (h, t) = layout == .bhtd ? (shape[1], shape[2]) : (shape[2], shape[1])
         precondition(d == table.headDim, "rope: head size \(d) but table built for \(table.headDim)")
         precondition(positions.count == t || positions.count == b * t, "rope: \(positions.count) positions for B=\(b), T=\(t)")
         for p in positions where p < 0 || p >= table.positions {
@@ -46,23 +48,35 @@ extension Tensor {
         let half = d / 2
         let out = Tensor(uninitialized: shape)
         let shared = positions.count == t
+        let rows = b * h * t
+        // The position index of a row of D values.
+        @inline(__always) func positionIndex(_ row: Int) -> Int {
+            let (bi, ti) = layout == .bhtd ? (row / (h * t), row % t) : (row / (t * h), (row / h) % t)
+            return shared ? ti : bi * t + ti
+        }
         func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, inverse: Bool, accumulate: Bool) {
+            let sign: Float = inverse ? -1 : 1
             table.cos.withUnsafeBufferPointer { cosT in
                 table.sin.withUnsafeBufferPointer { sinT in
                     positions.withUnsafeBufferPointer { pos in
-                        parallelFor(b * h * t, grain: max(1, 8192 / d)) { r in
+                        parallelFor(rows, grain: max(1, 8192 / d)) { r in
                             for row in r {
-                                let ti = row % t, bi = row / (h * t)
-                                let p = pos[shared ? ti : bi * t + ti]
+                                let p = pos[positionIndex(row)]
                                 let c = cosT.baseAddress! + p * half
                                 let s = sinT.baseAddress! + p * half
                                 let x = src + row * d, y = dst + row * d
-                                let sign: Float = inverse ? -1 : 1
-                                for i in 0..<half {
-                                    let x1 = x[i], x2 = x[i + half]
-                                    let y1 = x1 * c[i] - sign * x2 * s[i]
-                                    let y2 = x2 * c[i] + sign * x1 * s[i]
-                                    if accumulate { y[i] += y1; y[i + half] += y2 } else { y[i] = y1; y[i + half] = y2 }
+                                if accumulate {
+                                    for i in 0..<half {
+                                        let x1 = x[i], x2 = x[i + half]
+                                        y[i] += x1 * c[i] - sign * x2 * s[i]
+                                        y[i + half] += x2 * c[i] + sign * x1 * s[i]
+                                    }
+                                } else {
+                                    for i in 0..<half {
+                                        let x1 = x[i], x2 = x[i + half]
+                                        y[i] = x1 * c[i] - sign * x2 * s[i]
+                                        y[i + half] = x2 * c[i] + sign * x1 * s[i]
+                                    }
                                 }
                             }
                         }

@@ -107,4 +107,71 @@ final class AttentionTests: XCTestCase {
         for (x, y) in zip(o1, out2.scalars) { XCTAssertEqual(x, y, accuracy: 1e-6) }
         for (x, y) in zip(g1, q.grad!.scalars) { XCTAssertEqual(x, y, accuracy: 1e-5) }
     }
+
+    func testTimeMajorLayoutMatchesHeadMajor() {
+        let (b, h, kv, t, d) = (2, 4, 2, 5, 3)
+        let q = randomTensor([b, t, h, d], seed: 110), k = randomTensor([b, t, kv, d], seed: 111)
+        let v = randomTensor([b, t, kv, d], seed: 112)
+        let padding = [true, true, true, true, false, true, true, true, true, true]
+        let ref = reference(b: b, h: h, kv: kv, t: t, d: d, causal: true, padding: padding, scale: 1 / Double(d).squareRoot())
+        // The reference works on (B, H, T, D): permute inputs in, and the output back.
+        func toHeadMajor(_ x: [Double], heads: Int) -> [Double] {
+            var out = x
+            for bi in 0..<b { for ti in 0..<t { for hi in 0..<heads { for e in 0..<d {
+                out[((bi * heads + hi) * t + ti) * d + e] = x[((bi * t + ti) * heads + hi) * d + e]
+            } } } }
+            return out
+        }
+        check.check("attention bthd", inputs: [q, k, v],
+                    op: { Tensor.attention(q: $0[0], k: $0[1], v: $0[2], keyPadding: padding, layout: .bthd) }) { x in
+            let o = ref([toHeadMajor(x[0], heads: h), toHeadMajor(x[1], heads: kv), toHeadMajor(x[2], heads: kv)])
+            var back = o
+            for bi in 0..<b { for ti in 0..<t { for hi in 0..<h { for e in 0..<d {
+                back[((bi * t + ti) * h + hi) * d + e] = o[((bi * h + hi) * t + ti) * d + e]
+            } } } }
+            return back
+        }
+    }
+
+    func testFewerQueriesThanKeysAlignToTheEnd() {
+        // Queries are the last Tq positions: their outputs equal the last rows of full self-attention.
+        let (b, h, t, d) = (1, 2, 6, 4)
+        let q = randomTensor([b, h, t, d], seed: 113, grad: false)
+        let k = randomTensor([b, h, t, d], seed: 114, grad: false), v = randomTensor([b, h, t, d], seed: 115, grad: false)
+        let full = Tensor.attention(q: q, k: k, v: v)
+        let last = q.slice(axis: 2, 4..<6)
+        let part = Tensor.attention(q: last, k: k, v: v)
+        for hi in 0..<h { for i in 0..<2 { for e in 0..<d {
+            XCTAssertEqual(part.data[(hi * 2 + i) * d + e], full.data[(hi * t + 4 + i) * d + e], accuracy: 1e-6)
+        } } }
+        let qp = randomTensor([b, h, 2, d], seed: 116), kp = randomTensor([b, h, 5, d], seed: 117)
+        let vp = randomTensor([b, h, 5, d], seed: 118)
+        check.check("attention Tq < Tk", inputs: [qp, kp, vp], op: { Tensor.attention(q: $0[0], k: $0[1], v: $0[2]) }) { x in
+            // Pad q to Tk rows at the front, run the square reference, keep the last Tq rows.
+            var qFull = [Double](repeating: 0, count: b * h * 5 * d)
+            for hi in 0..<h { for i in 0..<2 { for e in 0..<d { qFull[(hi * 5 + 3 + i) * d + e] = x[0][(hi * 2 + i) * d + e] } } }
+            let o = self.reference(b: b, h: h, kv: h, t: 5, d: d, causal: true, padding: nil, scale: 0.5)([qFull, x[1], x[2]])
+            var out: [Double] = []
+            for hi in 0..<h { for i in 0..<2 { for e in 0..<d { out.append(o[(hi * 5 + 3 + i) * d + e]) } } }
+            return out
+        }
+    }
+
+    func testCachedAttentionMatchesFullAttention() {
+        let (b, h, kv, t, d, capacity) = (2, 4, 2, 7, 8, 10)
+        let q = randomTensor([b, t, h, d], seed: 119, grad: false)
+        let k = randomTensor([b, t, kv, d], seed: 120, grad: false), v = randomTensor([b, t, kv, d], seed: 121, grad: false)
+        let full = Tensor.attention(q: q, k: k, v: v, layout: .bthd)
+        // Cache (B, capacity, KV, D) holding the t positions.
+        let kc = Tensor.zeros([b, capacity, kv, d]), vc = Tensor.zeros([b, capacity, kv, d])
+        for bi in 0..<b {
+            (kc.data + bi * capacity * kv * d).update(from: k.data + bi * t * kv * d, count: t * kv * d)
+            (vc.data + bi * capacity * kv * d).update(from: v.data + bi * t * kv * d, count: t * kv * d)
+        }
+        let newest = q.slice(axis: 1, (t - 2)..<t)
+        let out = Tensor.cachedAttention(q: newest, kCache: kc, vCache: vc, length: t)
+        for bi in 0..<b { for i in 0..<2 { for j in 0..<(h * d) {
+            XCTAssertEqual(out.data[(bi * 2 + i) * h * d + j], full.data[(bi * t + t - 2 + i) * h * d + j], accuracy: 1e-5)
+        } } }
+    }
 }

@@ -82,4 +82,13 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertNotEqual(x.gelu(approximate: .tanh).item, x.gelu().item)
         XCTAssertEqual(Double(x.gelu().item), 0.5 * 1.5 * (1 + Foundation.erf(1.5 / 2.0.squareRoot())), accuracy: 1e-6)
     }
+
+    func testSwiGLU() {
+        for n in [5, 16, 21] {
+            let gate = randomTensor([n], seed: UInt64(60 + n), scale: 2), up = randomTensor([n], seed: UInt64(70 + n))
+            check.check("swiglu \(n)", inputs: [gate, up], op: { Tensor.swiglu(gate: $0[0], up: $0[1]) }) { x in
+                zip(x[0], x[1]).map { g, u in g / (1 + Foundation.exp(-g)) * u }
+            }
+        }
+    }
 }

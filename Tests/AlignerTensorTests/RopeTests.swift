@@ -52,4 +52,24 @@ final class RopeTests: XCTestCase {
         let y = x.rope(positions: [0], table: RopeTable(headDim: 6, theta: 10_000, positions: 1))
         XCTAssertEqual(y.scalars, x.scalars)
     }
+
+    func testTimeMajorLayout() {
+        let (b, h, t, d) = (2, 3, 4, 6)
+        let x = randomTensor([b, t, h, d], seed: 83)
+        let table = RopeTable(headDim: d, theta: 10_000, positions: 32)
+        let pos = [3, 4, 5, 6, 0, 1, 2, 3]
+        let ref = reference(b: b, h: h, t: t, d: d, positions: pos, theta: 10_000)
+        check.check("rope bthd", inputs: [x], op: { $0[0].rope(positions: pos, table: table, layout: .bthd) }) { v in
+            var hm = v[0]
+            for bi in 0..<b { for ti in 0..<t { for hi in 0..<h { for e in 0..<d {
+                hm[((bi * h + hi) * t + ti) * d + e] = v[0][((bi * t + ti) * h + hi) * d + e]
+            } } } }
+            let o = ref([hm])
+            var back = o
+            for bi in 0..<b { for ti in 0..<t { for hi in 0..<h { for e in 0..<d {
+                back[((bi * t + ti) * h + hi) * d + e] = o[((bi * h + hi) * t + ti) * d + e]
+            } } } }
+            return back
+        }
+    }
 }
