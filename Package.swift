@@ -25,6 +25,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "AlignerTensor", targets: ["AlignerTensor"]),
+        .library(name: "AlignerSafetensors", targets: ["AlignerSafetensors"]),
         .executable(name: "aligner", targets: ["aligner"]),
     ],
     dependencies: [
@@ -42,6 +43,7 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: optimize),
+        .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerBench", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .executableTarget(
             name: "aligner",
@@ -52,5 +54,6 @@ let package = Package(
             ],
             swiftSettings: optimize),
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
+        .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors"]),
     ]
 )
