@@ -3,7 +3,8 @@
 //
 // Dependencies point one way only:
 //   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS) -> AlignerTensor (tensors, autodiff, kernels)
-//   -> [later: AlignerModel, AlignerOptim, AlignerData] -> AlignerBench (benchmarks)
+//   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
+//   -> [later: AlignerData] -> AlignerBench (benchmarks)
 //   -> aligner (executable: wiring only)
 import PackageDescription
 
@@ -26,6 +27,8 @@ let package = Package(
     products: [
         .library(name: "AlignerTensor", targets: ["AlignerTensor"]),
         .library(name: "AlignerSafetensors", targets: ["AlignerSafetensors"]),
+        .library(name: "AlignerModel", targets: ["AlignerModel"]),
+        .library(name: "AlignerOptim", targets: ["AlignerOptim"]),
         .executable(name: "aligner", targets: ["aligner"]),
     ],
     dependencies: [
@@ -44,7 +47,9 @@ let package = Package(
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: optimize),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerBench", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerBench", dependencies: ["AlignerTensor", "AlignerModel", "AlignerOptim"], swiftSettings: optimize),
         .executableTarget(
             name: "aligner",
             dependencies: [
@@ -54,6 +59,10 @@ let package = Package(
             ],
             swiftSettings: optimize),
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
-        .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors"]),
+        .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "AlignerModelTests", dependencies: ["AlignerModel", "AlignerOptim", "AlignerSafetensors"],
+            exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
     ]
 )

@@ -114,8 +114,9 @@ extension Tensor {
 
     /// Rows of this tensor (axis 0) picked by `indices`, repeats allowed; the result has shape
     /// `indexShape + shape[1...]` (`indexShape` defaults to `[indices.count]`). The backward scatter-adds, so a row
-    /// picked twice receives both gradients. This is the embedding lookup when `self` is the table.
-    public func gatherRows(_ indices: [Int], indexShape: [Int]? = nil) -> Tensor {
+    /// picked twice receives both gradients; row `frozenRow` (PyTorch's `padding_idx`) receives none.
+    /// This is the embedding lookup when `self` is the table.
+    public func gatherRows(_ indices: [Int], indexShape: [Int]? = nil, frozenRow: Int? = nil) -> Tensor {
         precondition(rank >= 1, "gatherRows needs at least one axis")
         let rows = shape[0]
         let width = count / max(rows, 1)
@@ -137,7 +138,7 @@ extension Tensor {
             // Threads own disjoint column ranges, so repeated rows never race.
             indices.withUnsafeBufferPointer { idx in
                 parallelFor(width, grain: max(1, (1 << 15) / max(idx.count, 1))) { cols in
-                    for i in 0..<idx.count {
+                    for i in 0..<idx.count where idx[i] != frozenRow {
                         let src = g + i * width
                         let dst = d + idx[i] * width
                         for c in cols { dst[c] += src[c] }
@@ -148,8 +149,9 @@ extension Tensor {
     }
 
     /// Embedding lookup: `table` is (vocab, dim), `ids` has shape `idsShape`; result is `idsShape + [dim]`.
-    public static func embedding(_ table: Tensor, ids: [Int], shape idsShape: [Int]) -> Tensor {
+    /// As `torch.nn.Embedding(padding_idx:)`, the row `paddingIndex` gets no gradient.
+    public static func embedding(_ table: Tensor, ids: [Int], shape idsShape: [Int], paddingIndex: Int? = nil) -> Tensor {
         precondition(table.rank == 2, "embedding table must be (vocab, dim), got \(table.shape)")
-        return table.gatherRows(ids, indexShape: idsShape)
+        return table.gatherRows(ids, indexShape: idsShape, frozenRow: paddingIndex)
     }
 }

@@ -9,7 +9,7 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 /// thread runs inline: spreading tiny loops costs more than it saves. `body` is called once per chunk, never per item,
 /// and must only write memory that no other chunk writes.
 @inline(__always)
-func parallelFor(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
+public func parallelFor(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
     let threads = BLAS.threads
     let chunks = min(threads, count / max(1, grain))
     if chunks <= 1 {

@@ -90,4 +90,10 @@ final class ShapeTests: XCTestCase {
         XCTAssertEqual(wide.grad!.data[2 * 4096], 1)
         XCTAssertEqual(wide.grad!.data[0], 0)
     }
+
+    func testEmbeddingPaddingRowGetsNoGradient() {
+        let table = randomTensor([4, 3], seed: 31)
+        Tensor.embedding(table, ids: [0, 2, 0, 3], shape: [4], paddingIndex: 0).sum().backward()
+        XCTAssertEqual(table.grad!.scalars, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    }
 }

@@ -1,0 +1,230 @@
+import AlignerTensor
+import Foundation
+
+/// How `LlamaModel.generate` picks tokens.
+public struct GenerationOptions: Sendable {
+    /// Most tokens generated per prompt (the EOS token, when produced, counts).
+    public var maxNewTokens: Int
+    /// 0 is greedy decoding; otherwise logits are divided by it before sampling.
+    public var temperature: Float
+    /// Keep only the k most likely tokens (sampling only).
+    public var topK: Int?
+    /// Keep the smallest set of most likely tokens whose probability reaches p (sampling only).
+    public var topP: Float?
+    /// Seed of the sampler; one generator serves the batch, rows drawn in order.
+    public var seed: UInt64
+    /// Tokens that end a sequence; nil means the configuration's `eos_token_id`.
+    public var eosTokenIds: [Int]?
+    /// Use the key/value cache (false recomputes the whole sequence every step; for checking).
+    public var useCache: Bool
+
+    public init(maxNewTokens: Int = 64, temperature: Float = 0, topK: Int? = nil, topP: Float? = nil, seed: UInt64 = 0,
+                eosTokenIds: [Int]? = nil, useCache: Bool = true) {
+        self.maxNewTokens = maxNewTokens
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.seed = seed
+        self.eosTokenIds = eosTokenIds
+        self.useCache = useCache
+    }
+}
+
+/// Generated continuations, one per prompt, without the prompt; `stoppedAtEOS` tells whether each ended with an EOS
+/// token (which is not included in `tokens`).
+public struct GenerationResult: Sendable, Equatable {
+    public var tokens: [[Int]]
+    public var stoppedAtEOS: [Bool]
+}
+
+/// Keys and values of every layer for the positions processed so far: (B, capacity, KV, D) per layer.
+final class KVCache {
+    let keys: [Tensor]
+    let values: [Tensor]
+    let capacity: Int
+    var length = 0
+
+    init(config: LlamaConfig, batch: Int, capacity: Int) {
+        let shape = [batch, capacity, config.numKeyValueHeads, config.headDim]
+        keys = (0..<config.numHiddenLayers).map { _ in Tensor.zeros(shape) }
+        values = (0..<config.numHiddenLayers).map { _ in Tensor.zeros(shape) }
+        self.capacity = capacity
+    }
+
+    /// Copies new keys/values (B, Tn, KV, D) of `layer` into positions length..<length+Tn.
+    func store(layer: Int, k: Tensor, v: Tensor) {
+        let (b, tn, row) = (k.shape[0], k.shape[1], k.shape[2] * k.shape[3])
+        precondition(length + tn <= capacity, "KV cache overflow: \(length) + \(tn) > \(capacity)")
+        for bi in 0..<b {
+            (keys[layer].data + (bi * capacity + length) * row).update(from: k.data + bi * tn * row, count: tn * row)
+            (values[layer].data + (bi * capacity + length) * row).update(from: v.data + bi * tn * row, count: tn * row)
+        }
+    }
+}
+
+extension LlamaModel {
+    /// Continues each prompt (lists of token ids, any lengths; batched with left padding) greedily or by sampling,
+    /// until an EOS token or `maxNewTokens`. Records no gradients.
+    public func generate(prompts: [[Int]], options: GenerationOptions = GenerationOptions()) -> GenerationResult {
+        precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty }, "generate needs non-empty prompts")
+        return withNoGrad { options.useCache ? generateCached(prompts, options) : generateRecomputing(prompts, options) }
+    }
+
+    private func leftPadded(_ prompts: [[Int]]) -> (ids: [Int], mask: [Bool], positions: [Int], width: Int) {
+        let width = prompts.map(\.count).max()!
+        let pad = config.padTokenId ?? 0
+        var ids: [Int] = [], mask: [Bool] = [], positions: [Int] = []
+        for p in prompts {
+            let n = width - p.count
+            ids += [Int](repeating: pad, count: n) + p
+            mask += [Bool](repeating: false, count: n) + [Bool](repeating: true, count: p.count)
+            positions += [Int](repeating: 0, count: n) + Array(0..<p.count)
+        }
+        return (ids, mask, positions, width)
+    }
+
+    private func generateCached(_ prompts: [[Int]], _ options: GenerationOptions) -> GenerationResult {
+        let b = prompts.count
+        var (ids, mask, positions, width) = leftPadded(prompts)
+        let longest = prompts.map(\.count).max()!
+        precondition(longest + options.maxNewTokens <= config.maxPositionEmbeddings,
+                     "prompt of \(longest) + \(options.maxNewTokens) new tokens exceeds max_position_embeddings")
+        let cache = KVCache(config: config, batch: b, capacity: width + options.maxNewTokens)
+        var state = SamplerState(model: self, prompts: prompts, options: options)
+        var logits = forwardCached(ids: ids, batch: b, newTokens: width, positions: positions, cache: cache, mask: mask)
+        var next = prompts.map { $0.count }  // next position per row
+        while !state.done {
+            let tokens = state.step(lastLogits: logits)
+            if state.done { break }
+            // Append one column: the new token, visible, at the next position.
+            var newMask: [Bool] = []
+            for bi in 0..<b {
+                newMask += mask[(bi * cache.length)..<((bi + 1) * cache.length)] + [true]
+            }
+            mask = newMask
+            positions = next
+            ids = tokens
+            logits = forwardCached(ids: ids, batch: b, newTokens: 1, positions: positions, cache: cache, mask: mask)
+            next = next.map { $0 + 1 }
+        }
+        return state.result
+    }
+
+    private func generateRecomputing(_ prompts: [[Int]], _ options: GenerationOptions) -> GenerationResult {
+        let b = prompts.count
+        var sequences = prompts
+        var state = SamplerState(model: self, prompts: prompts, options: options)
+        while !state.done {
+            let (ids, mask, positions, width) = leftPadded(sequences)
+            let logits = forward(ids: ids, batch: b, time: width, attentionMask: mask, positions: positions)
+            let last = logits.slice(axis: 1, (width - 1)..<width).reshape([b, config.vocabSize])
+            let tokens = state.step(lastLogits: last)
+            for bi in 0..<b { sequences[bi].append(tokens[bi]) }
+        }
+        return state.result
+    }
+
+    /// Runs `newTokens` positions per row through the model against the cache (appending their keys and values) and
+    /// returns the logits of the last new position (B, vocab). `mask` covers all cached positions plus the new ones.
+    func forwardCached(ids: [Int], batch b: Int, newTokens tn: Int, positions: [Int], cache: KVCache, mask: [Bool]) -> Tensor {
+        let h = config.numAttentionHeads, kv = config.numKeyValueHeads, d = config.headDim
+        let eps = Float(config.rmsNormEps)
+        let length = cache.length + tn
+        let keyMask: [Bool]? = mask.allSatisfy { $0 } ? nil : mask
+        var x = Tensor.embedding(embed, ids: ids, shape: [b, tn])
+        for (l, w) in blocks.enumerated() {
+            let n1 = Tensor.rmsNorm(x, weight: w.inputNorm, eps: eps)
+            let q = n1.matmul(w.q, transposeOther: true).reshape([b, tn, h, d]).rope(positions: positions, table: rope, layout: .bthd)
+            let k = n1.matmul(w.k, transposeOther: true).reshape([b, tn, kv, d]).rope(positions: positions, table: rope, layout: .bthd)
+            let v = n1.matmul(w.v, transposeOther: true).reshape([b, tn, kv, d])
+            cache.store(layer: l, k: k, v: v)
+            let a = Tensor.cachedAttention(q: q, kCache: cache.keys[l], vCache: cache.values[l], length: length, keyPadding: keyMask)
+            let x1 = x + a.reshape([b, tn, h * d]).matmul(w.o, transposeOther: true)
+            let n2 = Tensor.rmsNorm(x1, weight: w.postNorm, eps: eps)
+            let m = Tensor.swiglu(gate: n2.matmul(w.gate, transposeOther: true), up: n2.matmul(w.up, transposeOther: true))
+            x = x1 + m.matmul(w.down, transposeOther: true)
+        }
+        cache.length = length
+        let last = tn == 1 ? x : x.slice(axis: 1, (tn - 1)..<tn)
+        let normed = Tensor.rmsNorm(last, weight: finalNorm, eps: eps)
+        return normed.matmul(head, transposeOther: true).reshape([b, config.vocabSize])
+    }
+}
+
+/// Token selection and stopping for a batch.
+struct SamplerState {
+    let options: GenerationOptions
+    let eos: Set<Int>
+    let vocab: Int
+    let padToken: Int
+    var rng: SeededGenerator
+    var result: GenerationResult
+    var finished: [Bool]
+    var produced = 0
+
+    init(model: LlamaModel, prompts: [[Int]], options: GenerationOptions) {
+        self.options = options
+        eos = Set(options.eosTokenIds ?? model.config.eosTokenIds)
+        vocab = model.config.vocabSize
+        padToken = model.config.padTokenId ?? 0
+        rng = SeededGenerator(seed: options.seed)
+        result = GenerationResult(tokens: prompts.map { _ in [] }, stoppedAtEOS: prompts.map { _ in false })
+        finished = prompts.map { _ in options.maxNewTokens <= 0 }
+    }
+
+    var done: Bool { finished.allSatisfy { $0 } }
+
+    /// Picks the next token of every unfinished row from `lastLogits` (B, vocab); finished rows get the pad token.
+    mutating func step(lastLogits: Tensor) -> [Int] {
+        var tokens: [Int] = []
+        for bi in 0..<finished.count {
+            if finished[bi] { tokens.append(padToken); continue }
+            let t = Sampler.pick(lastLogits.data + bi * vocab, vocab, options, &rng)
+            tokens.append(t)
+            if eos.contains(t) {
+                finished[bi] = true
+                result.stoppedAtEOS[bi] = true
+            } else {
+                result.tokens[bi].append(t)
+            }
+        }
+        produced += 1
+        if produced >= options.maxNewTokens { finished = finished.map { _ in true } }
+        return tokens
+    }
+}
+
+/// Greedy choice or temperature / top-k / top-p sampling (in Hugging Face's order) from one row of logits.
+public enum Sampler {
+    public static func pick(_ logits: UnsafePointer<Float>, _ n: Int, _ options: GenerationOptions, _ rng: inout SeededGenerator) -> Int {
+        if options.temperature <= 0 {
+            var best = 0
+            for j in 1..<n where logits[j] > logits[best] { best = j }
+            return best
+        }
+        let t = Double(options.temperature)
+        var order = Array(0..<n).sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        if let k = options.topK, k > 0, k < n { order.removeLast(n - k) }
+        let top = Double(logits[order[0]])
+        var probs = order.map { Foundation.exp((Double(logits[$0]) - top) / t) }
+        var total = probs.reduce(0, +)
+        if let p = options.topP, p < 1 {
+            var cumulative = 0.0
+            var keep = 0
+            while keep < probs.count {
+                cumulative += probs[keep] / total
+                keep += 1
+                if cumulative >= Double(p) { break }
+            }
+            order.removeLast(order.count - keep)
+            probs.removeLast(probs.count - keep)
+            total = probs.reduce(0, +)
+        }
+        var u = rng.nextDouble() * total
+        for (i, pr) in probs.enumerated() {
+            u -= pr
+            if u < 0 { return order[i] }
+        }
+        return order[probs.count - 1]
+    }
+}

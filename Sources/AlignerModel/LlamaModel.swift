@@ -1,0 +1,175 @@
+import AlignerTensor
+import Foundation
+
+/// A weight that does not fit the model: wrong shape, missing, or unexpected.
+public struct WeightError: Error, CustomStringConvertible, Equatable {
+    public let name: String
+    public let message: String
+    public var description: String { "weight '\(name)': \(message)" }
+}
+
+/// A Llama-family decoder (Hugging Face `LlamaForCausalLM`): token embedding; N blocks of (RMSNorm, self-attention
+/// with RoPE and grouped key/value heads, residual, RMSNorm, SwiGLU MLP, residual); final RMSNorm; LM head (tied to
+/// the embedding or not). No biases. Parameters carry Hugging Face's names; linear weights are (out, in).
+public final class LlamaModel {
+    public let config: LlamaConfig
+    /// Every parameter by its Hugging Face name.
+    public private(set) var parameters: [String: Tensor]
+    /// Parameter names in Hugging Face's `named_parameters()` order.
+    public let parameterNames: [String]
+    let rope: RopeTable
+
+    /// One block's parameters.
+    struct Block {
+        let inputNorm, q, k, v, o, postNorm, gate, up, down: Tensor
+    }
+    let embed: Tensor
+    let blocks: [Block]
+    let finalNorm: Tensor
+    let head: Tensor  // the embedding when tied
+
+    /// Parameter names and shapes in Hugging Face's order for `config`.
+    public static func parameterShapes(_ config: LlamaConfig) -> [(String, [Int])] {
+        let c = config.hiddenSize, kvDim = config.numKeyValueHeads * config.headDim, f = config.intermediateSize
+        var out: [(String, [Int])] = [("model.embed_tokens.weight", [config.vocabSize, c])]
+        for i in 0..<config.numHiddenLayers {
+            let p = "model.layers.\(i)."
+            out += [
+                (p + "self_attn.q_proj.weight", [c, c]), (p + "self_attn.k_proj.weight", [kvDim, c]),
+                (p + "self_attn.v_proj.weight", [kvDim, c]), (p + "self_attn.o_proj.weight", [c, c]),
+                (p + "mlp.gate_proj.weight", [f, c]), (p + "mlp.up_proj.weight", [f, c]),
+                (p + "mlp.down_proj.weight", [c, f]),
+                (p + "input_layernorm.weight", [c]), (p + "post_attention_layernorm.weight", [c]),
+            ]
+        }
+        out.append(("model.norm.weight", [c]))
+        if !config.tieWordEmbeddings { out.append(("lm_head.weight", [config.vocabSize, c])) }
+        return out
+    }
+
+    /// A model with weights drawn deterministically from `seed`, as Hugging Face initialises Llama: every matrix
+    /// normal(0, initializer_range), norms at 1. Parameters are drawn in `parameterNames` order from one generator.
+    public convenience init(config: LlamaConfig, seed: UInt64) throws {
+        try config.validate()
+        var rng = SeededGenerator(seed: seed)
+        var weights: [String: Tensor] = [:]
+        for (name, shape) in Self.parameterShapes(config) {
+            weights[name] = shape.count == 1
+                ? Tensor.ones(shape)
+                : Tensor.randomNormal(shape, std: Float(config.initializerRange), generator: &rng)
+        }
+        try self.init(config: config, weights: weights)
+    }
+
+    /// A model holding `weights` (Hugging Face names). Every expected weight must be present with its shape; extra
+    /// names are an error, except `lm_head.weight` equal in shape to the embedding when tied (it is ignored) and
+    /// rotary-embedding buffers.
+    public init(config: LlamaConfig, weights: [String: Tensor]) throws {
+        try config.validate()
+        self.config = config
+        let shapes = Self.parameterShapes(config)
+        var params: [String: Tensor] = [:]
+        for (name, shape) in shapes {
+            guard let t = weights[name] else { throw WeightError(name: name, message: "missing") }
+            guard t.shape == shape else {
+                throw WeightError(name: name, message: "shape \(t.shape), expected \(shape)")
+            }
+            let p = t.isLeaf && !t.requiresGrad ? t : t.detached()
+            p.name = name
+            p.requiringGrad(true)
+            params[name] = p
+        }
+        let expected = Set(shapes.map(\.0))
+        for name in weights.keys.sorted() where !expected.contains(name) {
+            if name == "lm_head.weight" && config.tieWordEmbeddings { continue }
+            if name.hasSuffix("rotary_emb.inv_freq") { continue }
+            throw WeightError(name: name, message: "unexpected (not a parameter of this configuration)")
+        }
+        parameters = params
+        parameterNames = shapes.map(\.0)
+        embed = params["model.embed_tokens.weight"]!
+        blocks = (0..<config.numHiddenLayers).map { i in
+            let p = "model.layers.\(i)."
+            return Block(
+                inputNorm: params[p + "input_layernorm.weight"]!, q: params[p + "self_attn.q_proj.weight"]!,
+                k: params[p + "self_attn.k_proj.weight"]!, v: params[p + "self_attn.v_proj.weight"]!,
+                o: params[p + "self_attn.o_proj.weight"]!, postNorm: params[p + "post_attention_layernorm.weight"]!,
+                gate: params[p + "mlp.gate_proj.weight"]!, up: params[p + "mlp.up_proj.weight"]!,
+                down: params[p + "mlp.down_proj.weight"]!)
+        }
+        finalNorm = params["model.norm.weight"]!
+        head = config.tieWordEmbeddings ? embed : params["lm_head.weight"]!
+        rope = RopeTable(headDim: config.headDim, theta: Float(config.ropeTheta), positions: config.maxPositionEmbeddings)
+    }
+
+    /// Parameters in `parameterNames` order.
+    public var orderedParameters: [Tensor] { parameterNames.map { parameters[$0]! } }
+
+    /// Sets every parameter's gradient to nil.
+    public func releaseGradients() { for p in parameters.values { p.releaseGrad() } }
+
+    // MARK: Forward
+
+    /// Logits (B, T, vocab) for `ids` (B·T, row-major). `attentionMask` (B·T, true = real token) keeps padded keys
+    /// out of attention; `positions` (B·T) default to 0…T−1 for every row.
+    public func forward(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil, positions: [Int]? = nil) -> Tensor {
+        precondition(ids.count == batch * time, "forward: \(ids.count) ids for batch \(batch) × time \(time)")
+        precondition(time <= config.maxPositionEmbeddings, "sequence of \(time) exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
+        for (i, id) in ids.enumerated() where id < 0 || id >= config.vocabSize {
+            preconditionFailure("token id \(id) at position \(i) is outside the vocabulary 0..<\(config.vocabSize)")
+        }
+        let pos = positions ?? Array(0..<time)
+        let mask = attentionMask.flatMap { $0.allSatisfy { $0 } ? nil : $0 }
+        // As Hugging Face's nn.Embedding(padding_idx=pad_token_id): the pad row receives no gradient.
+        var x = Tensor.embedding(embed, ids: ids, shape: [batch, time], paddingIndex: config.padTokenId)  // (B, T, C)
+        for block in blocks { x = blockForward(block, x, batch: batch, time: time, positions: pos, mask: mask) }
+        x = Tensor.rmsNorm(x, weight: finalNorm, eps: Float(config.rmsNormEps))
+        return x.matmul(head, transposeOther: true)  // (B, T, V)
+    }
+
+    func blockForward(_ w: Block, _ x: Tensor, batch b: Int, time t: Int, positions: [Int], mask: [Bool]?) -> Tensor {
+        let h = config.numAttentionHeads, kv = config.numKeyValueHeads, d = config.headDim
+        let eps = Float(config.rmsNormEps)
+        let n1 = Tensor.rmsNorm(x, weight: w.inputNorm, eps: eps)
+        let q = n1.matmul(w.q, transposeOther: true).reshape([b, t, h, d]).rope(positions: positions, table: rope, layout: .bthd)
+        let k = n1.matmul(w.k, transposeOther: true).reshape([b, t, kv, d]).rope(positions: positions, table: rope, layout: .bthd)
+        let v = n1.matmul(w.v, transposeOther: true).reshape([b, t, kv, d])
+        let a = Tensor.attention(q: q, k: k, v: v, causal: true, keyPadding: mask, layout: .bthd)  // (B, T, H, D)
+        let x1 = x + a.reshape([b, t, h * d]).matmul(w.o, transposeOther: true)
+        let n2 = Tensor.rmsNorm(x1, weight: w.postNorm, eps: eps)
+        let m = Tensor.swiglu(gate: n2.matmul(w.gate, transposeOther: true), up: n2.matmul(w.up, transposeOther: true))
+        return x1 + m.matmul(w.down, transposeOther: true)
+    }
+
+    /// The causal-LM loss as Hugging Face computes it: the logits at position t are scored against label t+1, labels
+    /// of -100 are ignored, the mean is over counted tokens (or the sum with `.sum`, for token-weighted gradient
+    /// accumulation). Returns the loss and the logits (B, T, V).
+    public func loss(
+        ids: [Int], labels: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil, reduction: LossReduction = .mean
+    ) -> (loss: Tensor, logits: Tensor) {
+        precondition(labels.count == ids.count, "loss: \(labels.count) labels for \(ids.count) ids")
+        let logits = forward(ids: ids, batch: batch, time: time, attentionMask: attentionMask)
+        return (Tensor.crossEntropy(logits, targets: Self.shiftedTargets(labels, batch: batch, time: time), reduction: reduction), logits)
+    }
+
+    /// Row t of each sequence is scored against label t+1; the last row against nothing (-100).
+    public static func shiftedTargets(_ labels: [Int], batch: Int, time: Int) -> [Int] {
+        var targets = [Int](repeating: -100, count: batch * time)
+        for b in 0..<batch { for t in 0..<(time - 1) { targets[b * time + t] = labels[b * time + t + 1] } }
+        return targets
+    }
+
+    /// Number of tokens `loss` counts for these labels (label positions 1…T−1 that are not -100).
+    public static func countedTokens(_ labels: [Int], batch: Int, time: Int) -> Int {
+        shiftedTargets(labels, batch: batch, time: time).reduce(0) { $0 + ($1 == -100 ? 0 : 1) }
+    }
+
+    /// Forward-pass floating-point operations per token for a sequence of `time` tokens (matrix products and the
+    /// attention score/value products over the full T×T square), as commonly counted; training is about 3×.
+    public func forwardFlopsPerToken(time: Int) -> Double {
+        let c = Double(config.hiddenSize), kvDim = Double(config.numKeyValueHeads * config.headDim)
+        let f = Double(config.intermediateSize), v = Double(config.vocabSize), l = Double(config.numHiddenLayers)
+        let perLayer = 2 * (c * c * 2 + 2 * c * kvDim + 3 * c * f) + 2 * 2 * Double(time) * c
+        return l * perLayer + 2 * c * v
+    }
+}
