@@ -108,7 +108,14 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         case initializerRange = "initializer_range"
         case architectures, modelType = "model_type", hiddenAct = "hidden_act", headDim = "head_dim"
         case attentionBias = "attention_bias", mlpBias = "mlp_bias", ropeScaling = "rope_scaling"
-        case torchDtype = "torch_dtype"
+        case torchDtype = "torch_dtype", ropeParameters = "rope_parameters"
+    }
+
+    /// transformers 5 keeps `rope_theta` inside `rope_parameters` (with `rope_type`); 4.x has it at the top level.
+    struct RopeParameters: Codable {
+        var ropeTheta: Double?
+        var ropeType: String?
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type" }
     }
 
     public init(from decoder: Decoder) throws {
@@ -144,7 +151,11 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         numAttentionHeads = try required(Int.self, .numAttentionHeads)
         numKeyValueHeads = try optional(Int.self, .numKeyValueHeads) ?? numAttentionHeads
         rmsNormEps = try optional(Double.self, .rmsNormEps) ?? 1e-6
-        ropeTheta = try optional(Double.self, .ropeTheta) ?? 10_000
+        let ropeParameters = try optional(RopeParameters.self, .ropeParameters)
+        if let type = ropeParameters?.ropeType, type != "default" {
+            throw ConfigError(field: "rope_parameters", message: "rope_type '\(type)' is not supported (only default)")
+        }
+        ropeTheta = try optional(Double.self, .ropeTheta) ?? ropeParameters?.ropeTheta ?? 10_000
         maxPositionEmbeddings = try optional(Int.self, .maxPositionEmbeddings) ?? 2048
         tieWordEmbeddings = try optional(Bool.self, .tieWordEmbeddings) ?? false
         bosTokenId = try optional(Int.self, .bosTokenId)
@@ -184,6 +195,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         if eosTokenIds.count == 1 { try c.encode(eosTokenIds[0], forKey: .eosTokenIds) } else { try c.encode(eosTokenIds, forKey: .eosTokenIds) }
         if let padTokenId { try c.encode(padTokenId, forKey: .padTokenId) } else { try c.encodeNil(forKey: .padTokenId) }
         try c.encodeNil(forKey: .ropeScaling)
+        try c.encode(RopeParameters(ropeTheta: ropeTheta, ropeType: "default"), forKey: .ropeParameters)
     }
 
     /// Reads and validates a `config.json`.
@@ -198,7 +210,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         } catch {
             throw ConfigError(field: "-", message: "\(url.path) is not valid JSON: \(error.localizedDescription)")
         }
-        try config.validate()
+        do { try config.validate() } catch let e as ConfigError {
+            throw ConfigError(field: e.field, message: "\(e.message) (in \(url.path))")
+        }
         return config
     }
 

@@ -104,3 +104,18 @@ final class SafetensorsTests: XCTestCase {
         }
     }
 }
+
+final class PythonWrittenSafetensorsTests: XCTestCase {
+    /// Written by the Python `safetensors` package (scripts/fixtures/make_llama_fixture.py).
+    func testReadsF32F16AndBF16WrittenByPython() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/dtypes.safetensors")
+        let f = try SafetensorsFile(contentsOf: url)
+        XCTAssertEqual(f.metadata["format"], "pt")
+        XCTAssertEqual(f.entries["f16"]?.dtype, .f16)
+        XCTAssertEqual(f.entries["bf16"]?.dtype, .bf16)
+        XCTAssertEqual(try f.tensor("f16").scalars, try f.tensor("f16_as_f32").scalars)
+        XCTAssertEqual(try f.tensor("bf16").scalars, try f.tensor("bf16_as_f32").scalars)
+        XCTAssertEqual(try f.tensor("f32").shape, [3, 5])
+        XCTAssertNotEqual(try f.tensor("f32").scalars, try f.tensor("bf16_as_f32").scalars)
+    }
+}

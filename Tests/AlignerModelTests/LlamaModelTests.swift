@@ -1,0 +1,158 @@
+import AlignerOptim
+import AlignerTensor
+import Foundation
+import XCTest
+
+@testable import AlignerModel
+
+final class LlamaModelTests: XCTestCase {
+    static func tinyConfig(tied: Bool = false, vocab: Int = 48) -> LlamaConfig {
+        LlamaConfig(vocabSize: vocab, hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 2, numAttentionHeads: 4,
+                    numKeyValueHeads: 2, maxPositionEmbeddings: 64, tieWordEmbeddings: tied, bosTokenId: 1,
+                    eosTokenIds: [2], padTokenId: 0, initializerRange: 0.2)
+    }
+
+    func testParameterNamesShapesAndDeterministicInit() throws {
+        let config = Self.tinyConfig()
+        let a = try LlamaModel(config: config, seed: 7), b = try LlamaModel(config: config, seed: 7)
+        let c = try LlamaModel(config: config, seed: 8)
+        XCTAssertEqual(a.parameterNames.first, "model.embed_tokens.weight")
+        XCTAssertEqual(a.parameterNames.last, "lm_head.weight")
+        XCTAssertEqual(a.parameters["model.layers.1.self_attn.k_proj.weight"]!.shape, [16, 32])
+        XCTAssertEqual(a.parameters["model.layers.0.mlp.down_proj.weight"]!.shape, [32, 48])
+        XCTAssertEqual(a.parameters["model.norm.weight"]!.scalars, [Float](repeating: 1, count: 32))
+        XCTAssertEqual(a.parameters.values.reduce(0) { $0 + $1.count }, config.parameterCount)
+        for name in a.parameterNames {
+            XCTAssertEqual(a.parameters[name]!.scalars, b.parameters[name]!.scalars, name)
+        }
+        XCTAssertNotEqual(a.parameters["lm_head.weight"]!.scalars, c.parameters["lm_head.weight"]!.scalars)
+        let std = a.parameters["model.embed_tokens.weight"]!.scalars
+        let rms = (std.reduce(0) { $0 + $1 * $1 } / Float(std.count)).squareRoot()
+        XCTAssertEqual(rms, 0.2, accuracy: 0.02)
+        let tied = try LlamaModel(config: Self.tinyConfig(tied: true), seed: 1)
+        XCTAssertNil(tied.parameters["lm_head.weight"])
+    }
+
+    func testWeightErrorsNameTheWeight() throws {
+        let config = Self.tinyConfig()
+        var weights = try LlamaModel(config: config, seed: 1).parameters
+        weights["model.layers.0.mlp.up_proj.weight"] = Tensor.zeros([3, 3])
+        XCTAssertThrowsError(try LlamaModel(config: config, weights: weights)) { e in
+            XCTAssertEqual((e as? WeightError)?.name, "model.layers.0.mlp.up_proj.weight")
+        }
+        weights["model.layers.0.mlp.up_proj.weight"] = nil
+        XCTAssertThrowsError(try LlamaModel(config: config, weights: weights)) { e in
+            XCTAssertEqual((e as? WeightError)?.message, "missing")
+        }
+        var extra = try LlamaModel(config: config, seed: 1).parameters
+        extra["model.layers.9.mlp.up_proj.weight"] = Tensor.zeros([1])
+        XCTAssertThrowsError(try LlamaModel(config: config, weights: extra))
+    }
+
+    func testRightPaddingDoesNotChangeTheLossOfRealTokens() throws {
+        let model = try LlamaModel(config: Self.tinyConfig(), seed: 3)
+        let seq = [1, 5, 9, 13, 17, 21]
+        let labels = [-100, -100, 9, 13, 17, 21]
+        let plain = model.loss(ids: seq, labels: labels, batch: 1, time: 6).loss.item
+        // Same sequence padded on the right to 9, next to another sequence.
+        let other = [1, 7, 7, 7, 3, 4, 5, 6, 8]
+        let ids = seq + [0, 0, 0] + other
+        let padLabels = labels + [-100, -100, -100] + [Int](repeating: -100, count: 9)
+        let mask = [Bool](repeating: true, count: 6) + [false, false, false] + [Bool](repeating: true, count: 9)
+        let padded = model.loss(ids: ids, labels: padLabels, batch: 2, time: 9, attentionMask: mask).loss.item
+        XCTAssertEqual(padded, plain, accuracy: 1e-6 * plain)
+        // And the real tokens' logits are the same.
+        let a = model.forward(ids: seq, batch: 1, time: 6)
+        let b = model.forward(ids: ids, batch: 2, time: 9, attentionMask: mask)
+        for t in 0..<6 { for v in 0..<48 { XCTAssertEqual(a.data[t * 48 + v], b.data[t * 48 + v], accuracy: 1e-5) } }
+    }
+
+    func testKVCacheGreedyEqualsFullRecomputation() throws {
+        let model = try LlamaModel(config: Self.tinyConfig(), seed: 5)
+        let prompts = [[1, 4, 8, 15, 16, 23, 42], [1, 30], [1, 11, 12, 13]]
+        let options = GenerationOptions(maxNewTokens: 20, eosTokenIds: [])
+        var noCache = options
+        noCache.useCache = false
+        let cached = model.generate(prompts: prompts, options: options)
+        let full = model.generate(prompts: prompts, options: noCache)
+        XCTAssertEqual(cached, full)
+        XCTAssertEqual(cached.tokens.map(\.count), [20, 20, 20])
+        // Batching does not change a row's continuation.
+        for (i, p) in prompts.enumerated() {
+            XCTAssertEqual(model.generate(prompts: [p], options: options).tokens[0], cached.tokens[i])
+        }
+    }
+
+    func testGenerationStopsAtEOSAndSamplingIsSeeded() throws {
+        let model = try LlamaModel(config: Self.tinyConfig(), seed: 6)
+        let prompt = [[1, 9, 10]]
+        let greedy = model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, eosTokenIds: []))
+        let eos = greedy.tokens[0][3]
+        let stopped = model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, eosTokenIds: [eos]))
+        XCTAssertEqual(stopped.tokens[0], Array(greedy.tokens[0].prefix(while: { $0 != eos })))
+        XCTAssertEqual(stopped.stoppedAtEOS, [true])
+
+        let sampled = GenerationOptions(maxNewTokens: 15, temperature: 1.5, seed: 42, eosTokenIds: [])
+        let s1 = model.generate(prompts: prompt, options: sampled), s2 = model.generate(prompts: prompt, options: sampled)
+        XCTAssertEqual(s1, s2)
+        var other = sampled
+        other.seed = 43
+        XCTAssertNotEqual(model.generate(prompts: prompt, options: other), s1)
+        // top-k 1 is greedy whatever the temperature; a tiny top-p keeps only the most likely token too.
+        XCTAssertEqual(model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, temperature: 2, topK: 1, eosTokenIds: [])), greedy)
+        XCTAssertEqual(model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, temperature: 2, topP: 1e-6, eosTokenIds: [])), greedy)
+        var noCache = sampled
+        noCache.useCache = false
+        XCTAssertEqual(model.generate(prompts: prompt, options: noCache), s1)
+    }
+
+    func testSamplerFiltersHandComputed() {
+        // logits → probabilities ∝ [1, 2, 4, 8] at temperature 1 (log-values).
+        let logits: [Float] = [0, Float(Foundation.log(2.0)), Float(Foundation.log(4.0)), Float(Foundation.log(8.0))]
+        var counts = [0, 0, 0, 0]
+        var rng = SeededGenerator(seed: 9)
+        let opts = GenerationOptions(temperature: 1, topP: 0.75)  // 8/15 < 0.75 ≤ 12/15: keeps tokens 3 and 2
+        logits.withUnsafeBufferPointer { p in
+            for _ in 0..<3000 { counts[Sampler.pick(p.baseAddress!, 4, opts, &rng)] += 1 }
+        }
+        XCTAssertEqual(counts[0] + counts[1], 0)
+        XCTAssertEqual(Double(counts[3]) / 3000, 2.0 / 3, accuracy: 0.03)
+        counts = [0, 0, 0, 0]
+        let k2 = GenerationOptions(temperature: 1, topK: 3)
+        logits.withUnsafeBufferPointer { p in
+            for _ in 0..<3000 { counts[Sampler.pick(p.baseAddress!, 4, k2, &rng)] += 1 }
+        }
+        XCTAssertEqual(counts[0], 0)
+        XCTAssertEqual(Double(counts[1]) / 3000, 2.0 / 14, accuracy: 0.03)
+    }
+
+    func testTiedEmbeddingsReceiveBothGradients() throws {
+        let model = try LlamaModel(config: Self.tinyConfig(tied: true), seed: 2)
+        let (loss, _) = model.loss(ids: [1, 3, 5, 7], labels: [1, 3, 5, 7], batch: 1, time: 4)
+        loss.backward()
+        let g = model.parameters["model.embed_tokens.weight"]!.grad!
+        // Rows never looked up still get the LM-head part of the gradient.
+        XCTAssertTrue((0..<32).contains { g.data[40 * 32 + $0] != 0 })
+    }
+
+    func testTinyModelOverfitsOneBatch() throws {
+        let config = LlamaConfig(vocabSize: 32, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2,
+                                 numAttentionHeads: 4, numKeyValueHeads: 2, maxPositionEmbeddings: 32, padTokenId: 0)
+        let model = try LlamaModel(config: config, seed: 11)
+        var rng = SeededGenerator(seed: 12)
+        let (b, t) = (4, 16)
+        let ids = (0..<(b * t)).map { _ in 1 + rng.nextInt(below: 31) }
+        let optimizer = AdamW(groups: [ParameterGroup(names: model.parameterNames, weightDecay: 0)], beta1: 0.9, beta2: 0.95)
+        var last: Float = .infinity
+        for step in 0..<150 {
+            model.releaseGradients()
+            let loss = model.loss(ids: ids, labels: ids, batch: b, time: t).loss
+            loss.backward()
+            clipGradientNorm(model.orderedParameters, maxNorm: 1)
+            optimizer.update(model.parameters, lr: LearningRateSchedule.constant(warmupSteps: 10).rate(at: step, base: 1e-2))
+            last = loss.item
+            if last < 0.05 { break }
+        }
+        XCTAssertLessThan(last, 0.05)
+    }
+}
