@@ -72,7 +72,9 @@ public enum BLAS {
 
     /// One line for logs: core, how it was chosen, threads.
     public static var summary: String {
-        "BLAS: OpenBLAS core \(coreName) (\(coreSource)), \(threads) thread\(threads == 1 ? "" : "s")"
+        ensureLoaded()
+        let timeout = ak_blas_thread_timeout_set() != 0 ? ", idle threads sleep (OPENBLAS_THREAD_TIMEOUT=4)" : ""
+        return "BLAS: OpenBLAS core \(coreName) (\(coreSource)), \(threads) thread\(threads == 1 ? "" : "s")\(timeout)"
     }
 
     /// Row-major `C = alpha * op(A) * op(B) + beta * C`; `op(A)` is (m, k), `op(B)` is (k, n), C is (m, n).

@@ -41,7 +41,45 @@ struct Info: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks.", subcommands: [Kernels.self], defaultSubcommand: Kernels.self)
+        abstract: "Benchmarks.", subcommands: [Kernels.self, Train.self], defaultSubcommand: Kernels.self)
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Training throughput of the reference Llama configurations (tokens/s, ms per step, GFLOP/s, peak memory).",
+            discussion: "Each configuration runs in a process of its own so that its peak memory is its own. Compare with scripts/bench/pytorch_train_bench.py run in the same session.")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "tiny, small, medium or all.") var config = "all"
+        @Option(help: "Timed steps (after the warm-up steps).") var steps = 10
+        @Option(help: "Untimed warm-up steps.") var warmup = 3
+
+        func run() throws {
+            try compute.apply()
+            let names = config == "all" ? TrainBenchmark.presets.map(\.name) : [config]
+            guard names.allSatisfy({ n in TrainBenchmark.presets.contains { $0.name == n } }) else {
+                throw ValidationError("--config must be one of tiny, small, medium, all; got \(config)")
+            }
+            print(BLAS.summary)
+            if names.count == 1 {
+                let preset = TrainBenchmark.presets.first { $0.name == names[0] }!
+                print(try TrainBenchmark.run(preset, steps: steps, warmup: warmup).line)
+                return
+            }
+            for name in names {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).standardizedFileURL
+                var arguments = ["bench", "train", "--config", name, "--steps", "\(steps)", "--warmup", "\(warmup)"]
+                if let t = compute.threads { arguments += ["--threads", "\(t)"] }
+                process.arguments = arguments
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                try process.run()
+                let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                guard process.terminationStatus == 0 else { throw ValidationError("benchmark of \(name) failed") }
+                print(output.split(separator: "\n").last.map(String.init) ?? "")
+            }
+        }
+    }
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -27,6 +27,9 @@ const char *ak_blas_coretype_requested(void);
 /// The path OpenBLAS was loaded from.
 const char *ak_blas_library_path(void);
 
+/// 1 when AlignerKit set OPENBLAS_THREAD_TIMEOUT=4 (idle OpenBLAS threads sleep at once instead of spinning).
+int ak_blas_thread_timeout_set(void);
+
 int ak_blas_get_threads(void);
 void ak_blas_set_threads(int threads);
 
