@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "AlignerSafetensors", targets: ["AlignerSafetensors"]),
         .library(name: "AlignerModel", targets: ["AlignerModel"]),
         .library(name: "AlignerOptim", targets: ["AlignerOptim"]),
+        .library(name: "AlignerTokenizers", targets: ["AlignerTokenizers"]),
         .executable(name: "aligner", targets: ["aligner"]),
     ],
     dependencies: [
@@ -48,6 +49,7 @@ let package = Package(
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: optimize),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerTokenizers", swiftSettings: optimize),
         .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerBench", dependencies: ["AlignerTensor", "AlignerModel", "AlignerOptim"], swiftSettings: optimize),
         .executableTarget(
@@ -64,5 +66,6 @@ let package = Package(
             name: "AlignerModelTests", dependencies: ["AlignerModel", "AlignerOptim", "AlignerSafetensors"],
             exclude: ["Fixtures"]),
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
+        .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers"], exclude: ["Fixtures"]),
     ]
 )
