@@ -252,25 +252,19 @@ public final class Tokenizer: @unchecked Sendable {
 
     // MARK: Decoding
 
-    /// The text of `ids`; special tokens are left out when `skipSpecialTokens`.
+    /// The text of `ids`; special tokens are left out when `skipSpecialTokens`. As in `tokenizers`, every token
+    /// (added ones included) goes through the decoder.
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
-        var pieces: [String] = []
-        var run: [String] = []
-        func flush() {
-            guard !run.isEmpty else { return }
-            pieces += decoder?.apply(run) ?? [run.joined()]
-            run.removeAll()
-        }
+        var tokens: [String] = []
+        tokens.reserveCapacity(ids.count)
         for id in ids {
             if let added = addedById[id] {
                 if skipSpecialTokens && added.special { continue }
-                flush()
-                pieces.append(added.content)
+                tokens.append(added.content)
             } else if let t = model.tokens[id] {
-                run.append(t)
+                tokens.append(t)
             }
         }
-        flush()
-        return pieces.joined()
+        return (decoder?.apply(tokens) ?? tokens).joined()
     }
 }

@@ -1,0 +1,50 @@
+import Foundation
+import XCTest
+
+@testable import AlignerTokenizers
+
+/// SentencePiece-style BPE tokenizers built with Python `tokenizers` (scripts/fixtures/make_tokenizer_fixtures.py).
+final class LlamaTokenizerTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    func check(_ name: String) throws {
+        let tok = try Tokenizer.load(from: Self.fixtures.appendingPathComponent("\(name).tokenizer.json"))
+        let cases = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("\(name).cases.json"))) as! [[String: Any]]
+        XCTAssertEqual(cases.count, 10)
+        for c in cases {
+            let text = c["text"] as! String
+            let ids = tok.encode(text)
+            XCTAssertEqual(ids, c["ids"] as! [Int], "\(name): '\(text)'")
+            XCTAssertEqual(ids.map { tok.token(of: $0) ?? "?" }, c["tokens"] as! [String], "\(name): '\(text)'")
+            XCTAssertEqual(tok.encode(text, addSpecialTokens: true), c["ids_with_special"] as! [Int], "\(name): '\(text)' with <s>")
+            XCTAssertEqual(tok.decode(ids), c["decoded"] as! String, "\(name): decode '\(text)'")
+        }
+        XCTAssertTrue(tok.model.byteFallback)
+        XCTAssertEqual(tok.id(of: "<s>"), 1)
+        XCTAssertEqual(tok.prefixIds, [1])
+    }
+
+    func testNormalizerForm() throws { try check("llama-normalizer") }
+    func testMetaspaceForm() throws { try check("llama-metaspace") }
+
+    func testSaveAndReloadKeepsEncoding() throws {
+        let tok = try Tokenizer.load(from: Self.fixtures.appendingPathComponent("llama-normalizer.tokenizer.json"))
+        let again = try Tokenizer.load(json: tok.jsonData())
+        for text in ["Hello world", "東京 🙂 and  spaces", ""] {
+            XCTAssertEqual(again.encode(text, addSpecialTokens: true), tok.encode(text, addSpecialTokens: true))
+        }
+    }
+
+    func testInvalidFilesNameTheProblem() {
+        XCTAssertThrowsError(try Tokenizer.load(json: Data("[]".utf8))) { XCTAssertEqual("\($0)", "not a JSON object") }
+        XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "Unigram", "vocab": []}}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("Unigram"))
+        }
+        XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("merge 0"))
+        }
+        XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "byte_fallback": true}}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("<0x00>"))
+        }
+    }
+}
