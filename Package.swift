@@ -4,7 +4,8 @@
 // Dependencies point one way only:
 //   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS) -> AlignerTensor (tensors, autodiff, kernels)
 //   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
-//   -> [later: AlignerData] -> AlignerBench (benchmarks)
+//   AlignerTokenizers (tokenizer.json BPE) -> AlignerData (records, conversion, templates, splits, batches; not the model)
+//   -> AlignerBench (benchmarks)
 //   -> aligner (executable: wiring only)
 import PackageDescription
 
@@ -30,6 +31,7 @@ let package = Package(
         .library(name: "AlignerModel", targets: ["AlignerModel"]),
         .library(name: "AlignerOptim", targets: ["AlignerOptim"]),
         .library(name: "AlignerTokenizers", targets: ["AlignerTokenizers"]),
+        .library(name: "AlignerData", targets: ["AlignerData"]),
         .executable(name: "aligner", targets: ["aligner"]),
     ],
     dependencies: [
@@ -50,13 +52,20 @@ let package = Package(
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerTokenizers", swiftSettings: optimize),
+        .target(
+            name: "AlignerData", dependencies: ["AlignerTokenizers", "AlignerTensor", "CZlib"],
+            resources: [.copy("Resources/templates.json")], swiftSettings: optimize),
         .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerBench", dependencies: ["AlignerTensor", "AlignerModel", "AlignerOptim"], swiftSettings: optimize),
+        .target(
+            name: "AlignerBench", dependencies: ["AlignerTensor", "AlignerModel", "AlignerOptim", "AlignerTokenizers"],
+            swiftSettings: optimize),
         .executableTarget(
             name: "aligner",
             dependencies: [
                 "AlignerTensor",
                 "AlignerBench",
+                "AlignerData",
+                "AlignerTokenizers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
@@ -67,5 +76,6 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData"]),
     ]
 )

@@ -1,47 +1,28 @@
 import AlignerBench
+import AlignerData
 import AlignerTensor
+import AlignerTokenizers
 import ArgumentParser
 import Foundation
 
-@main
-struct Aligner: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "aligner",
-        abstract: "AlignerKit: train Aligners (Q-A-C residual correction models) on CPU.",
-        version: AlignerKitVersion.string,
-        subcommands: [Info.self, Bench.self])
-}
-
-/// Options shared by commands that compute.
-struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for BLAS and AlignerKit's kernels (default: ALIGNERKIT_THREADS, OPENBLAS_NUM_THREADS, or all cores).")
-    var threads: Int?
-
-    func apply() throws {
-        if let threads {
-            guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-            BLAS.threads = threads
-        }
-    }
-}
-
-struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Version, BLAS core and threads, cores and memory.")
-    @OptionGroup var compute: ComputeOptions
-
-    func run() throws {
-        try compute.apply()
-        let info = ProcessInfo.processInfo
-        print("AlignerKit \(AlignerKitVersion.string)")
-        print(BLAS.summary)
-        print("OpenBLAS: \(BLAS.configuration) (\(BLAS.libraryPath))")
-        print("CPU: \(info.activeProcessorCount) cores, \(info.physicalMemory >> 20) MiB memory")
-    }
-}
-
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks.", subcommands: [Kernels.self, Train.self], defaultSubcommand: Kernels.self)
+        abstract: "Benchmarks.", subcommands: [Kernels.self, Train.self, TokenizerBench.self], defaultSubcommand: Kernels.self)
+
+    struct TokenizerBench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "tokenizer", abstract: "Tokenizer encoding throughput (MB/s of text on one core).")
+        @Option(help: "tokenizer.json") var tokenizer = "data/tokenizers/gpt2/hf-gpt2-tokenizer.json"
+        @Option(help: "Q-A-C corpus to encode.") var input = "data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"
+
+        func run() throws {
+            let records = try RecordReader.read(path: input).records
+            let texts = records.flatMap { [$0.question, $0.answer, $0.correction] }
+            let data = try Data(contentsOf: URL(fileURLWithPath: tokenizer))
+            print("tokenizer \(tokenizer), corpus \(input)")
+            for _ in 0..<3 { print(try TokenizerBenchmark.run(tokenizerJSON: data, texts: texts).line) }
+        }
+    }
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,0 +1,117 @@
+import Foundation
+
+/// Turns preference data into Q-A-C records: the rejected (worse) response is the answer, the chosen (better) one
+/// the correction, as the Aligner paper trains on HH-RLHF and PKU-SafeRLHF.
+public enum PreferenceConversion {
+    /// Counts of a conversion.
+    public struct Report: Sendable, Equatable {
+        public var read = 0
+        public var written = 0
+        public var duplicates = 0
+        public var skipped: [String: Int] = [:]
+        public var skippedTotal: Int { skipped.values.reduce(0, +) }
+
+        public var summary: String {
+            var s = "read \(read), wrote \(written), duplicates removed \(duplicates), skipped \(skippedTotal)"
+            if !skipped.isEmpty { s += " (" + skipped.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")" }
+            return s
+        }
+    }
+
+    public enum Format: String, CaseIterable, Sendable {
+        /// Anthropic hh-rlhf: `chosen` and `rejected` transcripts.
+        case hhRLHF = "hh-rlhf"
+        /// A prompt with two responses: `response` as [better, worse], or `response_0`/`response_1` with a field naming
+        /// the better one (PKU-SafeRLHF's `better_response_id` / `safer_response_id`).
+        case pairwise
+    }
+
+    static let assistantMarker = "\n\nAssistant:"
+
+    /// One hh-rlhf pair, or the reason it is skipped. Both transcripts are split at their last "\n\nAssistant:";
+    /// when the prefixes are equal, the prefix is the question (the dialogue so far), the rejected final turn the
+    /// answer and the chosen final turn the correction.
+    public static func hhRLHF(chosen: String, rejected: String) -> Result<QACRecord, DataError> {
+        guard let c = chosen.range(of: assistantMarker, options: .backwards),
+              let r = rejected.range(of: assistantMarker, options: .backwards)
+        else { return .failure(DataError(file: "", message: "no \"\\n\\nAssistant:\" turn")) }
+        let prefix = chosen[..<c.lowerBound], otherPrefix = rejected[..<r.lowerBound]
+        guard prefix == otherPrefix else { return .failure(DataError(file: "", message: "dialogue prefixes differ")) }
+        let question = prefix.trimmingCharacters(in: .whitespacesAndNewlines)
+        let answer = rejected[r.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
+        let correction = chosen[c.upperBound...].trimmingCharacters(in: .whitespacesAndNewlines)
+        if question.isEmpty { return .failure(DataError(file: "", field: "question", message: "is empty")) }
+        if correction.isEmpty { return .failure(DataError(file: "", field: "correction", message: "is empty")) }
+        return .success(QACRecord(question: question, answer: answer, correction: correction))
+    }
+
+    /// Converts `input` to JSON Lines Q-A-C at `output`. Records that cannot be converted are skipped and counted by
+    /// reason; malformed JSON fails unless `policy` is `.skip`.
+    public static func convert(
+        input: String, output: String, format: Format, promptField: String = "prompt", betterField: String? = nil,
+        policy: BadRecordPolicy = .fail
+    ) throws -> Report {
+        var report = Report()
+        var seen = Set<QACRecord>()
+        var records: [QACRecord] = []
+        func skip(_ reason: String) { report.skipped[reason, default: 0] += 1 }
+        try RecordReader.forEachObject(path: input) { line, index, result in
+            report.read += 1
+            let object: [String: Any]
+            switch result {
+            case .failure(let e):
+                if policy == .fail { throw e }
+                skip(e.message.hasPrefix("invalid JSON") ? "invalid JSON" : e.message)
+                return
+            case .success(let o): object = o
+            }
+            func field(_ name: String) throws -> String? {
+                switch RecordReader.string(object, name, file: input, line: line, index: index) {
+                case .success(let s): return s
+                case .failure(let e):
+                    if policy == .fail { throw e }
+                    skip("field '\(name)' \(e.message)")
+                    return nil
+                }
+            }
+            let converted: Result<QACRecord, DataError>
+            switch format {
+            case .hhRLHF:
+                guard let chosen = try field("chosen"), let rejected = try field("rejected") else { return }
+                converted = hhRLHF(chosen: chosen, rejected: rejected)
+            case .pairwise:
+                guard let prompt = try field(promptField) else { return }
+                if let pair = object["response"] as? [String] {
+                    guard pair.count == 2 else { skip("'response' does not hold two strings"); return }
+                    converted = pairwise(prompt: prompt, better: pair[0], worse: pair[1])
+                } else if let betterField, let r0 = object["response_0"] as? String, let r1 = object["response_1"] as? String {
+                    guard let better = object[betterField] as? Int, better == 0 || better == 1 else {
+                        skip("'\(betterField)' is not 0 or 1"); return
+                    }
+                    converted = pairwise(prompt: prompt, better: better == 0 ? r0 : r1, worse: better == 0 ? r1 : r0)
+                } else {
+                    skip(betterField == nil ? "no 'response' pair (pass --better-field for response_0/response_1)" : "no responses")
+                    return
+                }
+            }
+            switch converted {
+            case .success(let record):
+                if !seen.insert(record).inserted { report.duplicates += 1; return }
+                records.append(record)
+            case .failure(let e):
+                skip(e.field.map { "\($0) \(e.message)" } ?? e.message)
+            }
+        }
+        try RecordReader.write(records, to: output)
+        report.written = records.count
+        return report
+    }
+
+    static func pairwise(prompt: String, better: String, worse: String) -> Result<QACRecord, DataError> {
+        let q = prompt.trimmingCharacters(in: .whitespacesAndNewlines)
+        let c = better.trimmingCharacters(in: .whitespacesAndNewlines)
+        if q.isEmpty { return .failure(DataError(file: "", field: "question", message: "is empty")) }
+        if c.isEmpty { return .failure(DataError(file: "", field: "correction", message: "is empty")) }
+        return .success(QACRecord(question: q, answer: worse.trimmingCharacters(in: .whitespacesAndNewlines), correction: c))
+    }
+}

@@ -1,0 +1,85 @@
+import AlignerTokenizers
+import Foundation
+
+/// One training example: token ids and labels (-100 on every prompt token, so only the correction and EOS count).
+public struct Example: Sendable, Equatable, Codable {
+    public var ids: [Int]
+    public var labels: [Int]
+    public var count: Int { ids.count }
+}
+
+/// Builds examples from records: BOS (when the tokenizer has one) + prompt tokens + correction tokens + EOS. Prompt
+/// and correction are tokenized separately so that the boundary is exact.
+public struct ExampleBuilder: Sendable {
+    public let tokenizer: Tokenizer
+    public let template: PromptTemplate
+    public let bosId: Int?
+    public let eosId: Int
+    /// Longest example in tokens.
+    public let maxLength: Int
+
+    /// What happened to over-long records.
+    public struct Report: Sendable, Equatable {
+        public var built = 0
+        public var answerShortened = 0
+        public var questionShortened = 0
+        public var dropped = 0
+        public var summary: String {
+            "\(built) examples; \(answerShortened) with the answer shortened, \(questionShortened) with the question shortened, \(dropped) dropped (correction alone too long)"
+        }
+    }
+
+    public init(tokenizer: Tokenizer, template: PromptTemplate, specialTokens: SpecialTokens, maxLength: Int) throws {
+        self.tokenizer = tokenizer
+        self.template = template
+        self.maxLength = maxLength
+        bosId = specialTokens.bos.flatMap { tokenizer.id(of: $0) }
+        guard let eos = specialTokens.eos, let eosId = tokenizer.id(of: eos) else {
+            throw DataError(file: "tokenizer", message: "has no EOS token (name one, e.g. </s>)")
+        }
+        self.eosId = eosId
+    }
+
+    /// The prompt's token ids (with BOS) for a question and answer, as used for generation too.
+    public func promptIds(question: String, answer: String) -> [Int] {
+        (bosId.map { [$0] } ?? []) + tokenizer.encode(template.render(question: question, answer: answer))
+    }
+
+    /// The example of a record, shortening the answer inside the prompt first, then the question, never the
+    /// correction; nil when the correction alone does not fit. `report` counts what happened.
+    public func build(_ r: QACRecord, report: inout Report) -> Example? {
+        let target = tokenizer.encode(r.correction) + [eosId]
+        var question = r.question, answer = r.answer
+        var prompt = promptIds(question: question, answer: answer)
+        var shortenedAnswer = false, shortenedQuestion = false
+        // Each round cuts the excess (and a little more, for token-boundary effects) from the answer, then the question.
+        var rounds = 0
+        while prompt.count + target.count > maxLength && rounds < 16 {
+            rounds += 1
+            let excess = prompt.count + target.count - maxLength
+            let answerIds = tokenizer.encode(answer)
+            if !answerIds.isEmpty {
+                answer = tokenizer.decode(Array(answerIds.prefix(max(0, answerIds.count - excess - rounds))))
+                shortenedAnswer = true
+            } else {
+                let questionIds = tokenizer.encode(question)
+                if questionIds.isEmpty { break }
+                question = tokenizer.decode(Array(questionIds.prefix(max(0, questionIds.count - excess - rounds))))
+                shortenedQuestion = true
+            }
+            prompt = promptIds(question: question, answer: answer)
+        }
+        guard prompt.count + target.count <= maxLength else { report.dropped += 1; return nil }
+        report.built += 1
+        if shortenedAnswer { report.answerShortened += 1 }
+        if shortenedQuestion { report.questionShortened += 1 }
+        return Example(ids: prompt + target, labels: [Int](repeating: -100, count: prompt.count) + target)
+    }
+
+    /// Examples of all records, in order, with the report.
+    public func buildAll(_ records: [QACRecord]) -> (examples: [Example], report: Report) {
+        var report = Report()
+        let examples = records.compactMap { build($0, report: &report) }
+        return (examples, report)
+    }
+}

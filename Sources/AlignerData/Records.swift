@@ -1,0 +1,196 @@
+import Foundation
+
+/// Bad input: the file, where in it (JSON Lines line or JSON array index), the field, and what is wrong.
+public struct DataError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var line: Int?
+    public var index: Int?
+    public var field: String?
+    public var message: String
+
+    public init(file: String, line: Int? = nil, index: Int? = nil, field: String? = nil, message: String) {
+        self.file = file
+        self.line = line
+        self.index = index
+        self.field = field
+        self.message = message
+    }
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        if let index { s += " [record \(index)]" }
+        if let field { s += ": field '\(field)'" }
+        return s + ": " + message
+    }
+}
+
+/// A question, an upstream answer, and its correction.
+public struct QACRecord: Codable, Hashable, Sendable {
+    public var question: String
+    public var answer: String
+    public var correction: String
+
+    public init(question: String, answer: String, correction: String) {
+        self.question = question
+        self.answer = answer
+        self.correction = correction
+    }
+
+    /// The record as a JSON object with the given field names (one JSON Lines line).
+    public func jsonLine(_ fields: FieldNames = FieldNames()) -> String {
+        let object = [fields.question: question, fields.answer: answer, fields.correction: correction]
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Names of the three fields in a file (the reference implementation's by default).
+public struct FieldNames: Codable, Sendable, Equatable {
+    public var question = "question"
+    public var answer = "answer"
+    public var correction = "correction"
+    public init(question: String = "question", answer: String = "answer", correction: String = "correction") {
+        self.question = question
+        self.answer = answer
+        self.correction = correction
+    }
+}
+
+/// What to do with a bad record.
+public enum BadRecordPolicy: String, Codable, Sendable {
+    /// Stop at the first bad record with its error (the default).
+    case fail
+    /// Leave bad records out, counting them by reason.
+    case skip
+}
+
+/// Records read from a file, with what was left out and why.
+public struct RecordLoad: Sendable {
+    public var records: [QACRecord] = []
+    /// Objects read (good, bad and duplicate).
+    public var read = 0
+    /// Exact duplicates removed.
+    public var duplicates = 0
+    /// Bad records skipped, by reason (only under `.skip`).
+    public var skipped: [String: Int] = [:]
+    /// The first few skipped records' errors, for the report.
+    public var examples: [DataError] = []
+
+    public var skippedTotal: Int { skipped.values.reduce(0, +) }
+}
+
+/// Reads Q-A-C records from JSON (an array) or JSON Lines files, optionally gzip-compressed. JSON Lines is streamed
+/// line by line; a JSON array is parsed whole.
+public enum RecordReader {
+    /// Whether the file holds a JSON array (first non-space byte `[`) rather than JSON Lines.
+    static func isJSONArray(_ path: String) throws -> Bool {
+        let r = try LineReader(path: path)
+        while let line = try r.next() {
+            if let b = line.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D && $0 != 0xEF && $0 != 0xBB && $0 != 0xBF }) {
+                return b == UInt8(ascii: "[")
+            }
+        }
+        return false
+    }
+
+    /// Calls `body` with each JSON object of the file and its location (line for JSON Lines, index for arrays).
+    /// Malformed JSON or UTF-8 reaches `body` as an error value so that the caller's policy decides.
+    public static func forEachObject(
+        path: String, _ body: (_ line: Int?, _ index: Int?, Result<[String: Any], DataError>) throws -> Void
+    ) throws {
+        if try isJSONArray(path) {
+            let data = try LineReader.readAll(path: path)
+            guard String(data: data, encoding: .utf8) != nil else {
+                throw DataError(file: path, message: "invalid UTF-8")
+            }
+            let parsed: Any
+            do { parsed = try JSONSerialization.jsonObject(with: data) } catch {
+                throw DataError(file: path, message: "invalid JSON: \(describe(error))")
+            }
+            guard let array = parsed as? [Any] else { throw DataError(file: path, message: "expected a JSON array") }
+            for (i, item) in array.enumerated() {
+                if let object = item as? [String: Any] { try body(nil, i, .success(object)) }
+                else { try body(nil, i, .failure(DataError(file: path, index: i, message: "not a JSON object"))) }
+            }
+            return
+        }
+        let reader = try LineReader(path: path)
+        var n = 0
+        while let line = try reader.next() {
+            n += 1
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+            guard String(bytes: line, encoding: .utf8) != nil else {
+                try body(n, nil, .failure(DataError(file: path, line: n, message: "invalid UTF-8")))
+                continue
+            }
+            let parsed: Any
+            do { parsed = try JSONSerialization.jsonObject(with: Data(line)) } catch {
+                try body(n, nil, .failure(DataError(file: path, line: n, message: "invalid JSON: \(describe(error))")))
+                continue
+            }
+            if let object = parsed as? [String: Any] { try body(n, nil, .success(object)) }
+            else { try body(n, nil, .failure(DataError(file: path, line: n, message: "not a JSON object"))) }
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        let text = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? error.localizedDescription
+        return text.isEmpty ? "\(error)" : text
+    }
+
+    /// A string field of an object, or the error that names it.
+    static func string(_ object: [String: Any], _ field: String, file: String, line: Int?, index: Int?) -> Result<String, DataError> {
+        guard let value = object[field] else {
+            return .failure(DataError(file: file, line: line, index: index, field: field, message: "missing"))
+        }
+        guard let s = value as? String else {
+            let kind = value is NSNull ? "null" : value is [Any] ? "an array" : value is [String: Any] ? "an object" : "a number or boolean"
+            return .failure(DataError(file: file, line: line, index: index, field: field, message: "is \(kind), not a string"))
+        }
+        return .success(s)
+    }
+
+    /// Reads every record of `path`. Under `.fail` the first bad record throws its `DataError`; under `.skip` bad
+    /// records are counted by reason. Exact duplicates are removed and counted either way.
+    public static func read(path: String, fields: FieldNames = FieldNames(), policy: BadRecordPolicy = .fail) throws -> RecordLoad {
+        var load = RecordLoad()
+        var seen = Set<QACRecord>()
+        func reject(_ e: DataError, reason: String) throws {
+            if policy == .fail { throw e }
+            load.skipped[reason, default: 0] += 1
+            if load.examples.count < 10 { load.examples.append(e) }
+        }
+        try forEachObject(path: path) { line, index, result in
+            load.read += 1
+            let object: [String: Any]
+            switch result {
+            case .failure(let e): try reject(e, reason: e.message.hasPrefix("invalid JSON") ? "invalid JSON" : e.message); return
+            case .success(let o): object = o
+            }
+            var values: [String] = []
+            for f in [fields.question, fields.answer, fields.correction] {
+                switch string(object, f, file: path, line: line, index: index) {
+                case .success(let s): values.append(s)
+                case .failure(let e): try reject(e, reason: "field '\(f)' \(e.message)"); return
+                }
+            }
+            for (f, v) in [(fields.question, values[0]), (fields.correction, values[2])]
+            where v.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                try reject(DataError(file: path, line: line, index: index, field: f, message: "is empty"), reason: "field '\(f)' is empty")
+                return
+            }
+            let record = QACRecord(question: values[0], answer: values[1], correction: values[2])
+            if !seen.insert(record).inserted { load.duplicates += 1; return }
+            load.records.append(record)
+        }
+        return load
+    }
+
+    /// Writes records as JSON Lines (gzip when the path ends in `.gz`), atomically.
+    public static func write(_ records: [QACRecord], to path: String, fields: FieldNames = FieldNames()) throws {
+        let w = try LineWriter(path: path)
+        for r in records { try w.write(line: r.jsonLine(fields)) }
+        try w.close()
+    }
+}

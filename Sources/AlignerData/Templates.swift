@@ -1,0 +1,54 @@
+import Foundation
+
+/// A prompt template: text with `{question}` and `{answer}` placeholders. The built-in ones (`v1`, the default, `v2`,
+/// `empathy`) are data, read from `templates.json`; custom ones come from recipes.
+public struct PromptTemplate: Codable, Sendable, Equatable {
+    public var name: String
+    public var text: String
+
+    /// A custom template; it must hold both placeholders.
+    public init(name: String = "custom", text: String) throws {
+        for p in ["{question}", "{answer}"] where !text.contains(p) {
+            throw DataError(file: "template '\(name)'", message: "has no \(p) placeholder")
+        }
+        self.name = name
+        self.text = text
+    }
+
+    /// The built-in templates by name.
+    public static let builtIn: [String: PromptTemplate] = {
+        guard let url = Bundle.module.url(forResource: "templates", withExtension: "json"),
+              let data = try? Data(contentsOf: url),
+              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let wrapper = root["wrapper"] as? String, let inputs = root["inputs"] as? [String: String]
+        else { fatalError("AlignerData: the templates.json resource is missing or malformed") }
+        var out: [String: PromptTemplate] = [:]
+        for (name, input) in inputs { out[name] = try! PromptTemplate(name: name, text: wrapper.replacingOccurrences(of: "{input}", with: input)) }
+        return out
+    }()
+
+    /// A built-in template by name (`v1`, `v2`, `empathy`).
+    public static func named(_ name: String) throws -> PromptTemplate {
+        guard let t = builtIn[name] else {
+            throw DataError(file: "template", message: "unknown template '\(name)' (built in: \(builtIn.keys.sorted().joined(separator: ", ")))")
+        }
+        return t
+    }
+
+    public static var v1: PromptTemplate { builtIn["v1"]! }
+
+    /// The prompt for a question and answer. Placeholders are filled in one pass, so braces inside the question or
+    /// answer are left alone.
+    public func render(question: String, answer: String) -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let open = rest.firstIndex(of: "{") {
+            out += rest[..<open]
+            let tail = rest[open...]
+            if tail.hasPrefix("{question}") { out += question; rest = tail.dropFirst(10) }
+            else if tail.hasPrefix("{answer}") { out += answer; rest = tail.dropFirst(8) }
+            else { out.append("{"); rest = tail.dropFirst() }
+        }
+        return out + rest
+    }
+}
