@@ -5,7 +5,7 @@
 //   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS) -> AlignerTensor (tensors, autodiff, kernels)
 //   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
 //   AlignerTokenizers (tokenizer.json BPE) -> AlignerData (records, conversion, templates, splits, batches; not the model)
-//   -> AlignerBench (benchmarks)
+//   -> AlignerTrain (recipes, two-stage trainer, checkpoints, sweeps) -> AlignerBench (benchmarks)
 //   -> aligner (executable: wiring only)
 import PackageDescription
 
@@ -36,6 +36,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // OpenBLAS's CBLAS header. Deliberately no `pkgConfig: "openblas"`: its `-lopenblas` would make the loader
@@ -57,6 +58,13 @@ let package = Package(
             resources: [.copy("Resources/templates.json")], swiftSettings: optimize),
         .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(
+            name: "AlignerTrain",
+            dependencies: [
+                "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
+                "CZlib", .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: optimize),
+        .target(
             name: "AlignerBench", dependencies: ["AlignerTensor", "AlignerModel", "AlignerOptim", "AlignerTokenizers"],
             swiftSettings: optimize),
         .executableTarget(
@@ -66,6 +74,7 @@ let package = Package(
                 "AlignerBench",
                 "AlignerData",
                 "AlignerTokenizers",
+                "AlignerTrain",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
@@ -77,5 +86,6 @@ let package = Package(
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData"]),
+        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain"]),
     ]
 )

@@ -5,6 +5,10 @@ import Foundation
 public struct WeightError: Error, CustomStringConvertible, Equatable {
     public let name: String
     public let message: String
+    public init(name: String, message: String) {
+        self.name = name
+        self.message = message
+    }
     public var description: String { "weight '\(name)': \(message)" }
 }
 

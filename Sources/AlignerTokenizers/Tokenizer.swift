@@ -268,3 +268,12 @@ public final class Tokenizer: @unchecked Sendable {
         return (decoder?.apply(tokens) ?? tokens).joined()
     }
 }
+
+extension Tokenizer {
+    /// A copy with one more added token.
+    public func adding(_ token: AddedToken) -> Tokenizer {
+        Tokenizer(model: model, normalizer: normalizer, preTokenizer: preTokenizer, decoder: decoder,
+                  addedTokens: addedTokens + [token], prefixIds: prefixIds, suffixIds: suffixIds,
+                  postProcessorJSON: postProcessorJSON)
+    }
+}

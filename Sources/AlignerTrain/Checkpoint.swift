@@ -1,0 +1,148 @@
+import AlignerData
+import AlignerModel
+import AlignerOptim
+import AlignerSafetensors
+import AlignerTensor
+import AlignerTokenizers
+import CZlib
+import Foundation
+
+/// Where training stands, saved in every checkpoint.
+public struct TrainerState: Codable, Equatable, Sendable {
+    /// 1 = identity warm-up, 2 = Q-A-C.
+    public var stage: Int
+    /// Optimiser steps done in this stage.
+    public var step: Int
+    /// Total steps this stage will take.
+    public var totalSteps: Int
+    /// Position in this stage's batch stream.
+    public var position: BatchPosition
+    /// The optimiser's own step count.
+    public var optimizerStep: Int
+    /// Tokens trained on so far, over both stages.
+    public var tokensSeen: Int
+    /// Whether this stage is finished.
+    public var stageDone: Bool
+    /// Seconds of training so far (wall time, both stages).
+    public var elapsed: Double
+    /// Steps of stage 1 (for a global step axis), fixed once stage 1 is planned.
+    public var stage1Steps: Int
+}
+
+/// Checkpoints of a run: written to a temporary folder, flushed, renamed into place with a manifest of sizes and
+/// CRC-32 checksums; on load, folders without a manifest or with a mismatch are skipped with a warning.
+public struct CheckpointStore {
+    public let directory: URL
+    public var warn: (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
+
+    public init(directory: URL) { self.directory = directory }
+
+    /// One checkpoint's folder name; sorting names sorts checkpoints in training order.
+    static func folderName(_ s: TrainerState) -> String {
+        String(format: "ckpt-s%d-%07d", s.stage, s.step)
+    }
+
+    /// Writes a checkpoint atomically and keeps only the newest `keep`.
+    public func save(model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
+                     keep: Int) throws -> URL {
+        let fm = FileManager.default
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        let final = directory.appendingPathComponent(Self.folderName(state))
+        let tmp = directory.appendingPathComponent(".tmp-\(Self.folderName(state))-\(getpid())")
+        try? fm.removeItem(at: tmp)
+        try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        let (optTensors, _) = optimizer.stateDict()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let files: [(String, Data)] = [
+            ("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])),
+            ("optimizer.safetensors", try SafetensorsWriter.encode(optTensors)),
+            ("trainer_state.json", try encoder.encode(state)),
+            ("config.json", try model.config.jsonData()),
+            ("recipe.json", try recipe.jsonData()),
+            ("tokenizer.json", tokenizerJSON),
+        ]
+        var manifest: [String: [String: Int]] = [:]
+        for (name, data) in files {
+            try Self.writeSynced(data, to: tmp.appendingPathComponent(name))
+            manifest[name] = ["bytes": data.count, "crc32": Int(Self.crc32(data))]
+        }
+        let manifestData = try JSONSerialization.data(withJSONObject: ["files": manifest, "complete": true], options: [.sortedKeys, .prettyPrinted])
+        try Self.writeSynced(manifestData, to: tmp.appendingPathComponent("manifest.json"))
+        if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
+        guard rename(tmp.path, final.path) == 0 else {
+            throw RecipeError(key: "", message: "cannot move checkpoint into place at \(final.path)")
+        }
+        Self.syncDirectory(directory)
+        // Keep the newest `keep` complete checkpoints.
+        let all = complete(verify: false)
+        for old in all.dropLast(keep) { try? fm.removeItem(at: old) }
+        return final
+    }
+
+    /// Checkpoint folders with a manifest, oldest first; with `verify`, those whose files do not match are skipped.
+    public func complete(verify: Bool) -> [URL] {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: directory.path) else { return [] }
+        var out: [URL] = []
+        for name in names.sorted() where name.hasPrefix("ckpt-") {
+            let url = directory.appendingPathComponent(name)
+            if !verify { if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path) { out.append(url) }; continue }
+            if let problem = Self.verify(url) { warn("skipping checkpoint \(url.path): \(problem)") } else { out.append(url) }
+        }
+        return out
+    }
+
+    /// nil when the checkpoint is complete and intact; otherwise what is wrong.
+    public static func verify(_ url: URL) -> String? {
+        guard let data = try? Data(contentsOf: url.appendingPathComponent("manifest.json")),
+              let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+              root["complete"] as? Bool == true, let files = root["files"] as? [String: [String: Int]]
+        else { return "no complete manifest (interrupted while writing?)" }
+        for (name, info) in files.sorted(by: { $0.key < $1.key }) {
+            guard let d = try? Data(contentsOf: url.appendingPathComponent(name)) else { return "\(name) is missing" }
+            if d.count != info["bytes"] { return "\(name) has \(d.count) bytes, the manifest says \(info["bytes"] ?? -1)" }
+            if Int(crc32(d)) != info["crc32"] { return "\(name) fails its checksum" }
+        }
+        return nil
+    }
+
+    /// The newest intact checkpoint, if any.
+    public func newest() -> URL? { complete(verify: true).last }
+
+    public static func crc32(_ data: Data) -> UInt32 {
+        data.withUnsafeBytes { raw in
+            UInt32(CZlib.crc32_z(0, raw.bindMemory(to: UInt8.self).baseAddress, raw.count))
+        }
+    }
+
+    static func writeSynced(_ data: Data, to url: URL) throws {
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        let h = try FileHandle(forWritingTo: url)
+        try h.write(contentsOf: data)
+        try h.synchronize()
+        try h.close()
+    }
+
+    static func syncDirectory(_ url: URL) {
+        let fd = open(url.path, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    /// Restores model weights and optimiser state from a checkpoint and returns its trainer state.
+    public static func load(_ url: URL, into model: LlamaModel, optimizer: AdamW) throws -> TrainerState {
+        if let problem = verify(url) { throw RecipeError(key: "", message: "checkpoint \(url.path): \(problem)") }
+        let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
+        for name in model.parameterNames {
+            let t = try weights.tensor(name)
+            guard t.shape == model.parameters[name]!.shape else {
+                throw WeightError(name: name, message: "checkpoint shape \(t.shape) differs from the model's")
+            }
+            model.parameters[name]!.assign(from: t)
+        }
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: url.appendingPathComponent("trainer_state.json")))
+        let opt = try SafetensorsFile(contentsOf: url.appendingPathComponent("optimizer.safetensors")).allTensors()
+        try optimizer.load(tensors: opt, step: state.optimizerStep, parameters: model.parameters)
+        return state
+    }
+}

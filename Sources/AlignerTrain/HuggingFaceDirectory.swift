@@ -1,0 +1,77 @@
+import AlignerModel
+import AlignerSafetensors
+import AlignerTensor
+import AlignerTokenizers
+import Foundation
+
+/// A Hugging Face Llama model directory: `config.json`, `model.safetensors` (or shards listed in
+/// `model.safetensors.index.json`; F32, F16 or BF16), `tokenizer.json` and optionally `tokenizer_config.json`.
+public struct HuggingFaceDirectory {
+    public let config: LlamaConfig
+    public let weights: [String: Tensor]
+    public let tokenizer: Tokenizer
+    public let specialTokens: SpecialTokens
+
+    public init(path: String) throws {
+        let dir = URL(fileURLWithPath: path)
+        config = try LlamaConfig.load(from: dir.appendingPathComponent("config.json"))
+        let fm = FileManager.default
+        var weights: [String: Tensor] = [:]
+        let index = dir.appendingPathComponent("model.safetensors.index.json")
+        if fm.fileExists(atPath: index.path) {
+            guard let root = (try? JSONSerialization.jsonObject(with: Data(contentsOf: index))) as? [String: Any],
+                  let map = root["weight_map"] as? [String: String]
+            else { throw WeightError(name: index.path, message: "not a safetensors index (no weight_map)") }
+            for shard in Set(map.values).sorted() {
+                let f = try SafetensorsFile(contentsOf: dir.appendingPathComponent(shard))
+                for name in f.names where map[name] == shard { weights[name] = try f.tensor(name) }
+            }
+            for name in map.keys where weights[name] == nil {
+                throw WeightError(name: name, message: "listed in the index but missing from \(map[name]!)")
+            }
+        } else {
+            let single = dir.appendingPathComponent("model.safetensors")
+            guard fm.fileExists(atPath: single.path) else {
+                throw WeightError(name: path, message: "has neither model.safetensors nor model.safetensors.index.json")
+            }
+            weights = try SafetensorsFile(contentsOf: single).allTensors()
+        }
+        self.weights = weights
+        let tok = try Tokenizer.load(from: dir.appendingPathComponent("tokenizer.json"))
+        tokenizer = tok
+        let tc = dir.appendingPathComponent("tokenizer_config.json")
+        specialTokens = fm.fileExists(atPath: tc.path) ? try SpecialTokens.load(tokenizerConfig: tc, for: tok) : SpecialTokens.guess(for: tok)
+    }
+}
+
+/// Adds a pad token when the tokenizer has none: a new special token after the last id, whose embedding row (and LM
+/// head row, when untied) is the mean of the existing rows, as the reference implementation does.
+public func addPadTokenIfMissing(
+    config: LlamaConfig, weights: [String: Tensor], tokenizer: Tokenizer, specialTokens: SpecialTokens, padName: String = "<pad>"
+) -> (LlamaConfig, [String: Tensor], Tokenizer, SpecialTokens) {
+    if let pad = specialTokens.pad, tokenizer.id(of: pad) != nil { return (config, weights, tokenizer, specialTokens) }
+    let id = max(tokenizer.vocabularySize, config.vocabSize)
+    let tok = tokenizer.adding(AddedToken(id: id, content: padName, special: true))
+    var c = config
+    c.vocabSize = id + 1
+    c.padTokenId = id
+    var w = weights
+    func grow(_ name: String) {
+        guard let t = weights[name] else { return }
+        let (rows, width) = (t.shape[0], t.shape[1])
+        var values = t.scalars
+        values += [Float](repeating: 0, count: (c.vocabSize - rows) * width)
+        for j in 0..<width {
+            var s = 0.0
+            for r in 0..<rows { s += Double(values[r * width + j]) }
+            let mean = Float(s / Double(rows))
+            for r in rows..<c.vocabSize { values[r * width + j] = mean }
+        }
+        w[name] = Tensor(values, shape: [c.vocabSize, width])
+    }
+    grow("model.embed_tokens.weight")
+    if !config.tieWordEmbeddings { grow("lm_head.weight") }
+    var s = specialTokens
+    s.pad = padName
+    return (c, w, tok, s)
+}

@@ -1,0 +1,401 @@
+import AlignerData
+import Foundation
+import TOMLKit
+
+/// A recipe value that cannot be used: the key (as `section.key`) and what is wrong.
+public struct RecipeError: Error, CustomStringConvertible, Equatable {
+    public let key: String
+    public let message: String
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+    public var description: String { key.isEmpty ? "recipe: \(message)" : "recipe key '\(key)': \(message)" }
+}
+
+/// Optimiser, schedule and batching of one training stage.
+public struct StageSettings: Codable, Equatable, Sendable {
+    /// Passes over the stage's data (used when `steps` is 0).
+    public var epochs: Double = 1
+    /// Optimiser steps; 0 means derive from `epochs`.
+    public var steps = 0
+    public var lr = 1e-3
+    public var schedule = "cosine"
+    /// Linear warm-up as a fraction of the steps (used when `warmupSteps` is 0).
+    public var warmupRatio = 0.03
+    public var warmupSteps = 0
+    /// The cosine decays to this fraction of `lr`.
+    public var minLRRatio = 0.0
+    public var weightDecay = 0.0
+    /// Global-norm clipping; 0 disables.
+    public var clip = 1.0
+    /// Examples per micro-batch (used when `batchTokens` is 0).
+    public var batchSize = 16
+    /// Token budget per micro-batch (batch × longest row), 0 = use `batchSize`.
+    public var batchTokens = 0
+    /// Micro-batches per optimiser step.
+    public var gradAccum = 1
+    public var beta1 = 0.9
+    public var beta2 = 0.95
+    public var eps = 1e-8
+}
+
+/// A training run's description: data, tokenizer, model, the two stages, logging and checkpoints.
+/// Read from TOML (`recipes/*.toml`) or from the JSON a run writes (`recipe.json`); every key can be overridden
+/// with `--set section.key=value`. Unknown keys, wrong types and impossible values are errors naming the key.
+public struct Recipe: Codable, Equatable, Sendable {
+    public var name = "run"
+    public var seed = 1234
+    /// Runs are written to `<outputDir>/<name>`.
+    public var outputDir = "checkpoints"
+
+    public struct DataSection: Codable, Equatable, Sendable {
+        public var train: [String] = ["data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"]
+        public var fields = ["question", "answer", "correction"]
+        public var badRecords = "fail"
+        /// A built-in template name (v1, v2, empathy) …
+        public var template = "v1"
+        /// … or a custom template with {question} and {answer} (wins when not empty).
+        public var customTemplate = ""
+        public var evalFraction = 0.1
+        /// Held-out records as a count (wins over the fraction when positive).
+        public var evalCount = 0
+        public var maxLength = 256
+        /// Identity warm-up proportion p in percent (0 skips stage 1).
+        public var warmupPercent = 20.0
+        /// Use only the first N records of the file(s) (0 = all), for quick runs.
+        public var limit = 0
+    }
+
+    public struct TokenizerSection: Codable, Equatable, Sendable {
+        /// A tokenizer.json to load; empty trains one on the training split.
+        public var path = ""
+        public var vocabSize = 2048
+        public var specialTokens = ["<pad>", "<s>", "</s>"]
+        public var minFrequency = 2
+        public var bos = "<s>"
+        public var eos = "</s>"
+        public var pad = "<pad>"
+    }
+
+    public struct ModelSection: Codable, Equatable, Sendable {
+        /// "scratch", or the path of a Hugging Face Llama directory to start from.
+        public var initFrom = "scratch"
+        public var hiddenSize = 128
+        public var intermediateSize = 384
+        public var numHiddenLayers = 4
+        public var numAttentionHeads = 4
+        public var numKeyValueHeads = 4
+        public var maxPositionEmbeddings = 256
+        public var ropeTheta = 10_000.0
+        public var rmsNormEps = 1e-5
+        public var tieWordEmbeddings = false
+        public var initializerRange = 0.02
+    }
+
+    public struct TrainSection: Codable, Equatable, Sendable {
+        /// Evaluate every N optimiser steps (0 = only at the end of each stage).
+        public var evalEvery = 50
+        public var logEvery = 10
+        /// Checkpoint every N optimiser steps (0 = only at stage ends and on Ctrl-C).
+        public var checkpointEvery = 200
+        public var keepCheckpoints = 2
+        /// Threads (0 = default).
+        public var threads = 0
+        /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
+        public var stopAfterSteps = 0
+    }
+
+    public struct SweepSection: Codable, Equatable, Sendable {
+        public var warmupPercents = [0.0, 2, 10, 20, 50]
+    }
+
+    public var data = DataSection()
+    public var tokenizer = TokenizerSection()
+    public var model = ModelSection()
+    public var stage1 = StageSettings()
+    public var stage2 = StageSettings()
+    public var train = TrainSection()
+    public var sweep = SweepSection()
+
+    public init() {}
+}
+
+// MARK: - Reading
+
+extension Recipe {
+    /// Reads a TOML or JSON recipe file, applies `overrides` ("section.key=value"), and validates.
+    public static func load(path: String, overrides: [String] = []) throws -> Recipe {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw RecipeError(key: "", message: "cannot read \(path): \(error.localizedDescription)")
+        }
+        var tree: [String: Any]
+        if path.hasSuffix(".json") {
+            guard let t = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+                throw RecipeError(key: "", message: "\(path) is not a JSON object")
+            }
+            tree = t
+        } else {
+            do {
+                let table = try TOMLTable(string: text)
+                tree = try JSONSerialization.jsonObject(with: Data(table.convert(to: .json).utf8)) as? [String: Any] ?? [:]
+            } catch let e as TOMLParseError {
+                throw RecipeError(key: "", message: "\(path):\(e.source.begin.line):\(e.source.begin.column): invalid TOML: \(e.description)")
+            }
+        }
+        for o in overrides { try applyOverride(o, to: &tree) }
+        return try Recipe(tree: tree)
+    }
+
+    /// Sets `section.key=value` in a recipe tree; the value is read as a number, boolean, JSON array or string.
+    static func applyOverride(_ assignment: String, to tree: inout [String: Any]) throws {
+        guard let eq = assignment.firstIndex(of: "=") else {
+            throw RecipeError(key: assignment, message: "an override must look like section.key=value")
+        }
+        let path = assignment[..<eq].split(separator: ".").map(String.init)
+        let raw = String(assignment[assignment.index(after: eq)...])
+        guard !path.isEmpty, path.count <= 2 else { throw RecipeError(key: String(assignment[..<eq]), message: "is not a recipe key") }
+        let value: Any
+        if let i = Int(raw) { value = i }
+        else if let d = Double(raw) { value = d }
+        else if raw == "true" || raw == "false" { value = raw == "true" }
+        else if raw.hasPrefix("["), let a = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) { value = a }
+        else { value = raw }
+        if path.count == 1 { tree[path[0]] = value; return }
+        var section = tree[path[0]] as? [String: Any] ?? [:]
+        if tree[path[0]] != nil && !(tree[path[0]] is [String: Any]) {
+            throw RecipeError(key: path[0], message: "is not a section")
+        }
+        section[path[1]] = value
+        tree[path[0]] = section
+    }
+
+    /// Reads and validates a recipe tree.
+    public init(tree: [String: Any]) throws {
+        var r = RecipeTreeReader(tree: tree)
+        self.init()
+        name = try r.string("name", name)
+        seed = try r.int("seed", seed)
+        outputDir = try r.string("output_dir", outputDir)
+        data.train = try r.strings("data.train", data.train)
+        data.fields = try r.strings("data.fields", data.fields)
+        data.badRecords = try r.string("data.bad_records", data.badRecords)
+        data.template = try r.string("data.template", data.template)
+        data.customTemplate = try r.string("data.custom_template", data.customTemplate)
+        data.evalFraction = try r.double("data.eval_fraction", data.evalFraction)
+        data.evalCount = try r.int("data.eval_count", data.evalCount)
+        data.maxLength = try r.int("data.max_length", data.maxLength)
+        data.warmupPercent = try r.double("data.warmup_percent", data.warmupPercent)
+        data.limit = try r.int("data.limit", data.limit)
+        tokenizer.path = try r.string("tokenizer.path", tokenizer.path)
+        tokenizer.vocabSize = try r.int("tokenizer.vocab_size", tokenizer.vocabSize)
+        tokenizer.specialTokens = try r.strings("tokenizer.special_tokens", tokenizer.specialTokens)
+        tokenizer.minFrequency = try r.int("tokenizer.min_frequency", tokenizer.minFrequency)
+        tokenizer.bos = try r.string("tokenizer.bos", tokenizer.bos)
+        tokenizer.eos = try r.string("tokenizer.eos", tokenizer.eos)
+        tokenizer.pad = try r.string("tokenizer.pad", tokenizer.pad)
+        model.initFrom = try r.string("model.init_from", model.initFrom)
+        model.hiddenSize = try r.int("model.hidden_size", model.hiddenSize)
+        model.intermediateSize = try r.int("model.intermediate_size", model.intermediateSize)
+        model.numHiddenLayers = try r.int("model.num_hidden_layers", model.numHiddenLayers)
+        model.numAttentionHeads = try r.int("model.num_attention_heads", model.numAttentionHeads)
+        model.numKeyValueHeads = try r.int("model.num_key_value_heads", model.numKeyValueHeads)
+        model.maxPositionEmbeddings = try r.int("model.max_position_embeddings", model.maxPositionEmbeddings)
+        model.ropeTheta = try r.double("model.rope_theta", model.ropeTheta)
+        model.rmsNormEps = try r.double("model.rms_norm_eps", model.rmsNormEps)
+        model.tieWordEmbeddings = try r.bool("model.tie_word_embeddings", model.tieWordEmbeddings)
+        model.initializerRange = try r.double("model.initializer_range", model.initializerRange)
+        for (section, keyPath) in [("stage1", \Recipe.stage1), ("stage2", \Recipe.stage2)] {
+            var s = self[keyPath: keyPath]
+            s.epochs = try r.double("\(section).epochs", s.epochs)
+            s.steps = try r.int("\(section).steps", s.steps)
+            s.lr = try r.double("\(section).lr", s.lr)
+            s.schedule = try r.string("\(section).schedule", s.schedule)
+            s.warmupRatio = try r.double("\(section).warmup_ratio", s.warmupRatio)
+            s.warmupSteps = try r.int("\(section).warmup_steps", s.warmupSteps)
+            s.minLRRatio = try r.double("\(section).min_lr_ratio", s.minLRRatio)
+            s.weightDecay = try r.double("\(section).weight_decay", s.weightDecay)
+            s.clip = try r.double("\(section).clip", s.clip)
+            s.batchSize = try r.int("\(section).batch_size", s.batchSize)
+            s.batchTokens = try r.int("\(section).batch_tokens", s.batchTokens)
+            s.gradAccum = try r.int("\(section).grad_accum", s.gradAccum)
+            s.beta1 = try r.double("\(section).beta1", s.beta1)
+            s.beta2 = try r.double("\(section).beta2", s.beta2)
+            s.eps = try r.double("\(section).eps", s.eps)
+            self[keyPath: keyPath] = s
+        }
+        train.evalEvery = try r.int("train.eval_every", train.evalEvery)
+        train.logEvery = try r.int("train.log_every", train.logEvery)
+        train.checkpointEvery = try r.int("train.checkpoint_every", train.checkpointEvery)
+        train.keepCheckpoints = try r.int("train.keep_checkpoints", train.keepCheckpoints)
+        train.threads = try r.int("train.threads", train.threads)
+        train.stopAfterSteps = try r.int("train.stop_after_steps", train.stopAfterSteps)
+        sweep.warmupPercents = try r.doubles("sweep.warmup_percents", sweep.warmupPercents)
+        try r.rejectUnknown()
+        try validate()
+    }
+
+    /// Impossible values, named by key.
+    public func validate() throws {
+        func check(_ ok: Bool, _ key: String, _ message: String) throws { if !ok { throw RecipeError(key: key, message: message) } }
+        try check(!name.isEmpty && !name.contains("/"), "name", "must be a non-empty folder name")
+        try check(!data.train.isEmpty, "data.train", "needs at least one file")
+        try check(data.fields.count == 3, "data.fields", "needs three names (question, answer, correction)")
+        try check(["fail", "skip"].contains(data.badRecords), "data.bad_records", "must be \"fail\" or \"skip\"")
+        if data.customTemplate.isEmpty {
+            try check(PromptTemplate.builtIn[data.template] != nil, "data.template",
+                      "unknown template '\(data.template)' (built in: \(PromptTemplate.builtIn.keys.sorted().joined(separator: ", ")))")
+        } else {
+            try check(data.customTemplate.contains("{question}") && data.customTemplate.contains("{answer}"),
+                      "data.custom_template", "needs {question} and {answer} placeholders")
+        }
+        try check(data.evalFraction >= 0 && data.evalFraction < 1, "data.eval_fraction", "must be in [0, 1), got \(data.evalFraction)")
+        try check(data.evalCount >= 0, "data.eval_count", "must not be negative")
+        try check(data.evalFraction > 0 || data.evalCount > 0, "data.eval_fraction", "an evaluation hold-out is needed (fraction or count)")
+        try check(data.maxLength >= 16, "data.max_length", "must be at least 16, got \(data.maxLength)")
+        try check(data.maxLength <= model.maxPositionEmbeddings || model.initFrom != "scratch", "data.max_length",
+                  "\(data.maxLength) exceeds model.max_position_embeddings \(model.maxPositionEmbeddings)")
+        try check(data.warmupPercent >= 0 && data.warmupPercent <= 100, "data.warmup_percent", "must be within 0...100, got \(data.warmupPercent)")
+        try check(data.limit >= 0, "data.limit", "must not be negative")
+        try check(tokenizer.vocabSize >= tokenizer.specialTokens.count + 256 || !tokenizer.path.isEmpty, "tokenizer.vocab_size",
+                  "must hold the special tokens and 256 bytes")
+        try check(model.hiddenSize > 0 && model.numAttentionHeads > 0 && model.hiddenSize % model.numAttentionHeads == 0,
+                  "model.num_attention_heads", "must divide model.hidden_size")
+        try check(model.numKeyValueHeads > 0 && model.numAttentionHeads % model.numKeyValueHeads == 0,
+                  "model.num_key_value_heads", "must divide model.num_attention_heads")
+        try check(model.numHiddenLayers > 0, "model.num_hidden_layers", "must be positive")
+        try check(model.intermediateSize > 0, "model.intermediate_size", "must be positive")
+        for (section, s) in [("stage1", stage1), ("stage2", stage2)] {
+            try check(s.lr > 0 && s.lr.isFinite, "\(section).lr", "must be positive, got \(s.lr)")
+            try check(s.steps > 0 || s.epochs > 0, "\(section).epochs", "must be positive (or set steps)")
+            try check(s.steps >= 0, "\(section).steps", "must not be negative")
+            try check(["cosine", "constant"].contains(s.schedule), "\(section).schedule", "must be cosine or constant")
+            try check(s.warmupRatio >= 0 && s.warmupRatio < 1, "\(section).warmup_ratio", "must be in [0, 1)")
+            try check(s.warmupSteps >= 0, "\(section).warmup_steps", "must not be negative")
+            try check(s.minLRRatio >= 0 && s.minLRRatio <= 1, "\(section).min_lr_ratio", "must be within 0...1")
+            try check(s.weightDecay >= 0, "\(section).weight_decay", "must not be negative")
+            try check(s.clip >= 0, "\(section).clip", "must not be negative")
+            try check(s.batchSize > 0, "\(section).batch_size", "must be positive")
+            try check(s.batchTokens >= 0, "\(section).batch_tokens", "must not be negative")
+            try check(s.gradAccum > 0, "\(section).grad_accum", "must be positive")
+            try check(s.beta1 >= 0 && s.beta1 < 1, "\(section).beta1", "must be in [0, 1)")
+            try check(s.beta2 >= 0 && s.beta2 < 1, "\(section).beta2", "must be in [0, 1)")
+            try check(s.eps > 0, "\(section).eps", "must be positive")
+        }
+        try check(train.evalEvery >= 0, "train.eval_every", "must not be negative")
+        try check(train.logEvery > 0, "train.log_every", "must be positive")
+        try check(train.checkpointEvery >= 0, "train.checkpoint_every", "must not be negative")
+        try check(train.keepCheckpoints >= 1, "train.keep_checkpoints", "must be at least 1")
+        try check(train.threads >= 0, "train.threads", "must not be negative")
+        try check(!sweep.warmupPercents.isEmpty && sweep.warmupPercents.allSatisfy { $0 >= 0 && $0 <= 100 },
+                  "sweep.warmup_percents", "must be percentages within 0...100")
+    }
+
+    /// The resolved recipe as JSON in the recipe file's key names (loadable with `Recipe.load`).
+    public func jsonData() throws -> Data {
+        func stage(_ s: StageSettings) -> [String: Any] {
+            ["epochs": s.epochs, "steps": s.steps, "lr": s.lr, "schedule": s.schedule, "warmup_ratio": s.warmupRatio,
+             "warmup_steps": s.warmupSteps, "min_lr_ratio": s.minLRRatio, "weight_decay": s.weightDecay, "clip": s.clip,
+             "batch_size": s.batchSize, "batch_tokens": s.batchTokens, "grad_accum": s.gradAccum, "beta1": s.beta1,
+             "beta2": s.beta2, "eps": s.eps]
+        }
+        let tree: [String: Any] = [
+            "name": name, "seed": seed, "output_dir": outputDir,
+            "data": ["train": data.train, "fields": data.fields, "bad_records": data.badRecords, "template": data.template,
+                     "custom_template": data.customTemplate, "eval_fraction": data.evalFraction, "eval_count": data.evalCount,
+                     "max_length": data.maxLength, "warmup_percent": data.warmupPercent, "limit": data.limit],
+            "tokenizer": ["path": tokenizer.path, "vocab_size": tokenizer.vocabSize, "special_tokens": tokenizer.specialTokens,
+                          "min_frequency": tokenizer.minFrequency, "bos": tokenizer.bos, "eos": tokenizer.eos, "pad": tokenizer.pad],
+            "model": ["init_from": model.initFrom, "hidden_size": model.hiddenSize, "intermediate_size": model.intermediateSize,
+                      "num_hidden_layers": model.numHiddenLayers, "num_attention_heads": model.numAttentionHeads,
+                      "num_key_value_heads": model.numKeyValueHeads, "max_position_embeddings": model.maxPositionEmbeddings,
+                      "rope_theta": model.ropeTheta, "rms_norm_eps": model.rmsNormEps,
+                      "tie_word_embeddings": model.tieWordEmbeddings, "initializer_range": model.initializerRange],
+            "stage1": stage(stage1), "stage2": stage(stage2),
+            "train": ["eval_every": train.evalEvery, "log_every": train.logEvery, "checkpoint_every": train.checkpointEvery,
+                      "keep_checkpoints": train.keepCheckpoints, "threads": train.threads, "stop_after_steps": train.stopAfterSteps],
+            "sweep": ["warmup_percents": sweep.warmupPercents],
+        ]
+        return try JSONSerialization.data(withJSONObject: tree, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    }
+
+    /// The template the recipe names.
+    public func promptTemplate() throws -> PromptTemplate {
+        data.customTemplate.isEmpty ? try PromptTemplate.named(data.template) : try PromptTemplate(name: "custom", text: data.customTemplate)
+    }
+}
+
+/// Typed reads from a recipe tree that remember which keys were used, so that leftovers are reported as unknown.
+struct RecipeTreeReader {
+    let tree: [String: Any]
+    var used = Set<String>()
+
+    init(tree: [String: Any]) { self.tree = tree }
+
+    func lookup(_ key: String) throws -> Any? {
+        let parts = key.split(separator: ".").map(String.init)
+        if parts.count == 1 { return tree[parts[0]] }
+        guard let sectionValue = tree[parts[0]] else { return nil }
+        guard let section = sectionValue as? [String: Any] else { throw RecipeError(key: parts[0], message: "must be a section (a table)") }
+        return section[parts[1]]
+    }
+
+    mutating func get<T>(_ key: String, _ fallback: T, _ kind: String, _ convert: (Any) -> T?) throws -> T {
+        used.insert(key)
+        guard let v = try lookup(key) else { return fallback }
+        guard let t = convert(v) else { throw RecipeError(key: key, message: "must be \(kind), got \(describe(v))") }
+        return t
+    }
+
+    func describe(_ v: Any) -> String {
+        if let s = v as? String { return "the string \"\(s)\"" }
+        if v is [Any] { return "a list" }
+        if v is [String: Any] { return "a table" }
+        return "\(v)"
+    }
+
+    /// JSON booleans arrive as a distinct NSNumber subclass; plain `is Bool` is also true for 0 and 1.
+    static func isBool(_ v: Any) -> Bool { type(of: v) == type(of: NSNumber(value: true)) }
+
+    mutating func int(_ key: String, _ d: Int) throws -> Int {
+        try get(key, d, "an integer") { v in
+            if v is String || Self.isBool(v) { return nil }
+            if let i = v as? Int { return i }
+            if let x = v as? Double, x == x.rounded(), abs(x) < 1e15 { return Int(x) }
+            return nil
+        }
+    }
+    mutating func double(_ key: String, _ d: Double) throws -> Double {
+        try get(key, d, "a number") { v in (v is String || Self.isBool(v)) ? nil : (v as? Double ?? (v as? Int).map(Double.init)) }
+    }
+    mutating func bool(_ key: String, _ d: Bool) throws -> Bool {
+        try get(key, d, "true or false") { v in Self.isBool(v) ? v as? Bool : nil }
+    }
+    mutating func string(_ key: String, _ d: String) throws -> String {
+        try get(key, d, "a string") { v in v as? String }
+    }
+    mutating func strings(_ key: String, _ d: [String]) throws -> [String] {
+        try get(key, d, "a list of strings") { v in v as? [String] }
+    }
+    mutating func doubles(_ key: String, _ d: [Double]) throws -> [Double] {
+        try get(key, d, "a list of numbers") { v in
+            guard let a = v as? [Any] else { return nil }
+            let out = a.compactMap { x -> Double? in (x is String || Self.isBool(x)) ? nil : (x as? Double ?? (x as? Int).map(Double.init)) }
+            return out.count == a.count ? out : nil
+        }
+    }
+
+    /// Throws for the first key of the tree that no read asked for.
+    func rejectUnknown() throws {
+        for (k, v) in tree.sorted(by: { $0.key < $1.key }) {
+            if let section = v as? [String: Any], !used.contains(k) {
+                for sk in section.keys.sorted() where !used.contains("\(k).\(sk)") {
+                    throw RecipeError(key: "\(k).\(sk)", message: used.contains(where: { $0.hasPrefix(k + ".") }) ? "unknown key" : "unknown section '\(k)'")
+                }
+            } else if !used.contains(k) {
+                throw RecipeError(key: k, message: "unknown key")
+            }
+        }
+    }
+}

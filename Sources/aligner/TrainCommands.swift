@@ -1,0 +1,74 @@
+import AlignerTensor
+import AlignerTrain
+import ArgumentParser
+import Foundation
+
+/// Recipe file and overrides.
+struct RecipeOptions: ParsableArguments {
+    @Argument(help: "Recipe file (TOML, or a run's recipe.json).") var recipe: String
+    @Option(name: .customLong("set"), help: "Override a recipe key, e.g. --set stage2.lr=3e-4 (repeatable).") var overrides: [String] = []
+
+    func load() throws -> Recipe {
+        do { return try Recipe.load(path: recipe, overrides: overrides) } catch let e as RecipeError {
+            throw ValidationError("\(e)")
+        }
+    }
+}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Two-stage Aligner training (identity warm-up, then Q-A-C) from a recipe.")
+    @OptionGroup var options: RecipeOptions
+    @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
+
+    func run() throws {
+        let recipe = try options.load()
+        Interrupt.install()
+        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
+        print(BLAS.summary)
+        let trainer = Trainer(recipe: recipe)
+        do {
+            let r = try trainer.run(resume: resume)
+            print("\nrun \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)); \(r.tokensSeen) tokens seen")
+            print(String(format: "eval loss before training: %.4f", r.initialEvalLoss))
+            for s in r.stages {
+                print(String(format: "stage %d: %d steps on %d examples, final train loss %.4f, eval loss %.4f (best %.4f)",
+                             s.stage, s.steps, s.examples, s.finalTrainLoss, s.evalLoss, s.bestEvalLoss))
+            }
+            print("run folder: \(r.runDirectory) (metrics.jsonl, splits/, tokenizer.json, result.json)")
+            print("final checkpoint: \(r.finalCheckpoint)")
+        } catch let stop as TrainingStop {
+            print("\n\(stop)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep", abstract: "The identity warm-up proportion sweep: one two-stage run per proportion, then a report.")
+    @OptionGroup var options: RecipeOptions
+
+    func run() throws {
+        let recipe = try options.load()
+        Interrupt.install()
+        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
+        print(BLAS.summary)
+        let sweep = Sweep(recipe: recipe)
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            let results = try sweep.run()
+            print("\n" + Sweep.table(results))
+            if let w = Sweep.winner(results) {
+                print(String(format: "lowest eval loss after stage 2: p = %g%% (%.4f)", w.warmupPercent, w.stages.last!.evalLoss))
+            }
+            print("sweep wall time (this process): \(clock.now - start)")
+            print("report: \(sweep.directory.appendingPathComponent("report.md").path)")
+            print("chart:  \(sweep.directory.appendingPathComponent("eval-loss.svg").path)")
+        } catch let stop as TrainingStop {
+            print("\n\(stop)\nrun the same command again to resume the sweep")
+            throw ExitCode(1)
+        }
+    }
+}
