@@ -356,7 +356,7 @@ struct RecipeTreeReader {
     }
 
     /// JSON booleans arrive as a distinct NSNumber subclass; plain `is Bool` is also true for 0 and 1.
-    static func isBool(_ v: Any) -> Bool { type(of: v) == type(of: NSNumber(value: true)) }
+    static func isBool(_ v: Any) -> Bool { type(of: v) == Bool.self || type(of: v) == type(of: NSNumber(value: true)) }
 
     mutating func int(_ key: String, _ d: Int) throws -> Int {
         try get(key, d, "an integer") { v in

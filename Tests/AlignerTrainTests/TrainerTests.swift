@@ -1,0 +1,225 @@
+import AlignerData
+import AlignerModel
+import Foundation
+import XCTest
+
+@testable import AlignerTrain
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A recipe small enough for a test: 120 records of the bundled corpus, a 2-layer 32-wide model.
+func tinyRecipe(_ name: String, in dir: URL, _ overrides: [String] = []) throws -> Recipe {
+    let toml = """
+    name = "\(name)"
+    seed = 7
+    output_dir = "\(dir.path)"
+    [data]
+    train = ["\(repositoryRoot.appendingPathComponent("data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz").path)"]
+    eval_count = 24
+    max_length = 160
+    warmup_percent = 25
+    limit = 120
+    [tokenizer]
+    vocab_size = 512
+    [model]
+    hidden_size = 32
+    intermediate_size = 64
+    num_hidden_layers = 2
+    num_attention_heads = 4
+    num_key_value_heads = 2
+    max_position_embeddings = 160
+    [stage1]
+    epochs = 2
+    lr = 3e-3
+    batch_size = 8
+    [stage2]
+    epochs = 3
+    lr = 3e-3
+    batch_size = 8
+    grad_accum = 2
+    [train]
+    eval_every = 5
+    log_every = 5
+    checkpoint_every = 4
+    keep_checkpoints = 50
+    threads = 2
+    """
+    let url = dir.appendingPathComponent("\(name).toml")
+    try toml.write(to: url, atomically: true, encoding: .utf8)
+    return try Recipe.load(path: url.path, overrides: overrides)
+}
+
+func quietTrainer(_ r: Recipe) -> Trainer {
+    let t = Trainer(recipe: r, isTerminal: false)
+    t.quiet = true
+    return t
+}
+
+final class RecipeTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryTestDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testBundledRecipesLoad() throws {
+        for name in ["smoke", "warmup-sweep"] {
+            let r = try Recipe.load(path: repositoryRoot.appendingPathComponent("recipes/\(name).toml").path)
+            XCTAssertEqual(r.name, name)
+        }
+    }
+
+    func testOverridesAndRoundTrip() throws {
+        let r = try tinyRecipe("r", in: dir, ["stage2.lr=5e-4", "data.template=v2", "sweep.warmup_percents=[0,50]", "model.tie_word_embeddings=true"])
+        XCTAssertEqual(r.stage2.lr, 5e-4)
+        XCTAssertEqual(r.data.template, "v2")
+        XCTAssertEqual(r.sweep.warmupPercents, [0, 50])
+        XCTAssertTrue(r.model.tieWordEmbeddings)
+        XCTAssertEqual(r.stage1.batchSize, 8)
+        let json = dir.appendingPathComponent("r.json")
+        try r.jsonData().write(to: json)
+        XCTAssertEqual(try Recipe.load(path: json.path), r)
+    }
+
+    func testBadKeysTypesAndValuesNameTheKey() throws {
+        func expect(_ override: String, _ key: String, line: UInt = #line) {
+            XCTAssertThrowsError(try tinyRecipe("r", in: dir, [override]), line: line) { e in
+                XCTAssertEqual((e as? RecipeError)?.key, key, "\(e)", line: line)
+            }
+        }
+        expect("stage2.lrr=1", "stage2.lrr")
+        expect("optimizer.lr=1", "optimizer.lr")
+        expect("stage1.batch_size=eight", "stage1.batch_size")
+        expect("stage1.batch_size=2.5", "stage1.batch_size")
+        expect("stage2.lr=-1", "stage2.lr")
+        expect("data.warmup_percent=150", "data.warmup_percent")
+        expect("model.num_attention_heads=5", "model.num_attention_heads")
+        expect("data.template=v7", "data.template")
+        expect("model.tie_word_embeddings=1", "model.tie_word_embeddings")
+        expect("data.max_length=500", "data.max_length")
+        expect("data.max_length=8", "data.max_length")
+        expect("nonsense", "nonsense")
+        XCTAssertThrowsError(try { () throws -> Recipe in
+            let url = self.dir.appendingPathComponent("bad.toml")
+            try "name = \"x\"\n[data\n".write(to: url, atomically: true, encoding: .utf8)
+            return try Recipe.load(path: url.path)
+        }()) { XCTAssertTrue("\($0)".contains("bad.toml:2")) }
+    }
+}
+
+final class TrainerTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryTestDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testBothStagesRunAndEvalLossFalls() throws {
+        let r = try quietTrainer(tinyRecipe("both", in: dir)).run()
+        XCTAssertEqual(r.stages.map(\.stage), [1, 2])
+        XCTAssertGreaterThan(r.warmupRecords, 0)
+        let final = try XCTUnwrap(r.stages.last?.evalLoss)
+        XCTAssertLessThan(final, r.initialEvalLoss - 0.3, "eval loss \(r.initialEvalLoss) → \(final)")
+        let run = dir.appendingPathComponent("both")
+        for f in ["metrics.jsonl", "tokenizer.json", "recipe.json", "result.json", "splits/eval.jsonl", "splits/warmup.jsonl", "splits/train.jsonl"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent(f).path), f)
+        }
+        // Warm-up split is Q-A-A and nested in a larger p's.
+        let warm = try RecordReader.read(path: run.appendingPathComponent("splits/warmup.jsonl").path).records
+        XCTAssertTrue(warm.allSatisfy { $0.answer == $0.correction })
+        XCTAssertNil(CheckpointStore.verify(URL(fileURLWithPath: r.finalCheckpoint)))
+        // A second run into the same folder without --resume is refused.
+        XCTAssertThrowsError(try quietTrainer(tinyRecipe("both", in: dir)).run()) { XCTAssertEqual(($0 as? RecipeError)?.key, "name") }
+        // p = 0 skips stage 1.
+        XCTAssertEqual(try quietTrainer(tinyRecipe("p0", in: dir, ["data.warmup_percent=0"])).run().stages.map(\.stage), [2])
+    }
+
+    /// Losses of a run read back from metrics.jsonl (exact doubles).
+    func losses(_ run: String) throws -> [String] {
+        try String(contentsOf: dir.appendingPathComponent(run).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            .split(separator: "\n").compactMap { line -> String? in
+                let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+                guard let loss = o["loss"] as? Double ?? o["eval_loss"] as? Double else { return nil }
+                return "\(o["stage"]!)/\(o["step"]!) \(loss.bitPattern)"
+            }
+    }
+
+    func finalWeights(_ r: RunResult) throws -> Data {
+        try Data(contentsOf: URL(fileURLWithPath: r.finalCheckpoint).appendingPathComponent("model.safetensors"))
+    }
+
+    func testResumeContinuesBitForBit() throws {
+        let straight = try quietTrainer(tinyRecipe("straight", in: dir)).run()
+        let s1 = straight.stages[0].steps
+        XCTAssertGreaterThan(s1, 3)
+        // Stops: in the middle of stage 1, exactly at the stage boundary, and in the middle of stage 2.
+        for (name, stops) in [("mid1", [2, 3]), ("boundary", [s1 - 0]), ("mid2", [s1 + 3, 5])] {
+            var done = 0
+            for (i, n) in stops.enumerated() {
+                let t = quietTrainer(try tinyRecipe(name, in: dir, ["train.stop_after_steps=\(n)"]))
+                XCTAssertThrowsError(try t.run(resume: i > 0), "\(name) stop \(i)") { e in
+                    guard case TrainingStop.stoppedAfterSteps = e else { return XCTFail("\(e)") }
+                }
+                done += n
+            }
+            let resumed = try quietTrainer(tinyRecipe(name, in: dir)).run(resume: true)
+            XCTAssertEqual(try losses(name), try losses("straight"), name)
+            XCTAssertEqual(try finalWeights(resumed), try finalWeights(straight), "\(name): final weights differ")
+            XCTAssertEqual(resumed.tokensSeen, straight.tokensSeen, name)
+        }
+    }
+
+    func testCorruptCheckpointIsSkippedWithAWarning() throws {
+        let t = quietTrainer(try tinyRecipe("corrupt", in: dir, ["train.stop_after_steps=8"]))
+        XCTAssertThrowsError(try t.run())
+        let store = CheckpointStore(directory: dir.appendingPathComponent("corrupt/checkpoints"))
+        let all = store.complete(verify: true)
+        XCTAssertGreaterThanOrEqual(all.count, 2)
+        // Damage the newest: flip a byte of its weights. And leave a half-written folder (no manifest) behind.
+        let newest = all.last!.appendingPathComponent("model.safetensors")
+        var bytes = try Data(contentsOf: newest)
+        bytes[bytes.count - 3] ^= 0xFF
+        try bytes.write(to: newest)
+        try FileManager.default.createDirectory(at: store.directory.appendingPathComponent("ckpt-s9-0000001"), withIntermediateDirectories: true)
+        var warnings: [String] = []
+        var s = store
+        s.warn = { warnings.append($0) }
+        XCTAssertEqual(s.newest(), all[all.count - 2])
+        XCTAssertTrue(warnings.contains { $0.contains("fails its checksum") }, "\(warnings)")
+        XCTAssertTrue(warnings.contains { $0.contains("no complete manifest") }, "\(warnings)")
+        // Resuming uses the intact one and finishes.
+        XCTAssertNoThrow(try quietTrainer(tinyRecipe("corrupt", in: dir)).run(resume: true))
+    }
+
+    func testDivergenceStopsWithTheLastGoodCheckpoint() throws {
+        let t = quietTrainer(try tinyRecipe("nan", in: dir, ["stage1.lr=1e30", "stage1.clip=0", "train.checkpoint_every=1"]))
+        XCTAssertThrowsError(try t.run()) { e in
+            guard case let TrainingStop.diverged(stage, _, _, last) = e else { return XCTFail("\(e)") }
+            XCTAssertEqual(stage, 1)
+            if let last { XCTAssertNil(CheckpointStore.verify(last)) }
+            XCTAssertTrue("\(e)".contains("lower the learning rate"))
+        }
+    }
+
+    func testSweepArmsShareInitAndEvalAndResumeArmByArm() throws {
+        let recipe = try tinyRecipe("sweep", in: dir, ["sweep.warmup_percents=[0,50]", "stage2.epochs=1", "stage1.epochs=1"])
+        let sweep = Sweep(recipe: recipe, isTerminal: false)
+        var lines: [String] = []
+        let results = try sweep.run { lines.append($0) }
+        XCTAssertEqual(results.map(\.warmupPercent), [0, 50])
+        XCTAssertEqual(results[0].initialEvalLoss, results[1].initialEvalLoss)  // same weights, same eval set
+        XCTAssertEqual(results[0].evalRecords, results[1].evalRecords)
+        XCTAssertEqual(results[0].stages.last!.steps, results[1].stages.last!.steps)  // same stage-2 budget
+        XCTAssertEqual(results[1].stages.map(\.stage), [1, 2])
+        let report = try String(contentsOf: sweep.directory.appendingPathComponent("report.md"), encoding: .utf8)
+        XCTAssertTrue(report.contains("| 50 |"))
+        let svg = try String(contentsOf: sweep.directory.appendingPathComponent("eval-loss.svg"), encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 2)
+        // Running again reuses finished arms.
+        var again: [String] = []
+        _ = try Sweep(recipe: recipe, isTerminal: false).run { again.append($0) }
+        XCTAssertEqual(again.filter { $0.contains("already finished") }.count, 2)
+    }
+}
+
+func temporaryTestDirectory() throws -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("alignerkit-train-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
