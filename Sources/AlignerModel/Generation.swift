@@ -127,22 +127,15 @@ extension LlamaModel {
     /// Runs `newTokens` positions per row through the model against the cache (appending their keys and values) and
     /// returns the logits of the last new position (B, vocab). `mask` covers all cached positions plus the new ones.
     func forwardCached(ids: [Int], batch b: Int, newTokens tn: Int, positions: [Int], cache: KVCache, mask: [Bool]) -> Tensor {
-        let h = config.numAttentionHeads, kv = config.numKeyValueHeads, d = config.headDim
         let eps = Float(config.rmsNormEps)
         let length = cache.length + tn
         let keyMask: [Bool]? = mask.allSatisfy { $0 } ? nil : mask
         var x = Tensor.embedding(embed, ids: ids, shape: [b, tn])
         for (l, w) in blocks.enumerated() {
-            let n1 = Tensor.rmsNorm(x, weight: w.inputNorm, eps: eps)
-            let q = n1.matmul(w.q, transposeOther: true).reshape([b, tn, h, d]).rope(positions: positions, table: rope, layout: .bthd)
-            let k = n1.matmul(w.k, transposeOther: true).reshape([b, tn, kv, d]).rope(positions: positions, table: rope, layout: .bthd)
-            let v = n1.matmul(w.v, transposeOther: true).reshape([b, tn, kv, d])
-            cache.store(layer: l, k: k, v: v)
-            let a = Tensor.cachedAttention(q: q, kCache: cache.keys[l], vCache: cache.values[l], length: length, keyPadding: keyMask)
-            let x1 = x + a.reshape([b, tn, h * d]).matmul(w.o, transposeOther: true)
-            let n2 = Tensor.rmsNorm(x1, weight: w.postNorm, eps: eps)
-            let m = Tensor.swiglu(gate: n2.matmul(w.gate, transposeOther: true), up: n2.matmul(w.up, transposeOther: true))
-            x = x1 + m.matmul(w.down, transposeOther: true)
+            x = blockForward(w, x, batch: b, time: tn, positions: positions) { q, k, v in
+                cache.store(layer: l, k: k, v: v)
+                return Tensor.cachedAttention(q: q, kCache: cache.keys[l], vCache: cache.values[l], length: length, keyPadding: keyMask)
+            }
         }
         cache.length = length
         let last = tn == 1 ? x : x.slice(axis: 1, (tn - 1)..<tn)

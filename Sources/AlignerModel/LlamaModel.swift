@@ -132,13 +132,22 @@ public final class LlamaModel {
     }
 
     func blockForward(_ w: Block, _ x: Tensor, batch b: Int, time t: Int, positions: [Int], mask: [Bool]?) -> Tensor {
+        blockForward(w, x, batch: b, time: t, positions: positions) { q, k, v in
+            Tensor.attention(q: q, k: k, v: v, causal: true, keyPadding: mask, layout: .bthd)
+        }
+    }
+
+    /// One decoder block on x (B, T, C). `attend` gets q (B, T, H, D) and k, v (B, T, KV, D) after RoPE and returns
+    /// the attention output (B, T, H, D): full causal attention in training, attention against a cache in generation.
+    func blockForward(_ w: Block, _ x: Tensor, batch b: Int, time t: Int, positions: [Int],
+                      attend: (Tensor, Tensor, Tensor) -> Tensor) -> Tensor {
         let h = config.numAttentionHeads, kv = config.numKeyValueHeads, d = config.headDim
         let eps = Float(config.rmsNormEps)
         let n1 = Tensor.rmsNorm(x, weight: w.inputNorm, eps: eps)
         let q = n1.matmul(w.q, transposeOther: true).reshape([b, t, h, d]).rope(positions: positions, table: rope, layout: .bthd)
         let k = n1.matmul(w.k, transposeOther: true).reshape([b, t, kv, d]).rope(positions: positions, table: rope, layout: .bthd)
         let v = n1.matmul(w.v, transposeOther: true).reshape([b, t, kv, d])
-        let a = Tensor.attention(q: q, k: k, v: v, causal: true, keyPadding: mask, layout: .bthd)  // (B, T, H, D)
+        let a = attend(q, k, v)  // (B, T, H, D)
         let x1 = x + a.reshape([b, t, h * d]).matmul(w.o, transposeOther: true)
         let n2 = Tensor.rmsNorm(x1, weight: w.postNorm, eps: eps)
         let m = Tensor.swiglu(gate: n2.matmul(w.gate, transposeOther: true), up: n2.matmul(w.up, transposeOther: true))
