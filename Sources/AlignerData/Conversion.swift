@@ -115,3 +115,48 @@ public enum PreferenceConversion {
         return .success(QACRecord(question: q, answer: worse.trimmingCharacters(in: .whitespacesAndNewlines), correction: c))
     }
 }
+
+/// Q-A-C records from EmpatheticDialogues conversations (`conv_id,utterance_idx,prompt,utterance`, `_comma_` for
+/// commas): the question is the speaker's situation and opening line, the correction the listener's real reply, and
+/// the answer a curt, detached reply chosen by rule (see `detachedReplies`), so that an Aligner learns to turn an
+/// unempathetic answer into an empathetic one.
+public enum EmpatheticDialogues {
+    /// The rule's answers; conversation k (in file order) gets reply k mod count.
+    public static let detachedReplies = [
+        "Okay.", "I see. What else?", "That is how it goes.", "Fine. Anything else?", "Noted.", "Why are you telling me this?",
+    ]
+
+    public static func convert(csvPath: String) throws -> (records: [QACRecord], conversations: Int, skipped: Int) {
+        let text = String(decoding: try LineReader.readAll(path: csvPath), as: UTF8.self)
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: true)
+        guard let header = lines.first, header.hasPrefix("conv_id,utterance_idx,prompt,utterance") else {
+            throw DataError(file: csvPath, line: 1, message: "expected the header conv_id,utterance_idx,prompt,utterance")
+        }
+        lines.removeFirst()
+        var order: [String] = []
+        var turns: [String: [Int: (prompt: String, utterance: String)]] = [:]
+        for (n, line) in lines.enumerated() {
+            let parts = line.split(separator: ",", maxSplits: 3, omittingEmptySubsequences: false)
+            guard parts.count == 4, let idx = Int(parts[1]) else {
+                throw DataError(file: csvPath, line: n + 2, message: "expected four comma-separated columns")
+            }
+            func clean(_ s: Substring) -> String {
+                s.replacingOccurrences(of: "_comma_", with: ",").trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let id = String(parts[0])
+            if turns[id] == nil { order.append(id) }
+            turns[id, default: [:]][idx] = (clean(parts[2]), clean(parts[3]))
+        }
+        var records: [QACRecord] = []
+        var skipped = 0
+        for (k, id) in order.enumerated() {
+            guard let first = turns[id]?[1], let reply = turns[id]?[2], !first.utterance.isEmpty, !reply.utterance.isEmpty else {
+                skipped += 1
+                continue
+            }
+            records.append(QACRecord(question: "\(first.prompt)\n\(first.utterance)",
+                                     answer: detachedReplies[k % detachedReplies.count], correction: reply.utterance))
+        }
+        return (records, order.count, skipped)
+    }
+}

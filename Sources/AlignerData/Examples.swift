@@ -45,18 +45,18 @@ public struct ExampleBuilder: Sendable {
         (bosId.map { [$0] } ?? []) + tokenizer.encode(template.render(question: question, answer: answer))
     }
 
-    /// The example of a record, shortening the answer inside the prompt first, then the question, never the
-    /// correction; nil when the correction alone does not fit. `report` counts what happened.
-    public func build(_ r: QACRecord, report: inout Report) -> Example? {
-        let target = tokenizer.encode(r.correction) + [eosId]
-        var question = r.question, answer = r.answer
+    /// Prompt ids for a question and answer within `budget` tokens: the answer is shortened first, then the question.
+    /// Returns nil when even an empty question and answer do not fit; the flags say what was shortened.
+    public func fittingPrompt(question q: String, answer a: String, budget: Int)
+        -> (ids: [Int], answerShortened: Bool, questionShortened: Bool)? {
+        var question = q, answer = a
         var prompt = promptIds(question: question, answer: answer)
         var shortenedAnswer = false, shortenedQuestion = false
         // Each round cuts the excess (and a little more, for token-boundary effects) from the answer, then the question.
         var rounds = 0
-        while prompt.count + target.count > maxLength && rounds < 16 {
+        while prompt.count > budget && rounds < 16 {
             rounds += 1
-            let excess = prompt.count + target.count - maxLength
+            let excess = prompt.count - budget
             let answerIds = tokenizer.encode(answer)
             if !answerIds.isEmpty {
                 answer = tokenizer.decode(Array(answerIds.prefix(max(0, answerIds.count - excess - rounds))))
@@ -69,7 +69,16 @@ public struct ExampleBuilder: Sendable {
             }
             prompt = promptIds(question: question, answer: answer)
         }
-        guard prompt.count + target.count <= maxLength else { report.dropped += 1; return nil }
+        return prompt.count <= budget ? (prompt, shortenedAnswer, shortenedQuestion) : nil
+    }
+
+    /// The example of a record, shortening the answer inside the prompt first, then the question, never the
+    /// correction; nil when the correction alone does not fit. `report` counts what happened.
+    public func build(_ r: QACRecord, report: inout Report) -> Example? {
+        let target = tokenizer.encode(r.correction) + [eosId]
+        guard let (prompt, shortenedAnswer, shortenedQuestion) = fittingPrompt(question: r.question, answer: r.answer,
+                                                                               budget: maxLength - target.count)
+        else { report.dropped += 1; return nil }
         report.built += 1
         if shortenedAnswer { report.answerShortened += 1 }
         if shortenedQuestion { report.questionShortened += 1 }

@@ -153,7 +153,10 @@ public enum RecordReader {
 
     /// Reads every record of `path`. Under `.fail` the first bad record throws its `DataError`; under `.skip` bad
     /// records are counted by reason. Exact duplicates are removed and counted either way.
-    public static func read(path: String, fields: FieldNames = FieldNames(), policy: BadRecordPolicy = .fail) throws -> RecordLoad {
+    /// With `requireCorrection` false (questions with upstream answers to be corrected), a missing correction field
+    /// reads as "".
+    public static func read(path: String, fields: FieldNames = FieldNames(), policy: BadRecordPolicy = .fail,
+                            requireCorrection: Bool = true) throws -> RecordLoad {
         var load = RecordLoad()
         var seen = Set<QACRecord>()
         func reject(_ e: DataError, reason: String) throws {
@@ -170,13 +173,14 @@ public enum RecordReader {
             }
             var values: [String] = []
             for f in [fields.question, fields.answer, fields.correction] {
+                if !requireCorrection && f == fields.correction && object[f] == nil { values.append(""); continue }
                 switch string(object, f, file: path, line: line, index: index) {
                 case .success(let s): values.append(s)
                 case .failure(let e): try reject(e, reason: "field '\(f)' \(e.message)"); return
                 }
             }
             for (f, v) in [(fields.question, values[0]), (fields.correction, values[2])]
-            where v.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            where v.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty && (requireCorrection || f == fields.question) {
                 try reject(DataError(file: path, line: line, index: index, field: f, message: "is empty"), reason: "field '\(f)' is empty")
                 return
             }

@@ -65,9 +65,15 @@ final class KVCache {
 extension LlamaModel {
     /// Continues each prompt (lists of token ids, any lengths; batched with left padding) greedily or by sampling,
     /// until an EOS token or `maxNewTokens`. Records no gradients.
-    public func generate(prompts: [[Int]], options: GenerationOptions = GenerationOptions()) -> GenerationResult {
+    /// `onStep`, when given, receives each step's new token per row (finished rows get -1), for streaming output.
+    public func generate(prompts: [[Int]], options: GenerationOptions = GenerationOptions(),
+                         onStep: (([Int]) -> Void)? = nil) -> GenerationResult {
         precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty }, "generate needs non-empty prompts")
-        return withNoGrad { options.useCache ? generateCached(prompts, options) : generateRecomputing(prompts, options) }
+        return withNoGrad {
+            var state = SamplerState(model: self, prompts: prompts, options: options)
+            state.onStep = onStep
+            return options.useCache ? generateCached(prompts, &state) : generateRecomputing(prompts, &state)
+        }
     }
 
     private func leftPadded(_ prompts: [[Int]]) -> (ids: [Int], mask: [Bool], positions: [Int], width: Int) {
@@ -83,14 +89,14 @@ extension LlamaModel {
         return (ids, mask, positions, width)
     }
 
-    private func generateCached(_ prompts: [[Int]], _ options: GenerationOptions) -> GenerationResult {
+    private func generateCached(_ prompts: [[Int]], _ state: inout SamplerState) -> GenerationResult {
         let b = prompts.count
+        let options = state.options
         var (ids, mask, positions, width) = leftPadded(prompts)
         let longest = prompts.map(\.count).max()!
         precondition(longest + options.maxNewTokens <= config.maxPositionEmbeddings,
                      "prompt of \(longest) + \(options.maxNewTokens) new tokens exceeds max_position_embeddings")
         let cache = KVCache(config: config, batch: b, capacity: width + options.maxNewTokens)
-        var state = SamplerState(model: self, prompts: prompts, options: options)
         var logits = forwardCached(ids: ids, batch: b, newTokens: width, positions: positions, cache: cache, mask: mask)
         var next = prompts.map { $0.count }  // next position per row
         while !state.done {
@@ -110,10 +116,9 @@ extension LlamaModel {
         return state.result
     }
 
-    private func generateRecomputing(_ prompts: [[Int]], _ options: GenerationOptions) -> GenerationResult {
+    private func generateRecomputing(_ prompts: [[Int]], _ state: inout SamplerState) -> GenerationResult {
         let b = prompts.count
         var sequences = prompts
-        var state = SamplerState(model: self, prompts: prompts, options: options)
         while !state.done {
             let (ids, mask, positions, width) = leftPadded(sequences)
             let logits = forward(ids: ids, batch: b, time: width, attentionMask: mask, positions: positions)
@@ -154,6 +159,7 @@ struct SamplerState {
     var result: GenerationResult
     var finished: [Bool]
     var produced = 0
+    var onStep: (([Int]) -> Void)?
 
     init(model: LlamaModel, prompts: [[Int]], options: GenerationOptions) {
         self.options = options
@@ -170,10 +176,12 @@ struct SamplerState {
     /// Picks the next token of every unfinished row from `lastLogits` (B, vocab); finished rows get the pad token.
     mutating func step(lastLogits: Tensor) -> [Int] {
         var tokens: [Int] = []
+        var streamed: [Int] = []
         for bi in 0..<finished.count {
-            if finished[bi] { tokens.append(padToken); continue }
+            if finished[bi] { tokens.append(padToken); streamed.append(-1); continue }
             let t = Sampler.pick(lastLogits.data + bi * vocab, vocab, options, &rng)
             tokens.append(t)
+            streamed.append(eos.contains(t) ? -1 : t)
             if eos.contains(t) {
                 finished[bi] = true
                 result.stoppedAtEOS[bi] = true
@@ -183,6 +191,7 @@ struct SamplerState {
         }
         produced += 1
         if produced >= options.maxNewTokens { finished = finished.map { _ in true } }
+        onStep?(streamed)
         return tokens
     }
 }

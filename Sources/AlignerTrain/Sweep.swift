@@ -88,7 +88,7 @@ public final class Sweep {
 
     /// An SVG line chart of every arm's eval loss against the global optimiser step.
     public static func svg(_ results: [RunResult]) -> String {
-        let (w, h, left, right, top, bottom) = (760.0, 440.0, 70.0, 150.0, 30.0, 50.0)
+        let (w, h, left, right, top, bottom) = (840.0, 440.0, 70.0, 200.0, 30.0, 50.0)
         let curves = results.map { r in [(Double(0), r.initialEvalLoss)].filter { $0.1.isFinite } + r.evalCurve.map { (Double($0.globalStep), $0.evalLoss) } }
         let xs = curves.flatMap { $0.map(\.0) }, ys = curves.flatMap { $0.map(\.1) }
         let xMax = max(xs.max() ?? 1, 1)

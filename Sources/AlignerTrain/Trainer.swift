@@ -111,7 +111,7 @@ public final class Trainer {
         var initialWeights: [String: Tensor]?
         let saved = runDirectory.appendingPathComponent("tokenizer.json")
         if recipe.model.initFrom != "scratch" {
-            let hf = try HuggingFaceDirectory(path: recipe.model.initFrom)
+            let hf = try HuggingFaceDirectory(path: AlignerBundle.resolve(recipe.model.initFrom).path)
             (config, initialWeights, tokenizer, specials) = addPadTokenIfMissing(
                 config: hf.config, weights: hf.weights, tokenizer: hf.tokenizer, specialTokens: hf.specialTokens, padName: recipe.tokenizer.pad)
             say("model: \(recipe.model.initFrom) (\(config.parameterCount) parameters)")

@@ -9,7 +9,10 @@ struct Aligner: ParsableCommand {
         commandName: "aligner",
         abstract: "AlignerKit: train Aligners (Q-A-C residual correction models) on CPU.",
         version: AlignerKitVersion.string,
-        subcommands: [TrainCommand.self, SweepCommand.self, Info.self, DataCommand.self, TokenizerCommand.self, Bench.self])
+        subcommands: [
+            TrainCommand.self, SweepCommand.self, FinetuneCommand.self, CorrectCommand.self, GenerateCommand.self, EvalCommand.self,
+            ExportCommand.self, Info.self, DataCommand.self, TokenizerCommand.self, Bench.self,
+        ])
 }
 
 /// Options shared by commands that compute.

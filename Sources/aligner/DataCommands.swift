@@ -21,7 +21,21 @@ struct RecordOptions: ParsableArguments {
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data", abstract: "Q-A-C datasets: statistics and conversion from preference data.",
-        subcommands: [Stats.self, Convert.self])
+        subcommands: [Stats.self, Convert.self, Empathy.self])
+
+    struct Empathy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "empathy",
+            abstract: "Q-A-C records from an EmpatheticDialogues CSV: situation + opening line as the question, the listener's reply as the correction, a curt reply by rule as the answer.")
+        @Argument(help: "EmpatheticDialogues CSV (conv_id,utterance_idx,prompt,utterance).") var input: String
+        @Argument(help: "Output JSON Lines (.gz to compress).") var output: String
+
+        func run() throws {
+            let (records, conversations, skipped) = try EmpatheticDialogues.convert(csvPath: input)
+            try RecordReader.write(records, to: output)
+            print("\(input): \(conversations) conversations → \(records.count) records (\(skipped) without an opening line and a reply) → \(output)")
+        }
+    }
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Record counts, duplicates, bad records and token lengths of a Q-A-C file.")

@@ -1,0 +1,84 @@
+import AlignerData
+import AlignerModel
+import AlignerSafetensors
+import AlignerTensor
+import AlignerTokenizers
+import Foundation
+
+/// A trained Aligner ready to use: model, tokenizer, special tokens and prompt template. Loads from a run folder (its
+/// newest intact checkpoint), a checkpoint folder, or a Hugging Face Llama directory (an export, or one written by
+/// Python `transformers`).
+public struct AlignerBundle {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    public let specialTokens: SpecialTokens
+    public let template: PromptTemplate
+    /// The folder the weights came from.
+    public let source: URL
+    /// The recipe that trained it, when known.
+    public let recipe: Recipe?
+
+    public init(model: LlamaModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate, source: URL, recipe: Recipe?) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.specialTokens = specialTokens
+        self.template = template
+        self.source = source
+        self.recipe = recipe
+    }
+
+    /// Resolves a run folder to its newest intact checkpoint; other folders are returned as they are.
+    public static func resolve(_ path: String) throws -> URL {
+        let url = URL(fileURLWithPath: path)
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else {
+            throw RecipeError(key: "", message: "\(path) is not a folder (a run, a checkpoint or a Hugging Face model directory)")
+        }
+        let checkpoints = url.appendingPathComponent("checkpoints")
+        if fm.fileExists(atPath: checkpoints.path) {
+            guard let newest = CheckpointStore(directory: checkpoints).newest() else {
+                throw RecipeError(key: "", message: "\(path) has no intact checkpoint")
+            }
+            return newest
+        }
+        if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path), let problem = CheckpointStore.verify(url) {
+            throw RecipeError(key: "", message: "checkpoint \(path): \(problem)")
+        }
+        return url
+    }
+
+    /// Loads a run, checkpoint or Hugging Face directory.
+    public static func load(_ path: String) throws -> AlignerBundle {
+        let dir = try resolve(path)
+        let hf = try HuggingFaceDirectory(path: dir.path)
+        let model = try LlamaModel(config: hf.config, weights: hf.weights)
+        let recipeURL = dir.appendingPathComponent("recipe.json")
+        let recipe = FileManager.default.fileExists(atPath: recipeURL.path) ? try Recipe.load(path: recipeURL.path) : nil
+        var specials = hf.specialTokens
+        var template = PromptTemplate.v1
+        if let recipe {
+            template = try recipe.promptTemplate()
+            specials = SpecialTokens(bos: hf.tokenizer.id(of: recipe.tokenizer.bos) != nil ? recipe.tokenizer.bos : nil,
+                                     eos: recipe.tokenizer.eos, pad: recipe.tokenizer.pad, unk: nil)
+        } else if let data = try? Data(contentsOf: dir.appendingPathComponent("tokenizer_config.json")),
+                  let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                  let text = root["aligner_prompt_template"] as? String {
+            template = try PromptTemplate(name: root["aligner_template_name"] as? String ?? "custom", text: text)
+        }
+        if specials.eos == nil, let id = hf.config.eosTokenIds.first { specials.eos = hf.tokenizer.token(of: id) }
+        return AlignerBundle(model: model, tokenizer: hf.tokenizer, specialTokens: specials, template: template, source: dir, recipe: recipe)
+    }
+
+    /// The example builder matching this Aligner (template, BOS/EOS).
+    public func exampleBuilder(maxLength: Int? = nil) throws -> ExampleBuilder {
+        try ExampleBuilder(tokenizer: tokenizer, template: template, specialTokens: specialTokens,
+                           maxLength: maxLength ?? model.config.maxPositionEmbeddings)
+    }
+
+    public var eosIds: [Int] {
+        var ids = model.config.eosTokenIds
+        if let e = specialTokens.eos, let id = tokenizer.id(of: e), !ids.contains(id) { ids.append(id) }
+        return ids
+    }
+}

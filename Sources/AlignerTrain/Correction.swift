@@ -1,0 +1,124 @@
+import AlignerData
+import AlignerModel
+import AlignerTensor
+import Foundation
+
+/// Applying Aligners to upstream answers.
+public enum Corrector {
+    /// Corrects each (question, answer) with `aligners` in turn: the first corrects the upstream answer, each next one
+    /// corrects the previous one's output (stacked Aligners). Returns the last corrections, in order. `progress`
+    /// receives (records done, total) for each Aligner pass.
+    public static func correct(
+        _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
+        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }
+    ) throws -> [String] {
+        var answers = pairs.map(\.answer)
+        for (k, aligner) in aligners.enumerated() {
+            let builder = try aligner.exampleBuilder()
+            var opts = options
+            opts.eosTokenIds = options.eosTokenIds ?? aligner.eosIds
+            let budget = aligner.model.config.maxPositionEmbeddings - opts.maxNewTokens
+            guard budget > 8 else {
+                throw RecipeError(key: "max_new_tokens", message: "\(opts.maxNewTokens) leaves no room for a prompt in a context of \(aligner.model.config.maxPositionEmbeddings)")
+            }
+            var out = [String](repeating: "", count: pairs.count)
+            var start = 0
+            while start < pairs.count {
+                let range = start..<min(pairs.count, start + batchSize)
+                let prompts = range.map { i -> [Int] in
+                    builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget)?.ids
+                        ?? Array(builder.promptIds(question: "", answer: "").suffix(budget))
+                }
+                let result = aligner.model.generate(prompts: prompts, options: opts)
+                for (j, i) in range.enumerated() {
+                    out[i] = aligner.tokenizer.decode(result.tokens[j], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                start = range.upperBound
+                progress(k, start, pairs.count)
+            }
+            answers = out
+        }
+        return answers
+    }
+}
+
+/// Metrics of corrections against answers and references.
+public enum CorrectionMetrics {
+    /// Levenshtein distance between the Unicode scalars of two strings.
+    public static func editDistance(_ a: String, _ b: String) -> Int {
+        let x = Array(a.unicodeScalars), y = Array(b.unicodeScalars)
+        if x.isEmpty { return y.count }
+        if y.isEmpty { return x.count }
+        var previous = Array(0...y.count), current = [Int](repeating: 0, count: y.count + 1)
+        for i in 1...x.count {
+            current[0] = i
+            for j in 1...y.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            swap(&previous, &current)
+        }
+        return previous[y.count]
+    }
+
+    /// Edit distance divided by the longer length (0 = identical, 1 = nothing in common); 0 for two empty strings.
+    public static func normalizedEditDistance(_ a: String, _ b: String) -> Double {
+        let n = max(a.unicodeScalars.count, b.unicodeScalars.count)
+        return n == 0 ? 0 : Double(editDistance(a, b)) / Double(n)
+    }
+
+    /// Whether an output copies the answer (equal after trimming whitespace).
+    public static func isCopy(_ output: String, of answer: String) -> Bool {
+        output.trimmingCharacters(in: .whitespacesAndNewlines) == answer.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// `aligner eval`'s results.
+public struct EvalSummary: Codable, Sendable {
+    public var source: String
+    public var records: Int
+    /// Records whose example fits the context (loss counts only these).
+    public var scored: Int
+    public var loss: Double
+    public var perplexity: Double
+    public var generated: Int
+    public var copyRate: Double?
+    public var editDistanceToAnswer: Double?
+    public var editDistanceToReference: Double?
+
+    public var table: String {
+        var s = "| metric | value |\n|---|---:|\n"
+        s += "| records | \(records) (\(scored) scored) |\n"
+        s += String(format: "| correction loss | %.4f |\n| perplexity | %.2f |\n", loss, perplexity)
+        if let c = copyRate {
+            s += "| generated | \(generated) |\n"
+            s += String(format: "| copy rate (output = answer) | %.3f |\n", c)
+            s += String(format: "| mean normalised edit distance to the answer | %.3f |\n", editDistanceToAnswer ?? .nan)
+            s += String(format: "| mean normalised edit distance to the reference | %.3f |\n", editDistanceToReference ?? .nan)
+        }
+        return s
+    }
+
+    /// Loss and perplexity of the corrections of `records` under `aligner` (masked as in training) and, when
+    /// `generate` > 0, generation metrics on the first `generate` records.
+    public static func compute(_ aligner: AlignerBundle, records: [QACRecord], generate: Int, options: GenerationOptions,
+                               batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> EvalSummary {
+        let builder = try aligner.exampleBuilder()
+        let (examples, _) = builder.buildAll(records)
+        guard !examples.isEmpty else { throw RecipeError(key: "", message: "no record fits the model's context") }
+        let padId = aligner.specialTokens.pad.flatMap { aligner.tokenizer.id(of: $0) } ?? aligner.eosIds[0]
+        let loss = try Trainer.evaluate(aligner.model, examples, batchSize: batchSize, padId: padId)
+        var summary = EvalSummary(source: aligner.source.path, records: records.count, scored: examples.count, loss: loss,
+                                  perplexity: Foundation.exp(loss), generated: 0)
+        let n = min(generate, records.count)
+        if n > 0 {
+            let subset = Array(records.prefix(n))
+            let outputs = try Corrector.correct(subset.map { ($0.question, $0.answer) }, with: [aligner], options: options,
+                                                batchSize: batchSize, progress: progress)
+            summary.generated = n
+            summary.copyRate = Double(zip(outputs, subset).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / Double(n)
+            summary.editDistanceToAnswer = zip(outputs, subset).map { CorrectionMetrics.normalizedEditDistance($0, $1.answer) }.reduce(0, +) / Double(n)
+            summary.editDistanceToReference = zip(outputs, subset).map { CorrectionMetrics.normalizedEditDistance($0, $1.correction) }.reduce(0, +) / Double(n)
+        }
+        return summary
+    }
+}

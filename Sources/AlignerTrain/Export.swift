@@ -1,0 +1,106 @@
+import AlignerData
+import AlignerModel
+import AlignerSafetensors
+import AlignerTensor
+import AlignerTokenizers
+import Foundation
+
+/// Writes a Hugging Face model directory that `transformers` loads with `AutoModelForCausalLM` and `AutoTokenizer`.
+public enum HuggingFaceExport {
+    /// A Jinja chat template that renders the Aligner prompt from [user: question, assistant: answer].
+    public static func chatTemplate(_ t: PromptTemplate, bos: String?) -> String {
+        let escaped = t.text.replacingOccurrences(of: "{{", with: "{{ '{{' }}")
+        let body = escaped.replacingOccurrences(of: "{question}", with: "{{ messages[0]['content'] }}")
+            .replacingOccurrences(of: "{answer}", with: "{{ messages[1]['content'] }}")
+        return (bos != nil ? "{{ bos_token }}" : "") + body
+    }
+
+    /// Exports `bundle` to `directory` (created; existing files of the same names are replaced). `result` adds
+    /// training metrics to the model card.
+    public static func export(_ bundle: AlignerBundle, to directory: URL, result: RunResult? = nil) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        let config = bundle.model.config
+        try config.jsonData().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+        try SafetensorsWriter.write(bundle.model.parameters, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+        try bundle.tokenizer.save(to: directory.appendingPathComponent("tokenizer.json"))
+        let s = bundle.specialTokens
+        var added: [String: Any] = [:]
+        for t in bundle.tokenizer.addedTokens {
+            added[String(t.id)] = ["content": t.content, "lstrip": t.lstrip, "rstrip": t.rstrip, "normalized": t.normalized,
+                                   "single_word": t.singleWord, "special": t.special]
+        }
+        func token(_ name: String?) -> Any { name.map { $0 as Any } ?? NSNull() }
+        let tokenizerConfig: [String: Any] = [
+            "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": token(s.bos), "eos_token": token(s.eos),
+            "pad_token": token(s.pad), "unk_token": token(s.unk), "model_max_length": config.maxPositionEmbeddings,
+            "clean_up_tokenization_spaces": false, "add_bos_token": false, "add_eos_token": false,
+            "added_tokens_decoder": added, "chat_template": chatTemplate(bundle.template, bos: s.bos),
+            "aligner_prompt_template": bundle.template.text, "aligner_template_name": bundle.template.name,
+        ]
+        try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            .write(to: directory.appendingPathComponent("tokenizer_config.json"), options: .atomic)
+        var generation: [String: Any] = ["do_sample": false, "max_new_tokens": min(256, config.maxPositionEmbeddings)]
+        if let b = config.bosTokenId { generation["bos_token_id"] = b }
+        generation["eos_token_id"] = config.eosTokenIds.count == 1 ? config.eosTokenIds[0] as Any : config.eosTokenIds as Any
+        if let p = config.padTokenId { generation["pad_token_id"] = p }
+        try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
+            .write(to: directory.appendingPathComponent("generation_config.json"), options: .atomic)
+        try modelCard(bundle, result: result).write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+    }
+
+    static func modelCard(_ b: AlignerBundle, result: RunResult?) -> String {
+        let c = b.model.config
+        var s = """
+        ---
+        library_name: transformers
+        pipeline_tag: text-generation
+        tags: [aligner, alignerkit, llama]
+        ---
+
+        # Aligner (AlignerKit)
+
+        A \(c.parameterCount)-parameter Llama-architecture Aligner trained with AlignerKit: it reads a question and an
+        upstream model's answer and writes a corrected answer (Q-A-C residual learning, Ji et al. 2024,
+        "Aligner: Achieving Efficient Alignment through Weak-to-Strong Correction").
+
+        ## Prompt
+
+        The prompt template (`aligner_prompt_template` in tokenizer_config.json, also as the chat template with the
+        question as the user message and the answer as the assistant message); the correction follows with no space:
+
+        ```
+        \(b.template.text)
+        ```
+
+        ## Use
+
+        ```python
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(PATH)
+        model = AutoModelForCausalLM.from_pretrained(PATH)
+        prompt = tok.apply_chat_template([{"role": "user", "content": question}, {"role": "assistant", "content": answer}], tokenize=False)
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        out = model.generate(ids, max_new_tokens=128, do_sample=False)
+        print(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+        ```
+
+        ## Model
+
+        hidden \(c.hiddenSize), intermediate \(c.intermediateSize), \(c.numHiddenLayers) layers, \(c.numAttentionHeads) heads
+        (\(c.numKeyValueHeads) key/value), vocabulary \(c.vocabSize), context \(c.maxPositionEmbeddings), float32.
+
+        """
+        if let r = b.recipe {
+            s += "\n## Training data and recipe\n\nData: \(r.data.train.joined(separator: ", ")) (see AlignerKit's data/README.md for licences); "
+            s += "identity warm-up p = \(r.data.warmupPercent)%; stage 2: \(r.stage2.epochs) epochs at lr \(r.stage2.lr).\n\n"
+            if let json = try? r.jsonData() { s += "```json\n" + String(decoding: json, as: UTF8.self) + "\n```\n" }
+        }
+        if let result {
+            s += "\n## Metrics\n\nEval loss before training \(String(format: "%.4f", result.initialEvalLoss)); "
+            s += result.stages.map { String(format: "after stage %d: %.4f", $0.stage, $0.evalLoss) }.joined(separator: "; ")
+            s += " (\(result.evalRecords) held-out records).\n"
+        }
+        return s
+    }
+}

@@ -1,0 +1,190 @@
+import AlignerData
+import AlignerModel
+import AlignerTensor
+import AlignerTrain
+import ArgumentParser
+import Foundation
+
+/// Sampling options shared by generate, correct and eval.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Most new tokens per output.") var maxNewTokens = 128
+    @Option(help: "0 = greedy; otherwise the sampling temperature.") var temperature: Float = 0
+    @Option(help: "Sample from the k most likely tokens.") var topK: Int?
+    @Option(help: "Sample from the smallest set of tokens reaching this probability.") var topP: Float?
+    @Option(help: "Sampling seed.") var seed: UInt64 = 0
+
+    var options: GenerationOptions {
+        GenerationOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK, topP: topP, seed: seed)
+    }
+}
+
+/// A progress line with records per second.
+struct RecordProgress {
+    let label: String
+    let clock = ContinuousClock()
+    let start: ContinuousClock.Instant
+    let isTerminal = isatty(STDOUT_FILENO) != 0
+    init(_ label: String) {
+        self.label = label
+        start = clock.now
+    }
+    func update(pass: Int, done: Int, total: Int) {
+        let d = clock.now - start
+        let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        let rate = Double(done) / max(s, 1e-9)
+        let width = 30, filled = total == 0 ? width : done * width / total
+        let line = "\(label) aligner \(pass + 1): [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total)  \(String(format: "%.2f", rate)) records/s"
+        if isTerminal { FileHandle.standardOutput.write(Data(("\r" + line + (done == total ? "\n" : "")).utf8)) } else if done == total { print(line) }
+    }
+}
+
+struct CorrectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "correct",
+        abstract: "Correct upstream answers with one or more Aligners (stacked: each corrects the previous output).",
+        discussion: "Writes JSON Lines {question, answer, correction}: the original answer and the Aligner's correction, usable as training data.")
+    @Option(name: .customLong("checkpoint"), help: "A run folder, checkpoint folder or Hugging Face directory (repeat to stack).") var checkpoints: [String]
+    @Argument(help: "Questions with upstream answers (JSON or JSON Lines).") var input: String
+    @Argument(help: "Output JSON Lines (.gz to compress).") var output: String
+    @OptionGroup var records: RecordOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Option(help: "Records generated together.") var batchSize = 8
+    @Option(help: "Only the first N records.") var limit: Int?
+
+    func run() throws {
+        guard !checkpoints.isEmpty else { throw ValidationError("give at least one --checkpoint") }
+        let aligners = try checkpoints.map { try AlignerBundle.load($0) }
+        let fields = try records.fieldNames()
+        var load = try RecordReader.read(path: input, fields: fields, policy: records.policy, requireCorrection: false)
+        if let limit { load.records = Array(load.records.prefix(limit)) }
+        let progress = RecordProgress("correct")
+        let outputs = try Corrector.correct(load.records.map { ($0.question, $0.answer) }, with: aligners, options: sampling.options,
+                                            batchSize: batchSize) { progress.update(pass: $0, done: $1, total: $2) }
+        let corrected = zip(load.records, outputs).map { QACRecord(question: $0.question, answer: $0.answer, correction: $1) }
+        try RecordReader.write(corrected, to: output, fields: fields)
+        print("wrote \(corrected.count) corrections by \(aligners.count) Aligner(s) to \(output)")
+    }
+}
+
+struct GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate", abstract: "Continue a text with a checkpoint or Hugging Face Llama directory, printing tokens as they come.")
+    @Option(name: .customLong("checkpoint"), help: "A run folder, checkpoint folder or Hugging Face directory.") var checkpoint: String
+    @Option(help: "The prompt text.") var prompt: String?
+    @Option(help: "A file holding the prompt.") var promptFile: String?
+    @Flag(help: "Prepend the tokenizer's BOS token.") var bos = false
+    @Option(help: "Write the prompt's logits (1, T, vocab) to this safetensors file (for comparisons).") var logitsOut: String?
+    @OptionGroup var sampling: SamplingOptions
+
+    func run() throws {
+        let aligner = try AlignerBundle.load(checkpoint)
+        guard let text = try prompt ?? promptFile.map({ try String(contentsOfFile: $0, encoding: .utf8) }) else {
+            throw ValidationError("give --prompt or --prompt-file")
+        }
+        var ids = aligner.tokenizer.encode(text)
+        if bos, let b = aligner.specialTokens.bos.flatMap({ aligner.tokenizer.id(of: $0) }) { ids.insert(b, at: 0) }
+        guard !ids.isEmpty else { throw ValidationError("the prompt has no tokens") }
+        if let logitsOut {
+            let logits = withNoGrad { aligner.model.forward(ids: ids, batch: 1, time: ids.count) }
+            try AlignerSafetensorsBridge.write(["logits": logits, "input_ids": Tensor(ids.map(Float.init), shape: [1, ids.count])], to: logitsOut)
+        }
+        var options = sampling.options
+        options.eosTokenIds = aligner.eosIds
+        options.maxNewTokens = min(options.maxNewTokens, aligner.model.config.maxPositionEmbeddings - ids.count)
+        print(text, terminator: "")
+        var produced: [Int] = []
+        var printed = ""
+        let clock = ContinuousClock()
+        let start = clock.now
+        _ = aligner.model.generate(prompts: [ids], options: options) { step in
+            guard step[0] >= 0 else { return }
+            produced.append(step[0])
+            let decoded = aligner.tokenizer.decode(produced, skipSpecialTokens: true)
+            if decoded.hasPrefix(printed) && !decoded.hasSuffix("\u{FFFD}") {
+                print(decoded.dropFirst(printed.count), terminator: "")
+                fflush(nil)
+                printed = decoded
+            }
+        }
+        let d = clock.now - start
+        let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        print("\n\n\(produced.count) tokens in \(String(format: "%.2f", s)) s: \(String(format: "%.1f", Double(produced.count) / max(s, 1e-9))) tokens/s")
+    }
+}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Loss and perplexity of the corrections of a Q-A-C file; with --generate N, copy rate and edit distances of generated corrections.")
+    @Option(name: .customLong("checkpoint"), help: "A run folder, checkpoint folder or Hugging Face directory.") var checkpoint: String
+    @Argument(help: "A Q-A-C file (JSON or JSON Lines).") var input: String
+    @OptionGroup var records: RecordOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Option(help: "Generate corrections for the first N records (0 = loss only).") var generate = 64
+    @Option(help: "Batch size.") var batchSize = 8
+    @Option(help: "Write the JSON summary here.") var output: String?
+
+    func run() throws {
+        let aligner = try AlignerBundle.load(checkpoint)
+        let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
+        let progress = RecordProgress("eval")
+        let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
+                                              batchSize: batchSize) { progress.update(pass: $0, done: $1, total: $2) }
+        print(summary.table)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // Next to the run when the Aligner is a checkpoint of one (checkpoint folders stay as written).
+        var folder = aligner.source
+        if folder.deletingLastPathComponent().lastPathComponent == "checkpoints" { folder = folder.deletingLastPathComponent().deletingLastPathComponent() }
+        let out = output ?? folder.appendingPathComponent("eval-\(URL(fileURLWithPath: input).lastPathComponent).json").path
+        try encoder.encode(summary).write(to: URL(fileURLWithPath: out))
+        print("summary: \(out)")
+    }
+}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export", abstract: "Write a Hugging Face model directory (LlamaForCausalLM) from a run or checkpoint.")
+    @Argument(help: "A run folder or checkpoint folder.") var checkpoint: String
+    @Argument(help: "The output directory.") var output: String
+
+    func run() throws {
+        let aligner = try AlignerBundle.load(checkpoint)
+        var result: RunResult?
+        var dir = aligner.source
+        for _ in 0..<3 {
+            if let d = try? Data(contentsOf: dir.appendingPathComponent("result.json")) { result = try? JSONDecoder().decode(RunResult.self, from: d); break }
+            dir = dir.deletingLastPathComponent()
+        }
+        try HuggingFaceExport.export(aligner, to: URL(fileURLWithPath: output), result: result)
+        print("exported \(aligner.source.path) → \(output) (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json, README.md)")
+    }
+}
+
+struct FinetuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Continue training an existing Aligner on a new corpus (its tokenizer and configuration kept, a fresh optimiser and schedule).",
+        discussion: "The recipe's model.init_from names the Aligner (a run, checkpoint or Hugging Face directory); data.warmup_percent is usually 0.")
+    @OptionGroup var options: RecipeOptions
+    @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
+
+    func run() throws {
+        let recipe = try options.load()
+        guard recipe.model.initFrom != "scratch" else {
+            throw ValidationError("recipe key 'model.init_from': finetuning needs an existing Aligner, not \"scratch\"")
+        }
+        Interrupt.install()
+        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
+        print(BLAS.summary)
+        do {
+            let r = try Trainer(recipe: recipe).run(resume: resume)
+            print(String(format: "\nfinetuned %@ on %@: eval loss %.4f before, %.4f after (%d held-out records)", recipe.model.initFrom,
+                         recipe.data.train.joined(separator: ", "), r.initialEvalLoss, r.stages.last?.evalLoss ?? .nan, r.evalRecords))
+            print("run folder: \(r.runDirectory); final checkpoint: \(r.finalCheckpoint)")
+        } catch let stop as TrainingStop {
+            print("\n\(stop)")
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,154 @@
+import AlignerData
+import AlignerModel
+import AlignerSafetensors
+import AlignerTensor
+import AlignerTokenizers
+import Foundation
+import XCTest
+
+@testable import AlignerTrain
+
+/// Import, export, correction, evaluation and finetuning.
+final class UseTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryTestDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func maxDifference(_ a: Tensor, _ b: Tensor) -> Float {
+        XCTAssertEqual(a.count, b.count)
+        return zip(a.scalars, b.scalars).map { abs($0 - $1) }.max() ?? 0
+    }
+
+    /// Directories written by Python transformers' save_pretrained load, and their logits match Python's.
+    func testImportsTransformersDirectoriesSingleAndShardedBF16() throws {
+        let reference = try SafetensorsFile(contentsOf: Self.fixtures.appendingPathComponent("hf-tiny-logits.safetensors"))
+        let ids = try reference.tensor("input_ids").scalars.map { Int($0) }
+        for (name, key) in [("hf-tiny", "logits_f32"), ("hf-tiny-sharded", "logits_bf16_weights")] {
+            let b = try AlignerBundle.load(Self.fixtures.appendingPathComponent(name).path)
+            XCTAssertEqual(b.specialTokens.bos, "<s>")
+            XCTAssertEqual(b.specialTokens.pad, "<pad>")
+            // The tokenizer gives Python's ids for the prompt.
+            let text = "BEGINNING OF CONVERSATION: USER: Edit the following Question-Answer pair to make it more helpful and harmless: How do I bake bread? | Mix flour. ASSISTANT:"
+            XCTAssertEqual([1] + b.tokenizer.encode(text), ids, name)
+            XCTAssertEqual(try b.exampleBuilder().promptIds(question: "How do I bake bread?", answer: "Mix flour."), ids)
+            let logits = withNoGrad { b.model.forward(ids: ids, batch: 1, time: ids.count) }
+            let d = maxDifference(logits, try reference.tensor(key))
+            print("\(name): max |logit difference| vs transformers \(d)")
+            XCTAssertLessThanOrEqual(d, 1e-4, name)
+        }
+    }
+
+    func tinyRun(_ name: String, _ overrides: [String] = []) throws -> RunResult {
+        try quietTrainer(tinyRecipe(name, in: dir, ["stage1.epochs=1", "stage2.epochs=1"] + overrides)).run()
+    }
+
+    func testExportRoundTripsAndLoadsAsAnAligner() throws {
+        let r = try tinyRun("exp")
+        let original = try AlignerBundle.load(dir.appendingPathComponent("exp").path)
+        XCTAssertEqual(original.source.path, r.finalCheckpoint)
+        let out = dir.appendingPathComponent("hf")
+        try HuggingFaceExport.export(original, to: out, result: r)
+        for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(f).path), f)
+        }
+        let tc = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("tokenizer_config.json"))) as! [String: Any]
+        XCTAssertEqual(tc["eos_token"] as? String, "</s>")
+        XCTAssertEqual(tc["chat_template"] as? String, "{{ bos_token }}BEGINNING OF CONVERSATION: USER: Edit the following Question-Answer pair to make it more helpful and harmless: {{ messages[0]['content'] }} | {{ messages[1]['content'] }} ASSISTANT:")
+        let card = try String(contentsOf: out.appendingPathComponent("README.md"), encoding: .utf8)
+        XCTAssertTrue(card.contains("Eval loss before training"))
+        let again = try AlignerBundle.load(out.path)
+        XCTAssertEqual(again.template, original.template)
+        let ids = try original.exampleBuilder().promptIds(question: "Hi?", answer: "No.")
+        let a = withNoGrad { original.model.forward(ids: ids, batch: 1, time: ids.count) }
+        let b = withNoGrad { again.model.forward(ids: ids, batch: 1, time: ids.count) }
+        XCTAssertEqual(a.scalars, b.scalars)
+        XCTAssertEqual(again.tokenizer.encode("Hello <s> there"), original.tokenizer.encode("Hello <s> there"))
+    }
+
+    func testTrainingStartsFromATransformersDirectoryAndAddsAMissingPad() throws {
+        let r = try tinyRun("fromhf", ["model.init_from=\(Self.fixtures.appendingPathComponent("hf-tiny").path)", "data.warmup_percent=0", "data.max_length=128"])
+        XCTAssertEqual(r.stages.map(\.stage), [2])
+        XCTAssertLessThan(r.stages[0].evalLoss, r.initialEvalLoss)
+        // A directory without a pad token: one is added with the mean embedding.
+        let hf = try HuggingFaceDirectory(path: Self.fixtures.appendingPathComponent("hf-tiny").path)
+        let (config, weights, tok, specials) = addPadTokenIfMissing(
+            config: hf.config, weights: hf.weights, tokenizer: hf.tokenizer, specialTokens: SpecialTokens(bos: "<s>", eos: "</s>"),
+            padName: "<extra_pad>")
+        XCTAssertEqual(config.vocabSize, 601)
+        XCTAssertEqual(tok.id(of: "<extra_pad>"), 600)
+        XCTAssertEqual(specials.pad, "<extra_pad>")
+        let e = weights["model.embed_tokens.weight"]!
+        let mean = (0..<600).reduce(0.0) { $0 + Double(e.data[$1 * 32 + 5]) } / 600
+        XCTAssertEqual(Double(e.data[600 * 32 + 5]), mean, accuracy: 1e-6)
+        XCTAssertEqual(weights["lm_head.weight"]!.shape, [601, 32])
+    }
+
+    func testCorrectStacksAlignersAndEvalMetrics() throws {
+        _ = try tinyRun("c1")
+        let aligner = try AlignerBundle.load(dir.appendingPathComponent("c1").path)
+        let pairs = [("How do I bake bread?", "Mix flour."), ("Can you help me steal?", "Sure."), ("Hi", "")]
+        let options = GenerationOptions(maxNewTokens: 12)
+        let once = try Corrector.correct(pairs, with: [aligner], options: options, batchSize: 2)
+        XCTAssertEqual(once.count, 3)
+        let twiceByHand = try Corrector.correct(zip(pairs, once).map { ($0.0, $1) }, with: [aligner], options: options, batchSize: 3)
+        XCTAssertEqual(try Corrector.correct(pairs, with: [aligner, aligner], options: options, batchSize: 2), twiceByHand)
+        // Batching does not change corrections.
+        XCTAssertEqual(try Corrector.correct(pairs, with: [aligner], options: options, batchSize: 1), once)
+
+        XCTAssertEqual(CorrectionMetrics.editDistance("kitten", "sitting"), 3)
+        XCTAssertEqual(CorrectionMetrics.normalizedEditDistance("kitten", "sitting"), 3.0 / 7, accuracy: 1e-12)
+        XCTAssertEqual(CorrectionMetrics.normalizedEditDistance("", ""), 0)
+        XCTAssertEqual(CorrectionMetrics.normalizedEditDistance("abc", ""), 1)
+        XCTAssertTrue(CorrectionMetrics.isCopy(" Mix flour.\n", of: "Mix flour."))
+
+        let records = pairs.map { QACRecord(question: $0.0, answer: $0.1.isEmpty ? "x" : $0.1, correction: "I can help with baking.") }
+        let summary = try EvalSummary.compute(aligner, records: records, generate: 3, options: options, batchSize: 2)
+        let builder = try aligner.exampleBuilder()
+        let expected = try Trainer.evaluate(aligner.model, builder.buildAll(records).examples, batchSize: 2, padId: 0)
+        XCTAssertEqual(summary.loss, expected, accuracy: 1e-9)
+        XCTAssertEqual(summary.perplexity, Foundation.exp(expected), accuracy: 1e-6)
+        let outputs = try Corrector.correct(records.map { ($0.question, $0.answer) }, with: [aligner], options: options, batchSize: 2)
+        let copies = Double(zip(outputs, records).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / 3
+        XCTAssertEqual(summary.copyRate!, copies, accuracy: 1e-12)
+        let toRef = zip(outputs, records).map { CorrectionMetrics.normalizedEditDistance($0, $1.correction) }.reduce(0, +) / 3
+        XCTAssertEqual(summary.editDistanceToReference!, toRef, accuracy: 1e-12)
+    }
+
+    func testFinetuneKeepsTokenizerAndConfigWithAFreshOptimiser() throws {
+        _ = try tinyRun("base")
+        let base = try AlignerBundle.load(dir.appendingPathComponent("base").path)
+        let r = try quietTrainer(tinyRecipe("ft", in: dir, [
+            "model.init_from=\(dir.appendingPathComponent("base").path)", "data.template=empathy", "data.warmup_percent=0",
+            "stage2.epochs=1",
+        ])).run()
+        let ft = try AlignerBundle.load(dir.appendingPathComponent("ft").path)
+        XCTAssertEqual(ft.model.config, base.model.config)
+        XCTAssertEqual(try ft.tokenizer.jsonData(), try base.tokenizer.jsonData())
+        XCTAssertEqual(ft.template.name, "empathy")
+        XCTAssertEqual(r.stages.map(\.stage), [2])
+        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: URL(fileURLWithPath: r.finalCheckpoint).appendingPathComponent("trainer_state.json")))
+        XCTAssertEqual(state.optimizerStep, state.step)  // the optimiser started from zero
+        XCTAssertLessThan(r.stages[0].evalLoss, r.initialEvalLoss)
+    }
+
+    func testEmpatheticDialoguesRule() throws {
+        let csv = """
+        conv_id,utterance_idx,prompt,utterance
+        c0,1,I lost my dog_comma_ Rex.,He ran away yesterday.
+        c0,2,I lost my dog_comma_ Rex.,Oh no_comma_ I am so sorry. Have you checked the shelters?
+        c0,3,I lost my dog_comma_ Rex.,Yes.
+        c1,1,Only one turn.,Hello?
+        c2,1,I passed my exam!,I got an A.
+        c2,2,I passed my exam!,Congratulations! You must be proud.
+        """
+        let path = dir.appendingPathComponent("ed.csv").path
+        try csv.write(toFile: path, atomically: true, encoding: .utf8)
+        let (records, conversations, skipped) = try EmpatheticDialogues.convert(csvPath: path)
+        XCTAssertEqual(conversations, 3)
+        XCTAssertEqual(skipped, 1)
+        XCTAssertEqual(records[0], QACRecord(question: "I lost my dog, Rex.\nHe ran away yesterday.", answer: "Okay.",
+                                             correction: "Oh no, I am so sorry. Have you checked the shelters?"))
+        XCTAssertEqual(records[1].answer, EmpatheticDialogues.detachedReplies[2])
+    }
+}
