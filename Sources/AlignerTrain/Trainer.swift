@@ -207,6 +207,13 @@ public final class Trainer {
         var optimizerToRestore: AdamW?
         let s1Steps = prepared.warmup.isEmpty ? 0 : totalSteps(recipe.stage1, try stream(for: prepared.warmup, settings: recipe.stage1, stage: 1, padId: prepared.padId))
         if resume, let latest = store.newest() {
+            // A resumed run must be the same run: only logging, checkpointing and stop settings may change.
+            let saved = try Recipe.load(path: latest.appendingPathComponent("recipe.json").path)
+            for (key, same) in [("seed", saved.seed == recipe.seed), ("data", saved.data == recipe.data),
+                                ("tokenizer", saved.tokenizer == recipe.tokenizer), ("model", saved.model == recipe.model),
+                                ("stage1", saved.stage1 == recipe.stage1), ("stage2", saved.stage2 == recipe.stage2)] where !same {
+                throw RecipeError(key: key, message: "differs from the run being resumed (\(latest.path)/recipe.json); resume with the same recipe and overrides")
+            }
             let probe = AdamW(groups: [])
             state = try CheckpointStore.load(latest, into: model, optimizer: probe)
             optimizerToRestore = probe

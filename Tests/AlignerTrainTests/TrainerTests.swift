@@ -183,6 +183,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(s.newest(), all[all.count - 2])
         XCTAssertTrue(warnings.contains { $0.contains("fails its checksum") }, "\(warnings)")
         XCTAssertTrue(warnings.contains { $0.contains("no complete manifest") }, "\(warnings)")
+        // Resuming with a different recipe is refused, naming the section.
+        XCTAssertThrowsError(try quietTrainer(tinyRecipe("corrupt", in: dir, ["stage2.lr=1e-4"])).run(resume: true)) {
+            XCTAssertEqual(($0 as? RecipeError)?.key, "stage2")
+        }
         // Resuming uses the intact one and finishes.
         XCTAssertNoThrow(try quietTrainer(tinyRecipe("corrupt", in: dir)).run(resume: true))
     }
