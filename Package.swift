@@ -86,6 +86,6 @@ let package = Package(
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData"]),
-        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain"]),
+        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain"], exclude: ["Fixtures"]),
     ]
 )

@@ -116,7 +116,7 @@ public indirect enum Decoder: Sendable, Equatable {
             func flush() {
                 guard !bytes.isEmpty else { return }
                 // Invalid UTF-8 becomes one U+FFFD per byte, as tokenizers does.
-                if let s = String(validatingUTF8: bytes.map { CChar(bitPattern: $0) } + [0]) { out.append(s) }
+                if let s = String(bytes: bytes, encoding: .utf8) { out.append(s) }
                 else { out += [String](repeating: "\u{FFFD}", count: bytes.count) }
                 bytes.removeAll()
             }

@@ -117,7 +117,9 @@ public struct CheckpointStore {
     }
 
     static func writeSynced(_ data: Data, to url: URL) throws {
-        FileManager.default.createFile(atPath: url.path, contents: nil)
+        guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
+            throw RecipeError(key: "", message: "cannot create \(url.path)")
+        }
         let h = try FileHandle(forWritingTo: url)
         try h.write(contentsOf: data)
         try h.synchronize()

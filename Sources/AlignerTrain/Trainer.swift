@@ -373,7 +373,7 @@ struct MetricsLog {
     let handle: FileHandle
 
     init(url: URL) throws {
-        if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
         self.url = url
         handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()

@@ -21,7 +21,7 @@ final class RecordsTests: XCTestCase {
 
     func write(_ name: String, _ bytes: [UInt8]) -> String {
         let path = dir.appendingPathComponent(name).path
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         return path
     }
     func write(_ name: String, _ text: String) -> String { write(name, Array(text.utf8)) }
