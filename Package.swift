@@ -87,5 +87,7 @@ let package = Package(
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData"]),
         .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain"], exclude: ["Fixtures"]),
+        // Runs the built executable as a user would (the dependency makes `swift test` build it).
+        .testTarget(name: "alignerTests", dependencies: ["aligner"]),
     ]
 )

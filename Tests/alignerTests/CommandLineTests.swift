@@ -1,0 +1,94 @@
+import Foundation
+import XCTest
+
+/// Runs the `aligner` executable as a user would: every command on a tiny model, and the errors users see.
+final class CommandLineTests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("alignerkit-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// The built executable, next to the test bundle.
+    var executable: URL {
+        let candidates = [Bundle.main.bundleURL, Bundle(for: Self.self).bundleURL.deletingLastPathComponent(),
+                          Bundle(for: Self.self).bundleURL.deletingLastPathComponent().deletingLastPathComponent()]
+        for c in candidates {
+            let url = c.appendingPathComponent("aligner")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        return candidates[0].appendingPathComponent("aligner")
+    }
+
+    @discardableResult
+    func run(_ args: [String], expect status: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let p = Process()
+        p.executableURL = executable
+        p.arguments = args
+        p.currentDirectoryURL = Self.root
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, status, "aligner \(args.joined(separator: " ")):\n\(text)", file: file, line: line)
+        return text
+    }
+
+    func testEveryCommandOnATinyModel() throws {
+        let out = dir.path
+        let common = ["--set", "output_dir=\(out)", "--set", "data.limit=150", "--set", "data.eval_count=20",
+                      "--set", "stage2.epochs=1", "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64"]
+        XCTAssertTrue(try run(["info"]).contains("BLAS: OpenBLAS core"))
+        let train = try run(["train", "recipes/smoke.toml"] + common)
+        XCTAssertTrue(train.contains("stage 1: ") && train.contains("stage 2: "), train)
+        let run = "\(out)/smoke"
+        // Resume of a finished run continues nothing and reports the same final state.
+        XCTAssertTrue(try self.run(["train", "recipes/smoke.toml", "--resume"] + common).contains("finished"))
+
+        let qa = dir.appendingPathComponent("qa.jsonl").path
+        try #"{"question": "How do I bake bread?", "answer": "Mix flour."}"#.appending("\n").write(toFile: qa, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try self.run(["correct", "--checkpoint", run, "--checkpoint", run, qa, "\(out)/c.jsonl", "--max-new-tokens", "8"])
+            .contains("wrote 1 corrections by 2 Aligner(s)"))
+        let line = try String(contentsOfFile: "\(out)/c.jsonl", encoding: .utf8)
+        XCTAssertTrue(line.contains("\"correction\"") && line.contains("\"answer\":\"Mix flour.\""), line)
+
+        let eval = try self.run(["eval", "--checkpoint", run, "\(run)/splits/eval.jsonl", "--generate", "4", "--max-new-tokens", "8"])
+        XCTAssertTrue(eval.contains("copy rate") && eval.contains("perplexity"), eval)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(run)/eval-eval.jsonl.json"))
+
+        let gen = try self.run(["generate", "--checkpoint", run, "--prompt", "Hello", "--max-new-tokens", "5", "--logits-out", "\(out)/l.safetensors"])
+        XCTAssertTrue(gen.contains("tokens/s"), gen)
+
+        XCTAssertTrue(try self.run(["export", run, "\(out)/hf"]).contains("exported"))
+        XCTAssertTrue(try self.run(["generate", "--checkpoint", "\(out)/hf", "--prompt", "Hello", "--max-new-tokens", "3"]).contains("tokens/s"))
+
+        let ft = try self.run(["finetune", "recipes/empathy-finetune.toml", "--set", "output_dir=\(out)", "--set", "model.init_from=\(run)",
+                               "--set", "data.limit=120", "--set", "data.eval_count=20", "--set", "stage2.epochs=1",
+                               "--set", "data.max_length=192"])
+        XCTAssertTrue(ft.contains("before,") && ft.contains("after"), ft)
+
+        let sweep = try self.run(["sweep", "recipes/smoke.toml"] + common + ["--set", "name=sw", "--set", "sweep.warmup_percents=[0,20]"])
+        XCTAssertTrue(sweep.contains("| 20 |") && sweep.contains("eval-loss.svg"), sweep)
+
+        XCTAssertTrue(try self.run(["data", "stats", "data/qac/raw/aligner-template-dataset.json"]).contains("2 records"))
+        XCTAssertTrue(try self.run(["tokenizer", "encode", "--tokenizer", "\(run)/tokenizer.json", "Hello world"]).contains(" "))
+        try self.run(["tokenizer", "train", "--input", qa, "--vocab-size", "300", "--output", "\(out)/t.json", "--fields", "question,answer,correction", "--skip-bad"])
+    }
+
+    func testUsersSeeErrorsThatNameTheProblem() throws {
+        XCTAssertTrue(try run(["train", "recipes/smoke.toml", "--set", "stage2.lrr=1"], expect: 64).contains("recipe key 'stage2.lrr': unknown key"))
+        XCTAssertTrue(try run(["train", "recipes/smoke.toml", "--set", "stage1.batch_size=x"], expect: 64).contains("stage1.batch_size"))
+        let bad = dir.appendingPathComponent("bad.jsonl").path
+        try "{\"question\": \"Q\", \"answer\": 3, \"correction\": \"C\"}\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        XCTAssertTrue(try run(["data", "stats", bad], expect: 1).contains("\(bad):1: field 'answer': is a number or boolean, not a string"))
+        for command in ["train", "sweep", "finetune", "correct", "generate", "eval", "export", "info", "data", "tokenizer", "bench"] {
+            XCTAssertTrue(try run([command, "--help"]).contains("USAGE"), command)
+        }
+    }
+}
