@@ -52,8 +52,8 @@ public enum PreferenceConversion {
         policy: BadRecordPolicy = .fail
     ) throws -> Report {
         var report = Report()
-        var seen = Set<QACRecord>()
-        var records: [QACRecord] = []
+        var seen = Set<Int>()  // hashes of written records: the output is streamed, not kept
+        let writer = try LineWriter(path: output)
         func skip(_ reason: String) { report.skipped[reason, default: 0] += 1 }
         try RecordReader.forEachObject(path: input) { line, index, result in
             report.read += 1
@@ -96,14 +96,14 @@ public enum PreferenceConversion {
             }
             switch converted {
             case .success(let record):
-                if !seen.insert(record).inserted { report.duplicates += 1; return }
-                records.append(record)
+                if !seen.insert(record.hashValue).inserted { report.duplicates += 1; return }
+                try writer.write(line: record.jsonLine())
+                report.written += 1
             case .failure(let e):
                 skip(e.field.map { "\($0) \(e.message)" } ?? e.message)
             }
         }
-        try RecordReader.write(records, to: output)
-        report.written = records.count
+        try writer.close()
         return report
     }
 

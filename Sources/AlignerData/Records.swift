@@ -157,8 +157,20 @@ public enum RecordReader {
     /// reads as "".
     public static func read(path: String, fields: FieldNames = FieldNames(), policy: BadRecordPolicy = .fail,
                             requireCorrection: Bool = true) throws -> RecordLoad {
+        var records: [QACRecord] = []
+        var load = try stream(path: path, fields: fields, policy: policy, requireCorrection: requireCorrection) { records.append($0) }
+        load.records = records
+        return load
+    }
+
+    /// Calls `body` with each good, first-seen record of `path`, in file order, without keeping the records: a JSON
+    /// Lines file of any size is read in bounded memory (duplicates are recognised by a 64-bit hash of the three
+    /// fields). Returns the counts (its `records` is empty). Errors and policy as `read`.
+    @discardableResult
+    public static func stream(path: String, fields: FieldNames = FieldNames(), policy: BadRecordPolicy = .fail,
+                              requireCorrection: Bool = true, _ body: (QACRecord) throws -> Void) throws -> RecordLoad {
         var load = RecordLoad()
-        var seen = Set<QACRecord>()
+        var seen = Set<Int>()
         func reject(_ e: DataError, reason: String) throws {
             if policy == .fail { throw e }
             load.skipped[reason, default: 0] += 1
@@ -185,8 +197,8 @@ public enum RecordReader {
                 return
             }
             let record = QACRecord(question: values[0], answer: values[1], correction: values[2])
-            if !seen.insert(record).inserted { load.duplicates += 1; return }
-            load.records.append(record)
+            if !seen.insert(record.hashValue).inserted { load.duplicates += 1; return }
+            try body(record)
         }
         return load
     }

@@ -24,6 +24,7 @@ public struct LengthStats: Sendable, Equatable {
 
 /// Record counts and token lengths of a Q-A-C file.
 public struct DatasetStats: Sendable {
+    /// Counts (`load.records` is empty: the file is streamed).
     public var load: RecordLoad
     public var question, answer, correction, example: LengthStats
     /// Examples longer than `maxLength` (when given).
@@ -33,10 +34,10 @@ public struct DatasetStats: Sendable {
     /// (BOS + prompt + correction + EOS).
     public static func compute(path: String, fields: FieldNames, policy: BadRecordPolicy, tokenizer: Tokenizer,
                                template: PromptTemplate, maxLength: Int? = nil) throws -> DatasetStats {
-        let load = try RecordReader.read(path: path, fields: fields, policy: policy)
         var q: [Int] = [], a: [Int] = [], c: [Int] = [], e: [Int] = []
         var over = 0
-        for r in load.records {
+        // Streamed: only the lengths are kept.
+        let load = try RecordReader.stream(path: path, fields: fields, policy: policy) { r in
             q.append(tokenizer.encode(r.question).count)
             a.append(tokenizer.encode(r.answer).count)
             let cl = tokenizer.encode(r.correction).count

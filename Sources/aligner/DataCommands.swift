@@ -49,7 +49,7 @@ struct DataCommand: ParsableCommand {
             let tok = try Tokenizer.load(from: URL(fileURLWithPath: tokenizer))
             let s = try DatasetStats.compute(path: file, fields: records.fieldNames(), policy: records.policy, tokenizer: tok,
                                              template: PromptTemplate.named(template), maxLength: maxLength)
-            print("\(file): \(s.load.read) read, \(s.load.records.count) records, \(s.load.duplicates) exact duplicates removed, \(s.load.skippedTotal) bad records skipped")
+            print("\(file): \(s.load.read) read, \(s.question.count) records, \(s.load.duplicates) exact duplicates removed, \(s.load.skippedTotal) bad records skipped")
             for (reason, n) in s.load.skipped.sorted(by: { $0.key < $1.key }) { print("  skipped \(n): \(reason)") }
             for e in s.load.examples.prefix(3) { print("  e.g. \(e)") }
             print("token lengths (\(tokenizer), template \(template)):")
