@@ -191,6 +191,14 @@ public final class Trainer {
             throw RecipeError(key: "name", message: "\(runDirectory.path) already has checkpoints; pass --resume to continue it or choose another name")
         }
         if threadsSetting > 0 { BLAS.threads = threadsSetting }
+        let resultURL = runDirectory.appendingPathComponent("result.json")
+        if resume, let latest = store.newest(),
+           let state = try? JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: latest.appendingPathComponent("trainer_state.json"))),
+           state.stage == 2 && state.stageDone,
+           let saved = try? JSONDecoder().decode(RunResult.self, from: Data(contentsOf: resultURL)) {
+            say("\(runDirectory.path) has already finished; nothing to resume")
+            return saved
+        }
         try fm.createDirectory(at: runDirectory, withIntermediateDirectories: true)
         try recipe.jsonData().write(to: runDirectory.appendingPathComponent("recipe.json"))
         let prepared = try prepare()
@@ -266,9 +274,6 @@ public final class Trainer {
             }
             state.totalSteps = total
             say("stage \(stageNumber) (\(stageNumber == 1 ? "identity warm-up, Q-A-A" : "Q-A-C")): \(examples.count) examples, \(total) steps, \(batches.batchesPerEpoch) batches per epoch, lr \(settings.lr) \(settings.schedule) (\(warmupSteps) warm-up steps)")
-            var best = Double.infinity
-            var lastLoss = Double.nan
-            var lastEval = Double.nan
             let stageStartTokens = state.tokensSeen
             let stageClockStart = clock.now
             let startStep = state.step
@@ -308,8 +313,6 @@ public final class Trainer {
                 state.step += 1
                 state.tokensSeen += tokens
                 stepsThisProcess += 1
-                lastLoss = trainLoss
-                result.trainLosses.append(trainLoss)
                 let global = (stageNumber == 2 ? s1Steps : 0) + state.step
                 let stageSeconds = { () -> Double in let d = clock.now - stageClockStart; return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }()
                 let tps = Double(state.tokensSeen - stageStartTokens) / max(stageSeconds, 1e-9)
@@ -322,9 +325,7 @@ public final class Trainer {
                 }
                 let atEnd = state.step == total
                 if (recipe.train.evalEvery > 0 && state.step % recipe.train.evalEvery == 0) || atEnd {
-                    lastEval = try Self.evaluate(model, prepared.eval, batchSize: evalBatch, padId: prepared.padId)
-                    best = min(best, lastEval)
-                    result.evalCurve.append(EvalPoint(stage: stageNumber, step: state.step, globalStep: global, evalLoss: lastEval))
+                    let lastEval = try Self.evaluate(model, prepared.eval, batchSize: evalBatch, padId: prepared.padId)
                     metrics.append(["stage": stageNumber, "step": state.step, "global_step": global, "eval_loss": lastEval])
                     say(String(format: "stage %d step %d/%d: eval loss %.4f", stageNumber, state.step, total, lastEval))
                 }
@@ -336,20 +337,28 @@ public final class Trainer {
                     throw TrainingStop.stoppedAfterSteps(checkpoint: try checkpoint())
                 }
             }
-            result.stages.append(StageSummary(stage: stageNumber, steps: total, examples: examples.count, finalTrainLoss: lastLoss,
-                                              evalLoss: lastEval, bestEvalLoss: best))
             state.stageDone = true
         }
         result.tokensSeen = state.tokensSeen
         result.wallSeconds = elapsedNow()
         result.finalCheckpoint = lastCheckpoint?.path ?? ""
-        // Curves from metrics, so that a resumed run reports its whole history.
+        // Curves and stage summaries from metrics.jsonl, so that a resumed run reports its whole history.
         let history = metrics.evalPoints()
-        if !history.isEmpty { result.evalCurve = history.filter { $0.stage > 0 } }
+        result.evalCurve = history.filter { $0.stage > 0 }
         if let initial = history.first(where: { $0.stage == 0 }) { result.initialEvalLoss = initial.evalLoss }
+        let losses = metrics.trainLosses()
+        result.trainLosses = losses.map(\.loss)
+        for (stageNumber, settings, examples) in stages {
+            let evals = history.filter { $0.stage == stageNumber }
+            let steps = try totalSteps(settings, stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))
+            result.stages.append(StageSummary(
+                stage: stageNumber, steps: steps, examples: examples.count,
+                finalTrainLoss: losses.last(where: { $0.stage == stageNumber })?.loss ?? .nan,
+                evalLoss: evals.last?.evalLoss ?? .nan, bestEvalLoss: evals.map(\.evalLoss).min() ?? .nan))
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(result).write(to: runDirectory.appendingPathComponent("result.json"))
+        try encoder.encode(result).write(to: resultURL)
         return result
     }
 
@@ -382,6 +391,16 @@ struct MetricsLog {
     mutating func append(_ object: [String: Any]) {
         guard let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
         handle.write(d + Data("\n".utf8))
+    }
+
+    /// (stage, step, loss) of every training step logged.
+    func trainLosses() -> [(stage: Int, step: Int, loss: Double)] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
+                  let l = o["loss"] as? Double, let stage = o["stage"] as? Int, let step = o["step"] as? Int else { return nil }
+            return (stage, step, l)
+        }
     }
 
     func evalPoints() -> [EvalPoint] {

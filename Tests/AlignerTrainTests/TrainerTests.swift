@@ -124,6 +124,10 @@ final class TrainerTests: XCTestCase {
         let warm = try RecordReader.read(path: run.appendingPathComponent("splits/warmup.jsonl").path).records
         XCTAssertTrue(warm.allSatisfy { $0.answer == $0.correction })
         XCTAssertNil(CheckpointStore.verify(URL(fileURLWithPath: r.finalCheckpoint)))
+        // Resuming a finished run changes nothing.
+        let again = try quietTrainer(tinyRecipe("both", in: dir)).run(resume: true)
+        XCTAssertEqual(again.stages, r.stages)
+        XCTAssertEqual(again.wallSeconds, r.wallSeconds)
         // A second run into the same folder without --resume is refused.
         XCTAssertThrowsError(try quietTrainer(tinyRecipe("both", in: dir)).run()) { XCTAssertEqual(($0 as? RecipeError)?.key, "name") }
         // p = 0 skips stage 1.
@@ -162,6 +166,9 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual(try losses(name), try losses("straight"), name)
             XCTAssertEqual(try finalWeights(resumed), try finalWeights(straight), "\(name): final weights differ")
             XCTAssertEqual(resumed.tokensSeen, straight.tokensSeen, name)
+            XCTAssertEqual(resumed.stages, straight.stages, name)
+            XCTAssertEqual(resumed.evalCurve, straight.evalCurve, name)
+            XCTAssertEqual(resumed.trainLosses, straight.trainLosses, name)
         }
     }
 
