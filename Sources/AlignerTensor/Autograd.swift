@@ -1,3 +1,5 @@
+import Foundation
+
 /// A recorded operation: its inputs and the function that sends the output's gradient back to them.
 final class Node {
     let name: String
@@ -12,6 +14,28 @@ final class Node {
     }
 }
 
+/// Per-thread state for releasing graphs without recursion (see `Tensor.deinit`).
+final class TeardownState {
+    var active = false
+    var pending: [Node] = []
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in
+            if let pointer { Unmanaged<TeardownState>.fromOpaque(pointer).release() }
+        }
+        return key
+    }()
+
+    /// This thread's state.
+    static var current: TeardownState {
+        if let p = pthread_getspecific(key) { return Unmanaged<TeardownState>.fromOpaque(p).takeUnretainedValue() }
+        let s = TeardownState()
+        pthread_setspecific(key, Unmanaged.passRetained(s).toOpaque())
+        return s
+    }
+}
+
 /// Whether operations record gradients in the current task (true unless inside `withNoGrad`).
 public enum GradMode {
     @TaskLocal public static var isEnabled = true
@@ -23,6 +47,20 @@ public func withNoGrad<R>(_ body: () throws -> R) rethrows -> R {
 }
 
 extension Tensor {
+    /// Releases this tensor's recorded node without recursing through the graph: a chain of a million operations
+    /// dropped without `backward()` would otherwise free itself one stack frame per node. Nodes released while a
+    /// teardown is under way on this thread are queued and freed by the outermost one.
+    func releaseNodeIteratively() {
+        guard let n = node else { return }
+        let s = TeardownState.current
+        s.pending.append(n)
+        node = nil
+        if s.active { return }
+        s.active = true
+        while !s.pending.isEmpty { s.pending.removeLast() }
+        s.active = false
+    }
+
     /// Whether an op on `inputs` should record a node.
     @inline(__always)
     static func needsGrad(_ inputs: [Tensor]) -> Bool {

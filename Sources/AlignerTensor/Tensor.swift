@@ -92,6 +92,8 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
         return t
     }
 
+    deinit { if node != nil { releaseNodeIteratively() } }
+
     // MARK: Access
 
     /// The elements (row-major). Mutating through it bypasses autodiff: use for initialisation and optimisers.

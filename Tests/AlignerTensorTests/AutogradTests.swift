@@ -62,6 +62,26 @@ final class AutogradTests: XCTestCase {
         XCTAssertEqual(z.grad!.item, 1)
     }
 
+    func testDroppingAVeryDeepGraphWithoutBackward() {
+        // Released iteratively: this must not overflow the stack.
+        for n in [1_000, 150_000] {
+            let x = Tensor([1], shape: [1], requiresGrad: true)
+            var y = x * 1
+            for _ in 0..<n { y = y + 0 }
+            XCTAssertTrue(y.requiresGrad)
+        }
+        // Intermediate results still held by the user keep their graph.
+        let x = Tensor([2], shape: [1], requiresGrad: true)
+        var kept: Tensor? = nil
+        do {
+            let a = x * 3
+            kept = a * a
+            _ = kept! + 1  // dropped at once
+        }
+        kept!.backward()
+        XCTAssertEqual(x.grad!.scalars, [36])
+    }
+
     func testZeroAndReleaseGradKeepParameters() {
         let p = Tensor([1, 2, 3], shape: [3], requiresGrad: true)
         let storage = p.data
