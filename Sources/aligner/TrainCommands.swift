@@ -13,6 +13,15 @@ struct RecipeOptions: ParsableArguments {
             throw ValidationError("\(e)")
         }
     }
+
+    /// Loads the recipe and readies a training process: Ctrl-C handling, threads, and the BLAS line.
+    func prepareRun() throws -> Recipe {
+        let recipe = try load()
+        Interrupt.install()
+        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
+        print(BLAS.summary)
+        return recipe
+    }
 }
 
 struct TrainCommand: ParsableCommand {
@@ -22,10 +31,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
 
     func run() throws {
-        let recipe = try options.load()
-        Interrupt.install()
-        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
-        print(BLAS.summary)
+        let recipe = try options.prepareRun()
         let trainer = Trainer(recipe: recipe)
         do {
             let r = try trainer.run(resume: resume)
@@ -50,10 +56,7 @@ struct SweepCommand: ParsableCommand {
     @OptionGroup var options: RecipeOptions
 
     func run() throws {
-        let recipe = try options.load()
-        Interrupt.install()
-        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
-        print(BLAS.summary)
+        let recipe = try options.prepareRun()
         let sweep = Sweep(recipe: recipe)
         let clock = ContinuousClock()
         let start = clock.now

@@ -170,13 +170,10 @@ struct FinetuneCommand: ParsableCommand {
     @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
 
     func run() throws {
-        let recipe = try options.load()
-        guard recipe.model.initFrom != "scratch" else {
+        guard try options.load().model.initFrom != "scratch" else {
             throw ValidationError("recipe key 'model.init_from': finetuning needs an existing Aligner, not \"scratch\"")
         }
-        Interrupt.install()
-        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
-        print(BLAS.summary)
+        let recipe = try options.prepareRun()
         do {
             let r = try Trainer(recipe: recipe).run(resume: resume)
             print(String(format: "\nfinetuned %@ on %@: eval loss %.4f before, %.4f after (%d held-out records)", recipe.model.initFrom,
