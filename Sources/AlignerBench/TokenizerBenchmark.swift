@@ -1,3 +1,4 @@
+import AlignerTensor
 import AlignerTokenizers
 import Foundation
 
@@ -23,6 +24,6 @@ public enum TokenizerBenchmark {
         let start = clock.now
         for t in texts { tokens += tokenizer.encode(t).count }
         let d = clock.now - start
-        return Result(bytes: bytes, tokens: tokens, seconds: Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        return Result(bytes: bytes, tokens: tokens, seconds: d.inSeconds)
     }
 }

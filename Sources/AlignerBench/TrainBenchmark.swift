@@ -54,7 +54,6 @@ public enum TrainBenchmark {
         let tokens = preset.batch * preset.seq
         var fwd: [Double] = [], bwd: [Double] = [], opt: [Double] = []
         let clock = ContinuousClock()
-        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
         var lastLoss: Float = 0
         for step in 0..<(warmup + steps) {
             let ids = (0..<tokens).map { _ in rng.nextInt(below: preset.vocab) }
@@ -68,7 +67,7 @@ public enum TrainBenchmark {
             let t3 = clock.now
             lastLoss = loss.item
             if step >= warmup {
-                fwd.append(seconds(t1 - t0)); bwd.append(seconds(t2 - t1)); opt.append(seconds(t3 - t2))
+                fwd.append((t1 - t0).inSeconds); bwd.append((t2 - t1).inSeconds); opt.append((t3 - t2).inSeconds)
             }
         }
         func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] * 1e3 }

@@ -250,7 +250,7 @@ public final class Trainer {
         let elapsedBefore = state.elapsed
         func elapsedNow() -> Double {
             let d = clock.now - wallStart
-            return elapsedBefore + Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+            return elapsedBefore + d.inSeconds
         }
         var lastCheckpoint = resumedFrom
         var stepsThisProcess = 0
@@ -314,7 +314,7 @@ public final class Trainer {
                 state.tokensSeen += tokens
                 stepsThisProcess += 1
                 let global = (stageNumber == 2 ? s1Steps : 0) + state.step
-                let stageSeconds = { () -> Double in let d = clock.now - stageClockStart; return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }()
+                let stageSeconds = (clock.now - stageClockStart).inSeconds
                 let tps = Double(state.tokensSeen - stageStartTokens) / max(stageSeconds, 1e-9)
                 let eta = stageSeconds / Double(state.step - startStep) * Double(total - state.step)
                 metrics.append(["stage": stageNumber, "step": state.step, "global_step": global, "loss": trainLoss, "lr": Double(lr),

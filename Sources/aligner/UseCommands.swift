@@ -30,7 +30,7 @@ struct RecordProgress {
     }
     func update(pass: Int, done: Int, total: Int) {
         let d = clock.now - start
-        let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        let s = d.inSeconds
         let rate = Double(done) / max(s, 1e-9)
         let width = 30, filled = total == 0 ? width : done * width / total
         let line = "\(label) aligner \(pass + 1): [\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total)  \(String(format: "%.2f", rate)) records/s"
@@ -107,7 +107,7 @@ struct GenerateCommand: ParsableCommand {
             }
         }
         let d = clock.now - start
-        let s = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        let s = d.inSeconds
         print("\n\n\(produced.count) tokens in \(String(format: "%.2f", s)) s: \(String(format: "%.1f", Double(produced.count) / max(s, 1e-9))) tokens/s")
     }
 }
