@@ -39,33 +39,29 @@ public final class LineReader {
             }
             // Compact, then read another chunk.
             if start > 0 { buffer.removeFirst(start); start = 0 }
-            let old = buffer.count
-            buffer.append(contentsOf: repeatElement(0, count: chunk))
-            let n = buffer.withUnsafeMutableBytes { raw in gzread(file, raw.baseAddress! + old, UInt32(chunk)) }
-            if n < 0 {
-                var code: Int32 = 0
-                let message = String(cString: gzerror(file, &code))
-                throw DataError(file: path, message: "read error: \(message) (a truncated or corrupt gzip file?)")
-            }
-            buffer.removeLast(chunk - Int(n))
-            if n == 0 { eof = true }
+            if try readChunk() == 0 { eof = true }
         }
+    }
+
+    /// Appends up to one chunk of (decompressed) bytes to the buffer; returns how many were read (0 at the end).
+    private func readChunk() throws -> Int {
+        let old = buffer.count
+        buffer.append(contentsOf: repeatElement(0, count: chunk))
+        let n = buffer.withUnsafeMutableBytes { raw in gzread(file, raw.baseAddress! + old, UInt32(chunk)) }
+        if n < 0 {
+            var code: Int32 = 0
+            let message = String(cString: gzerror(file, &code))
+            throw DataError(file: path, message: "read error: \(message) (a truncated or corrupt gzip file?)")
+        }
+        buffer.removeLast(chunk - Int(n))
+        return Int(n)
     }
 
     /// The whole (decompressed) content.
     public static func readAll(path: String) throws -> Data {
         let reader = try LineReader(path: path)
-        var out = Data()
-        while true {
-            let old = reader.buffer.count
-            reader.buffer.append(contentsOf: repeatElement(0, count: reader.chunk))
-            let n = reader.buffer.withUnsafeMutableBytes { raw in gzread(reader.file, raw.baseAddress! + old, UInt32(reader.chunk)) }
-            if n < 0 { throw DataError(file: path, message: "read error (a truncated or corrupt gzip file?)") }
-            reader.buffer.removeLast(reader.chunk - Int(n))
-            if n == 0 { break }
-        }
-        out.append(contentsOf: reader.buffer)
-        return out
+        while try reader.readChunk() > 0 {}
+        return Data(reader.buffer)
     }
 }
 
