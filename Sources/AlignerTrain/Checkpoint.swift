@@ -131,9 +131,11 @@ public struct CheckpointStore {
         if fd >= 0 { fsync(fd); close(fd) }
     }
 
-    /// Restores model weights and optimiser state from a checkpoint and returns its trainer state.
-    public static func load(_ url: URL, into model: LlamaModel, optimizer: AdamW) throws -> TrainerState {
-        if let problem = verify(url) { throw RecipeError(key: "", message: "checkpoint \(url.path): \(problem)") }
+    /// Restores model weights from a checkpoint; returns its trainer state and the optimiser state tensors (for
+    /// `AdamW.load`, with `state.optimizerStep`). `verify: false` skips the checksums when the caller just checked them.
+    public static func load(_ url: URL, into model: LlamaModel, verify check: Bool = true) throws
+        -> (state: TrainerState, optimizer: [String: Tensor]) {
+        if check, let problem = verify(url) { throw RecipeError(key: "", message: "checkpoint \(url.path): \(problem)") }
         let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
         for name in model.parameterNames {
             let t = try weights.tensor(name)
@@ -143,8 +145,7 @@ public struct CheckpointStore {
             model.parameters[name]!.assign(from: t)
         }
         let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: url.appendingPathComponent("trainer_state.json")))
-        let opt = try SafetensorsFile(contentsOf: url.appendingPathComponent("optimizer.safetensors")).allTensors()
-        try optimizer.load(tensors: opt, step: state.optimizerStep, parameters: model.parameters)
-        return state
+        let optimizer = try SafetensorsFile(contentsOf: url.appendingPathComponent("optimizer.safetensors")).allTensors()
+        return (state, optimizer)
     }
 }

@@ -192,7 +192,9 @@ public final class Trainer {
         }
         if threadsSetting > 0 { BLAS.threads = threadsSetting }
         let resultURL = runDirectory.appendingPathComponent("result.json")
-        if resume, let latest = store.newest(),
+        // Verified once here; loading below trusts it.
+        let latest = resume ? store.newest() : nil
+        if let latest,
            let state = try? JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: latest.appendingPathComponent("trainer_state.json"))),
            state.stage == 2 && state.stageDone,
            let saved = try? JSONDecoder().decode(RunResult.self, from: Data(contentsOf: resultURL)) {
@@ -212,9 +214,9 @@ public final class Trainer {
             (prepared.warmup.isEmpty ? [] : [(1, recipe.stage1, prepared.warmup)]) + [(2, recipe.stage2, prepared.train)]
         var state: TrainerState
         var resumedFrom: URL?
-        var optimizerToRestore: AdamW?
+        var optimizerToRestore: [String: Tensor]?
         let s1Steps = prepared.warmup.isEmpty ? 0 : totalSteps(recipe.stage1, try stream(for: prepared.warmup, settings: recipe.stage1, stage: 1, padId: prepared.padId))
-        if resume, let latest = store.newest() {
+        if let latest {
             // A resumed run must be the same run: only logging, checkpointing and stop settings may change.
             let saved = try Recipe.load(path: latest.appendingPathComponent("recipe.json").path)
             for (key, same) in [("seed", saved.seed == recipe.seed), ("data", saved.data == recipe.data),
@@ -222,9 +224,7 @@ public final class Trainer {
                                 ("stage1", saved.stage1 == recipe.stage1), ("stage2", saved.stage2 == recipe.stage2)] where !same {
                 throw RecipeError(key: key, message: "differs from the run being resumed (\(latest.path)/recipe.json); resume with the same recipe and overrides")
             }
-            let probe = AdamW(groups: [])
-            state = try CheckpointStore.load(latest, into: model, optimizer: probe)
-            optimizerToRestore = probe
+            (state, optimizerToRestore) = try CheckpointStore.load(latest, into: model, verify: false)
             resumedFrom = latest
             say("resuming from \(latest.path): stage \(state.stage), step \(state.step)/\(state.totalSteps)")
             try truncateMetrics(metricsURL, after: state)
@@ -264,9 +264,8 @@ public final class Trainer {
                 ? .constant(warmupSteps: warmupSteps) : .cosine(warmupSteps: warmupSteps, totalSteps: total, minRatio: settings.minLRRatio)
             let optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: Float(settings.weightDecay)),
                                   beta1: Float(settings.beta1), beta2: Float(settings.beta2), eps: Float(settings.eps))
-            if stageNumber == state.stage && state.step > 0, let restored = optimizerToRestore {
-                let (tensors, n) = restored.stateDict()
-                try optimizer.load(tensors: tensors, step: n, parameters: model.parameters)
+            if stageNumber == state.stage && state.step > 0, let saved = optimizerToRestore {
+                try optimizer.load(tensors: saved, step: state.optimizerStep, parameters: model.parameters)
                 batches.position = state.position
             } else {
                 state = TrainerState(stage: stageNumber, step: 0, totalSteps: total, position: BatchPosition(), optimizerStep: 0,
@@ -366,12 +365,10 @@ public final class Trainer {
 
     /// Drops metrics recorded after the checkpoint being resumed, so that the file reads as one uninterrupted run.
     func truncateMetrics(_ url: URL, after s: TrainerState) throws {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return }
-        let keep = text.split(separator: "\n").filter { line in
-            guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-                  let stage = o["stage"] as? Int, let step = o["step"] as? Int else { return false }
+        let keep = MetricsLog.lines(url).filter { line in
+            guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
             return stage < s.stage || (stage == s.stage && step <= s.step)
-        }
+        }.map(\.text)
         try (keep.joined(separator: "\n") + (keep.isEmpty ? "" : "\n")).write(to: url, atomically: true, encoding: .utf8)
     }
 }
@@ -393,21 +390,27 @@ struct MetricsLog {
         handle.write(d + Data("\n".utf8))
     }
 
-    /// (stage, step, loss) of every training step logged.
-    func trainLosses() -> [(stage: Int, step: Int, loss: Double)] {
+    /// Every line of a metrics file with its parsed object (unparsable lines are left out).
+    static func lines(_ url: URL) -> [(text: Substring, object: [String: Any])] {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { line in
-            guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-                  let l = o["loss"] as? Double, let stage = o["stage"] as? Int, let step = o["step"] as? Int else { return nil }
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))).flatMap { $0 as? [String: Any] }.map { (line, $0) }
+        }
+    }
+
+    /// (stage, step, loss) of every training step logged.
+    func trainLosses() -> [(stage: Int, step: Int, loss: Double)] {
+        Self.lines(url).compactMap { line in
+            let o = line.object
+            guard let l = o["loss"] as? Double, let stage = o["stage"] as? Int, let step = o["step"] as? Int else { return nil }
             return (stage, step, l)
         }
     }
 
     func evalPoints() -> [EvalPoint] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { line in
-            guard let o = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any],
-                  let e = o["eval_loss"] as? Double, let stage = o["stage"] as? Int, let step = o["step"] as? Int,
+        Self.lines(url).compactMap { line in
+            let o = line.object
+            guard let e = o["eval_loss"] as? Double, let stage = o["stage"] as? Int, let step = o["step"] as? Int,
                   let g = o["global_step"] as? Int else { return nil }
             return EvalPoint(stage: stage, step: step, globalStep: g, evalLoss: e)
         }
