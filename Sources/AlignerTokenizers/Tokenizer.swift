@@ -156,8 +156,8 @@ public final class Tokenizer: @unchecked Sendable {
 
     private let addedByContent: [String: Int]
     private let addedById: [Int: AddedToken]
-    /// Added tokens sorted longest first, for leftmost-longest matching.
-    private let addedOrder: [AddedToken]
+    /// Added tokens by first character, each list longest first, for leftmost-longest matching.
+    private let addedByFirst: [Character: [AddedToken]]
     private var cache: [Substring: [Int]] = [:]
     private let cacheLock = NSLock()
 
@@ -175,7 +175,8 @@ public final class Tokenizer: @unchecked Sendable {
         for t in addedTokens { byContent[t.content] = t.id; byId[t.id] = t }
         addedByContent = byContent
         addedById = byId
-        addedOrder = addedTokens.filter { !$0.content.isEmpty }.sorted { $0.content.count > $1.content.count }
+        addedByFirst = Dictionary(grouping: addedTokens.filter { !$0.content.isEmpty }, by: { $0.content.first! })
+            .mapValues { $0.sorted { $0.content.count > $1.content.count } }
     }
 
     /// Size of the id space (model vocabulary plus added tokens).
@@ -201,12 +202,12 @@ public final class Tokenizer: @unchecked Sendable {
         if addSpecialTokens { out += prefixIds }
         var segmentStart = text.startIndex
         var i = text.startIndex
-        if addedOrder.isEmpty {
+        if addedByFirst.isEmpty {
             encodeSegment(text[...], into: &out)
         } else {
             while i < text.endIndex {
                 var matched: AddedToken?
-                for t in addedOrder where text[i...].hasPrefix(t.content) { matched = t; break }
+                for t in addedByFirst[text[i]] ?? [] where text[i...].hasPrefix(t.content) { matched = t; break }
                 if let t = matched {
                     var before = text[segmentStart..<i]
                     if t.lstrip { while before.last?.isWhitespace == true { before = before.dropLast() } }
