@@ -175,63 +175,7 @@ extension Recipe {
     public init(tree: [String: Any]) throws {
         var r = RecipeTreeReader(tree: tree)
         self.init()
-        name = try r.string("name", name)
-        seed = try r.int("seed", seed)
-        outputDir = try r.string("output_dir", outputDir)
-        data.train = try r.strings("data.train", data.train)
-        data.fields = try r.strings("data.fields", data.fields)
-        data.badRecords = try r.string("data.bad_records", data.badRecords)
-        data.template = try r.string("data.template", data.template)
-        data.customTemplate = try r.string("data.custom_template", data.customTemplate)
-        data.evalFraction = try r.double("data.eval_fraction", data.evalFraction)
-        data.evalCount = try r.int("data.eval_count", data.evalCount)
-        data.maxLength = try r.int("data.max_length", data.maxLength)
-        data.warmupPercent = try r.double("data.warmup_percent", data.warmupPercent)
-        data.limit = try r.int("data.limit", data.limit)
-        tokenizer.path = try r.string("tokenizer.path", tokenizer.path)
-        tokenizer.vocabSize = try r.int("tokenizer.vocab_size", tokenizer.vocabSize)
-        tokenizer.specialTokens = try r.strings("tokenizer.special_tokens", tokenizer.specialTokens)
-        tokenizer.minFrequency = try r.int("tokenizer.min_frequency", tokenizer.minFrequency)
-        tokenizer.bos = try r.string("tokenizer.bos", tokenizer.bos)
-        tokenizer.eos = try r.string("tokenizer.eos", tokenizer.eos)
-        tokenizer.pad = try r.string("tokenizer.pad", tokenizer.pad)
-        model.initFrom = try r.string("model.init_from", model.initFrom)
-        model.hiddenSize = try r.int("model.hidden_size", model.hiddenSize)
-        model.intermediateSize = try r.int("model.intermediate_size", model.intermediateSize)
-        model.numHiddenLayers = try r.int("model.num_hidden_layers", model.numHiddenLayers)
-        model.numAttentionHeads = try r.int("model.num_attention_heads", model.numAttentionHeads)
-        model.numKeyValueHeads = try r.int("model.num_key_value_heads", model.numKeyValueHeads)
-        model.maxPositionEmbeddings = try r.int("model.max_position_embeddings", model.maxPositionEmbeddings)
-        model.ropeTheta = try r.double("model.rope_theta", model.ropeTheta)
-        model.rmsNormEps = try r.double("model.rms_norm_eps", model.rmsNormEps)
-        model.tieWordEmbeddings = try r.bool("model.tie_word_embeddings", model.tieWordEmbeddings)
-        model.initializerRange = try r.double("model.initializer_range", model.initializerRange)
-        for (section, keyPath) in [("stage1", \Recipe.stage1), ("stage2", \Recipe.stage2)] {
-            var s = self[keyPath: keyPath]
-            s.epochs = try r.double("\(section).epochs", s.epochs)
-            s.steps = try r.int("\(section).steps", s.steps)
-            s.lr = try r.double("\(section).lr", s.lr)
-            s.schedule = try r.string("\(section).schedule", s.schedule)
-            s.warmupRatio = try r.double("\(section).warmup_ratio", s.warmupRatio)
-            s.warmupSteps = try r.int("\(section).warmup_steps", s.warmupSteps)
-            s.minLRRatio = try r.double("\(section).min_lr_ratio", s.minLRRatio)
-            s.weightDecay = try r.double("\(section).weight_decay", s.weightDecay)
-            s.clip = try r.double("\(section).clip", s.clip)
-            s.batchSize = try r.int("\(section).batch_size", s.batchSize)
-            s.batchTokens = try r.int("\(section).batch_tokens", s.batchTokens)
-            s.gradAccum = try r.int("\(section).grad_accum", s.gradAccum)
-            s.beta1 = try r.double("\(section).beta1", s.beta1)
-            s.beta2 = try r.double("\(section).beta2", s.beta2)
-            s.eps = try r.double("\(section).eps", s.eps)
-            self[keyPath: keyPath] = s
-        }
-        train.evalEvery = try r.int("train.eval_every", train.evalEvery)
-        train.logEvery = try r.int("train.log_every", train.logEvery)
-        train.checkpointEvery = try r.int("train.checkpoint_every", train.checkpointEvery)
-        train.keepCheckpoints = try r.int("train.keep_checkpoints", train.keepCheckpoints)
-        train.threads = try r.int("train.threads", train.threads)
-        train.stopAfterSteps = try r.int("train.stop_after_steps", train.stopAfterSteps)
-        sweep.warmupPercents = try r.doubles("sweep.warmup_percents", sweep.warmupPercents)
+        for field in Self.fields { try field.read(&r, &self) }
         try r.rejectUnknown()
         try validate()
     }
@@ -294,29 +238,14 @@ extension Recipe {
 
     /// The resolved recipe as JSON in the recipe file's key names (loadable with `Recipe.load`).
     public func jsonData() throws -> Data {
-        func stage(_ s: StageSettings) -> [String: Any] {
-            ["epochs": s.epochs, "steps": s.steps, "lr": s.lr, "schedule": s.schedule, "warmup_ratio": s.warmupRatio,
-             "warmup_steps": s.warmupSteps, "min_lr_ratio": s.minLRRatio, "weight_decay": s.weightDecay, "clip": s.clip,
-             "batch_size": s.batchSize, "batch_tokens": s.batchTokens, "grad_accum": s.gradAccum, "beta1": s.beta1,
-             "beta2": s.beta2, "eps": s.eps]
+        var tree: [String: Any] = [:]
+        for field in Self.fields {
+            let parts = field.key.split(separator: ".").map(String.init)
+            if parts.count == 1 { tree[parts[0]] = field.value(self); continue }
+            var section = tree[parts[0]] as? [String: Any] ?? [:]
+            section[parts[1]] = field.value(self)
+            tree[parts[0]] = section
         }
-        let tree: [String: Any] = [
-            "name": name, "seed": seed, "output_dir": outputDir,
-            "data": ["train": data.train, "fields": data.fields, "bad_records": data.badRecords, "template": data.template,
-                     "custom_template": data.customTemplate, "eval_fraction": data.evalFraction, "eval_count": data.evalCount,
-                     "max_length": data.maxLength, "warmup_percent": data.warmupPercent, "limit": data.limit],
-            "tokenizer": ["path": tokenizer.path, "vocab_size": tokenizer.vocabSize, "special_tokens": tokenizer.specialTokens,
-                          "min_frequency": tokenizer.minFrequency, "bos": tokenizer.bos, "eos": tokenizer.eos, "pad": tokenizer.pad],
-            "model": ["init_from": model.initFrom, "hidden_size": model.hiddenSize, "intermediate_size": model.intermediateSize,
-                      "num_hidden_layers": model.numHiddenLayers, "num_attention_heads": model.numAttentionHeads,
-                      "num_key_value_heads": model.numKeyValueHeads, "max_position_embeddings": model.maxPositionEmbeddings,
-                      "rope_theta": model.ropeTheta, "rms_norm_eps": model.rmsNormEps,
-                      "tie_word_embeddings": model.tieWordEmbeddings, "initializer_range": model.initializerRange],
-            "stage1": stage(stage1), "stage2": stage(stage2),
-            "train": ["eval_every": train.evalEvery, "log_every": train.logEvery, "checkpoint_every": train.checkpointEvery,
-                      "keep_checkpoints": train.keepCheckpoints, "threads": train.threads, "stop_after_steps": train.stopAfterSteps],
-            "sweep": ["warmup_percents": sweep.warmupPercents],
-        ]
         return try JSONSerialization.data(withJSONObject: tree, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 
@@ -324,6 +253,81 @@ extension Recipe {
     public func promptTemplate() throws -> PromptTemplate {
         data.customTemplate.isEmpty ? try PromptTemplate.named(data.template) : try PromptTemplate(name: "custom", text: data.customTemplate)
     }
+}
+
+/// One recipe key: its name in the file, how to read it into a `Recipe`, and its value for `recipe.json`.
+struct RecipeField: @unchecked Sendable {  // immutable after construction
+    let key: String
+    let read: (inout RecipeTreeReader, inout Recipe) throws -> Void
+    let value: (Recipe) -> Any
+
+    init<T>(_ key: String, _ path: WritableKeyPath<Recipe, T>,
+            _ reader: @escaping (inout RecipeTreeReader, String, T) throws -> T) {
+        self.key = key
+        read = { r, recipe in recipe[keyPath: path] = try reader(&r, key, recipe[keyPath: path]) }
+        value = { $0[keyPath: path] }
+    }
+}
+
+extension Recipe {
+    /// Every key of the format, in one place: reading, `recipe.json` and unknown-key detection all follow it.
+    static let fields: [RecipeField] = {
+        typealias R = RecipeTreeReader
+        let int = { (r: inout R, k: String, d: Int) in try r.int(k, d) }
+        let double = { (r: inout R, k: String, d: Double) in try r.double(k, d) }
+        let bool = { (r: inout R, k: String, d: Bool) in try r.bool(k, d) }
+        let string = { (r: inout R, k: String, d: String) in try r.string(k, d) }
+        let strings = { (r: inout R, k: String, d: [String]) in try r.strings(k, d) }
+        let doubles = { (r: inout R, k: String, d: [Double]) in try r.doubles(k, d) }
+        var f: [RecipeField] = [
+            RecipeField("name", \.name, string), RecipeField("seed", \.seed, int), RecipeField("output_dir", \.outputDir, string),
+            RecipeField("data.train", \.data.train, strings), RecipeField("data.fields", \.data.fields, strings),
+            RecipeField("data.bad_records", \.data.badRecords, string), RecipeField("data.template", \.data.template, string),
+            RecipeField("data.custom_template", \.data.customTemplate, string),
+            RecipeField("data.eval_fraction", \.data.evalFraction, double), RecipeField("data.eval_count", \.data.evalCount, int),
+            RecipeField("data.max_length", \.data.maxLength, int), RecipeField("data.warmup_percent", \.data.warmupPercent, double),
+            RecipeField("data.limit", \.data.limit, int),
+            RecipeField("tokenizer.path", \.tokenizer.path, string), RecipeField("tokenizer.vocab_size", \.tokenizer.vocabSize, int),
+            RecipeField("tokenizer.special_tokens", \.tokenizer.specialTokens, strings),
+            RecipeField("tokenizer.min_frequency", \.tokenizer.minFrequency, int), RecipeField("tokenizer.bos", \.tokenizer.bos, string),
+            RecipeField("tokenizer.eos", \.tokenizer.eos, string), RecipeField("tokenizer.pad", \.tokenizer.pad, string),
+            RecipeField("model.init_from", \.model.initFrom, string), RecipeField("model.hidden_size", \.model.hiddenSize, int),
+            RecipeField("model.intermediate_size", \.model.intermediateSize, int),
+            RecipeField("model.num_hidden_layers", \.model.numHiddenLayers, int),
+            RecipeField("model.num_attention_heads", \.model.numAttentionHeads, int),
+            RecipeField("model.num_key_value_heads", \.model.numKeyValueHeads, int),
+            RecipeField("model.max_position_embeddings", \.model.maxPositionEmbeddings, int),
+            RecipeField("model.rope_theta", \.model.ropeTheta, double), RecipeField("model.rms_norm_eps", \.model.rmsNormEps, double),
+            RecipeField("model.tie_word_embeddings", \.model.tieWordEmbeddings, bool),
+            RecipeField("model.initializer_range", \.model.initializerRange, double),
+            RecipeField("train.eval_every", \.train.evalEvery, int), RecipeField("train.log_every", \.train.logEvery, int),
+            RecipeField("train.checkpoint_every", \.train.checkpointEvery, int),
+            RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
+            RecipeField("train.stop_after_steps", \.train.stopAfterSteps, int),
+            RecipeField("sweep.warmup_percents", \.sweep.warmupPercents, doubles),
+        ]
+        let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2)]
+        for (name, stage) in stages {
+            f += [
+                RecipeField("\(name).epochs", stage.appending(path: \StageSettings.epochs), double),
+                RecipeField("\(name).steps", stage.appending(path: \StageSettings.steps), int),
+                RecipeField("\(name).lr", stage.appending(path: \StageSettings.lr), double),
+                RecipeField("\(name).schedule", stage.appending(path: \StageSettings.schedule), string),
+                RecipeField("\(name).warmup_ratio", stage.appending(path: \StageSettings.warmupRatio), double),
+                RecipeField("\(name).warmup_steps", stage.appending(path: \StageSettings.warmupSteps), int),
+                RecipeField("\(name).min_lr_ratio", stage.appending(path: \StageSettings.minLRRatio), double),
+                RecipeField("\(name).weight_decay", stage.appending(path: \StageSettings.weightDecay), double),
+                RecipeField("\(name).clip", stage.appending(path: \StageSettings.clip), double),
+                RecipeField("\(name).batch_size", stage.appending(path: \StageSettings.batchSize), int),
+                RecipeField("\(name).batch_tokens", stage.appending(path: \StageSettings.batchTokens), int),
+                RecipeField("\(name).grad_accum", stage.appending(path: \StageSettings.gradAccum), int),
+                RecipeField("\(name).beta1", stage.appending(path: \StageSettings.beta1), double),
+                RecipeField("\(name).beta2", stage.appending(path: \StageSettings.beta2), double),
+                RecipeField("\(name).eps", stage.appending(path: \StageSettings.eps), double),
+            ]
+        }
+        return f
+    }()
 }
 
 /// Typed reads from a recipe tree that remember which keys were used, so that leftovers are reported as unknown.
