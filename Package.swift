@@ -11,20 +11,22 @@ import PackageDescription
 
 import Foundation
 
-/// Release builds of the compute modules: no overflow/bounds traps in kernels, whole-module optimisation, and on
-/// x86-64 the Haswell level (AVX2 + FMA + BMI2, x86-64-v3: Intel since 2013, AMD since 2015), so that SIMD kernels use 256-bit registers.
-/// Set ALIGNERKIT_PORTABLE=1 when building for an older x86-64 CPU.
-var releaseFlags = ["-Ounchecked", "-wmo"]
+/// Release builds. Only the kernel module (AlignerTensor: tensors, autodiff and the fused kernels, whose inner loops
+/// are bounds-checked by construction) is built with `-Ounchecked`; every other module keeps Swift's checks at `-O`,
+/// and public entry points validate their input and throw. Whole-module optimisation everywhere, and on x86-64 the
+/// Haswell level (AVX2 + FMA + BMI2, x86-64-v3: Intel since 2013, AMD since 2015), so that SIMD kernels use 256-bit
+/// registers. Set ALIGNERKIT_PORTABLE=1 when building for an older x86-64 CPU.
+var cpuFlags: [String] = []
 #if arch(x86_64)
 if ProcessInfo.processInfo.environment["ALIGNERKIT_PORTABLE"] == nil {
-    releaseFlags += ["-target-cpu", "haswell"]
+    cpuFlags = ["-target-cpu", "haswell"]
 }
 #endif
-let optimize: [SwiftSetting] = [.unsafeFlags(releaseFlags, .when(configuration: .release))]
+let kernelFlags: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"] + cpuFlags, .when(configuration: .release))]
+let optimize: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"] + cpuFlags, .when(configuration: .release))]
 
 let package = Package(
     name: "AlignerKit",
-    platforms: [.macOS(.v14)],
     products: [
         .library(name: "AlignerTensor", targets: ["AlignerTensor"]),
         .library(name: "AlignerSafetensors", targets: ["AlignerSafetensors"]),
@@ -49,7 +51,7 @@ let package = Package(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
-        .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: optimize),
+        .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: kernelFlags),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerTokenizers", swiftSettings: optimize),

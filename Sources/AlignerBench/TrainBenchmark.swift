@@ -47,6 +47,9 @@ public enum TrainBenchmark {
 
     /// Trains `preset` for `warmup` + `steps` steps and times the last `steps` (median of each phase).
     public static func run(_ preset: Preset, steps: Int = 10, warmup: Int = 3, seed: UInt64 = 0) throws -> Result {
+        guard steps >= 1, warmup >= 0 else {
+            throw ModelInputError(field: steps < 1 ? "steps" : "warmup", message: "needs steps ≥ 1 and warmup ≥ 0, got \(steps) and \(warmup)")
+        }
         let model = try LlamaModel(config: preset.config, seed: seed)
         let optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: 0.1),
                               beta1: 0.9, beta2: 0.95, eps: 1e-8)
@@ -58,7 +61,7 @@ public enum TrainBenchmark {
         for step in 0..<(warmup + steps) {
             let ids = (0..<tokens).map { _ in rng.nextInt(below: preset.vocab) }
             let t0 = clock.now
-            let loss = model.loss(ids: ids, labels: ids, batch: preset.batch, time: preset.seq).loss
+            let loss = try model.loss(ids: ids, labels: ids, batch: preset.batch, time: preset.seq).loss
             let t1 = clock.now
             loss.backward()
             let t2 = clock.now

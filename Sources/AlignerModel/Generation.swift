@@ -28,6 +28,16 @@ public struct GenerationOptions: Sendable {
         self.eosTokenIds = eosTokenIds
         self.useCache = useCache
     }
+
+    /// Throws `ModelInputError` naming the option that is out of range.
+    public func validate() throws {
+        guard maxNewTokens >= 0 else { throw ModelInputError(field: "max_new_tokens", message: "must be 0 or more, got \(maxNewTokens)") }
+        guard temperature.isFinite, temperature >= 0 else {
+            throw ModelInputError(field: "temperature", message: "must be a finite number ≥ 0 (0 = greedy), got \(temperature)")
+        }
+        if let topK, topK < 1 { throw ModelInputError(field: "top_k", message: "must be at least 1, got \(topK)") }
+        if let topP, !(topP > 0 && topP <= 1) { throw ModelInputError(field: "top_p", message: "must be in (0, 1], got \(topP)") }
+    }
 }
 
 /// Generated continuations, one per prompt, without the prompt; `stoppedAtEOS` tells whether each ended with an EOS
@@ -66,9 +76,21 @@ extension LlamaModel {
     /// Continues each prompt (lists of token ids, any lengths; batched with left padding) greedily or by sampling,
     /// until an EOS token or `maxNewTokens`. Records no gradients.
     /// `onStep`, when given, receives each step's new token per row (finished rows get -1), for streaming output.
+    /// Throws `ModelInputError` for empty prompts, ids outside the vocabulary, options out of range, or a prompt that
+    /// with `maxNewTokens` does not fit the context (callers shorten the prompt or the budget first).
     public func generate(prompts: [[Int]], options: GenerationOptions = GenerationOptions(),
-                         onStep: (([Int]) -> Void)? = nil) -> GenerationResult {
-        precondition(!prompts.isEmpty && prompts.allSatisfy { !$0.isEmpty }, "generate needs non-empty prompts")
+                         onStep: (([Int]) -> Void)? = nil) throws -> GenerationResult {
+        try options.validate()
+        guard !prompts.isEmpty else { throw ModelInputError(field: "prompts", message: "no prompt to continue") }
+        for (i, p) in prompts.enumerated() {
+            guard !p.isEmpty else { throw ModelInputError(field: "prompts", message: "prompt \(i) has no tokens") }
+            do { try validateInput(ids: p, batch: 1, time: p.count) } catch let e as ModelInputError {
+                throw ModelInputError(field: "prompts", message: "prompt \(i): \(e.message)")
+            }
+            guard p.count + options.maxNewTokens <= config.maxPositionEmbeddings else {
+                throw ModelInputError(field: "max_new_tokens", message: "prompt \(i) of \(p.count) tokens + \(options.maxNewTokens) new tokens exceeds the model's context of \(config.maxPositionEmbeddings) (max_position_embeddings)")
+            }
+        }
         return withNoGrad {
             var state = SamplerState(model: self, prompts: prompts, options: options)
             state.onStep = onStep
@@ -93,9 +115,6 @@ extension LlamaModel {
         let b = prompts.count
         let options = state.options
         var (ids, mask, positions, width) = leftPadded(prompts)
-        let longest = prompts.map(\.count).max()!
-        precondition(longest + options.maxNewTokens <= config.maxPositionEmbeddings,
-                     "prompt of \(longest) + \(options.maxNewTokens) new tokens exceeds max_position_embeddings")
         let cache = KVCache(config: config, batch: b, capacity: width + options.maxNewTokens)
         var logits = forwardCached(ids: ids, batch: b, newTokens: width, positions: positions, cache: cache, mask: mask)
         var next = prompts.map { $0.count }  // next position per row
@@ -121,7 +140,7 @@ extension LlamaModel {
         var sequences = prompts
         while !state.done {
             let (ids, mask, positions, width) = leftPadded(sequences)
-            let logits = forward(ids: ids, batch: b, time: width, attentionMask: mask, positions: positions)
+            let logits = unchecked(ids: ids, batch: b, time: width, attentionMask: mask, positions: positions)
             let last = logits.slice(axis: 1, (width - 1)..<width).reshape([b, config.vocabSize])
             let tokens = state.step(lastLogits: last)
             for bi in 0..<b { sequences[bi].append(tokens[bi]) }

@@ -4,6 +4,10 @@ import Foundation
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public let field: String
     public let message: String
+    public init(field: String, message: String) {
+        self.field = field
+        self.message = message
+    }
     public var description: String { "config field '\(field)': \(message)" }
 }
 
@@ -58,6 +62,23 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         return vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + numHiddenLayers * block + hiddenSize
     }
 
+    /// The largest value `validate` accepts for each size.
+    public static let limits = (vocabSize: 1 << 22, hiddenSize: 1 << 16, intermediateSize: 1 << 18, layers: 1 << 10,
+                                heads: 1 << 10, positions: 1 << 20)
+
+    /// Bytes of memory to hold the weights in float32 and, when `training`, their gradients, AdamW's two moments and
+    /// the activations kept for the backward pass of a batch of `batch` sequences of `time` tokens (an estimate that
+    /// errs high: every intermediate of a block, the attention probabilities and the logits with their gradient).
+    public func memoryEstimate(training: Bool, batch: Int = 1, time: Int = 1) -> Double {
+        let params = Double(parameterCount)
+        let (c, f, h, v, l) = (Double(hiddenSize), Double(intermediateSize), Double(numAttentionHeads), Double(vocabSize), Double(numHiddenLayers))
+        let tokens = Double(batch) * Double(time)
+        let perTokenPerLayer = 10 * c + 4 * f + 2 * h * Double(time)
+        let activations = tokens * (l * perTokenPerLayer + 3 * v)
+        let rope = Double(maxPositionEmbeddings) * Double(headDim)
+        return 4 * (training ? 4 * params + 2 * activations : params + activations + rope)
+    }
+
     /// Throws `ConfigError` naming the first field that makes the configuration unusable.
     public func validate() throws {
         func positive(_ v: Int, _ f: String) throws {
@@ -70,6 +91,16 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         try positive(numAttentionHeads, "num_attention_heads")
         try positive(numKeyValueHeads, "num_key_value_heads")
         try positive(maxPositionEmbeddings, "max_position_embeddings")
+        // Upper bounds far above any model this toolkit can train or run on a CPU, so that a mistyped or hostile
+        // value is refused here and not in the allocator (and no size computation overflows).
+        for (v, f, limit) in [(vocabSize, "vocab_size", Self.limits.vocabSize), (hiddenSize, "hidden_size", Self.limits.hiddenSize),
+                              (intermediateSize, "intermediate_size", Self.limits.intermediateSize),
+                              (numHiddenLayers, "num_hidden_layers", Self.limits.layers),
+                              (numAttentionHeads, "num_attention_heads", Self.limits.heads),
+                              (numKeyValueHeads, "num_key_value_heads", Self.limits.heads),
+                              (maxPositionEmbeddings, "max_position_embeddings", Self.limits.positions)] where v > limit {
+            throw ConfigError(field: f, message: "\(v) is larger than AlignerKit supports (at most \(limit))")
+        }
         if hiddenSize % numAttentionHeads != 0 {
             throw ConfigError(field: "num_attention_heads",
                               message: "\(numAttentionHeads) heads do not divide hidden_size \(hiddenSize)")

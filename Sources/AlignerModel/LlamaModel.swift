@@ -12,6 +12,18 @@ public struct WeightError: Error, CustomStringConvertible, Equatable {
     public var description: String { "weight '\(name)': \(message)" }
 }
 
+/// Input the model cannot run on: ids outside the vocabulary, a sequence longer than the context, inconsistent sizes,
+/// or generation options out of range. `field` names the argument or option.
+public struct ModelInputError: Error, CustomStringConvertible, Equatable {
+    public let field: String
+    public let message: String
+    public init(field: String, message: String) {
+        self.field = field
+        self.message = message
+    }
+    public var description: String { "\(field): \(message)" }
+}
+
 /// A Llama-family decoder (Hugging Face `LlamaForCausalLM`): token embedding; N blocks of (RMSNorm, self-attention
 /// with RoPE and grouped key/value heads, residual, RMSNorm, SwiGLU MLP, residual); final RMSNorm; LM head (tied to
 /// the embedding or not). No biases. Parameters carry Hugging Face's names; linear weights are (out, in).
@@ -55,6 +67,7 @@ public final class LlamaModel {
     /// normal(0, initializer_range), norms at 1. Parameters are drawn in `parameterNames` order from one generator.
     public convenience init(config: LlamaConfig, seed: UInt64) throws {
         try config.validate()
+        try MemoryBudget.check(bytes: config.memoryEstimate(training: false), for: "the model's \(config.parameterCount) parameters")
         var rng = SeededGenerator(seed: seed)
         var weights: [String: Tensor] = [:]
         for (name, shape) in Self.parameterShapes(config) {
@@ -77,6 +90,10 @@ public final class LlamaModel {
             guard let t = weights[name] else { throw WeightError(name: name, message: "missing") }
             guard t.shape == shape else {
                 throw WeightError(name: name, message: "shape \(t.shape), expected \(shape)")
+            }
+            let bad = t.nonFiniteCount
+            guard bad == 0 else {
+                throw WeightError(name: name, message: "\(bad) of its \(t.count) values are NaN or infinite")
             }
             let p = t.isLeaf && !t.requiresGrad ? t : t.detached()
             p.name = name
@@ -116,12 +133,36 @@ public final class LlamaModel {
 
     /// Logits (B, T, vocab) for `ids` (B·T, row-major). `attentionMask` (B·T, true = real token) keeps padded keys
     /// out of attention; `positions` (B·T) default to 0…T−1 for every row.
-    public func forward(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil, positions: [Int]? = nil) -> Tensor {
-        precondition(ids.count == batch * time, "forward: \(ids.count) ids for batch \(batch) × time \(time)")
-        precondition(time <= config.maxPositionEmbeddings, "sequence of \(time) exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
-        for (i, id) in ids.enumerated() where id < 0 || id >= config.vocabSize {
-            preconditionFailure("token id \(id) at position \(i) is outside the vocabulary 0..<\(config.vocabSize)")
+    /// Throws `ModelInputError` for ids outside the vocabulary, a sequence longer than the context or mismatched sizes.
+    public func forward(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil, positions: [Int]? = nil) throws -> Tensor {
+        try validateInput(ids: ids, batch: batch, time: time)
+        if let attentionMask, attentionMask.count != ids.count {
+            throw ModelInputError(field: "attention_mask", message: "\(attentionMask.count) entries for \(ids.count) ids")
         }
+        if let positions {
+            guard positions.count == time else { throw ModelInputError(field: "positions", message: "\(positions.count) positions for time \(time)") }
+            if let bad = positions.first(where: { $0 < 0 || $0 >= config.maxPositionEmbeddings }) {
+                throw ModelInputError(field: "positions", message: "position \(bad) is outside 0..<\(config.maxPositionEmbeddings) (max_position_embeddings)")
+            }
+        }
+        return unchecked(ids: ids, batch: batch, time: time, attentionMask: attentionMask, positions: positions)
+    }
+
+    /// Checks a batch of token ids (B·T, row-major) against the vocabulary and the context length.
+    public func validateInput(ids: [Int], batch: Int, time: Int) throws {
+        guard batch >= 1, time >= 1 else { throw ModelInputError(field: "ids", message: "batch \(batch) × time \(time) is empty") }
+        let (n, overflow) = batch.multipliedReportingOverflow(by: time)
+        guard !overflow, ids.count == n else { throw ModelInputError(field: "ids", message: "\(ids.count) ids for batch \(batch) × time \(time)") }
+        guard time <= config.maxPositionEmbeddings else {
+            throw ModelInputError(field: "ids", message: "a sequence of \(time) tokens exceeds the model's context of \(config.maxPositionEmbeddings) (max_position_embeddings)")
+        }
+        if let i = ids.firstIndex(where: { $0 < 0 || $0 >= config.vocabSize }) {
+            throw ModelInputError(field: "ids", message: "token id \(ids[i]) at position \(i) is outside the vocabulary 0..<\(config.vocabSize) (vocab_size)")
+        }
+    }
+
+    /// `forward` without input checks, for callers that validated already.
+    func unchecked(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]?, positions: [Int]?) -> Tensor {
         let pos = positions ?? Array(0..<time)
         let mask = attentionMask.flatMap { $0.allSatisfy { $0 } ? nil : $0 }
         // As Hugging Face's nn.Embedding(padding_idx=pad_token_id): the pad row receives no gradient.
@@ -159,9 +200,12 @@ public final class LlamaModel {
     /// accumulation). Returns the loss and the logits (B, T, V).
     public func loss(
         ids: [Int], labels: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil, reduction: LossReduction = .mean
-    ) -> (loss: Tensor, logits: Tensor) {
-        precondition(labels.count == ids.count, "loss: \(labels.count) labels for \(ids.count) ids")
-        let logits = forward(ids: ids, batch: batch, time: time, attentionMask: attentionMask)
+    ) throws -> (loss: Tensor, logits: Tensor) {
+        guard labels.count == ids.count else { throw ModelInputError(field: "labels", message: "\(labels.count) labels for \(ids.count) ids") }
+        if let i = labels.firstIndex(where: { $0 != -100 && ($0 < 0 || $0 >= config.vocabSize) }) {
+            throw ModelInputError(field: "labels", message: "label \(labels[i]) at position \(i) is outside the vocabulary 0..<\(config.vocabSize) (and not -100)")
+        }
+        let logits = try forward(ids: ids, batch: batch, time: time, attentionMask: attentionMask)
         return (Tensor.crossEntropy(logits, targets: Self.shiftedTargets(labels, batch: batch, time: time), reduction: reduction), logits)
     }
 

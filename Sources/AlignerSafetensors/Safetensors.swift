@@ -41,6 +41,36 @@ public struct SafetensorsFile: Sendable {
     /// Tensor names, sorted.
     public var names: [String] { entries.keys.sorted() }
 
+    /// The first key that occurs twice at the top level of a well-formed JSON object, if any.
+    static func firstRepeatedTopLevelKey(_ bytes: [UInt8]) -> String? {
+        var depth = 0, i = 0
+        var seen = Set<[UInt8]>()
+        while i < bytes.count {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\"") {
+                // A string: find its end, honouring escapes.
+                let start = i + 1
+                i += 1
+                while i < bytes.count && bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+                let raw = Array(bytes[start..<min(i, bytes.count)])
+                i += 1
+                if depth == 1 {
+                    var j = i
+                    while j < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[j]) { j += 1 }
+                    if j < bytes.count && bytes[j] == UInt8(ascii: ":") && !seen.insert(raw).inserted {
+                        let literal = Data([UInt8(ascii: "[")] + [UInt8(ascii: "\"")] + raw + [UInt8(ascii: "\""), UInt8(ascii: "]")])
+                        return ((try? JSONSerialization.jsonObject(with: literal)) as? [String])?.first ?? String(decoding: raw, as: UTF8.self)
+                    }
+                }
+                continue
+            }
+            if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") { depth += 1 }
+            if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") { depth -= 1 }
+            i += 1
+        }
+        return nil
+    }
+
     /// Opens and validates a file (memory-mapped).
     public init(contentsOf url: URL) throws {
         let data: Data
@@ -71,6 +101,8 @@ public struct SafetensorsFile: Sendable {
             throw fail("header is not well-formed JSON: \(error.localizedDescription)")
         }
         guard let object = json as? [String: Any] else { throw fail("header is not a JSON object") }
+        // JSON objects with a repeated key parse silently (the last one wins); the format has one entry per name.
+        if let duplicate = Self.firstRepeatedTopLevelKey(Array(headerBytes)) { throw fail("header names tensor '\(duplicate)' more than once") }
 
         var metadata: [String: String] = [:]
         var entries: [String: Entry] = [:]

@@ -102,6 +102,14 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// A copy of the elements as an array.
     public var scalars: [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
 
+    /// How many elements are NaN or infinite.
+    public var nonFiniteCount: Int {
+        let p = data
+        var n = 0
+        for i in 0..<count where !p[i].isFinite { n += 1 }
+        return n
+    }
+
     /// The single element of a one-element tensor.
     public var item: Float {
         precondition(count == 1, "item needs a one-element tensor, shape is \(shape)")

@@ -33,17 +33,17 @@ public struct AlignerBundle {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else {
-            throw RecipeError(key: "", message: "\(path) is not a folder (a run, a checkpoint or a Hugging Face model directory)")
+            throw StoreError(file: path, message: fm.fileExists(atPath: url.path) ? "is not a folder (a run, a checkpoint or a Hugging Face model directory)" : "no such folder")
         }
         let checkpoints = url.appendingPathComponent("checkpoints")
         if fm.fileExists(atPath: checkpoints.path) {
             guard let newest = CheckpointStore(directory: checkpoints).newest() else {
-                throw RecipeError(key: "", message: "\(path) has no intact checkpoint")
+                throw StoreError(file: path, message: "has no intact checkpoint")
             }
             return newest
         }
         if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path), let problem = CheckpointStore.verify(url) {
-            throw RecipeError(key: "", message: "checkpoint \(path): \(problem)")
+            throw StoreError(file: path, message: "damaged checkpoint: \(problem)")
         }
         return url
     }

@@ -51,6 +51,24 @@ public struct CheckpointStore {
         let tmp = directory.appendingPathComponent(".tmp-\(Self.folderName(state))-\(getpid())")
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        do {
+            try write(into: tmp, final: final, model: model, optimizer: optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON)
+        } catch {
+            try? fm.removeItem(at: tmp)
+            let previous = complete(verify: false).last.map { "the previous checkpoint \($0.lastPathComponent) is intact" } ?? "no earlier checkpoint exists"
+            throw StoreError(file: final.path, message: "cannot write this checkpoint (\(error)); \(previous)")
+        }
+        Self.syncDirectory(directory)
+        // Keep the newest `keep` complete checkpoints.
+        let all = complete(verify: false)
+        for old in all.dropLast(keep) { try? fm.removeItem(at: old) }
+        return final
+    }
+
+    /// Writes the checkpoint's files into `tmp`, then renames it to `final`.
+    private func write(into tmp: URL, final: URL, model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe,
+                       tokenizerJSON: Data) throws {
+        let fm = FileManager.default
         let (optTensors, _) = optimizer.stateDict()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -64,20 +82,15 @@ public struct CheckpointStore {
         ]
         var manifest: [String: [String: Int]] = [:]
         for (name, data) in files {
-            try Self.writeSynced(data, to: tmp.appendingPathComponent(name))
+            try StoreFiles.writeSynced(data, to: tmp.appendingPathComponent(name))
             manifest[name] = ["bytes": data.count, "crc32": Int(Self.crc32(data))]
         }
         let manifestData = try JSONSerialization.data(withJSONObject: ["files": manifest, "complete": true], options: [.sortedKeys, .prettyPrinted])
-        try Self.writeSynced(manifestData, to: tmp.appendingPathComponent("manifest.json"))
+        try StoreFiles.writeSynced(manifestData, to: tmp.appendingPathComponent("manifest.json"))
         if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
         guard rename(tmp.path, final.path) == 0 else {
-            throw RecipeError(key: "", message: "cannot move checkpoint into place at \(final.path)")
+            throw StoreError(file: final.path, message: "cannot move the checkpoint into place: \(String(cString: strerror(errno)))")
         }
-        Self.syncDirectory(directory)
-        // Keep the newest `keep` complete checkpoints.
-        let all = complete(verify: false)
-        for old in all.dropLast(keep) { try? fm.removeItem(at: old) }
-        return final
     }
 
     /// Checkpoint folders with a manifest, oldest first; with `verify`, those whose files do not match are skipped.
@@ -116,16 +129,6 @@ public struct CheckpointStore {
         }
     }
 
-    static func writeSynced(_ data: Data, to url: URL) throws {
-        guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
-            throw RecipeError(key: "", message: "cannot create \(url.path)")
-        }
-        let h = try FileHandle(forWritingTo: url)
-        try h.write(contentsOf: data)
-        try h.synchronize()
-        try h.close()
-    }
-
     static func syncDirectory(_ url: URL) {
         let fd = open(url.path, O_RDONLY)
         if fd >= 0 { fsync(fd); close(fd) }
@@ -135,7 +138,7 @@ public struct CheckpointStore {
     /// `AdamW.load`, with `state.optimizerStep`). `verify: false` skips the checksums when the caller just checked them.
     public static func load(_ url: URL, into model: LlamaModel, verify check: Bool = true) throws
         -> (state: TrainerState, optimizer: [String: Tensor]) {
-        if check, let problem = verify(url) { throw RecipeError(key: "", message: "checkpoint \(url.path): \(problem)") }
+        if check, let problem = verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)") }
         let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
         for name in model.parameterNames {
             let t = try weights.tensor(name)

@@ -12,6 +12,8 @@ public enum Corrector {
         _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
         batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }
     ) throws -> [String] {
+        guard batchSize >= 1 else { throw RecipeError(key: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        try options.validate()
         var answers = pairs.map(\.answer)
         for (k, aligner) in aligners.enumerated() {
             let builder = try aligner.exampleBuilder()
@@ -29,7 +31,7 @@ public enum Corrector {
                     builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget)?.ids
                         ?? Array(builder.promptIds(question: "", answer: "").suffix(budget))
                 }
-                let result = aligner.model.generate(prompts: prompts, options: opts)
+                let result = try aligner.model.generate(prompts: prompts, options: opts)
                 for (j, i) in range.enumerated() {
                     out[i] = aligner.tokenizer.decode(result.tokens[j], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
                 }
@@ -102,6 +104,9 @@ public struct EvalSummary: Codable, Sendable {
     /// `generate` > 0, generation metrics on the first `generate` records.
     public static func compute(_ aligner: AlignerBundle, records: [QACRecord], generate: Int, options: GenerationOptions,
                                batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> EvalSummary {
+        guard batchSize >= 1 else { throw RecipeError(key: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        guard generate >= 0 else { throw RecipeError(key: "generate", message: "must be 0 or more, got \(generate)") }
+        try options.validate()
         let builder = try aligner.exampleBuilder()
         let (examples, _) = builder.buildAll(records)
         guard !examples.isEmpty else { throw RecipeError(key: "", message: "no record fits the model's context") }

@@ -15,11 +15,39 @@ public enum HuggingFaceExport {
         return (bos != nil ? "{{ bos_token }}" : "") + body
     }
 
-    /// Exports `bundle` to `directory` (created; existing files of the same names are replaced). `result` adds
+    /// Exports `bundle` to `directory`. The files are written to a fresh temporary folder beside it, which then takes
+    /// the place of `directory`: an interrupted export leaves the old folder as it was, and nothing of an older export
+    /// (a stale `model.safetensors.index.json`, say) survives into the new one. An existing `directory` must be empty
+    /// or a model folder (it holds `config.json`); anything else is refused rather than replaced. `result` adds
     /// training metrics to the model card.
     public static func export(_ bundle: AlignerBundle, to directory: URL, result: RunResult? = nil) throws {
         let fm = FileManager.default
-        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        let target = directory.standardizedFileURL
+        let parent = target.deletingLastPathComponent()
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: target.path, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw StoreError(file: target.path, message: "exists and is not a folder") }
+            let entries = (try? fm.contentsOfDirectory(atPath: target.path)) ?? []
+            guard entries.isEmpty || entries.contains("config.json") else {
+                throw StoreError(file: target.path, message: "exists and is not a model folder (no config.json); export into a new or empty folder")
+            }
+        }
+        try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+        StoreFiles.removeStaleTemporaries(in: parent, prefix: "." + target.lastPathComponent + ".export-")
+        let staging = parent.appendingPathComponent(".\(target.lastPathComponent).export-\(getpid())")
+        try? fm.removeItem(at: staging)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        do {
+            try write(bundle, to: staging, result: result)
+            try StoreFiles.replaceFolder(target, with: staging)
+        } catch {
+            try? fm.removeItem(at: staging)
+            throw error
+        }
+    }
+
+    /// Writes every file of the export into `directory` (an existing, empty folder).
+    static func write(_ bundle: AlignerBundle, to directory: URL, result: RunResult?) throws {
         let config = bundle.model.config
         try config.jsonData().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
         try SafetensorsWriter.write(bundle.model.parameters, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))

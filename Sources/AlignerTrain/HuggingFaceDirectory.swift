@@ -23,6 +23,10 @@ public struct HuggingFaceDirectory {
                   let map = root["weight_map"] as? [String: String]
             else { throw WeightError(name: index.path, message: "not a safetensors index (no weight_map)") }
             for shard in Set(map.values).sorted() {
+                // Shards are files of this folder: no absolute paths, no parent folders, no subfolders.
+                guard !shard.isEmpty, !shard.contains("/"), shard != ".", shard != ".." else {
+                    throw WeightError(name: index.path, message: "shard '\(shard)' is not a file name in this folder")
+                }
                 let f = try SafetensorsFile(contentsOf: dir.appendingPathComponent(shard))
                 for name in f.names where map[name] == shard { weights[name] = try f.tensor(name) }
             }
@@ -38,6 +42,9 @@ public struct HuggingFaceDirectory {
         }
         self.weights = weights
         let tok = try Tokenizer.load(from: dir.appendingPathComponent("tokenizer.json"))
+        guard tok.vocabularySize <= config.vocabSize else {
+            throw ConfigError(field: "vocab_size", message: "\(config.vocabSize) in \(dir.appendingPathComponent("config.json").path) is smaller than the \(tok.vocabularySize) ids of \(dir.appendingPathComponent("tokenizer.json").path): the tokenizer can produce ids the model has no embedding for")
+        }
         tokenizer = tok
         let tc = dir.appendingPathComponent("tokenizer_config.json")
         specialTokens = fm.fileExists(atPath: tc.path) ? try SpecialTokens.load(tokenizerConfig: tc, for: tok) : SpecialTokens.guess(for: tok)

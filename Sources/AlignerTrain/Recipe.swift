@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerModel
 import Foundation
 import TOMLKit
 
@@ -139,13 +140,39 @@ extension Recipe {
         } else {
             do {
                 let table = try TOMLTable(string: text)
-                tree = try JSONSerialization.jsonObject(with: Data(table.convert(to: .json).utf8)) as? [String: Any] ?? [:]
+                tree = try plainTree(table, prefix: "", file: path)
             } catch let e as TOMLParseError {
                 throw RecipeError(key: "", message: "\(path):\(e.source.begin.line):\(e.source.begin.column): invalid TOML: \(e.description)")
             }
         }
         for o in overrides { try applyOverride(o, to: &tree) }
         return try Recipe(tree: tree)
+    }
+
+    /// A TOML table as plain values (String, Int, Double, Bool, arrays, tables); NaN, infinity and dates are refused
+    /// with their key.
+    static func plainTree(_ table: TOMLTable, prefix: String, file: String) throws -> [String: Any] {
+        var out: [String: Any] = [:]
+        for key in table.keys {
+            guard let v = table[key] else { continue }
+            out[key] = try plainValue(v.tomlValue, key: prefix + key, file: file)
+        }
+        return out
+    }
+
+    static func plainValue(_ v: TOMLValue, key: String, file: String) throws -> Any {
+        switch v.type {
+        case .table: return try plainTree(v.table!, prefix: key + ".", file: file)
+        case .array: return try v.array!.map { try plainValue($0.tomlValue, key: key, file: file) }
+        case .string: return v.string!
+        case .int: return v.int!
+        case .bool: return v.bool!
+        case .double:
+            let d = v.double!
+            guard d.isFinite else { throw RecipeError(key: key, message: "must be a finite number, got \(d) (in \(file))") }
+            return d
+        default: throw RecipeError(key: key, message: "dates and times are not recipe values (in \(file))")
+        }
     }
 
     /// Sets `section.key=value` in a recipe tree; the value is read as a number, boolean, JSON array or string.
@@ -183,7 +210,19 @@ extension Recipe {
     /// Impossible values, named by key.
     public func validate() throws {
         func check(_ ok: Bool, _ key: String, _ message: String) throws { if !ok { throw RecipeError(key: key, message: message) } }
-        try check(!name.isEmpty && !name.contains("/"), "name", "must be a non-empty folder name")
+        try check(Self.isPlainFolderName(name), "name", "must be a plain folder name (letters, digits, '-', '_', '.'; not '.' or '..'), got \"\(name)\"")
+        try check(seed >= 0 && seed <= Int(UInt32.max), "seed", "must be within 0...\(UInt32.max), got \(seed)")
+        let limits = LlamaConfig.limits
+        for (key, value, limit) in [("model.hidden_size", model.hiddenSize, limits.hiddenSize),
+                                    ("model.intermediate_size", model.intermediateSize, limits.intermediateSize),
+                                    ("model.num_hidden_layers", model.numHiddenLayers, limits.layers),
+                                    ("model.num_attention_heads", model.numAttentionHeads, limits.heads),
+                                    ("model.num_key_value_heads", model.numKeyValueHeads, limits.heads),
+                                    ("model.max_position_embeddings", model.maxPositionEmbeddings, limits.positions),
+                                    ("tokenizer.vocab_size", tokenizer.vocabSize, limits.vocabSize)] {
+            try check(value <= limit, key, "\(value) is larger than AlignerKit supports (at most \(limit))")
+        }
+        try check(data.maxLength <= limits.positions, "data.max_length", "\(data.maxLength) is larger than AlignerKit supports (at most \(limits.positions))")
         try check(!data.train.isEmpty, "data.train", "needs at least one file")
         try check(data.fields.count == 3, "data.fields", "needs three names (question, answer, correction)")
         try check(["fail", "skip"].contains(data.badRecords), "data.bad_records", "must be \"fail\" or \"skip\"")
@@ -234,6 +273,15 @@ extension Recipe {
         try check(train.threads >= 0, "train.threads", "must not be negative")
         try check(!sweep.warmupPercents.isEmpty && sweep.warmupPercents.allSatisfy { $0 >= 0 && $0 <= 100 },
                   "sweep.warmup_percents", "must be percentages within 0...100")
+    }
+
+    /// Whether `s` can name a folder inside another without escaping it or hiding: no separators, not "." or "..",
+    /// not starting with ".", printable ASCII letters, digits and "-_.+=@,".
+    public static func isPlainFolderName(_ s: String) -> Bool {
+        guard !s.isEmpty, s.count <= 200, s != ".", s != "..", !s.hasPrefix(".") else { return false }
+        return s.unicodeScalars.allSatisfy { c in
+            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || "-_.+=@,".unicodeScalars.contains(c)
+        }
     }
 
     /// The resolved recipe as JSON in the recipe file's key names (loadable with `Recipe.load`).
@@ -371,7 +419,9 @@ struct RecipeTreeReader {
         }
     }
     mutating func double(_ key: String, _ d: Double) throws -> Double {
-        try get(key, d, "a number") { v in (v is String || Self.isBool(v)) ? nil : (v as? Double ?? (v as? Int).map(Double.init)) }
+        try get(key, d, "a finite number") { v in
+            (v is String || Self.isBool(v)) ? nil : (v as? Double ?? (v as? Int).map(Double.init)).flatMap { $0.isFinite ? $0 : nil }
+        }
     }
     mutating func bool(_ key: String, _ d: Bool) throws -> Bool {
         try get(key, d, "true or false") { v in Self.isBool(v) ? v as? Bool : nil }
@@ -385,7 +435,9 @@ struct RecipeTreeReader {
     mutating func doubles(_ key: String, _ d: [Double]) throws -> [Double] {
         try get(key, d, "a list of numbers") { v in
             guard let a = v as? [Any] else { return nil }
-            let out = a.compactMap { x -> Double? in (x is String || Self.isBool(x)) ? nil : (x as? Double ?? (x as? Int).map(Double.init)) }
+            let out = a.compactMap { x -> Double? in
+                (x is String || Self.isBool(x)) ? nil : (x as? Double ?? (x as? Int).map(Double.init)).flatMap { $0.isFinite ? $0 : nil }
+            }
             return out.count == a.count ? out : nil
         }
     }

@@ -32,7 +32,7 @@ public final class Sweep {
             arm.tokenizer.path = sharedTokenizer
             let armDir = directory.appendingPathComponent(arm.name)
             let resultURL = armDir.appendingPathComponent("result.json")
-            if let data = try? Data(contentsOf: resultURL), let done = try? JSONDecoder().decode(RunResult.self, from: data) {
+            if let data = try? Data(contentsOf: resultURL), let done = try? ResultJSON.decode(RunResult.self, from: data) {
                 say("arm p = \(p)%: already finished (\(resultURL.path))")
                 results.append(done)
             } else {

@@ -90,7 +90,7 @@ public final class Trainer {
     }
 
     /// Reads the data, splits it, gets the tokenizer (loaded, or trained on the training split), builds examples.
-    public func prepare() throws -> Prepared {
+    public func prepare(resuming: Bool = false) throws -> Prepared {
         let fields = FieldNames(question: recipe.data.fields[0], answer: recipe.data.fields[1], correction: recipe.data.fields[2])
         var records: [QACRecord] = []
         for path in recipe.data.train {
@@ -116,7 +116,8 @@ public final class Trainer {
                 config: hf.config, weights: hf.weights, tokenizer: hf.tokenizer, specialTokens: hf.specialTokens, padName: recipe.tokenizer.pad)
             say("model: \(recipe.model.initFrom) (\(config.parameterCount) parameters)")
         } else {
-            if FileManager.default.fileExists(atPath: saved.path) {
+            if resuming, FileManager.default.fileExists(atPath: saved.path) {
+                // The run's own tokenizer; a fresh run never reuses one left by an earlier, failed start.
                 tokenizer = try Tokenizer.load(from: saved)
             } else if !recipe.tokenizer.path.isEmpty {
                 tokenizer = try Tokenizer.load(from: URL(fileURLWithPath: recipe.tokenizer.path))
@@ -159,13 +160,14 @@ public final class Trainer {
 
     /// Token-weighted mean loss of the corrections of `examples` (no gradients).
     public static func evaluate(_ model: LlamaModel, _ examples: [Example], batchSize: Int, padId: Int) throws -> Double {
+        guard batchSize >= 1 else { throw RecipeError(key: "batch_size", message: "must be at least 1, got \(batchSize)") }
         var total = 0.0, counted = 0
         let stream = try BatchStream(examples: examples, size: .examples(batchSize), seed: 0, padId: padId, groupWindow: 1)
         var start = 0
         while start < examples.count {
             let idx = Array(start..<min(examples.count, start + batchSize))
             let b = stream.pad(idx)
-            let loss = withNoGrad { model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss }
+            let loss = try withNoGrad { try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss }
             total += Double(loss.item)
             counted += b.countedTokens
             start += batchSize
@@ -185,6 +187,14 @@ public final class Trainer {
     /// Runs (or, with `resume`, continues) the two stages.
     public func run(resume: Bool = false) throws -> RunResult {
         let fm = FileManager.default
+        // One process at a time writes a run folder; what a killed writer left half-done is removed.
+        let lock = try RunLock(folder: runDirectory)
+        defer { withExtendedLifetime(lock) {} }
+        for folder in ["", "checkpoints", "splits"] {
+            for name in StoreFiles.removeStaleTemporaries(in: runDirectory.appendingPathComponent(folder), lockHeld: true) {
+                say("removed \(folder.isEmpty ? "" : folder + "/")\(name), left by an interrupted process")
+            }
+        }
         let store = CheckpointStore(directory: runDirectory.appendingPathComponent("checkpoints"))
         let existing = store.complete(verify: false)
         if !resume && !existing.isEmpty {
@@ -197,13 +207,29 @@ public final class Trainer {
         if let latest,
            let state = try? JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: latest.appendingPathComponent("trainer_state.json"))),
            state.stage == 2 && state.stageDone,
-           let saved = try? JSONDecoder().decode(RunResult.self, from: Data(contentsOf: resultURL)) {
+           let saved = try? ResultJSON.decode(RunResult.self, from: Data(contentsOf: resultURL)) {
             say("\(runDirectory.path) has already finished; nothing to resume")
             return saved
         }
         try fm.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-        try recipe.jsonData().write(to: runDirectory.appendingPathComponent("recipe.json"))
-        let prepared = try prepare()
+        // The files this run reads, fingerprinted; a resumed run must read the same ones.
+        let inputsURL = runDirectory.appendingPathComponent("inputs.json")
+        let inputs = try RunInputs.record(inputPaths())
+        if let latest {
+            if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(RunInputs.self, from: data) {
+                if let change = inputs.differences(from: recorded) {
+                    throw RecipeError(key: "data", message: "cannot resume \(runDirectory.path) from \(latest.lastPathComponent): \(change). Restore the original files, or start a new run (another name)")
+                }
+            } else {
+                say("note: \(inputsURL.path) is missing (a run started by an older AlignerKit); the inputs cannot be compared")
+            }
+        } else {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try StoreFiles.writeSynced(encoder.encode(inputs), to: inputsURL)
+        }
+        try StoreFiles.writeSynced(recipe.jsonData(), to: runDirectory.appendingPathComponent("recipe.json"))
+        let prepared = try prepare(resuming: latest != nil)
         let model = try prepared.initialWeights.map { try LlamaModel(config: prepared.config, weights: $0) }
             ?? LlamaModel(config: prepared.config, seed: UInt64(recipe.seed))
         let tokenizerJSON = try prepared.tokenizer.jsonData()
@@ -234,7 +260,8 @@ public final class Trainer {
                                  tokensSeen: 0, stageDone: false, elapsed: 0, stage1Steps: s1Steps)
             try? fm.removeItem(at: metricsURL)
         }
-        var metrics = try MetricsLog(url: metricsURL)
+        let metrics = try MetricsLog(url: metricsURL)
+        defer { metrics.close() }
         var result = RunResult(
             name: recipe.name, warmupPercent: recipe.data.warmupPercent, warmupRecords: prepared.splits.warmup.count,
             trainRecords: prepared.splits.train.count, evalRecords: prepared.splits.eval.count, stages: [], evalCurve: [],
@@ -242,7 +269,7 @@ public final class Trainer {
             initialEvalLoss: .nan)
         if resumedFrom == nil {
             result.initialEvalLoss = try Self.evaluate(model, prepared.eval, batchSize: evalBatch, padId: prepared.padId)
-            metrics.append(["stage": 0, "step": 0, "global_step": 0, "eval_loss": result.initialEvalLoss])
+            try metrics.append(["stage": 0, "step": 0, "global_step": 0, "eval_loss": result.initialEvalLoss])
             say(String(format: "eval loss before training: %.4f", result.initialEvalLoss))
         }
         let clock = ContinuousClock()
@@ -292,7 +319,7 @@ public final class Trainer {
                 var lossSum = 0.0, counted = 0, tokens = 0
                 for _ in 0..<settings.gradAccum {
                     let b = batches.next()
-                    let loss = model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
+                    let loss = try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
                     loss.backward()
                     lossSum += Double(loss.item)
                     counted += b.countedTokens
@@ -316,7 +343,7 @@ public final class Trainer {
                 let stageSeconds = (clock.now - stageClockStart).inSeconds
                 let tps = Double(state.tokensSeen - stageStartTokens) / max(stageSeconds, 1e-9)
                 let eta = stageSeconds / Double(state.step - startStep) * Double(total - state.step)
-                metrics.append(["stage": stageNumber, "step": state.step, "global_step": global, "loss": trainLoss, "lr": Double(lr),
+                try metrics.append(["stage": stageNumber, "step": state.step, "global_step": global, "loss": trainLoss, "lr": Double(lr),
                                 "grad_norm": norm, "tokens": state.tokensSeen, "tokens_per_s": tps, "elapsed": elapsedNow()])
                 if !quiet {
                     progress.update(stage: stageNumber, step: state.step, total: total, loss: trainLoss, lr: Double(lr), gradNorm: norm,
@@ -325,7 +352,7 @@ public final class Trainer {
                 let atEnd = state.step == total
                 if (recipe.train.evalEvery > 0 && state.step % recipe.train.evalEvery == 0) || atEnd {
                     let lastEval = try Self.evaluate(model, prepared.eval, batchSize: evalBatch, padId: prepared.padId)
-                    metrics.append(["stage": stageNumber, "step": state.step, "global_step": global, "eval_loss": lastEval])
+                    try metrics.append(["stage": stageNumber, "step": state.step, "global_step": global, "eval_loss": lastEval])
                     say(String(format: "stage %d step %d/%d: eval loss %.4f", stageNumber, state.step, total, lastEval))
                 }
                 if atEnd { state.stageDone = true }
@@ -355,13 +382,22 @@ public final class Trainer {
                 finalTrainLoss: losses.last(where: { $0.stage == stageNumber })?.loss ?? .nan,
                 evalLoss: evals.last?.evalLoss ?? .nan, bestEvalLoss: evals.map(\.evalLoss).min() ?? .nan))
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(result).write(to: resultURL)
+        try StoreFiles.writeSynced(ResultJSON.encode(result), to: resultURL)
         return result
     }
 
     var threadsSetting: Int { recipe.train.threads }
+
+    /// The files a run reads: its data files, a tokenizer file, and the folder of the model it starts from.
+    func inputPaths() throws -> [(role: String, path: String)] {
+        var paths = recipe.data.train.map { (role: "data file", path: $0) }
+        if recipe.model.initFrom == "scratch" {
+            if !recipe.tokenizer.path.isEmpty { paths.append((role: "tokenizer", path: recipe.tokenizer.path)) }
+        } else {
+            paths.append((role: "base model", path: try AlignerBundle.resolve(recipe.model.initFrom).path))
+        }
+        return paths
+    }
 
     /// Drops metrics recorded after the checkpoint being resumed, so that the file reads as one uninterrupted run.
     func truncateMetrics(_ url: URL, after s: TrainerState) throws {
@@ -370,49 +406,5 @@ public final class Trainer {
             return stage < s.stage || (stage == s.stage && step <= s.step)
         }.map(\.text)
         try (keep.joined(separator: "\n") + (keep.isEmpty ? "" : "\n")).write(to: url, atomically: true, encoding: .utf8)
-    }
-}
-
-/// Metrics appended to `metrics.jsonl`, one JSON object per line.
-struct MetricsLog {
-    let url: URL
-    let handle: FileHandle
-
-    init(url: URL) throws {
-        if !FileManager.default.fileExists(atPath: url.path) { _ = FileManager.default.createFile(atPath: url.path, contents: nil) }
-        self.url = url
-        handle = try FileHandle(forWritingTo: url)
-        try handle.seekToEnd()
-    }
-
-    mutating func append(_ object: [String: Any]) {
-        guard let d = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
-        handle.write(d + Data("\n".utf8))
-    }
-
-    /// Every line of a metrics file with its parsed object (unparsable lines are left out).
-    static func lines(_ url: URL) -> [(text: Substring, object: [String: Any])] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").compactMap { line in
-            (try? JSONSerialization.jsonObject(with: Data(line.utf8))).flatMap { $0 as? [String: Any] }.map { (line, $0) }
-        }
-    }
-
-    /// (stage, step, loss) of every training step logged.
-    func trainLosses() -> [(stage: Int, step: Int, loss: Double)] {
-        Self.lines(url).compactMap { line in
-            let o = line.object
-            guard let l = o["loss"] as? Double, let stage = o["stage"] as? Int, let step = o["step"] as? Int else { return nil }
-            return (stage, step, l)
-        }
-    }
-
-    func evalPoints() -> [EvalPoint] {
-        Self.lines(url).compactMap { line in
-            let o = line.object
-            guard let e = o["eval_loss"] as? Double, let stage = o["stage"] as? Int, let step = o["step"] as? Int,
-                  let g = o["global_step"] as? Int else { return nil }
-            return EvalPoint(stage: stage, step: step, globalStep: g, evalLoss: e)
-        }
     }
 }

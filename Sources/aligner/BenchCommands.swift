@@ -33,6 +33,11 @@ struct Bench: ParsableCommand {
         @Option(help: "Timed steps (after the warm-up steps).") var steps = 10
         @Option(help: "Untimed warm-up steps.") var warmup = 3
 
+        func validate() throws {
+            guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
+            guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
+        }
+
         func run() throws {
             try compute.apply()
             let names = config == "all" ? TrainBenchmark.presets.map(\.name) : [config]

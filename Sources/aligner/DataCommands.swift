@@ -45,6 +45,10 @@ struct DataCommand: ParsableCommand {
         @Option(help: "Prompt template: v1, v2, empathy.") var template = "v1"
         @Option(help: "Also count examples longer than this many tokens.") var maxLength: Int?
 
+        func validate() throws {
+            if let maxLength, maxLength < 1 { throw ValidationError("--max-length must be at least 1, got \(maxLength)") }
+        }
+
         func run() throws {
             let tok = try Tokenizer.load(from: URL(fileURLWithPath: tokenizer))
             let s = try DatasetStats.compute(path: file, fields: records.fieldNames(), policy: records.policy, tokenizer: tok,

@@ -17,7 +17,7 @@ struct TokenizerCommand: ParsableCommand {
 
         func run() throws {
             let tok = try Tokenizer.load(from: URL(fileURLWithPath: tokenizer))
-            let input = text ?? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            let input = try text ?? decodeUTF8(FileHandle.standardInput.readDataToEndOfFile(), what: "standard input")
             let ids = tok.encode(input, addSpecialTokens: special)
             print(ids.map(String.init).joined(separator: " "))
             if tokens { print(ids.map { tok.token(of: $0) ?? "?" }.joined(separator: " ")) }
@@ -48,8 +48,15 @@ struct TokenizerCommand: ParsableCommand {
         @Option(help: "Where to write tokenizer.json.") var output: String
         @OptionGroup var records: RecordOptions
 
-        func run() throws {
+        func validate() throws {
             guard !inputs.isEmpty else { throw ValidationError("give at least one --input") }
+            guard vocabSize >= 256 + specialTokens.split(separator: ",").count, vocabSize <= 1 << 22 else {
+                throw ValidationError("--vocab-size must hold the 256 bytes and the special tokens, and be at most \(1 << 22); got \(vocabSize)")
+            }
+            guard minFrequency >= 1 else { throw ValidationError("--min-frequency must be at least 1, got \(minFrequency)") }
+        }
+
+        func run() throws {
             var texts: [String] = []
             for path in inputs {
                 if path.hasSuffix(".txt") || path.hasSuffix(".txt.gz") {

@@ -16,6 +16,12 @@ struct SamplingOptions: ParsableArguments {
     var options: GenerationOptions {
         GenerationOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK, topP: topP, seed: seed)
     }
+
+    func validate() throws {
+        do { try options.validate() } catch let e as ModelInputError {
+            throw ValidationError("--\(e.field.replacingOccurrences(of: "_", with: "-")): \(e.message)")
+        }
+    }
 }
 
 /// A progress line with records per second.
@@ -51,6 +57,11 @@ struct CorrectCommand: ParsableCommand {
     @Option(help: "Records generated together.") var batchSize = 8
     @Option(help: "Only the first N records.") var limit: Int?
 
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
+    }
+
     func run() throws {
         guard !checkpoints.isEmpty else { throw ValidationError("give at least one --checkpoint") }
         let aligners = try checkpoints.map { try AlignerBundle.load($0) }
@@ -76,27 +87,37 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Write the prompt's logits (1, T, vocab) to this safetensors file (for comparisons).") var logitsOut: String?
     @OptionGroup var sampling: SamplingOptions
 
+    func validate() throws {
+        guard (prompt == nil) != (promptFile == nil) else { throw ValidationError("give either --prompt or --prompt-file") }
+    }
+
     func run() throws {
+        let text: String
+        if let prompt { text = prompt } else { text = try readUTF8File(promptFile!, what: "--prompt-file") }
         let aligner = try AlignerBundle.load(checkpoint)
-        guard let text = try prompt ?? promptFile.map({ try String(contentsOfFile: $0, encoding: .utf8) }) else {
-            throw ValidationError("give --prompt or --prompt-file")
-        }
         var ids = aligner.tokenizer.encode(text)
         if bos, let b = aligner.specialTokens.bos.flatMap({ aligner.tokenizer.id(of: $0) }) { ids.insert(b, at: 0) }
         guard !ids.isEmpty else { throw ValidationError("the prompt has no tokens") }
+        let context = aligner.model.config.maxPositionEmbeddings
+        guard ids.count < context else {
+            throw ValidationError("the prompt has \(ids.count) tokens; the model's context is \(context) (max_position_embeddings), which leaves no room to generate: shorten the prompt")
+        }
         if let logitsOut {
-            let logits = withNoGrad { aligner.model.forward(ids: ids, batch: 1, time: ids.count) }
+            let logits = try withNoGrad { try aligner.model.forward(ids: ids, batch: 1, time: ids.count) }
             try AlignerSafetensorsBridge.write(["logits": logits, "input_ids": Tensor(ids.map(Float.init), shape: [1, ids.count])], to: logitsOut)
         }
         var options = sampling.options
         options.eosTokenIds = aligner.eosIds
-        options.maxNewTokens = min(options.maxNewTokens, aligner.model.config.maxPositionEmbeddings - ids.count)
+        if options.maxNewTokens > context - ids.count {
+            FileHandle.standardError.write(Data("note: --max-new-tokens \(options.maxNewTokens) lowered to \(context - ids.count): the prompt's \(ids.count) tokens and the new ones must fit the context of \(context)\n".utf8))
+            options.maxNewTokens = context - ids.count
+        }
         print(text, terminator: "")
         var produced: [Int] = []
         var printed = ""
         let clock = ContinuousClock()
         let start = clock.now
-        _ = aligner.model.generate(prompts: [ids], options: options) { step in
+        _ = try aligner.model.generate(prompts: [ids], options: options) { step in
             guard step[0] >= 0 else { return }
             produced.append(step[0])
             let decoded = aligner.tokenizer.decode(produced, skipSpecialTokens: true)
@@ -124,6 +145,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Batch size.") var batchSize = 8
     @Option(help: "Write the JSON summary here.") var output: String?
 
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        guard generate >= 0 else { throw ValidationError("--generate must be 0 or more, got \(generate)") }
+    }
+
     func run() throws {
         let aligner = try AlignerBundle.load(checkpoint)
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
@@ -131,13 +157,11 @@ struct EvalCommand: ParsableCommand {
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
                                               batchSize: batchSize) { progress.update(pass: $0, done: $1, total: $2) }
         print(summary.table)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         // Next to the run when the Aligner is a checkpoint of one (checkpoint folders stay as written).
         var folder = aligner.source
         if folder.deletingLastPathComponent().lastPathComponent == "checkpoints" { folder = folder.deletingLastPathComponent().deletingLastPathComponent() }
         let out = output ?? folder.appendingPathComponent("eval-\(URL(fileURLWithPath: input).lastPathComponent).json").path
-        try encoder.encode(summary).write(to: URL(fileURLWithPath: out))
+        try StoreFiles.writeSynced(ResultJSON.encode(summary), to: URL(fileURLWithPath: out))
         print("summary: \(out)")
     }
 }
@@ -153,7 +177,7 @@ struct ExportCommand: ParsableCommand {
         var result: RunResult?
         var dir = aligner.source
         for _ in 0..<3 {
-            if let d = try? Data(contentsOf: dir.appendingPathComponent("result.json")) { result = try? JSONDecoder().decode(RunResult.self, from: d); break }
+            if let d = try? Data(contentsOf: dir.appendingPathComponent("result.json")) { result = try? ResultJSON.decode(RunResult.self, from: d); break }
             dir = dir.deletingLastPathComponent()
         }
         try HuggingFaceExport.export(aligner, to: URL(fileURLWithPath: output), result: result)
@@ -181,7 +205,7 @@ struct FinetuneCommand: ParsableCommand {
             print("run folder: \(r.runDirectory); final checkpoint: \(r.finalCheckpoint)")
         } catch let stop as TrainingStop {
             print("\n\(stop)")
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus(for: stop)?.rawValue ?? 1)
         }
     }
 }

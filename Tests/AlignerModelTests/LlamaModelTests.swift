@@ -53,17 +53,17 @@ final class LlamaModelTests: XCTestCase {
         let model = try LlamaModel(config: Self.tinyConfig(), seed: 3)
         let seq = [1, 5, 9, 13, 17, 21]
         let labels = [-100, -100, 9, 13, 17, 21]
-        let plain = model.loss(ids: seq, labels: labels, batch: 1, time: 6).loss.item
+        let plain = try model.loss(ids: seq, labels: labels, batch: 1, time: 6).loss.item
         // Same sequence padded on the right to 9, next to another sequence.
         let other = [1, 7, 7, 7, 3, 4, 5, 6, 8]
         let ids = seq + [0, 0, 0] + other
         let padLabels = labels + [-100, -100, -100] + [Int](repeating: -100, count: 9)
         let mask = [Bool](repeating: true, count: 6) + [false, false, false] + [Bool](repeating: true, count: 9)
-        let padded = model.loss(ids: ids, labels: padLabels, batch: 2, time: 9, attentionMask: mask).loss.item
+        let padded = try model.loss(ids: ids, labels: padLabels, batch: 2, time: 9, attentionMask: mask).loss.item
         XCTAssertEqual(padded, plain, accuracy: 1e-6 * plain)
         // And the real tokens' logits are the same.
-        let a = model.forward(ids: seq, batch: 1, time: 6)
-        let b = model.forward(ids: ids, batch: 2, time: 9, attentionMask: mask)
+        let a = try model.forward(ids: seq, batch: 1, time: 6)
+        let b = try model.forward(ids: ids, batch: 2, time: 9, attentionMask: mask)
         for t in 0..<6 { for v in 0..<48 { XCTAssertEqual(a.data[t * 48 + v], b.data[t * 48 + v], accuracy: 1e-5) } }
     }
 
@@ -73,37 +73,37 @@ final class LlamaModelTests: XCTestCase {
         let options = GenerationOptions(maxNewTokens: 20, eosTokenIds: [])
         var noCache = options
         noCache.useCache = false
-        let cached = model.generate(prompts: prompts, options: options)
-        let full = model.generate(prompts: prompts, options: noCache)
+        let cached = try model.generate(prompts: prompts, options: options)
+        let full = try model.generate(prompts: prompts, options: noCache)
         XCTAssertEqual(cached, full)
         XCTAssertEqual(cached.tokens.map(\.count), [20, 20, 20])
         // Batching does not change a row's continuation.
         for (i, p) in prompts.enumerated() {
-            XCTAssertEqual(model.generate(prompts: [p], options: options).tokens[0], cached.tokens[i])
+            XCTAssertEqual(try model.generate(prompts: [p], options: options).tokens[0], cached.tokens[i])
         }
     }
 
     func testGenerationStopsAtEOSAndSamplingIsSeeded() throws {
         let model = try LlamaModel(config: Self.tinyConfig(), seed: 6)
         let prompt = [[1, 9, 10]]
-        let greedy = model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, eosTokenIds: []))
+        let greedy = try model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, eosTokenIds: []))
         let eos = greedy.tokens[0][3]
-        let stopped = model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, eosTokenIds: [eos]))
+        let stopped = try model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, eosTokenIds: [eos]))
         XCTAssertEqual(stopped.tokens[0], Array(greedy.tokens[0].prefix(while: { $0 != eos })))
         XCTAssertEqual(stopped.stoppedAtEOS, [true])
 
         let sampled = GenerationOptions(maxNewTokens: 15, temperature: 1.5, seed: 42, eosTokenIds: [])
-        let s1 = model.generate(prompts: prompt, options: sampled), s2 = model.generate(prompts: prompt, options: sampled)
+        let s1 = try model.generate(prompts: prompt, options: sampled), s2 = try model.generate(prompts: prompt, options: sampled)
         XCTAssertEqual(s1, s2)
         var other = sampled
         other.seed = 43
-        XCTAssertNotEqual(model.generate(prompts: prompt, options: other), s1)
+        XCTAssertNotEqual(try model.generate(prompts: prompt, options: other), s1)
         // top-k 1 is greedy whatever the temperature; a tiny top-p keeps only the most likely token too.
-        XCTAssertEqual(model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, temperature: 2, topK: 1, eosTokenIds: [])), greedy)
-        XCTAssertEqual(model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, temperature: 2, topP: 1e-6, eosTokenIds: [])), greedy)
+        XCTAssertEqual(try model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, temperature: 2, topK: 1, eosTokenIds: [])), greedy)
+        XCTAssertEqual(try model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 12, temperature: 2, topP: 1e-6, eosTokenIds: [])), greedy)
         var noCache = sampled
         noCache.useCache = false
-        XCTAssertEqual(model.generate(prompts: prompt, options: noCache), s1)
+        XCTAssertEqual(try model.generate(prompts: prompt, options: noCache), s1)
     }
 
     func testSamplerFiltersHandComputed() {
@@ -128,7 +128,7 @@ final class LlamaModelTests: XCTestCase {
 
     func testTiedEmbeddingsReceiveBothGradients() throws {
         let model = try LlamaModel(config: Self.tinyConfig(tied: true), seed: 2)
-        let (loss, _) = model.loss(ids: [1, 3, 5, 7], labels: [1, 3, 5, 7], batch: 1, time: 4)
+        let (loss, _) = try model.loss(ids: [1, 3, 5, 7], labels: [1, 3, 5, 7], batch: 1, time: 4)
         loss.backward()
         let g = model.parameters["model.embed_tokens.weight"]!.grad!
         // Rows never looked up still get the LM-head part of the gradient.
@@ -146,7 +146,7 @@ final class LlamaModelTests: XCTestCase {
         var last: Float = .infinity
         for step in 0..<150 {
             model.releaseGradients()
-            let loss = model.loss(ids: ids, labels: ids, batch: b, time: t).loss
+            let loss = try model.loss(ids: ids, labels: ids, batch: b, time: t).loss
             loss.backward()
             clipGradientNorm(model.orderedParameters, maxNorm: 1)
             optimizer.update(model.parameters, lr: LearningRateSchedule.constant(warmupSteps: 10).rate(at: step, base: 1e-2))

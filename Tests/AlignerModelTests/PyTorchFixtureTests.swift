@@ -47,7 +47,7 @@ final class PyTorchFixtureTests: XCTestCase {
     func testLogitsLossAndEveryGradientMatchPyTorch() throws {
         let f = try Fixture()
         XCTAssertEqual(f.file.metadata["num_key_value_heads"], "2")
-        let (loss, logits) = f.model.loss(ids: f.ids, labels: f.labels, batch: f.batch, time: f.time)
+        let (loss, logits) = try f.model.loss(ids: f.ids, labels: f.labels, batch: f.batch, time: f.time)
         let (dl, sl) = difference(logits, try f.file.tensor("logits"))
         print(String(format: "logits: max |diff| %.3e (max |logit| %.3f)", dl, sl))
         XCTAssertLessThanOrEqual(dl, 1e-4 * max(1, sl))
@@ -76,7 +76,7 @@ final class PyTorchFixtureTests: XCTestCase {
         let refLrs = try f.file.tensor("trajectory.lrs").scalars
         for step in 0..<10 {
             f.model.releaseGradients()
-            let loss = f.model.loss(ids: f.ids, labels: f.labels, batch: f.batch, time: f.time).loss
+            let loss = try f.model.loss(ids: f.ids, labels: f.labels, batch: f.batch, time: f.time).loss
             loss.backward()
             let norm = clipGradientNorm(f.model.orderedParameters, maxNorm: 1.0)
             let lr = schedule.rate(at: step, base: 1e-2)

@@ -32,7 +32,7 @@ final class UseTests: XCTestCase {
             let text = "BEGINNING OF CONVERSATION: USER: Edit the following Question-Answer pair to make it more helpful and harmless: How do I bake bread? | Mix flour. ASSISTANT:"
             XCTAssertEqual([1] + b.tokenizer.encode(text), ids, name)
             XCTAssertEqual(try b.exampleBuilder().promptIds(question: "How do I bake bread?", answer: "Mix flour."), ids)
-            let logits = withNoGrad { b.model.forward(ids: ids, batch: 1, time: ids.count) }
+            let logits = try withNoGrad { try b.model.forward(ids: ids, batch: 1, time: ids.count) }
             let d = maxDifference(logits, try reference.tensor(key))
             print("\(name): max |logit difference| vs transformers \(d)")
             XCTAssertLessThanOrEqual(d, 1e-4, name)
@@ -60,8 +60,8 @@ final class UseTests: XCTestCase {
         let again = try AlignerBundle.load(out.path)
         XCTAssertEqual(again.template, original.template)
         let ids = try original.exampleBuilder().promptIds(question: "Hi?", answer: "No.")
-        let a = withNoGrad { original.model.forward(ids: ids, batch: 1, time: ids.count) }
-        let b = withNoGrad { again.model.forward(ids: ids, batch: 1, time: ids.count) }
+        let a = try withNoGrad { try original.model.forward(ids: ids, batch: 1, time: ids.count) }
+        let b = try withNoGrad { try again.model.forward(ids: ids, batch: 1, time: ids.count) }
         XCTAssertEqual(a.scalars, b.scalars)
         XCTAssertEqual(again.tokenizer.encode("Hello <s> there"), original.tokenizer.encode("Hello <s> there"))
     }
