@@ -38,7 +38,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // OpenBLAS's CBLAS header. Deliberately no `pkgConfig: "openblas"`: its `-lopenblas` would make the loader
@@ -63,7 +62,7 @@ let package = Package(
             name: "AlignerTrain",
             dependencies: [
                 "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
-                "CZlib", .product(name: "TOMLKit", package: "TOMLKit"),
+                "CZlib",
             ],
             swiftSettings: optimize),
         .target(
@@ -80,15 +79,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
+        // Random mutations of valid files for the parsers' fuzz tests.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
-        .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "AlignerModelTests", dependencies: ["AlignerModel", "AlignerOptim", "AlignerSafetensors"],
             exclude: ["Fixtures"]),
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
-        .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData"]),
-        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"]),
+        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "TestSupport"], exclude: ["Fixtures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),
     ]

@@ -113,6 +113,7 @@ public struct CheckpointStore {
               root["complete"] as? Bool == true, let files = root["files"] as? [String: [String: Int]]
         else { return "no complete manifest (interrupted while writing?)" }
         for (name, info) in files.sorted(by: { $0.key < $1.key }) {
+            guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else { return "the manifest names '\(name)', not a file of the checkpoint" }
             guard let d = try? Data(contentsOf: url.appendingPathComponent(name)) else { return "\(name) is missing" }
             if d.count != info["bytes"] { return "\(name) has \(d.count) bytes, the manifest says \(info["bytes"] ?? -1)" }
             if Int(crc32(d)) != info["crc32"] { return "\(name) fails its checksum" }

@@ -1,7 +1,6 @@
 import AlignerData
 import AlignerModel
 import Foundation
-import TOMLKit
 
 /// A recipe value that cannot be used: the key (as `section.key`) and what is wrong.
 public struct RecipeError: Error, CustomStringConvertible, Equatable {
@@ -138,41 +137,12 @@ extension Recipe {
             }
             tree = t
         } else {
-            do {
-                let table = try TOMLTable(string: text)
-                tree = try plainTree(table, prefix: "", file: path)
-            } catch let e as TOMLParseError {
-                throw RecipeError(key: "", message: "\(path):\(e.source.begin.line):\(e.source.begin.column): invalid TOML: \(e.description)")
+            do { tree = try RecipeTOML.parse(text) } catch let e as RecipeTOML.ParseError {
+                throw RecipeError(key: "", message: "\(path):\(e.line):\(e.column): invalid TOML: \(e.message)")
             }
         }
         for o in overrides { try applyOverride(o, to: &tree) }
         return try Recipe(tree: tree)
-    }
-
-    /// A TOML table as plain values (String, Int, Double, Bool, arrays, tables); NaN, infinity and dates are refused
-    /// with their key.
-    static func plainTree(_ table: TOMLTable, prefix: String, file: String) throws -> [String: Any] {
-        var out: [String: Any] = [:]
-        for key in table.keys {
-            guard let v = table[key] else { continue }
-            out[key] = try plainValue(v.tomlValue, key: prefix + key, file: file)
-        }
-        return out
-    }
-
-    static func plainValue(_ v: TOMLValue, key: String, file: String) throws -> Any {
-        switch v.type {
-        case .table: return try plainTree(v.table!, prefix: key + ".", file: file)
-        case .array: return try v.array!.map { try plainValue($0.tomlValue, key: key, file: file) }
-        case .string: return v.string!
-        case .int: return v.int!
-        case .bool: return v.bool!
-        case .double:
-            let d = v.double!
-            guard d.isFinite else { throw RecipeError(key: key, message: "must be a finite number, got \(d) (in \(file))") }
-            return d
-        default: throw RecipeError(key: key, message: "dates and times are not recipe values (in \(file))")
-        }
     }
 
     /// Sets `section.key=value` in a recipe tree; the value is read as a number, boolean, JSON array or string.

@@ -23,13 +23,21 @@ struct Aligner: ParsableCommand {
 
     /// Parses, runs, and maps errors to the exit codes of `ExitStatus`, with one line on standard error.
     static func main() {
+        var command: ParsableCommand
+        do { command = try parseAsRoot() } catch { exit(withError: error) }
         do {
-            var command = try parseAsRoot()
             try command.run()
         } catch {
-            guard let status = ExitStatus(for: error) else { exit(withError: error) }
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            Foundation.exit(status.rawValue)
+            if let status = ExitStatus(for: error) {
+                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+                Foundation.exit(status.rawValue)
+            }
+            if let v = error as? ValidationError {
+                // Found while running (a recipe value, an input file): the message is the help; no usage block.
+                FileHandle.standardError.write(Data("error: \(v.message)\n".utf8))
+                Foundation.exit(ExitStatus.usage.rawValue)
+            }
+            exit(withError: error)
         }
     }
 }

@@ -155,4 +155,52 @@ final class LlamaModelTests: XCTestCase {
         }
         XCTAssertLessThan(last, 0.05)
     }
+
+    func testInputsOutsideTheModelAreThrownNotTrapped() throws {
+        let model = try LlamaModel(config: Self.tinyConfig(), seed: 1)
+        func expect(_ field: String, _ fragment: String, line: UInt = #line, _ body: () throws -> Void) {
+            XCTAssertThrowsError(try body(), line: line) { error in
+                guard let e = error as? ModelInputError else { return XCTFail("\(error)", line: line) }
+                XCTAssertEqual(e.field, field, line: line)
+                XCTAssertTrue(e.message.contains(fragment), e.message, line: line)
+            }
+        }
+        let context = model.config.maxPositionEmbeddings
+        expect("ids", "token id 48 at position 1") { _ = try model.forward(ids: [1, 48], batch: 1, time: 2) }
+        expect("ids", "token id -1") { _ = try model.forward(ids: [-1, 2], batch: 1, time: 2) }
+        expect("ids", "3 ids for batch 1 × time 2") { _ = try model.forward(ids: [1, 2, 3], batch: 1, time: 2) }
+        expect("ids", "exceeds the model's context") { _ = try model.forward(ids: [Int](repeating: 1, count: context + 1), batch: 1, time: context + 1) }
+        expect("labels", "label 99") { _ = try model.loss(ids: [1, 2], labels: [-100, 99], batch: 1, time: 2) }
+        expect("attention_mask", "1 entries") { _ = try model.forward(ids: [1, 2], batch: 1, time: 2, attentionMask: [true]) }
+        expect("positions", "position \(context)") { _ = try model.forward(ids: [1, 2], batch: 1, time: 2, positions: [0, context]) }
+        let few = GenerationOptions(maxNewTokens: 4)
+        expect("prompts", "prompt 1 has no tokens") { _ = try model.generate(prompts: [[1], []], options: few) }
+        expect("prompts", "outside the vocabulary") { _ = try model.generate(prompts: [[1, 500]], options: few) }
+        expect("max_new_tokens", "exceeds the model's context") { _ = try model.generate(prompts: [[1, 2]], options: GenerationOptions(maxNewTokens: context)) }
+        expect("max_new_tokens", "0 or more") { _ = try model.generate(prompts: [[1]], options: GenerationOptions(maxNewTokens: -1)) }
+        expect("temperature", "finite") { _ = try model.generate(prompts: [[1]], options: GenerationOptions(temperature: .nan)) }
+        expect("top_k", "at least 1") { _ = try model.generate(prompts: [[1]], options: GenerationOptions(temperature: 1, topK: 0)) }
+        expect("top_p", "(0, 1]") { _ = try model.generate(prompts: [[1]], options: GenerationOptions(temperature: 1, topP: 1.5)) }
+        // The longest prompt that fits, with room for exactly one new token.
+        XCTAssertEqual(try model.generate(prompts: [[Int](repeating: 3, count: context - 1)], options: GenerationOptions(maxNewTokens: 1)).tokens[0].count, 1)
+    }
+
+    func testSizesAreBoundedAndWeightsMustBeFinite() throws {
+        var c = Self.tinyConfig()
+        c.numHiddenLayers = 1_000_000_000
+        XCTAssertThrowsError(try c.validate()) { XCTAssertEqual(($0 as? ConfigError)?.field, "num_hidden_layers") }
+        c = Self.tinyConfig()
+        c.hiddenSize = 32768
+        c.numAttentionHeads = 256
+        c.numKeyValueHeads = 256
+        c.vocabSize = 4_000_000
+        XCTAssertThrowsError(try LlamaModel(config: c, seed: 0)) { XCTAssertTrue($0 is MemoryError, "\($0)") }
+        let model = try LlamaModel(config: Self.tinyConfig(), seed: 1)
+        var weights = model.parameters
+        let w = weights["model.norm.weight"]!.scalars
+        weights["model.norm.weight"] = Tensor(w.map { _ in Float.nan }, shape: [w.count])
+        XCTAssertThrowsError(try LlamaModel(config: model.config, weights: weights)) {
+            XCTAssertEqual("\($0)", "weight 'model.norm.weight': 32 of its 32 values are NaN or infinite")
+        }
+    }
 }

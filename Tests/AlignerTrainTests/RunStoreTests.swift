@@ -1,0 +1,174 @@
+import AlignerModel
+import Foundation
+import TestSupport
+import XCTest
+
+@testable import AlignerTrain
+
+/// Run folders: the lock, fingerprints of inputs, metrics on a full disk, non-finite results, and fuzzed recipes and
+/// checkpoint manifests.
+final class RunStoreTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryTestDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testASecondLockOnARunFolderNamesTheHolder() throws {
+        let first = try RunLock(folder: dir)
+        XCTAssertThrowsError(try RunLock(folder: dir)) { error in
+            XCTAssertTrue("\(error)".contains("in use by another AlignerKit process (PID \(getpid()))"), "\(error)")
+        }
+        withExtendedLifetime(first) {}
+        _ = consume first
+        XCTAssertNoThrow(try RunLock(folder: dir), "released when its holder goes")
+    }
+
+    func testMetricsOnAFullDiskFailCleanly() throws {
+        // /dev/full accepts the open and fails every write with ENOSPC.
+        let log = try MetricsLog(url: URL(fileURLWithPath: "/dev/full"))
+        XCTAssertThrowsError(try log.append(["step": 1, "loss": 2.5])) { error in
+            XCTAssertTrue("\(error)".contains("No space left on device"), "\(error)")
+            XCTAssertTrue(error is StoreError)
+        }
+        log.close()
+        XCTAssertThrowsError(try StoreFiles.writeSynced(Data("x".utf8), to: URL(fileURLWithPath: "/dev/full/x"))) { error in
+            XCTAssertTrue(error is StoreError, "\(error)")
+        }
+    }
+
+    func testNonFiniteNumbersAreWrittenAsNull() throws {
+        let url = dir.appendingPathComponent("m.jsonl")
+        let log = try MetricsLog(url: url)
+        try log.append(["stage": 1, "step": 3, "global_step": 3, "loss": Double.nan, "grad_norm": Double.infinity])
+        try log.append(["stage": 1, "step": 3, "global_step": 3, "eval_loss": 1.5])
+        log.close()
+        let text = try String(contentsOf: url, encoding: .utf8)
+        XCTAssertTrue(text.hasPrefix(#"{"global_step":3,"grad_norm":null,"loss":null,"non_finite":["grad_norm","loss"],"stage":1,"step":3}"#), text)
+        XCTAssertTrue(log.trainLosses()[0].loss.isNaN)
+        XCTAssertEqual(log.evalPoints().map(\.evalLoss), [1.5])
+
+        let summary = EvalSummary(source: "x", records: 2, scored: 0, loss: .nan, perplexity: .infinity, generated: 0)
+        let data = try ResultJSON.encode(summary)
+        XCTAssertTrue(String(decoding: data, as: UTF8.self).contains(#""loss" : null"#))
+        let back = try ResultJSON.decode(EvalSummary.self, from: data)
+        XCTAssertTrue(back.loss.isNaN && back.perplexity.isNaN && back.copyRate == nil)
+    }
+
+    func testInputFingerprintsNameWhatChanged() throws {
+        let a = dir.appendingPathComponent("a.jsonl"), model = dir.appendingPathComponent("model")
+        try FileManager.default.createDirectory(at: model, withIntermediateDirectories: true)
+        try "one\n".write(to: a, atomically: true, encoding: .utf8)
+        try "{}".write(to: model.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        let paths = [(role: "data file", path: a.path), (role: "base model", path: model.path)]
+        let before = try RunInputs.record(paths)
+        XCTAssertNil(try RunInputs.record(paths).differences(from: before))
+        try "two\n".write(to: a, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try RunInputs.record(paths).differences(from: before), "data file \(a.path) changed: same size, different content (CRC-32)")
+        try "three\n".write(to: a, atomically: true, encoding: .utf8)
+        try "x".write(to: model.appendingPathComponent("extra.safetensors"), atomically: true, encoding: .utf8)
+        let change = try RunInputs.record(paths).differences(from: before) ?? ""
+        XCTAssertTrue(change.contains("4 bytes when the run started, 6 now") && change.contains("extra.safetensors was not an input"), change)
+    }
+
+    func testStaleTemporariesOfDeadProcessesAreRemoved() throws {
+        let fm = FileManager.default
+        // PID 999999 is above Linux's default pid_max (4194304 is the ceiling; 999999 is not running in a test VM).
+        for name in [".tmp-ckpt-s1-0000002-999999", ".train.jsonl.tmp-999999", ".out.export-999999", ".tmp-ckpt-s1-0000003-\(getpid())", "keep.json"] {
+            try fm.createDirectory(at: dir.appendingPathComponent(name), withIntermediateDirectories: true)
+        }
+        let removed = StoreFiles.removeStaleTemporaries(in: dir).sorted()
+        XCTAssertEqual(removed, [".out.export-999999", ".tmp-ckpt-s1-0000002-999999", ".train.jsonl.tmp-999999"])
+        XCTAssertEqual(StoreFiles.removeStaleTemporaries(in: dir, lockHeld: true), [".tmp-ckpt-s1-0000003-\(getpid())"])
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: dir.path), ["keep.json"])
+    }
+
+    func testMutatedRecipesLoadOrNameAKey() throws {
+        let valid = Array(try Data(contentsOf: repositoryRoot.appendingPathComponent("recipes/smoke.toml")))
+        let path = dir.appendingPathComponent("r.toml").path
+        var m = Mutator(seed: 4)
+        var refused = 0
+        for _ in 0..<400 {
+            let mutant = Data(m.mutate(valid))
+            try mutant.write(to: URL(fileURLWithPath: path))
+            do { _ = try Recipe.load(path: path) } catch let e as RecipeError {
+                refused += 1
+                XCTAssertFalse(e.message.isEmpty)
+            }
+        }
+        XCTAssertGreaterThan(refused, 50)
+    }
+
+    func testMutatedCheckpointManifestsAreVerifiedNotTrusted() throws {
+        let ckpt = dir.appendingPathComponent("ckpt-s1-0000001")
+        try FileManager.default.createDirectory(at: ckpt, withIntermediateDirectories: true)
+        let content = Data("weights".utf8)
+        try content.write(to: ckpt.appendingPathComponent("model.safetensors"))
+        let manifest = try JSONSerialization.data(
+            withJSONObject: ["complete": true, "files": ["model.safetensors": ["bytes": content.count, "crc32": Int(CheckpointStore.crc32(content))]]],
+            options: [.sortedKeys, .prettyPrinted])
+        try manifest.write(to: ckpt.appendingPathComponent("manifest.json"))
+        XCTAssertNil(CheckpointStore.verify(ckpt))
+        var m = Mutator(seed: 5)
+        var rejected = 0
+        for _ in 0..<500 {
+            let mutant = Data(m.mutate(Array(manifest)))
+            try mutant.write(to: ckpt.appendingPathComponent("manifest.json"))
+            if CheckpointStore.verify(ckpt) != nil { rejected += 1 }
+        }
+        XCTAssertGreaterThan(rejected, 300)
+        // A manifest naming a file outside the checkpoint is rejected.
+        let escape = try JSONSerialization.data(withJSONObject: ["complete": true, "files": ["../x": ["bytes": 1, "crc32": 0]]])
+        try escape.write(to: ckpt.appendingPathComponent("manifest.json"))
+        XCTAssertNotNil(CheckpointStore.verify(ckpt))
+    }
+}
+
+/// The recipe TOML reader against the TOML forms recipes use, and its errors.
+final class RecipeTOMLTests: XCTestCase {
+    func testRecipeFormsParse() throws {
+        let t = try RecipeTOML.parse("""
+        # comment
+        name = "a \\"b\\" \\u00fc" # trailing
+        seed = 1_234
+        hex = 0xff
+        [data]
+        train = ["x.jsonl",
+          'y.jsonl', # second
+        ]
+        custom_template = \"\"\"
+        Q: {question}\\
+           A: {answer}\"\"\"
+        lit = '''a\\b'''
+        warmup_percent = 2.5e1
+        [model]
+        tie_word_embeddings = true
+        sub.key = -3
+        inline = { a = 1, b = [1, 2] }
+        """)
+        XCTAssertEqual(t["name"] as? String, "a \"b\" ü")
+        XCTAssertEqual(t["seed"] as? Int, 1234)
+        XCTAssertEqual(t["hex"] as? Int, 255)
+        let data = try XCTUnwrap(t["data"] as? [String: Any])
+        XCTAssertEqual(data["train"] as? [String], ["x.jsonl", "y.jsonl"])
+        XCTAssertEqual(data["custom_template"] as? String, "Q: {question}A: {answer}")
+        XCTAssertEqual(data["lit"] as? String, "a\\b")
+        XCTAssertEqual(data["warmup_percent"] as? Double, 25)
+        let model = try XCTUnwrap(t["model"] as? [String: Any])
+        XCTAssertEqual(model["tie_word_embeddings"] as? Bool, true)
+        XCTAssertEqual((model["sub"] as? [String: Any])?["key"] as? Int, -3)
+        XCTAssertEqual(((model["inline"] as? [String: Any])?["b"] as? [Int]), [1, 2])
+        XCTAssertTrue((try RecipeTOML.parse("x = nan")["x"] as? Double)?.isNaN == true)
+    }
+
+    func testErrorsNameLineAndColumn() {
+        for (text, line, fragment) in [("[, \"</s>\"]", 1, "expected a key"), ("a = 1\na = 2", 2, "defined twice"), ("a = \"x", 1, "unterminated"),
+                                       ("a = 1 2", 1, "end of the line"), ("a = 1979-05-27", 1, "dates"), ("[a]\n[a]", 2, "defined twice"),
+                                       ("a = [1, 2", 1, "expected ',' or ']'"), ("a = 012", 1, "leading zeros"), ("a = 1__2", 1, "not a value"),
+                                       ("[[t]]", 1, "arrays of tables"), ("a = \"\\q\"", 1, "invalid escape"), ("a = 99999999999999999999", 1, "out of range")] {
+            XCTAssertThrowsError(try RecipeTOML.parse(text), text) { error in
+                guard let e = error as? RecipeTOML.ParseError else { return XCTFail("\(error)") }
+                XCTAssertEqual(e.line, line, text)
+                XCTAssertTrue(e.message.contains(fragment), "\(text): \(e.message)")
+            }
+        }
+    }
+}
