@@ -111,7 +111,7 @@ public struct EvalSummary: Codable, Sendable {
         let (examples, _) = builder.buildAll(records)
         guard !examples.isEmpty else { throw RecipeError(key: "", message: "no record fits the model's context") }
         let padId = aligner.specialTokens.pad.flatMap { aligner.tokenizer.id(of: $0) } ?? aligner.eosIds[0]
-        let loss = try Trainer.evaluate(aligner.model, examples, batchSize: batchSize, padId: padId)
+        let loss = try Evaluation.loss(aligner.model, examples, batchSize: batchSize, padId: padId)
         var summary = EvalSummary(source: aligner.source.path, records: records.count, scored: examples.count, loss: loss,
                                   perplexity: Foundation.exp(loss), generated: 0)
         let n = min(generate, records.count)

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Prints training progress: a live line rewritten in place on a terminal, plain periodic lines otherwise.
-public struct ProgressPrinter {
+public final class ProgressPrinter {
     public let isTerminal: Bool
     public let every: Int
     private var lastWidth = 0
@@ -18,7 +18,7 @@ public struct ProgressPrinter {
     }
 
     /// One progress update; on a terminal every step redraws the line, elsewhere every `every` steps print one.
-    public mutating func update(stage: Int, step: Int, total: Int, loss: Double, lr: Double, gradNorm: Double,
+    public func update(stage: Int, step: Int, total: Int, loss: Double, lr: Double, gradNorm: Double,
                                 tokensPerSecond: Double, elapsed: Double, eta: Double) {
         let text = String(format: "stage %d  step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  elapsed %@  eta %@",
                           stage, step, total, loss, lr, gradNorm, tokensPerSecond, Self.duration(elapsed) as NSString,
@@ -34,7 +34,7 @@ public struct ProgressPrinter {
     }
 
     /// A message on its own line (ends a live line first).
-    public mutating func message(_ text: String) {
+    public func message(_ text: String) {
         if isTerminal && lastWidth > 0 { FileHandle.standardOutput.write(Data("\n".utf8)); lastWidth = 0 }
         print(text)
         fflush(nil)

@@ -103,7 +103,6 @@ public struct Recipe: Codable, Equatable, Sendable {
         /// Threads (0 = default).
         public var threads = 0
         /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
-        public var stopAfterSteps = 0
     }
 
     public struct SweepSection: Codable, Equatable, Sendable {
@@ -321,7 +320,6 @@ extension Recipe {
             RecipeField("train.eval_every", \.train.evalEvery, int), RecipeField("train.log_every", \.train.logEvery, int),
             RecipeField("train.checkpoint_every", \.train.checkpointEvery, int),
             RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
-            RecipeField("train.stop_after_steps", \.train.stopAfterSteps, int),
             RecipeField("sweep.warmup_percents", \.sweep.warmupPercents, doubles),
         ]
         let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2)]

@@ -202,7 +202,7 @@ public struct RunInputs: Codable, Equatable, Sendable {
 /// Metrics appended to `metrics.jsonl`, one JSON object per line. Each line is written whole or not at all: when the
 /// disk is full the partial line is cut off again and the error names the file. Non-finite numbers are written as
 /// `null`, and the line lists their keys under `non_finite`.
-struct MetricsLog {
+public struct MetricsLog {
     let url: URL
     private let fd: Int32
 
@@ -309,5 +309,94 @@ public enum ResultJSON {
             decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
             return try decoder.decode(type, from: JSONSerialization.data(withJSONObject: fill(tree)))
         }
+    }
+}
+
+/// A run's folder and everything kept in it: the lock, checkpoints, metrics, the recipe and inputs it started with,
+/// and the result. It holds the lock from `init` until it is released (when the object goes away).
+public final class RunFolder {
+    public let directory: URL
+    public let checkpoints: CheckpointStore
+    private let lock: RunLock
+    /// metrics.jsonl, open for appending once `startMetrics` has run.
+    public private(set) var metrics: MetricsLog!
+
+    var metricsURL: URL { directory.appendingPathComponent("metrics.jsonl") }
+    var resultURL: URL { directory.appendingPathComponent("result.json") }
+    var inputsURL: URL { directory.appendingPathComponent("inputs.json") }
+
+    /// Takes the folder's lock and removes what killed processes left half-written (reported through `say`).
+    public init(directory: URL, say: (String) -> Void) throws {
+        self.directory = directory
+        lock = try RunLock(folder: directory)
+        checkpoints = CheckpointStore(directory: directory.appendingPathComponent("checkpoints"))
+        for folder in ["", "checkpoints", "splits"] {
+            for name in StoreFiles.removeStaleTemporaries(in: directory.appendingPathComponent(folder), lockHeld: true) {
+                say("removed \(folder.isEmpty ? "" : folder + "/")\(name), left by an interrupted process")
+            }
+        }
+    }
+
+    deinit { metrics?.close() }
+
+    /// The checkpoint to continue from: nil for a fresh run. A fresh run in a folder that has checkpoints is refused.
+    func startingPoint(resume: Bool) throws -> URL? {
+        if !resume && !checkpoints.complete(verify: false).isEmpty {
+            throw RecipeError(key: "name", message: "\(directory.path) already has checkpoints; pass --resume to continue it or choose another name")
+        }
+        return resume ? checkpoints.newest() : nil
+    }
+
+    /// The saved result when the checkpoint `latest` ends the run (nothing left to do).
+    func finishedResult(at latest: URL?) -> RunResult? {
+        guard let latest,
+              let state = try? JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: latest.appendingPathComponent("trainer_state.json"))),
+              state.stage == 2 && state.stageDone else { return nil }
+        return try? ResultJSON.decode(RunResult.self, from: Data(contentsOf: resultURL))
+    }
+
+    /// A resumed run must be the same run: the same recipe (only logging, checkpointing and thread settings may
+    /// change) and the same input files.
+    func checkResumable(_ recipe: Recipe, inputs: RunInputs, from latest: URL, say: (String) -> Void) throws {
+        let saved = try Recipe.load(path: latest.appendingPathComponent("recipe.json").path)
+        for (key, same) in [("seed", saved.seed == recipe.seed), ("data", saved.data == recipe.data),
+                            ("tokenizer", saved.tokenizer == recipe.tokenizer), ("model", saved.model == recipe.model),
+                            ("stage1", saved.stage1 == recipe.stage1), ("stage2", saved.stage2 == recipe.stage2)] where !same {
+            throw RecipeError(key: key, message: "differs from the run being resumed (\(latest.path)/recipe.json); resume with the same recipe and overrides")
+        }
+        if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(RunInputs.self, from: data) {
+            if let change = inputs.differences(from: recorded) {
+                throw RecipeError(key: "data", message: "cannot resume \(directory.path) from \(latest.lastPathComponent): \(change). Restore the original files, or start a new run (another name)")
+            }
+        } else {
+            say("note: \(inputsURL.path) is missing (a run started by an older AlignerKit); the inputs cannot be compared")
+        }
+    }
+
+    /// Records what a fresh run starts from: its recipe and the fingerprints of its inputs.
+    func recordStart(_ recipe: Recipe, inputs: RunInputs) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try StoreFiles.writeSynced(encoder.encode(inputs), to: inputsURL)
+        try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
+    }
+
+    /// Opens metrics.jsonl: emptied for a fresh run; for a resumed one, cut back to the checkpoint being resumed so
+    /// that the file reads as one uninterrupted run.
+    func startMetrics(resumingAt state: TrainerState?) throws {
+        if let s = state {
+            let keep = MetricsLog.lines(metricsURL).filter { line in
+                guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
+                return stage < s.stage || (stage == s.stage && step <= s.step)
+            }.map(\.text)
+            try StoreFiles.writeSynced(Data((keep.joined(separator: "\n") + (keep.isEmpty ? "" : "\n")).utf8), to: metricsURL)
+        } else {
+            try? FileManager.default.removeItem(at: metricsURL)
+        }
+        metrics = try MetricsLog(url: metricsURL)
+    }
+
+    func writeResult(_ result: RunResult) throws {
+        try StoreFiles.writeSynced(ResultJSON.encode(result), to: resultURL)
     }
 }

@@ -33,6 +33,8 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let recipe = try options.prepareRun()
         let trainer = Trainer(recipe: recipe)
+        // For tests of resumption: stop (with a checkpoint) after N steps of this process. Not a recipe key.
+        if let n = ProcessInfo.processInfo.environment["ALIGNERKIT_STOP_AFTER_STEPS"].flatMap(Int.init), n > 0 { trainer.stopAfterSteps = n }
         do {
             let r = try trainer.run(resume: resume)
             print("\nrun \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)); \(r.tokensSeen) tokens seen")

@@ -156,7 +156,8 @@ final class TrainerTests: XCTestCase {
         for (name, stops) in [("mid1", [2, 3]), ("boundary", [s1 - 0]), ("mid2", [s1 + 3, 5])] {
             var done = 0
             for (i, n) in stops.enumerated() {
-                let t = quietTrainer(try tinyRecipe(name, in: dir, ["train.stop_after_steps=\(n)"]))
+                let t = quietTrainer(try tinyRecipe(name, in: dir))
+                t.stopAfterSteps = n
                 XCTAssertThrowsError(try t.run(resume: i > 0), "\(name) stop \(i)") { e in
                     guard case TrainingStop.stoppedAfterSteps = e else { return XCTFail("\(e)") }
                 }
@@ -173,7 +174,8 @@ final class TrainerTests: XCTestCase {
     }
 
     func testCorruptCheckpointIsSkippedWithAWarning() throws {
-        let t = quietTrainer(try tinyRecipe("corrupt", in: dir, ["train.stop_after_steps=8"]))
+        let t = quietTrainer(try tinyRecipe("corrupt", in: dir))
+        t.stopAfterSteps = 8
         XCTAssertThrowsError(try t.run())
         let store = CheckpointStore(directory: dir.appendingPathComponent("corrupt/checkpoints"))
         let all = store.complete(verify: true)

@@ -134,8 +134,8 @@ final class BadInputTests: CLITestCase {
         let data = dir.appendingPathComponent("data.jsonl.gz")
         try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz").path, toPath: data.path)
         // Stopped after 2 of its 5 steps, so that there is something to resume.
-        let args = ["train", "recipes/smoke.toml"] + tinyRun(data.path) + ["--set", "train.stop_after_steps=2"]
-        try run(args, expect: 1)
+        let args = ["train", "recipes/smoke.toml"] + tinyRun(data.path)
+        try run(args, expect: 1, environment: ["ALIGNERKIT_STOP_AFTER_STEPS": "2"])
         let runFolder = dir.appendingPathComponent("r")
 
         // A second process on a locked run folder is refused, naming the holder.
@@ -150,7 +150,7 @@ final class BadInputTests: CLITestCase {
         // A stale temporary checkpoint folder of a killed writer is removed when the run is next opened.
         let stale = runFolder.appendingPathComponent("checkpoints/.tmp-ckpt-s2-0000009-999999")
         try FileManager.default.createDirectory(at: stale, withIntermediateDirectories: true)
-        XCTAssertTrue(try run(args + ["--resume", "--set", "train.stop_after_steps=1"], expect: 1).contains("removed checkpoints/.tmp-ckpt-s2-0000009-999999"))
+        XCTAssertTrue(try run(args + ["--resume"], expect: 1, environment: ["ALIGNERKIT_STOP_AFTER_STEPS": "1"]).contains("removed checkpoints/.tmp-ckpt-s2-0000009-999999"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: stale.path))
 
         // Resume refuses a data file that changed since the run started.

@@ -24,8 +24,10 @@ class CLITestCase: XCTestCase {
     }
 
     @discardableResult
-    func run(_ args: [String], expect status: Int32 = 0, stdin: Data? = nil, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    func run(_ args: [String], expect status: Int32 = 0, stdin: Data? = nil, environment: [String: String] = [:],
+             file: StaticString = #filePath, line: UInt = #line) throws -> String {
         let p = Process()
+        p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         p.executableURL = executable
         p.arguments = args
         p.currentDirectoryURL = Self.root

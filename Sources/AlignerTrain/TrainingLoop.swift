@@ -1,0 +1,119 @@
+import AlignerData
+import AlignerModel
+import AlignerOptim
+import AlignerTensor
+import Foundation
+
+/// What one optimiser step did.
+public struct StepStats: Sendable {
+    public var stage: Int
+    /// Steps done in this stage, this one included.
+    public var step: Int
+    public var totalSteps: Int
+    /// Token-weighted mean loss over the accumulated micro-batches.
+    public var loss: Double
+    /// Gradient norm before clipping.
+    public var gradNorm: Double
+    /// Learning rate used for this step.
+    public var learningRate: Double
+    /// Real (unpadded) tokens processed.
+    public var tokens: Int
+    /// Tokens the loss counted.
+    public var countedTokens: Int
+    /// False when the loss or the gradient was NaN or infinite; the weights were then left unchanged.
+    public var isFinite: Bool { loss.isFinite && gradNorm.isFinite }
+}
+
+/// One stage's optimisation and nothing else: it draws batches, accumulates token-weighted gradients over
+/// `grad_accum` micro-batches, clips, and steps AdamW on the schedule. Evaluation, metrics, checkpoints and stopping
+/// are the observers' business (`TrainingObserver`).
+public struct TrainingLoop {
+    public let stage: Int
+    public let settings: StageSettings
+    public let model: LlamaModel
+    public let optimizer: AdamW
+    public let schedule: LearningRateSchedule
+    public let totalSteps: Int
+    public let warmupSteps: Int
+    public internal(set) var batches: BatchStream
+    /// Steps done in this stage.
+    public internal(set) var step: Int
+
+    /// A loop for `settings` over `batches`: a fresh AdamW over every parameter of `model` (decay on matrices only)
+    /// and the stage's schedule.
+    public init(stage: Int, settings: StageSettings, model: LlamaModel, batches: BatchStream) {
+        self.stage = stage
+        self.settings = settings
+        self.model = model
+        self.batches = batches
+        totalSteps = Self.totalSteps(settings, batches)
+        warmupSteps = settings.warmupSteps > 0 ? settings.warmupSteps : LearningRateSchedule.warmupSteps(ratio: settings.warmupRatio, totalSteps: totalSteps)
+        schedule = settings.schedule == "constant"
+            ? .constant(warmupSteps: warmupSteps) : .cosine(warmupSteps: warmupSteps, totalSteps: totalSteps, minRatio: settings.minLRRatio)
+        optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: Float(settings.weightDecay)),
+                          beta1: Float(settings.beta1), beta2: Float(settings.beta2), eps: Float(settings.eps))
+        step = 0
+    }
+
+    /// Steps a stage takes: `steps` when set, else `epochs` passes over the batches.
+    public static func totalSteps(_ s: StageSettings, _ stream: BatchStream) -> Int {
+        s.steps > 0 ? s.steps : max(1, Int((s.epochs * Double(stream.batchesPerEpoch) / Double(s.gradAccum)).rounded(.up)))
+    }
+
+    /// Continues a stopped stage: optimiser state, step and batch position from a checkpoint.
+    public mutating func restore(optimizer state: [String: Tensor], optimizerStep: Int, step: Int, position: BatchPosition) throws {
+        try optimizer.load(tensors: state, step: optimizerStep, parameters: model.parameters)
+        batches.position = position
+        self.step = step
+    }
+
+    /// One optimiser step. A non-finite loss or gradient leaves the weights unchanged (and the step uncounted).
+    public mutating func takeStep() throws -> StepStats {
+        var lossSum = 0.0, counted = 0, tokens = 0
+        for _ in 0..<settings.gradAccum {
+            let b = batches.next()
+            let loss = try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
+            loss.backward()
+            lossSum += Double(loss.item)
+            counted += b.countedTokens
+            tokens += b.mask.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        let params = model.orderedParameters
+        scaleGradients(params, by: 1 / Float(max(counted, 1)))
+        let norm = Double(clipGradientNorm(params, maxNorm: settings.clip > 0 ? Float(settings.clip) : .infinity))
+        let lr = schedule.rate(at: step, base: Float(settings.lr))
+        var stats = StepStats(stage: stage, step: step + 1, totalSteps: totalSteps, loss: lossSum / Double(max(counted, 1)),
+                              gradNorm: norm, learningRate: Double(lr), tokens: tokens, countedTokens: counted)
+        guard stats.isFinite else {
+            model.releaseGradients()
+            stats.step = step
+            return stats
+        }
+        optimizer.update(model.parameters, lr: lr)
+        model.releaseGradients()
+        step += 1
+        return stats
+    }
+}
+
+/// Evaluation of a model on examples (no gradients).
+public enum Evaluation {
+    /// Token-weighted mean loss of the corrections of `examples`, in batches of `batchSize`.
+    public static func loss(_ model: LlamaModel, _ examples: [Example], batchSize: Int, padId: Int) throws -> Double {
+        guard batchSize >= 1 else { throw RecipeError(key: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        var total = 0.0, counted = 0
+        let stream = try BatchStream(examples: examples, size: .examples(batchSize), seed: 0, padId: padId, groupWindow: 1)
+        var start = 0
+        while start < examples.count {
+            let idx = Array(start..<min(examples.count, start + batchSize))
+            let b = stream.pad(idx)
+            let loss = try withNoGrad {
+                try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
+            }
+            total += Double(loss.item)
+            counted += b.countedTokens
+            start += batchSize
+        }
+        return total / Double(max(counted, 1))
+    }
+}
