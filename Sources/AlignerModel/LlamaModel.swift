@@ -44,82 +44,44 @@ public final class LlamaModel {
     let finalNorm: Tensor
     let head: Tensor  // the embedding when tied
 
-    /// Parameter names and shapes in Hugging Face's order for `config`.
-    public static func parameterShapes(_ config: LlamaConfig) -> [(String, [Int])] {
-        let c = config.hiddenSize, kvDim = config.numKeyValueHeads * config.headDim, f = config.intermediateSize
-        var out: [(String, [Int])] = [("model.embed_tokens.weight", [config.vocabSize, c])]
-        for i in 0..<config.numHiddenLayers {
-            let p = "model.layers.\(i)."
-            out += [
-                (p + "self_attn.q_proj.weight", [c, c]), (p + "self_attn.k_proj.weight", [kvDim, c]),
-                (p + "self_attn.v_proj.weight", [kvDim, c]), (p + "self_attn.o_proj.weight", [c, c]),
-                (p + "mlp.gate_proj.weight", [f, c]), (p + "mlp.up_proj.weight", [f, c]),
-                (p + "mlp.down_proj.weight", [c, f]),
-                (p + "input_layernorm.weight", [c]), (p + "post_attention_layernorm.weight", [c]),
-            ]
-        }
-        out.append(("model.norm.weight", [c]))
-        if !config.tieWordEmbeddings { out.append(("lm_head.weight", [config.vocabSize, c])) }
-        return out
-    }
-
     /// A model with weights drawn deterministically from `seed`, as Hugging Face initialises Llama: every matrix
-    /// normal(0, initializer_range), norms at 1. Parameters are drawn in `parameterNames` order from one generator.
+    /// normal(0, initializer_range), norms at 1, drawn in `parameterNames` order from one generator.
     public convenience init(config: LlamaConfig, seed: UInt64) throws {
         try config.validate()
         try MemoryBudget.check(bytes: config.memoryEstimate(training: false), for: "the model's \(config.parameterCount) parameters")
-        var rng = SeededGenerator(seed: seed)
-        var weights: [String: Tensor] = [:]
-        for (name, shape) in Self.parameterShapes(config) {
-            weights[name] = shape.count == 1
-                ? Tensor.ones(shape)
-                : Tensor.randomNormal(shape, std: Float(config.initializerRange), generator: &rng)
-        }
-        try self.init(config: config, weights: weights)
+        try self.init(config: config, builder: ParameterBuilder(seed: seed, std: Float(config.initializerRange)))
     }
 
-    /// A model holding `weights` (Hugging Face names). Every expected weight must be present with its shape; extra
-    /// names are an error, except `lm_head.weight` equal in shape to the embedding when tied (it is ignored) and
-    /// rotary-embedding buffers.
-    public init(config: LlamaConfig, weights: [String: Tensor]) throws {
+    /// A model holding `weights` (Hugging Face names). Every expected weight must be present with its shape and finite
+    /// values; extra names are an error, except `lm_head.weight` when tied (ignored) and rotary-embedding buffers.
+    public convenience init(config: LlamaConfig, weights: [String: Tensor]) throws {
+        let builder = ParameterBuilder(weights: weights)
+        try self.init(config: config, builder: builder)
+        try builder.finish { name in (name == "lm_head.weight" && config.tieWordEmbeddings) || name.hasSuffix("rotary_emb.inv_freq") }
+    }
+
+    /// The model, its parameters declared through `builder` under Hugging Face's names and in their order.
+    public init(config: LlamaConfig, builder: ParameterBuilder) throws {
         try config.validate()
         self.config = config
-        let shapes = Self.parameterShapes(config)
-        var params: [String: Tensor] = [:]
-        for (name, shape) in shapes {
-            guard let t = weights[name] else { throw WeightError(name: name, message: "missing") }
-            guard t.shape == shape else {
-                throw WeightError(name: name, message: "shape \(t.shape), expected \(shape)")
-            }
-            let bad = t.nonFiniteCount
-            guard bad == 0 else {
-                throw WeightError(name: name, message: "\(bad) of its \(t.count) values are NaN or infinite")
-            }
-            let p = t.isLeaf && !t.requiresGrad ? t : t.detached()
-            p.name = name
-            p.requiringGrad(true)
-            params[name] = p
+        let c = config.hiddenSize, kvDim = config.numKeyValueHeads * config.headDim, f = config.intermediateSize
+        let model = builder.scope("model")
+        embed = try model.embedding("embed_tokens", count: config.vocabSize, width: c)  // (V, C)
+        let layers = model.scope("layers")
+        blocks = try (0..<config.numHiddenLayers).map { i in
+            let layer = layers.scope("\(i)")
+            let attention = layer.scope("self_attn"), mlp = layer.scope("mlp")
+            let q = try attention.linear("q_proj", out: c, in: c), k = try attention.linear("k_proj", out: kvDim, in: c)
+            let v = try attention.linear("v_proj", out: kvDim, in: c), o = try attention.linear("o_proj", out: c, in: c)
+            let gate = try mlp.linear("gate_proj", out: f, in: c), up = try mlp.linear("up_proj", out: f, in: c)
+            let down = try mlp.linear("down_proj", out: c, in: f)
+            return Block(inputNorm: try layer.norm("input_layernorm", size: c), q: q, k: k, v: v, o: o,
+                         postNorm: try layer.norm("post_attention_layernorm", size: c), gate: gate, up: up, down: down)
         }
-        let expected = Set(shapes.map(\.0))
-        for name in weights.keys.sorted() where !expected.contains(name) {
-            if name == "lm_head.weight" && config.tieWordEmbeddings { continue }
-            if name.hasSuffix("rotary_emb.inv_freq") { continue }
-            throw WeightError(name: name, message: "unexpected (not a parameter of this configuration)")
-        }
-        parameters = params
-        parameterNames = shapes.map(\.0)
-        embed = params["model.embed_tokens.weight"]!
-        blocks = (0..<config.numHiddenLayers).map { i in
-            let p = "model.layers.\(i)."
-            return Block(
-                inputNorm: params[p + "input_layernorm.weight"]!, q: params[p + "self_attn.q_proj.weight"]!,
-                k: params[p + "self_attn.k_proj.weight"]!, v: params[p + "self_attn.v_proj.weight"]!,
-                o: params[p + "self_attn.o_proj.weight"]!, postNorm: params[p + "post_attention_layernorm.weight"]!,
-                gate: params[p + "mlp.gate_proj.weight"]!, up: params[p + "mlp.up_proj.weight"]!,
-                down: params[p + "mlp.down_proj.weight"]!)
-        }
-        finalNorm = params["model.norm.weight"]!
-        head = config.tieWordEmbeddings ? embed : params["lm_head.weight"]!
+        finalNorm = try model.norm("norm", size: c)
+        head = config.tieWordEmbeddings ? embed : try builder.root.linear("lm_head", out: config.vocabSize, in: c)  // (V, C)
+        parameters = builder.tensors
+        parameterNames = builder.names
         rope = RopeTable(headDim: config.headDim, theta: Float(config.ropeTheta), positions: config.maxPositionEmbeddings)
     }
 
