@@ -51,12 +51,12 @@ public struct BatchStream: Sendable {
     private var cachedPlan: (epoch: Int, batches: [[Int]])?
 
     public init(examples: [Example], size: Size, seed: UInt64, padId: Int, groupWindow: Int = 50) throws {
-        guard !examples.isEmpty else { throw DataError(file: "batches", message: "no examples to batch") }
+        guard !examples.isEmpty else { throw SettingError(setting: "batches", message: "no examples to batch") }
         switch size {
-        case .examples(let n): guard n > 0 else { throw DataError(file: "batches", field: "batch_size", message: "must be positive") }
+        case .examples(let n): guard n > 0 else { throw SettingError(setting: "batch_size", message: "must be positive") }
         case .tokens(let n):
             let longest = examples.map(\.count).max()!
-            guard n >= longest else { throw DataError(file: "batches", field: "batch_tokens", message: "\(n) is below the longest example (\(longest) tokens)") }
+            guard n >= longest else { throw SettingError(setting: "batch_tokens", message: "\(n) is below the longest example (\(longest) tokens)") }
         }
         self.examples = examples
         self.size = size

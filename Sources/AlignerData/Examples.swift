@@ -35,7 +35,7 @@ public struct ExampleBuilder: Sendable {
         self.maxLength = maxLength
         bosId = specialTokens.bos.flatMap { tokenizer.id(of: $0) }
         guard let eos = specialTokens.eos, let eosId = tokenizer.id(of: eos) else {
-            throw DataError(file: "tokenizer", message: "has no EOS token (name one, e.g. </s>)")
+            throw SettingError(setting: "tokenizer.eos", message: "the tokenizer has no EOS token (name one, e.g. </s>)")
         }
         self.eosId = eosId
     }

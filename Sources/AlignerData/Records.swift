@@ -25,6 +25,18 @@ public struct DataError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// A setting of the data pipeline that cannot be used (a split fraction, a batch size, a template): not a file's
+/// fault. `setting` names it as the recipe does where there is a recipe key (`data.eval_fraction`).
+public struct SettingError: Error, CustomStringConvertible, Equatable {
+    public let setting: String
+    public let message: String
+    public init(setting: String, message: String) {
+        self.setting = setting
+        self.message = message
+    }
+    public var description: String { "\(setting): \(message)" }
+}
+
 /// A question, an upstream answer, and its correction.
 public struct QACRecord: Codable, Hashable, Sendable {
     public var question: String

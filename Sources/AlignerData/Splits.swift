@@ -21,14 +21,14 @@ public struct DataSplits: Sendable {
     /// its size. The training records are put in a seeded order and the warm-up set is its first round(p% × N)
     /// records, so that for p1 < p2 (same seed) the p1 set is inside the p2 set.
     public static func make(_ records: [QACRecord], holdOut: HoldOut, warmupPercent p: Double, seed: UInt64) throws -> DataSplits {
-        guard p >= 0 && p <= 100 else { throw DataError(file: "splits", field: "warmup_percent", message: "\(p) is not within 0...100") }
+        guard p >= 0 && p <= 100 else { throw SettingError(setting: "data.warmup_percent", message: "\(p) is not within 0...100") }
         let target: Int
         switch holdOut {
         case .fraction(let f):
-            guard f >= 0 && f < 1 else { throw DataError(file: "splits", field: "eval_fraction", message: "\(f) is not within [0, 1)") }
+            guard f >= 0 && f < 1 else { throw SettingError(setting: "data.eval_fraction", message: "\(f) is not within [0, 1)") }
             target = Int((f * Double(records.count)).rounded())
         case .count(let n):
-            guard n >= 0 && n < records.count else { throw DataError(file: "splits", field: "eval_count", message: "\(n) is not below the \(records.count) records") }
+            guard n >= 0 && n < records.count else { throw SettingError(setting: "data.eval_count", message: "\(n) is not below the \(records.count) records") }
             target = n
         }
         var byQuestion: [String: [Int]] = [:]

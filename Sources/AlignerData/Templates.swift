@@ -9,7 +9,7 @@ public struct PromptTemplate: Codable, Sendable, Equatable {
     /// A custom template; it must hold both placeholders.
     public init(name: String = "custom", text: String) throws {
         for p in ["{question}", "{answer}"] where !text.contains(p) {
-            throw DataError(file: "template '\(name)'", message: "has no \(p) placeholder")
+            throw SettingError(setting: "template '\(name)'", message: "has no \(p) placeholder")
         }
         self.name = name
         self.text = text
@@ -30,7 +30,7 @@ public struct PromptTemplate: Codable, Sendable, Equatable {
     /// A built-in template by name (`v1`, `v2`, `empathy`).
     public static func named(_ name: String) throws -> PromptTemplate {
         guard let t = builtIn[name] else {
-            throw DataError(file: "template", message: "unknown template '\(name)' (built in: \(builtIn.keys.sorted().joined(separator: ", ")))")
+            throw SettingError(setting: "data.template", message: "unknown template '\(name)' (built in: \(builtIn.keys.sorted().joined(separator: ", ")))")
         }
         return t
     }

@@ -73,7 +73,7 @@ enum ExitStatus: Int32 {
     init?(for error: Error) {
         func missing(_ message: String) -> Bool { message.hasPrefix("no such file") || message.hasPrefix("no such folder") }
         switch error {
-        case is RecipeError, is ModelInputError: self = .usage
+        case is RecipeError, is ModelInputError, is SettingError: self = .usage
         case let e as DataError: self = missing(e.message) ? .noInput : .dataError
         case let e as StoreError: self = missing(e.message) ? .noInput : e.message.contains("in use by another") ? .tempFail : .ioError
         case is ConfigError, is WeightError, is SafetensorsError, is TokenizerError, is OptimizerStateError: self = .dataError

@@ -101,7 +101,7 @@ final class SplitTests: XCTestCase {
         XCTAssertNotEqual(try DataSplits.make(rs, holdOut: .fraction(0.1), warmupPercent: 20, seed: 8).eval, s.eval)
         XCTAssertEqual(try DataSplits.make(rs, holdOut: .count(50), warmupPercent: 0, seed: 7).eval.count, 51)
         XCTAssertThrowsError(try DataSplits.make(rs, holdOut: .fraction(1.5), warmupPercent: 0, seed: 1)) {
-            XCTAssertEqual(($0 as? DataError)?.field, "eval_fraction")
+            XCTAssertEqual(($0 as? SettingError)?.setting, "data.eval_fraction")
         }
         XCTAssertThrowsError(try DataSplits.make(rs, holdOut: .count(0), warmupPercent: 101, seed: 1))
     }
@@ -178,7 +178,7 @@ final class BatchTests: XCTestCase {
             }
         }
         XCTAssertThrowsError(try BatchStream(examples: ex, size: .tokens(10), seed: 2, padId: 0)) {
-            XCTAssertEqual(($0 as? DataError)?.field, "batch_tokens")
+            XCTAssertEqual(($0 as? SettingError)?.setting, "batch_tokens")
         }
     }
 
