@@ -32,7 +32,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
 
     public init(
         vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
-        numKeyValueHeads: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10_000,
+        numKeyValueHeads: Int? = nil, rmsNormEps: Double = 1e-6, ropeTheta: Double = 10_000,
         maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false, bosTokenId: Int? = 1,
         eosTokenIds: [Int] = [2], padTokenId: Int? = nil, initializerRange: Double = 0.02
     ) {
