@@ -20,8 +20,10 @@ public final class Sweep {
 
     /// Runs every arm not yet finished and writes the report. Returns the arms' results in the recipe's order.
     public func run(say: (String) -> Void = { print($0) }) throws -> [RunResult] {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try recipe.jsonData().write(to: directory.appendingPathComponent("recipe.json"))
+        // One sweep process per folder (each arm's run folder has its own lock too).
+        let lock = try RunLock(folder: directory)
+        defer { withExtendedLifetime(lock) {} }
+        try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
         var results: [RunResult] = []
         var sharedTokenizer = recipe.tokenizer.path
         for p in recipe.sweep.warmupPercents {
@@ -46,8 +48,8 @@ public final class Sweep {
             }
         }
         let report = Self.markdown(results, recipe: recipe)
-        try report.write(to: directory.appendingPathComponent("report.md"), atomically: true, encoding: .utf8)
-        try Self.svg(results).write(to: directory.appendingPathComponent("eval-loss.svg"), atomically: true, encoding: .utf8)
+        try StoreFiles.writeSynced(Data(report.utf8), to: directory.appendingPathComponent("report.md"))
+        try StoreFiles.writeSynced(Data(Self.svg(results).utf8), to: directory.appendingPathComponent("eval-loss.svg"))
         return results
     }
 
