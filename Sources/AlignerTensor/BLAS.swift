@@ -16,15 +16,20 @@ public enum BLAS {
             let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             fatalError("AlignerKit: \(text)")
         }
-        let requested = ProcessInfo.processInfo.environment["ALIGNERKIT_THREADS"].flatMap(Int.init)
-            ?? ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"].flatMap(Int.init)
-            ?? ProcessInfo.processInfo.activeProcessorCount
-        threadCount = max(1, requested)
-        ak_blas_set_threads(Int32(threadCount))
+        openBLASThreadCount = ComputeContext.standard.threads
+        ak_blas_set_threads(Int32(openBLASThreadCount))
         return true
     }()
 
-    nonisolated(unsafe) private static var threadCount = 1
+    /// The thread count OpenBLAS itself was last given (a process-wide setting of the library; `ComputeContext.run`
+    /// sets and restores it).
+    nonisolated(unsafe) private static var openBLASThreadCount = 1
+    static var openBLASThreads: Int { openBLASThreadCount }
+    static func setOpenBLASThreads(_ n: Int) {
+        guard n != openBLASThreadCount else { return }
+        openBLASThreadCount = n
+        ak_blas_set_threads(Int32(n))
+    }
 
     /// Makes sure the library is loaded (idempotent).
     @inline(__always) public static func ensureLoaded() { _ = loaded }
@@ -50,23 +55,15 @@ public enum BLAS {
         }
     }
 
-    /// Threads used by BLAS and by AlignerKit's kernels. Defaults to `ALIGNERKIT_THREADS`, then
-    /// `OPENBLAS_NUM_THREADS`, then all cores.
-    public static var threads: Int {
-        get { ensureLoaded(); return threadCount }
-        set {
-            ensureLoaded()
-            threadCount = max(1, newValue)
-            ak_blas_set_threads(Int32(threadCount))
-        }
-    }
+    /// Threads used by BLAS and by AlignerKit's kernels: the current `ComputeContext`'s.
+    public static var threads: Int { ComputeContext.current.threads }
 
     /// Runs `body` with BLAS on one thread (for work already parallel at a coarser level), then restores the count.
     static func singleThreaded<R>(_ body: () -> R) -> R {
-        let n = threads
+        let n = openBLASThreads
         if n == 1 { return body() }
-        ak_blas_set_threads(1)
-        defer { ak_blas_set_threads(Int32(n)) }
+        setOpenBLASThreads(1)
+        defer { setOpenBLASThreads(n) }
         return body()
     }
 

@@ -16,12 +16,14 @@ public func parallelFor(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) 
         if count > 0 { body(0..<count) }
         return
     }
+    let context = ComputeContext.current
     withoutActuallyEscaping(body) { body in
         let work = UncheckedSendable(value: body)
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             let lo = count * c / chunks
             let hi = count * (c + 1) / chunks
-            if lo < hi { work.value(lo..<hi) }
+            // Worker threads see the caller's context (its pool for scratch buffers).
+            if lo < hi { ComputeContext.$current.withValue(context) { work.value(lo..<hi) } }
         }
     }
 }

@@ -1,15 +1,18 @@
 import Foundation
 import Synchronization
 
-/// Float32 memory of a tensor: 64-byte aligned, owned by exactly one `Storage`, returned to `BufferPool` when freed.
+/// Float32 memory of a tensor: 64-byte aligned, owned by exactly one `Storage`, drawn from the current
+/// `ComputeContext`'s pool and returned to that pool when freed.
 final class Storage: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     let count: Int
+    let pool: BufferPool
 
     /// Uninitialised memory for `count` floats.
     init(count: Int) {
         self.count = count
-        self.pointer = BufferPool.shared.take(count)
+        pool = ComputeContext.current.pool
+        self.pointer = pool.take(count)
     }
 
     /// Zero-filled memory for `count` floats.
@@ -18,7 +21,7 @@ final class Storage: @unchecked Sendable {
         pointer.update(repeating: 0, count: count)
     }
 
-    deinit { BufferPool.shared.give(pointer, count) }
+    deinit { pool.give(pointer, count) }
 }
 
 /// A caching allocator: training repeats the same shapes every step, so freed buffers are kept by size and handed out
@@ -32,7 +35,10 @@ public final class BufferPool: Sendable {
         var cachedBytes = 0
         var limitBytes = 1 << 31
     }
-    private let state = Mutex(State())
+    private let state: Mutex<State>
+
+    /// A pool that caches at most `limitBytes` of freed buffers.
+    public init(limitBytes: Int = 1 << 31) { state = Mutex(State(limitBytes: limitBytes)) }
 
     /// Bytes held in the cache (not in use by any tensor).
     public var cachedBytes: Int { state.withLock { $0.cachedBytes } }

@@ -67,6 +67,8 @@ public final class Trainer {
     public var progress: ProgressPrinter
     /// Text lines for the log (default: stdout through the progress printer).
     public var quiet = false
+    /// Threads and buffer pool for this run (from `train.threads` by default).
+    public var compute: ComputeContext
     /// Stop (with a checkpoint) after this many steps of this process: a hook for tests of resumption, not a recipe key.
     public var stopAfterSteps: Int?
 
@@ -74,6 +76,7 @@ public final class Trainer {
         self.recipe = recipe
         self.runDirectory = runDirectory ?? URL(fileURLWithPath: recipe.outputDir).appendingPathComponent(recipe.name)
         progress = ProgressPrinter(every: recipe.train.logEvery, isTerminal: isTerminal ?? (isatty(STDOUT_FILENO) != 0))
+        compute = Self.computeContext(for: recipe)
     }
 
     func say(_ s: String) { if !quiet { progress.message(s) } }
@@ -173,13 +176,21 @@ public final class Trainer {
     /// Runs (or, with `resume`, continues) the two stages. The run folder is locked meanwhile; each step goes through
     /// `TrainingLoop`, then through the observers (divergence, metrics and progress, evaluation, checkpoints).
     public func run(resume: Bool = false) throws -> RunResult {
+        try compute.run { try runInContext(resume: resume) }
+    }
+
+    /// Threads from `train.threads` (when positive), else the standard context.
+    public static func computeContext(for recipe: Recipe) -> ComputeContext {
+        recipe.train.threads > 0 ? ComputeContext(threads: recipe.train.threads) : .standard
+    }
+
+    func runInContext(resume: Bool) throws -> RunResult {
         let folder = try RunFolder(directory: runDirectory, say: say)
         let latest = try folder.startingPoint(resume: resume)
         if let done = folder.finishedResult(at: latest) {
             say("\(runDirectory.path) has already finished; nothing to resume")
             return done
         }
-        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
         let inputs = try RunInputs.record(inputPaths())
         if let latest { try folder.checkResumable(recipe, inputs: inputs, from: latest, say: say) } else {
             if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }

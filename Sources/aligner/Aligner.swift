@@ -97,12 +97,12 @@ struct ComputeOptions: ParsableArguments {
     @Option(help: "Threads for BLAS and AlignerKit's kernels (default: ALIGNERKIT_THREADS, OPENBLAS_NUM_THREADS, or all cores).")
     var threads: Int?
 
-    func apply() throws {
-        if let threads {
-            guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-            BLAS.threads = threads
-        }
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
+
+    /// The compute context these options ask for.
+    var context: ComputeContext { threads.map { ComputeContext(threads: $0) } ?? .standard }
 }
 
 

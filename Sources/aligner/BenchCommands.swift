@@ -38,8 +38,9 @@ struct Bench: ParsableCommand {
             guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
         }
 
-        func run() throws {
-            try compute.apply()
+        func run() throws { try compute.context.run { try runBenchmarks() } }
+
+        func runBenchmarks() throws {
             let names = config == "all" ? TrainBenchmark.presets.map(\.name) : [config]
             guard names.allSatisfy({ n in TrainBenchmark.presets.contains { $0.name == n } }) else {
                 throw ValidationError("--config must be one of tiny, small, medium, all; got \(config)")
@@ -73,8 +74,9 @@ struct Bench: ParsableCommand {
         @OptionGroup var compute: ComputeOptions
         @Flag(help: "Shorter timing windows (a smoke run).") var quick = false
 
-        func run() throws {
-            try compute.apply()
+        func run() throws { compute.context.run { runKernels() } }
+
+        func runKernels() {
             print(BLAS.summary)
             print("kernel                     shape                          time/call     rate")
             _ = KernelBenchmark.run(quick: quick) { print($0) }

@@ -6,8 +6,9 @@ struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Version, BLAS core and threads, cores and memory.")
     @OptionGroup var compute: ComputeOptions
 
-    func run() throws {
-        try compute.apply()
+    func run() throws { compute.context.run { show() } }
+
+    func show() {
         let info = ProcessInfo.processInfo
         print("AlignerKit \(AlignerKitVersion.string)")
         print(BLAS.summary)

@@ -18,8 +18,7 @@ struct RecipeOptions: ParsableArguments {
     func prepareRun() throws -> Recipe {
         let recipe = try load()
         Interrupt.install()
-        if recipe.train.threads > 0 { BLAS.threads = recipe.train.threads }
-        print(BLAS.summary)
+        print(Trainer.computeContext(for: recipe).run { BLAS.summary })
         return recipe
     }
 }

@@ -99,11 +99,11 @@ final class AttentionTests: XCTestCase {
         out.sum().backward()
         let (o1, g1) = (out.scalars, q.grad!.scalars)
         q.releaseGrad(); k.releaseGrad(); v.releaseGrad()
-        let saved = BLAS.threads
-        BLAS.threads = 1
-        defer { BLAS.threads = saved }
-        let out2 = Tensor.attention(q: q, k: k, v: v)
-        out2.sum().backward()
+        let out2 = ComputeContext(threads: 1).run {
+            let o = Tensor.attention(q: q, k: k, v: v)
+            o.sum().backward()
+            return o
+        }
         for (x, y) in zip(o1, out2.scalars) { XCTAssertEqual(x, y, accuracy: 1e-6) }
         for (x, y) in zip(g1, q.grad!.scalars) { XCTAssertEqual(x, y, accuracy: 1e-5) }
     }

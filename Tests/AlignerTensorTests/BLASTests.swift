@@ -16,14 +16,21 @@ final class BLASTests: XCTestCase {
         XCTAssertTrue(BLAS.summary.contains(core))
     }
 
-    func testThreadCountIsSettable() {
-        let saved = BLAS.threads
-        defer { BLAS.threads = saved }
-        BLAS.threads = 1
-        XCTAssertEqual(BLAS.threads, 1)
-        XCTAssertEqual(Int(ak_blas_get_threads()), 1)
-        BLAS.threads = 2
-        XCTAssertEqual(BLAS.threads, 2)
+    func testComputeContextsScopeThreadsAndPools() {
+        let before = Int(ak_blas_get_threads())
+        let pool = BufferPool(limitBytes: 1 << 20)
+        ComputeContext(threads: 1, pool: pool).run {
+            XCTAssertEqual(BLAS.threads, 1)
+            XCTAssertEqual(Int(ak_blas_get_threads()), 1)
+            ComputeContext(threads: 2).run { XCTAssertEqual(Int(ak_blas_get_threads()), 2) }
+            XCTAssertEqual(Int(ak_blas_get_threads()), 1)
+            // Tensors made here (also on parallelFor's worker threads) draw from and return to this pool.
+            _ = Tensor.zeros([1000])
+            parallelFor(4, grain: 1) { _ in _ = Tensor.zeros([3000]) }
+        }
+        XCTAssertGreaterThanOrEqual(pool.cachedBytes, 4000)
+        XCTAssertEqual(Int(ak_blas_get_threads()), before)
+        XCTAssertEqual(BLAS.threads, ComputeContext.standard.threads)
     }
 
     func testSgemmLeadingDimensionsAndBeta() {
