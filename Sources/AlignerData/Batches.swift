@@ -34,7 +34,7 @@ public struct BatchPosition: Codable, Sendable, Equatable {
 
 /// Batches of examples, shuffled anew each epoch from the seed, grouped by length to cut padding.
 public struct BatchStream: Sendable {
-    public enum Size: Sendable, Equatable, Codable {
+    public enum Size: Sendable, Equatable {
         /// A fixed number of examples per batch.
         case examples(Int)
         /// As many examples as fit in `tokens` = batch × longest row.

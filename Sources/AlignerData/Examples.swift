@@ -2,7 +2,7 @@ import AlignerTokenizers
 import Foundation
 
 /// One training example: token ids and labels (-100 on every prompt token, so only the correction and EOS count).
-public struct Example: Sendable, Equatable, Codable {
+public struct Example: Sendable, Equatable {
     public var ids: [Int]
     public var labels: [Int]
     public var count: Int { ids.count }

@@ -38,7 +38,7 @@ public struct SettingError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A question, an upstream answer, and its correction.
-public struct QACRecord: Codable, Hashable, Sendable {
+public struct QACRecord: Hashable, Sendable {
     public var question: String
     public var answer: String
     public var correction: String
@@ -58,7 +58,7 @@ public struct QACRecord: Codable, Hashable, Sendable {
 }
 
 /// Names of the three fields in a file (the reference implementation's by default).
-public struct FieldNames: Codable, Sendable, Equatable {
+public struct FieldNames: Sendable, Equatable {
     public var question = "question"
     public var answer = "answer"
     public var correction = "correction"
@@ -70,7 +70,7 @@ public struct FieldNames: Codable, Sendable, Equatable {
 }
 
 /// What to do with a bad record.
-public enum BadRecordPolicy: String, Codable, Sendable {
+public enum BadRecordPolicy: String, Sendable {
     /// Stop at the first bad record with its error (the default).
     case fail
     /// Leave bad records out, counting them by reason.

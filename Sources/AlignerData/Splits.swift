@@ -12,7 +12,7 @@ public struct DataSplits: Sendable {
     public var warmupPercent: Double
 
     /// How large the hold-out is.
-    public enum HoldOut: Sendable, Equatable, Codable {
+    public enum HoldOut: Sendable, Equatable {
         case fraction(Double)
         case count(Int)
     }

@@ -2,7 +2,7 @@ import Foundation
 
 /// A prompt template: text with `{question}` and `{answer}` placeholders. The built-in ones (`v1`, the default, `v2`,
 /// `empathy`) are data, read from `templates.json`; custom ones come from recipes.
-public struct PromptTemplate: Codable, Sendable, Equatable {
+public struct PromptTemplate: Sendable, Equatable {
     public var name: String
     public var text: String
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// xoshiro256** seeded through SplitMix64: the same stream for the same seed on every run and machine.
 /// Conversions to floats are AlignerKit's own (not the standard library's), so they cannot change under us.
-public struct SeededGenerator: RandomNumberGenerator, Sendable, Codable, Equatable {
+public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable {
     /// The full generator state, for checkpoints.
     public var state: (UInt64, UInt64, UInt64, UInt64) {
         get { (s0, s1, s2, s3) }
@@ -35,10 +35,6 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Codable, Equatab
     /// Uniform in [0, 1) with 53 random bits.
     @inline(__always)
     public mutating func nextDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-
-    /// Uniform in [0, 1) as a Float with 24 random bits.
-    @inline(__always)
-    public mutating func nextFloat() -> Float { Float(next() >> 40) * 0x1.0p-24 }
 
     /// A standard normal variate (Box–Muller in Double, one value per call: no hidden cached state).
     @inline(__always)

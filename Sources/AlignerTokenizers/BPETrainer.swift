@@ -98,7 +98,7 @@ public struct BPETrainer: Sendable {
 }
 
 /// Which tokens play the BOS, EOS, PAD and UNK roles.
-public struct SpecialTokens: Sendable, Equatable, Codable {
+public struct SpecialTokens: Sendable, Equatable {
     public var bos: String?
     public var eos: String?
     public var pad: String?

@@ -16,6 +16,4 @@ public enum Interrupt {
     }
 
     public static var isRequested: Bool { requested != 0 }
-    /// For tests.
-    public static func reset() { requested = 0 }
 }

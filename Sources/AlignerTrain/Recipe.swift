@@ -14,7 +14,7 @@ public struct RecipeError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Optimiser, schedule and batching of one training stage.
-public struct StageSettings: Codable, Equatable, Sendable {
+public struct StageSettings: Equatable, Sendable {
     /// Passes over the stage's data (used when `steps` is 0).
     public var epochs: Double = 1
     /// Optimiser steps; 0 means derive from `epochs`.
@@ -43,13 +43,13 @@ public struct StageSettings: Codable, Equatable, Sendable {
 /// A training run's description: data, tokenizer, model, the two stages, logging and checkpoints.
 /// Read from TOML (`recipes/*.toml`) or from the JSON a run writes (`recipe.json`); every key can be overridden
 /// with `--set section.key=value`. Unknown keys, wrong types and impossible values are errors naming the key.
-public struct Recipe: Codable, Equatable, Sendable {
+public struct Recipe: Equatable, Sendable {
     public var name = "run"
     public var seed = 1234
     /// Runs are written to `<outputDir>/<name>`.
     public var outputDir = "checkpoints"
 
-    public struct DataSection: Codable, Equatable, Sendable {
+    public struct DataSection: Equatable, Sendable {
         public var train: [String] = ["data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"]
         public var fields = ["question", "answer", "correction"]
         public var badRecords = "fail"
@@ -67,7 +67,7 @@ public struct Recipe: Codable, Equatable, Sendable {
         public var limit = 0
     }
 
-    public struct TokenizerSection: Codable, Equatable, Sendable {
+    public struct TokenizerSection: Equatable, Sendable {
         /// A tokenizer.json to load; empty trains one on the training split.
         public var path = ""
         public var vocabSize = 2048
@@ -78,7 +78,7 @@ public struct Recipe: Codable, Equatable, Sendable {
         public var pad = "<pad>"
     }
 
-    public struct ModelSection: Codable, Equatable, Sendable {
+    public struct ModelSection: Equatable, Sendable {
         /// "scratch", or the path of a Hugging Face Llama directory to start from.
         public var initFrom = "scratch"
         public var hiddenSize = 128
@@ -93,7 +93,7 @@ public struct Recipe: Codable, Equatable, Sendable {
         public var initializerRange = 0.02
     }
 
-    public struct TrainSection: Codable, Equatable, Sendable {
+    public struct TrainSection: Equatable, Sendable {
         /// Evaluate every N optimiser steps (0 = only at the end of each stage).
         public var evalEvery = 50
         public var logEvery = 10
@@ -105,7 +105,7 @@ public struct Recipe: Codable, Equatable, Sendable {
         /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
     }
 
-    public struct SweepSection: Codable, Equatable, Sendable {
+    public struct SweepSection: Equatable, Sendable {
         public var warmupPercents = [0.0, 2, 10, 20, 50]
     }
 

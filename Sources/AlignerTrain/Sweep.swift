@@ -55,7 +55,6 @@ public final class Sweep {
 
     static func format(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : "–" }
 
-    static func duration(_ s: Double) -> String { ProgressPrinter.duration(s) }
 
     /// The arm with the lowest eval loss after stage 2.
     public static func winner(_ results: [RunResult]) -> RunResult? {
@@ -83,7 +82,7 @@ public final class Sweep {
         for r in results {
             let s1 = r.stages.first { $0.stage == 1 }?.evalLoss ?? .nan
             let s2 = r.stages.first { $0.stage == 2 }?.evalLoss ?? .nan
-            s += "| \(String(format: "%g", r.warmupPercent)) | \(r.warmupRecords) | \(format(s1)) | \(format(s2)) | \(format(r.bestEvalLoss)) | \(r.tokensSeen) | \(duration(r.wallSeconds)) |\n"
+            s += "| \(String(format: "%g", r.warmupPercent)) | \(r.warmupRecords) | \(format(s1)) | \(format(s2)) | \(format(r.bestEvalLoss)) | \(r.tokensSeen) | \(ProgressPrinter.duration(r.wallSeconds)) |\n"
         }
         return s
     }

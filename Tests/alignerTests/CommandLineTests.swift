@@ -23,12 +23,34 @@ final class CommandLineTests: CLITestCase {
 
         let eval = try self.run(["eval", "--checkpoint", run, "\(run)/splits/eval.jsonl", "--generate", "4", "--max-new-tokens", "8"])
         XCTAssertTrue(eval.contains("copy rate") && eval.contains("perplexity"), eval)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(run)/eval-eval.jsonl.json"))
+        // The JSON summary says what the table says.
+        let summary = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(run)/eval-eval.jsonl.json"))) as? [String: Any])
+        let loss = try XCTUnwrap(summary["loss"] as? Double)
+        XCTAssertTrue(eval.contains(String(format: "| correction loss | %.4f |", loss)), eval)
+        XCTAssertEqual(summary["generated"] as? Int, 4)
+        XCTAssertEqual(summary["records"] as? Int, 20)
+        XCTAssertTrue(loss.isFinite && loss > 0 && loss < 20, "\(loss)")
 
         let gen = try self.run(["generate", "--checkpoint", run, "--prompt", "Hello", "--max-new-tokens", "5", "--logits-out", "\(out)/l.safetensors"])
-        XCTAssertTrue(gen.contains("tokens/s"), gen)
+        XCTAssertTrue(gen.hasPrefix("Hello") && gen.contains("tokens/s"), gen)
+        // The logits file holds (1, T, vocab) floats for the prompt's T tokens.
+        let logits = try Data(contentsOf: URL(fileURLWithPath: "\(out)/l.safetensors"))
+        let headerLength = Int(logits.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let header = try XCTUnwrap(JSONSerialization.jsonObject(with: logits.subdata(in: 8..<(8 + headerLength))) as? [String: Any])
+        let shape = try XCTUnwrap((header["logits"] as? [String: Any])?["shape"] as? [Int])
+        let vocab = try XCTUnwrap((JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(run)/checkpoints")
+            .appendingPathComponent(FileManager.default.contentsOfDirectory(atPath: "\(run)/checkpoints").filter { $0.hasPrefix("ckpt-") }.sorted().last!)
+            .appendingPathComponent("config.json"))) as? [String: Any])?["vocab_size"] as? Int)
+        XCTAssertEqual(shape.count, 3)
+        XCTAssertEqual(shape.first, 1)
+        XCTAssertEqual(shape.last, vocab)
 
         XCTAssertTrue(try self.run(["export", run, "\(out)/hf"]).contains("exported"))
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: "\(out)/hf")),
+                       ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md"])
+        let exported = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(out)/hf/config.json"))) as? [String: Any])
+        XCTAssertEqual(exported["architectures"] as? [String], ["LlamaForCausalLM"])
+        XCTAssertEqual(exported["vocab_size"] as? Int, vocab)
         XCTAssertTrue(try self.run(["generate", "--checkpoint", "\(out)/hf", "--prompt", "Hello", "--max-new-tokens", "3"]).contains("tokens/s"))
 
         let ft = try self.run(["finetune", "recipes/empathy-finetune.toml", "--set", "output_dir=\(out)", "--set", "model.init_from=\(run)",
@@ -40,8 +62,14 @@ final class CommandLineTests: CLITestCase {
         XCTAssertTrue(sweep.contains("| 20 |") && sweep.contains("eval-loss.svg"), sweep)
 
         XCTAssertTrue(try self.run(["data", "stats", "data/qac/raw/aligner-template-dataset.json"]).contains("2 records"))
-        XCTAssertTrue(try self.run(["tokenizer", "encode", "--tokenizer", "\(run)/tokenizer.json", "Hello world"]).contains(" "))
+        let ids = try self.run(["tokenizer", "encode", "--tokenizer", "\(run)/tokenizer.json", "Hello world"])
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ").map(String.init)
+        XCTAssertGreaterThan(ids.count, 1)
+        XCTAssertEqual(try self.run(["tokenizer", "decode", "--tokenizer", "\(run)/tokenizer.json"] + ids), "Hello world\n")
         try self.run(["tokenizer", "train", "--input", qa, "--vocab-size", "300", "--output", "\(out)/t.json", "--fields", "question,answer,correction", "--skip-bad"])
+        let trained = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(out)/t.json"))) as? [String: Any])
+        let trainedVocab = try XCTUnwrap((trained["model"] as? [String: Any])?["vocab"] as? [String: Int])
+        XCTAssertTrue((259...300).contains(trainedVocab.count), "\(trainedVocab.count)")
     }
 
     func testUsersSeeErrorsThatNameTheProblem() throws {
