@@ -7,12 +7,13 @@ import Foundation
 public enum Corrector {
     /// Corrects each (question, answer) with `aligners` in turn: the first corrects the upstream answer, each next one
     /// corrects the previous one's output (stacked Aligners). Returns the last corrections, in order. `progress`
-    /// receives (records done, total) for each Aligner pass.
+    /// receives (records done, total) for each Aligner pass. Prompts longer than the context allows (with room for
+    /// `maxNewTokens`) are shortened, the answer first, then the question; `note` says how many, per pass.
     public static func correct(
         _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
-        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }
+        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
     ) throws -> [String] {
-        guard batchSize >= 1 else { throw RecipeError(key: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
         try options.validate()
         var answers = pairs.map(\.answer)
         for (k, aligner) in aligners.enumerated() {
@@ -21,15 +22,18 @@ public enum Corrector {
             opts.eosTokenIds = options.eosTokenIds ?? aligner.eosIds
             let budget = aligner.model.config.maxPositionEmbeddings - opts.maxNewTokens
             guard budget > 8 else {
-                throw RecipeError(key: "max_new_tokens", message: "\(opts.maxNewTokens) leaves no room for a prompt in a context of \(aligner.model.config.maxPositionEmbeddings)")
+                throw ModelInputError(field: "max_new_tokens", message: "\(opts.maxNewTokens) leaves no room for a prompt in a context of \(aligner.model.config.maxPositionEmbeddings)")
             }
             var out = [String](repeating: "", count: pairs.count)
-            var start = 0
+            var start = 0, shortened = 0
             while start < pairs.count {
                 let range = start..<min(pairs.count, start + batchSize)
-                let prompts = range.map { i -> [Int] in
-                    builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget)?.ids
-                        ?? Array(builder.promptIds(question: "", answer: "").suffix(budget))
+                let prompts = try range.map { i -> [Int] in
+                    guard let fit = builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget) else {
+                        throw ModelInputError(field: "max_new_tokens", message: "the prompt template alone does not fit a context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens; lower --max-new-tokens")
+                    }
+                    if fit.answerShortened || fit.questionShortened { shortened += 1 }
+                    return fit.ids
                 }
                 let result = try aligner.model.generate(prompts: prompts, options: opts)
                 for (j, i) in range.enumerated() {
@@ -37,6 +41,9 @@ public enum Corrector {
                 }
                 start = range.upperBound
                 progress(k, start, pairs.count)
+            }
+            if shortened > 0 {
+                note("Aligner \(k + 1): \(shortened) of \(pairs.count) prompts shortened to fit the context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens (answer first, then question)")
             }
             answers = out
         }
@@ -103,13 +110,14 @@ public struct EvalSummary: Codable, Sendable {
     /// Loss and perplexity of the corrections of `records` under `aligner` (masked as in training) and, when
     /// `generate` > 0, generation metrics on the first `generate` records.
     public static func compute(_ aligner: AlignerBundle, records: [QACRecord], generate: Int, options: GenerationOptions,
-                               batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> EvalSummary {
-        guard batchSize >= 1 else { throw RecipeError(key: "batch_size", message: "must be at least 1, got \(batchSize)") }
-        guard generate >= 0 else { throw RecipeError(key: "generate", message: "must be 0 or more, got \(generate)") }
+                               batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in },
+                               note: (String) -> Void = { _ in }) throws -> EvalSummary {
+        guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        guard generate >= 0 else { throw SettingError(setting: "generate", message: "must be 0 or more, got \(generate)") }
         try options.validate()
         let builder = try aligner.exampleBuilder()
         let (examples, _) = builder.buildAll(records)
-        guard !examples.isEmpty else { throw RecipeError(key: "", message: "no record fits the model's context") }
+        guard !examples.isEmpty else { throw SettingError(setting: "records", message: "no record fits the model's context of \(aligner.model.config.maxPositionEmbeddings) tokens") }
         let padId = aligner.specialTokens.pad.flatMap { aligner.tokenizer.id(of: $0) } ?? aligner.eosIds[0]
         let loss = try Evaluation.loss(aligner.model, examples, batchSize: batchSize, padId: padId)
         var summary = EvalSummary(source: aligner.source.path, records: records.count, scored: examples.count, loss: loss,
@@ -118,7 +126,7 @@ public struct EvalSummary: Codable, Sendable {
         if n > 0 {
             let subset = Array(records.prefix(n))
             let outputs = try Corrector.correct(subset.map { ($0.question, $0.answer) }, with: [aligner], options: options,
-                                                batchSize: batchSize, progress: progress)
+                                                batchSize: batchSize, progress: progress, note: note)
             summary.generated = n
             summary.copyRate = Double(zip(outputs, subset).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / Double(n)
             summary.editDistanceToAnswer = zip(outputs, subset).map { CorrectionMetrics.normalizedEditDistance($0, $1.answer) }.reduce(0, +) / Double(n)

@@ -23,6 +23,7 @@ public final class Sweep {
         // One sweep process per folder (each arm's run folder has its own lock too).
         let lock = try RunLock(folder: directory)
         defer { withExtendedLifetime(lock) {} }
+        StoreFiles.removeStaleTemporaries(in: directory, lockHeld: true)
         try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
         var results: [RunResult] = []
         var sharedTokenizer = recipe.tokenizer.path

@@ -100,7 +100,7 @@ public struct TrainingLoop {
 public enum Evaluation {
     /// Token-weighted mean loss of the corrections of `examples`, in batches of `batchSize`.
     public static func loss(_ model: LlamaModel, _ examples: [Example], batchSize: Int, padId: Int) throws -> Double {
-        guard batchSize >= 1 else { throw RecipeError(key: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
         var total = 0.0, counted = 0
         let stream = try BatchStream(examples: examples, size: .examples(batchSize), seed: 0, padId: padId, groupWindow: 1)
         var start = 0

@@ -118,6 +118,7 @@ func decodeUTF8(_ data: Data, what: String) throws -> String {
 
 /// A whole file that must be UTF-8 text.
 func readUTF8File(_ path: String, what: String) throws -> String {
+    guard FileManager.default.fileExists(atPath: path) else { throw DataError(file: path, message: "no such file (\(what))") }
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
         throw ValidationError("\(what) \(path): cannot read: \(error.localizedDescription)")

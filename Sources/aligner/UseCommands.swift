@@ -70,7 +70,8 @@ struct CorrectCommand: ParsableCommand {
         if let limit { load.records = Array(load.records.prefix(limit)) }
         let progress = RecordProgress("correct")
         let outputs = try Corrector.correct(load.records.map { ($0.question, $0.answer) }, with: aligners, options: sampling.options,
-                                            batchSize: batchSize) { progress.update(pass: $0, done: $1, total: $2) }
+                                            batchSize: batchSize, progress: { progress.update(pass: $0, done: $1, total: $2) },
+                                            note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         let corrected = zip(load.records, outputs).map { QACRecord(question: $0.question, answer: $0.answer, correction: $1) }
         try RecordReader.write(corrected, to: output, fields: fields)
         print("wrote \(corrected.count) corrections by \(aligners.count) Aligner(s) to \(output)")
@@ -155,7 +156,8 @@ struct EvalCommand: ParsableCommand {
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         let progress = RecordProgress("eval")
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
-                                              batchSize: batchSize) { progress.update(pass: $0, done: $1, total: $2) }
+                                              batchSize: batchSize, progress: { progress.update(pass: $0, done: $1, total: $2) },
+                                              note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)
         // Next to the run when the Aligner is a checkpoint of one (checkpoint folders stay as written).
         var folder = aligner.source

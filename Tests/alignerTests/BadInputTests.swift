@@ -35,6 +35,14 @@ final class BadInputTests: CLITestCase {
         try assertFails(["generate", "--checkpoint", m, "--prompt", long], status: 64, saying: "context is 128")
         try assertFails(["generate", "--checkpoint", m, "--prompt", long, "--logits-out", dir.appendingPathComponent("l.safetensors").path],
                         status: 64, saying: "context is 128")
+        // correct shortens answers that do not fit the context (answer first), and says how many.
+        let longQA = dir.appendingPathComponent("long.jsonl").path
+        try (#"{"question": "Q?", "answer": "\#(long)"}"# + "\n" + #"{"question": "Q2?", "answer": "short"}"# + "\n")
+            .write(toFile: longQA, atomically: true, encoding: .utf8)
+        let corrected = try run(["correct", "--checkpoint", m, longQA, dir.appendingPathComponent("c.jsonl").path, "--max-new-tokens", "4"])
+        XCTAssertTrue(corrected.contains("1 of 2 prompts shortened to fit the context of 128 tokens"), corrected)
+        try assertFails(["correct", "--checkpoint", m, longQA, dir.appendingPathComponent("c2.jsonl").path, "--max-new-tokens", "110"],
+                        status: 64, saying: "prompt template alone does not fit")
         // A prompt that fits, with a budget that does not: lowered, and said.
         XCTAssertTrue(try run(["generate", "--checkpoint", m, "--prompt", "hello", "--max-new-tokens", "1000"]).contains("lowered to"))
         // Sizes without bounds in config.json and in recipe overrides.
