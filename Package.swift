@@ -13,7 +13,10 @@ import Foundation
 
 /// Release builds. Only the kernel module (AlignerTensor: tensors, autodiff and the fused kernels, whose inner loops
 /// are bounds-checked by construction) is built with `-Ounchecked`; every other module keeps Swift's checks at `-O`,
-/// and public entry points validate their input and throw. Whole-module optimisation everywhere, and on x86-64 the
+/// and public entry points (the model, data, training and the command line) validate their input and throw before
+/// anything reaches a kernel. Measured on 2026-11-29 (AMD EPYC, 2 threads, the main job's model for 150 steps, two
+/// interleaved rounds): AlignerTensor at `-Ounchecked` trained at 11,341 and 12,905 tokens/s, at `-O` at 10,988 and
+/// 12,219 (about 4% slower), with identical weights; so the kernels keep `-Ounchecked`. Whole-module optimisation everywhere, and on x86-64 the
 /// Haswell level (AVX2 + FMA + BMI2, x86-64-v3: Intel since 2013, AMD since 2015), so that SIMD kernels use 256-bit
 /// registers. Set ALIGNERKIT_PORTABLE=1 when building for an older x86-64 CPU.
 var cpuFlags: [String] = []
