@@ -43,7 +43,7 @@ public struct AlignerBundle {
             return newest
         }
         if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path), let problem = CheckpointStore.verify(url) {
-            throw StoreError(file: path, message: "damaged checkpoint: \(problem)")
+            throw StoreError(file: path, message: "damaged checkpoint: \(problem)", isBadContent: true)
         }
         return url
     }

@@ -27,6 +27,17 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var elapsed: Double
     /// Steps of stage 1 (for a global step axis), fixed once stage 1 is planned.
     public var stage1Steps: Int
+
+    /// nil when every field is in range; otherwise the first that is not (a hand-edited or foreign checkpoint).
+    public var problem: String? {
+        if stage != 1 && stage != 2 { return "stage \(stage) is not 1 or 2" }
+        if totalSteps < 0 || totalSteps > 100_000_000 { return "total_steps \(totalSteps) is out of range" }
+        if step < 0 || step > totalSteps { return "step \(step) is not within 0...\(totalSteps)" }
+        if position.epoch < 0 || position.epoch > 100_000_000 || position.cursor < 0 { return "batch position \(position) is out of range" }
+        if optimizerStep < 0 || tokensSeen < 0 || stage1Steps < 0 || stage1Steps > 100_000_000 { return "a count is negative or out of range" }
+        if !(elapsed.isFinite && elapsed >= 0) { return "elapsed \(elapsed) is not a finite, non-negative number" }
+        return nil
+    }
 }
 
 /// Checkpoints of a run: written to a temporary folder, flushed, renamed into place with a manifest of sizes and
@@ -139,7 +150,7 @@ public struct CheckpointStore {
     /// `AdamW.load`, with `state.optimizerStep`). `verify: false` skips the checksums when the caller just checked them.
     public static func load(_ url: URL, into model: LlamaModel, verify check: Bool = true) throws
         -> (state: TrainerState, optimizer: [String: Tensor]) {
-        if check, let problem = verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)") }
+        if check, let problem = verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)", isBadContent: true) }
         let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
         for name in model.parameterNames {
             let t = try weights.tensor(name)
@@ -148,7 +159,12 @@ public struct CheckpointStore {
             }
             model.parameters[name]!.assign(from: t)
         }
-        let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: url.appendingPathComponent("trainer_state.json")))
+        let stateURL = url.appendingPathComponent("trainer_state.json")
+        let state: TrainerState
+        do { state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: stateURL)) } catch {
+            throw StoreError(file: stateURL.path, message: "not a trainer state: \(error.localizedDescription)", isBadContent: true)
+        }
+        if let problem = state.problem { throw StoreError(file: stateURL.path, message: problem, isBadContent: true) }
         let optimizer = try SafetensorsFile(contentsOf: url.appendingPathComponent("optimizer.safetensors")).allTensors()
         return (state, optimizer)
     }

@@ -229,6 +229,13 @@ extension Recipe {
             try check(s.weightDecay >= 0, "\(section).weight_decay", "must not be negative")
             try check(s.clip >= 0, "\(section).clip", "must not be negative")
             try check(s.batchSize > 0, "\(section).batch_size", "must be positive")
+            // Upper bounds far above what a CPU run can use, so that a typo is refused instead of running for ever.
+            try check(s.batchSize <= 1 << 16, "\(section).batch_size", "\(s.batchSize) is larger than AlignerKit supports (at most \(1 << 16))")
+            try check(s.batchTokens <= 1 << 24, "\(section).batch_tokens", "\(s.batchTokens) is larger than AlignerKit supports (at most \(1 << 24))")
+            try check(s.gradAccum <= 1 << 12, "\(section).grad_accum", "\(s.gradAccum) is larger than AlignerKit supports (at most \(1 << 12))")
+            try check(s.steps <= 100_000_000, "\(section).steps", "\(s.steps) is larger than AlignerKit supports (at most 100000000)")
+            try check(s.epochs <= 1_000_000, "\(section).epochs", "\(s.epochs) is larger than AlignerKit supports (at most 1000000)")
+            try check(s.warmupSteps <= 100_000_000, "\(section).warmup_steps", "\(s.warmupSteps) is larger than AlignerKit supports")
             try check(s.batchTokens >= 0, "\(section).batch_tokens", "must not be negative")
             try check(s.gradAccum > 0, "\(section).grad_accum", "must be positive")
             try check(s.beta1 >= 0 && s.beta1 < 1, "\(section).beta1", "must be in [0, 1)")
@@ -239,7 +246,7 @@ extension Recipe {
         try check(train.logEvery > 0, "train.log_every", "must be positive")
         try check(train.checkpointEvery >= 0, "train.checkpoint_every", "must not be negative")
         try check(train.keepCheckpoints >= 1, "train.keep_checkpoints", "must be at least 1")
-        try check(train.threads >= 0, "train.threads", "must not be negative")
+        try check(train.threads >= 0 && train.threads <= 1024, "train.threads", "must be within 0...1024 (0 = the default), got \(train.threads)")
         try check(!sweep.warmupPercents.isEmpty && sweep.warmupPercents.allSatisfy { $0 >= 0 && $0 <= 100 },
                   "sweep.warmup_percents", "must be percentages within 0...100")
     }

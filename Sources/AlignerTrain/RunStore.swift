@@ -5,9 +5,12 @@ import Foundation
 public struct StoreError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let message: String
-    public init(file: String, message: String) {
+    /// The file was read but its content is wrong (damaged or edited), as opposed to a failure to read or write.
+    public let isBadContent: Bool
+    public init(file: String, message: String, isBadContent: Bool = false) {
         self.file = file
         self.message = message
+        self.isBadContent = isBadContent
     }
     public var description: String { "\(file): \(message)" }
 }

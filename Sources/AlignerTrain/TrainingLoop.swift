@@ -62,6 +62,9 @@ public struct TrainingLoop {
 
     /// Continues a stopped stage: optimiser state, step and batch position from a checkpoint.
     public mutating func restore(optimizer state: [String: Tensor], optimizerStep: Int, step: Int, position: BatchPosition) throws {
+        guard (0...totalSteps).contains(step), (0...batches.batchesPerEpoch).contains(position.cursor) else {
+            throw SettingError(setting: "checkpoint", message: "step \(step) of \(totalSteps) at batch \(position.cursor) of \(batches.batchesPerEpoch) does not fit this stage")
+        }
         try optimizer.load(tensors: state, step: optimizerStep, parameters: model.parameters)
         batches.position = position
         self.step = step

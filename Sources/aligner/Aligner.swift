@@ -75,7 +75,8 @@ enum ExitStatus: Int32 {
         switch error {
         case is RecipeError, is ModelInputError, is SettingError: self = .usage
         case let e as DataError: self = missing(e.message) ? .noInput : .dataError
-        case let e as StoreError: self = missing(e.message) ? .noInput : e.message.contains("in use by another") ? .tempFail : .ioError
+        case let e as StoreError:
+            self = missing(e.message) ? .noInput : e.message.contains("in use by another") ? .tempFail : e.isBadContent ? .dataError : .ioError
         case is ConfigError, is WeightError, is SafetensorsError, is TokenizerError, is OptimizerStateError: self = .dataError
         case is MemoryError: self = .unavailable
         case let stop as TrainingStop:
@@ -98,7 +99,7 @@ struct ComputeOptions: ParsableArguments {
     var threads: Int?
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be within 1...1024, got \(threads)") }
     }
 
     /// The compute context these options ask for.

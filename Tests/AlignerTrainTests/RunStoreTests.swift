@@ -1,3 +1,4 @@
+import AlignerData
 import AlignerModel
 import Foundation
 import TestSupport
@@ -79,6 +80,24 @@ final class RunStoreTests: XCTestCase {
         XCTAssertEqual(removed, [".out.export-999999", ".tmp-ckpt-s1-0000002-999999", ".train.jsonl.tmp-999999"])
         XCTAssertEqual(StoreFiles.removeStaleTemporaries(in: dir, lockHeld: true), [".tmp-ckpt-s1-0000003-\(getpid())"])
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: dir.path), ["keep.json"])
+    }
+
+    func testTrainerStatesOutOfRangeAreNamed() {
+        let good = TrainerState(stage: 2, step: 3, totalSteps: 10, position: BatchPosition(epoch: 1, cursor: 2), optimizerStep: 3,
+                                tokensSeen: 100, stageDone: false, elapsed: 1.5, stage1Steps: 4)
+        XCTAssertNil(good.problem)
+        var s = good; s.stage = 7
+        XCTAssertEqual(s.problem, "stage 7 is not 1 or 2")
+        s = good; s.step = -5
+        XCTAssertEqual(s.problem, "step -5 is not within 0...10")
+        s = good; s.position = BatchPosition(epoch: Int.max, cursor: 0)
+        XCTAssertNotNil(s.problem)
+        s = good; s.position = BatchPosition(epoch: 0, cursor: -1)
+        XCTAssertNotNil(s.problem)
+        s = good; s.elapsed = .nan
+        XCTAssertNotNil(s.problem)
+        s = good; s.tokensSeen = -1
+        XCTAssertNotNil(s.problem)
     }
 
     func testMutatedRecipesLoadOrNameAKey() throws {
