@@ -1,0 +1,81 @@
+import Foundation
+
+/// Metrics appended to `metrics.jsonl`, one JSON object per line. Each line is written whole or not at all: when the
+/// disk is full the partial line is cut off again and the error names the file. Non-finite numbers are written as
+/// `null`, and the line lists their keys under `non_finite`.
+public struct MetricsLog {
+    let url: URL
+    private let fd: Int32
+
+    init(url: URL) throws {
+        self.url = url
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StoreError(file: url.path, message: "cannot open: \(String(cString: strerror(errno)))") }
+        self.fd = fd
+    }
+
+    func close() { _ = Foundation.close(fd) }
+
+    /// The JSON line for `object` (sorted keys; NaN and infinity as null, listed under "non_finite").
+    static func line(_ object: [String: Any]) throws -> Data {
+        var clean = object
+        var nonFinite: [String] = []
+        for (k, v) in object {
+            if let d = v as? Double, !d.isFinite { clean[k] = NSNull(); nonFinite.append(k) }
+            if let f = v as? Float, !f.isFinite { clean[k] = NSNull(); nonFinite.append(k) }
+        }
+        if !nonFinite.isEmpty { clean["non_finite"] = nonFinite.sorted() }
+        return try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]) + Data("\n".utf8)
+    }
+
+    func append(_ object: [String: Any]) throws {
+        let data = try Self.line(object)
+        let before = lseek(fd, 0, SEEK_END)
+        var written = 0
+        let failure: Int32? = data.withUnsafeBytes { raw -> Int32? in
+            while written < raw.count {
+                let n = write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 { if errno == EINTR { continue }; return errno }
+                if n == 0 { return ENOSPC }
+                written += n
+            }
+            return nil
+        }
+        if let failure {
+            if before >= 0 { ftruncate(fd, before) }
+            throw StoreError(file: url.path, message: "cannot append metrics: \(String(cString: strerror(failure))) (the file is left as it was before this line)")
+        }
+    }
+
+    /// Every line of a metrics file with its parsed object (unparsable lines are left out).
+    static func lines(_ url: URL) -> [(text: Substring, object: [String: Any])] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8))).flatMap { $0 as? [String: Any] }.map { (line, $0) }
+        }
+    }
+
+    /// A number from a metrics line: null (a non-finite value) reads as NaN.
+    static func number(_ v: Any?) -> Double? {
+        if v is NSNull { return .nan }
+        return v as? Double ?? (v as? Int).map(Double.init)
+    }
+
+    /// (stage, step, loss) of every training step logged.
+    func trainLosses() -> [(stage: Int, step: Int, loss: Double)] {
+        Self.lines(url).compactMap { line in
+            let o = line.object
+            guard o.keys.contains("loss"), let l = Self.number(o["loss"]), let stage = o["stage"] as? Int, let step = o["step"] as? Int else { return nil }
+            return (stage, step, l)
+        }
+    }
+
+    func evalPoints() -> [EvalPoint] {
+        Self.lines(url).compactMap { line in
+            let o = line.object
+            guard o.keys.contains("eval_loss"), let e = Self.number(o["eval_loss"]), let stage = o["stage"] as? Int,
+                  let step = o["step"] as? Int, let g = o["global_step"] as? Int else { return nil }
+            return EvalPoint(stage: stage, step: step, globalStep: g, evalLoss: e)
+        }
+    }
+}

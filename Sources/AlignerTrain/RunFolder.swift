@@ -1,0 +1,171 @@
+import Foundation
+
+/// A run's folder and everything kept in it: the lock, checkpoints, metrics, the recipe and inputs it started with,
+/// and the result. It holds the lock from `init` until it is released (when the object goes away).
+public final class RunFolder {
+    public let directory: URL
+    public let checkpoints: CheckpointStore
+    private let lock: RunLock
+    /// metrics.jsonl, open for appending once `startMetrics` has run.
+    public private(set) var metrics: MetricsLog!
+
+    var metricsURL: URL { directory.appendingPathComponent("metrics.jsonl") }
+    var resultURL: URL { directory.appendingPathComponent("result.json") }
+    var inputsURL: URL { directory.appendingPathComponent("inputs.json") }
+
+    /// Takes the folder's lock and removes what killed processes left half-written (reported through `say`).
+    public init(directory: URL, say: (String) -> Void) throws {
+        self.directory = directory
+        lock = try RunLock(folder: directory)
+        checkpoints = CheckpointStore(directory: directory.appendingPathComponent("checkpoints"))
+        for folder in ["", "checkpoints", "splits"] {
+            for name in StoreFiles.removeStaleTemporaries(in: directory.appendingPathComponent(folder), lockHeld: true) {
+                say("removed \(folder.isEmpty ? "" : folder + "/")\(name), left by an interrupted process")
+            }
+        }
+    }
+
+    deinit { metrics?.close() }
+
+    /// The checkpoint to continue from: nil for a fresh run. A fresh run in a folder that has checkpoints is refused.
+    func startingPoint(resume: Bool) throws -> URL? {
+        if !resume && !checkpoints.complete(verify: false).isEmpty {
+            throw RecipeError(key: "name", message: "\(directory.path) already has checkpoints; pass --resume to continue it or choose another name")
+        }
+        return resume ? checkpoints.newest() : nil
+    }
+
+    /// The saved result when the checkpoint `latest` ends the run (nothing left to do).
+    func finishedResult(at latest: URL?) -> RunResult? {
+        guard let latest,
+              let state = try? JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: latest.appendingPathComponent("trainer_state.json"))),
+              state.stage == 2 && state.stageDone else { return nil }
+        return try? ResultJSON.decode(RunResult.self, from: Data(contentsOf: resultURL))
+    }
+
+    /// A resumed run must be the same run: the same recipe (only logging, checkpointing and thread settings may
+    /// change) and the same input files.
+    func checkResumable(_ recipe: Recipe, inputs: RunInputs, from latest: URL, say: (String) -> Void) throws {
+        let saved = try Recipe.load(path: latest.appendingPathComponent("recipe.json").path)
+        for (key, same) in [("seed", saved.seed == recipe.seed), ("data", saved.data == recipe.data),
+                            ("tokenizer", saved.tokenizer == recipe.tokenizer), ("model", saved.model == recipe.model),
+                            ("stage1", saved.stage1 == recipe.stage1), ("stage2", saved.stage2 == recipe.stage2)] where !same {
+            throw RecipeError(key: key, message: "differs from the run being resumed (\(latest.path)/recipe.json); resume with the same recipe and overrides")
+        }
+        if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(RunInputs.self, from: data) {
+            if let change = inputs.differences(from: recorded) {
+                throw RecipeError(key: "data", message: "cannot resume \(directory.path) from \(latest.lastPathComponent): \(change). Restore the original files, or start a new run (another name)")
+            }
+        } else {
+            say("note: \(inputsURL.path) is missing (a run started by an older AlignerKit); the inputs cannot be compared")
+        }
+    }
+
+    /// Records what a fresh run starts from: its recipe and the fingerprints of its inputs.
+    func recordStart(_ recipe: Recipe, inputs: RunInputs) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try StoreFiles.writeSynced(encoder.encode(inputs), to: inputsURL)
+        try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
+    }
+
+    /// Opens metrics.jsonl: emptied for a fresh run; for a resumed one, cut back to the checkpoint being resumed so
+    /// that the file reads as one uninterrupted run.
+    func startMetrics(resumingAt state: TrainerState?) throws {
+        if let s = state {
+            let keep = MetricsLog.lines(metricsURL).filter { line in
+                guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
+                return stage < s.stage || (stage == s.stage && step <= s.step)
+            }.map(\.text)
+            try StoreFiles.writeSynced(Data((keep.joined(separator: "\n") + (keep.isEmpty ? "" : "\n")).utf8), to: metricsURL)
+        } else {
+            try? FileManager.default.removeItem(at: metricsURL)
+        }
+        metrics = try MetricsLog(url: metricsURL)
+    }
+
+    func writeResult(_ result: RunResult) throws {
+        try StoreFiles.writeSynced(ResultJSON.encode(result), to: resultURL)
+    }
+}
+
+/// An exclusive lock on a run folder, held while a process writes it. The lock is an `flock` on `.lock` (released by
+/// the kernel when the process ends, even by `kill -9`); the file holds the holder's process id for the message.
+public final class RunLock {
+    public let folder: URL
+    private let fd: Int32
+
+    /// Takes the lock or throws `StoreError` naming the process that holds it.
+    public init(folder: URL) throws {
+        self.folder = folder
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let path = folder.appendingPathComponent(".lock").path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StoreError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            var buffer = [UInt8](repeating: 0, count: 32)
+            let n = read(fd, &buffer, 31)
+            close(fd)
+            let holder = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+            throw StoreError(file: folder.path, message: "is in use by another AlignerKit process (PID \(holder)); wait for it to finish or stop it first")
+        }
+        ftruncate(fd, 0)
+        let pid = "\(getpid())\n"
+        _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+        self.fd = fd
+    }
+
+    deinit {
+        flock(fd, LOCK_UN)
+        close(fd)
+    }
+}
+
+/// Sizes and checksums of the files a run reads (data, tokenizer, base model), recorded when the run starts and
+/// compared when it is resumed, so that a resumed run is the run it continues.
+public struct RunInputs: Codable, Equatable, Sendable {
+    public struct File: Codable, Equatable, Sendable {
+        public var role: String
+        public var path: String
+        public var bytes: Int
+        public var crc32: UInt32
+    }
+    public var files: [File]
+
+    /// Fingerprints `paths` (role, path); a folder contributes its regular files, each named under it.
+    public static func record(_ paths: [(role: String, path: String)]) throws -> RunInputs {
+        var files: [File] = []
+        let fm = FileManager.default
+        for (role, path) in paths {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw StoreError(file: path, message: "no such file (\(role))") }
+            let urls: [URL]
+            if isDir.boolValue {
+                let names = (try? fm.contentsOfDirectory(atPath: path)) ?? []
+                urls = names.sorted().filter { !$0.hasPrefix(".") }.map { URL(fileURLWithPath: path).appendingPathComponent($0) }
+                    .filter { (try? $0.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true }
+            } else {
+                urls = [URL(fileURLWithPath: path)]
+            }
+            for url in urls {
+                let (bytes, crc) = try StoreFiles.checksum(of: url)
+                files.append(File(role: role, path: url.path, bytes: bytes, crc32: crc))
+            }
+        }
+        return RunInputs(files: files)
+    }
+
+    /// What differs from `recorded` (nil when nothing does), in words.
+    public func differences(from recorded: RunInputs) -> String? {
+        var lines: [String] = []
+        let now = Dictionary(files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        let before = Dictionary(recorded.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        for f in recorded.files {
+            guard let n = now[f.path] else { lines.append("\(f.role) \(f.path) is no longer an input"); continue }
+            if n.bytes != f.bytes { lines.append("\(f.role) \(f.path) changed: \(f.bytes) bytes when the run started, \(n.bytes) now") }
+            else if n.crc32 != f.crc32 { lines.append("\(f.role) \(f.path) changed: same size, different content (CRC-32)") }
+        }
+        for f in files where before[f.path] == nil { lines.append("\(f.role) \(f.path) was not an input when the run started") }
+        return lines.isEmpty ? nil : lines.joined(separator: "; ")
+    }
+}

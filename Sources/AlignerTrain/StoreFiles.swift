@@ -1,0 +1,155 @@
+import CZlib
+import Foundation
+
+/// An error writing or reading a run's files (checkpoints, metrics, locks, exports): the file and what went wrong.
+public struct StoreError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let message: String
+    /// The file was read but its content is wrong (damaged or edited), as opposed to a failure to read or write.
+    public let isBadContent: Bool
+    public init(file: String, message: String, isBadContent: Bool = false) {
+        self.file = file
+        self.message = message
+        self.isBadContent = isBadContent
+    }
+    public var description: String { "\(file): \(message)" }
+}
+
+/// File-system helpers shared by run folders, checkpoints and exports.
+public enum StoreFiles {
+    /// Whether a process with this id exists (signal 0 probes without sending anything).
+    public static func isProcessAlive(_ pid: Int32) -> Bool {
+        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
+    }
+
+    /// The process id at the end of a temporary name such as `.train.jsonl.tmp-1234` or `.tmp-ckpt-s1-0000010-1234`.
+    static func ownerPID(_ name: String) -> Int32? {
+        guard let dash = name.lastIndex(of: "-") else { return nil }
+        return Int32(name[name.index(after: dash)...])
+    }
+
+    /// Removes entries of `folder` whose names start with `prefix` (or, with no prefix, look like AlignerKit's
+    /// temporary names: `.tmp-*`, `.*.tmp-PID`, `.*.export-PID`, `.*.old-PID`) and whose writing process is gone, or
+    /// all of them when `lockHeld` (the caller holds the folder's lock, so no other process writes there). Returns
+    /// their names.
+    @discardableResult
+    public static func removeStaleTemporaries(in folder: URL, prefix: String? = nil, lockHeld: Bool = false) -> [String] {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: folder.path) else { return [] }
+        var removed: [String] = []
+        for name in names {
+            let matches = prefix.map { name.hasPrefix($0) }
+                ?? (name.hasPrefix(".tmp-") || (name.hasPrefix(".") && [".tmp-", ".export-", ".old-"].contains { name.contains($0) }))
+            guard matches, let pid = ownerPID(name), lockHeld || !isProcessAlive(pid) else { continue }
+            if (try? fm.removeItem(at: folder.appendingPathComponent(name))) != nil { removed.append(name) }
+        }
+        return removed
+    }
+
+    /// Puts the folder `staging` in the place of `target` (which may not exist): the old folder is renamed aside, the
+    /// new one renamed in, and only then the old one removed.
+    public static func replaceFolder(_ target: URL, with staging: URL) throws {
+        let fm = FileManager.default
+        let aside = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).old-\(getpid())")
+        try? fm.removeItem(at: aside)
+        let hadOld = fm.fileExists(atPath: target.path)
+        if hadOld, rename(target.path, aside.path) != 0 {
+            throw StoreError(file: target.path, message: "cannot move the old folder aside: \(String(cString: strerror(errno)))")
+        }
+        if rename(staging.path, target.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            if hadOld { _ = rename(aside.path, target.path) }
+            throw StoreError(file: target.path, message: "cannot move the new folder into place: \(reason)")
+        }
+        syncDirectory(target.deletingLastPathComponent())
+        if hadOld { try? fm.removeItem(at: aside) }
+    }
+
+    /// Writes `data` to a temporary file beside `url`, flushes it to disk and renames it into place: `url` holds
+    /// either its old content or the new, never a part. A failure (a full disk) removes the temporary file and
+    /// names `url` and the reason.
+    public static func writeSynced(_ data: Data, to url: URL) throws {
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let h = try? FileHandle(forWritingTo: tmp) else {
+            throw StoreError(file: url.path, message: "cannot create: \(String(cString: strerror(errno)))")
+        }
+        do {
+            try h.write(contentsOf: data)
+            try h.synchronize()
+            try h.close()
+        } catch {
+            try? h.close()
+            try? FileManager.default.removeItem(at: tmp)
+            throw StoreError(file: url.path, message: "cannot write \(data.count) bytes: \(describe(error))")
+        }
+        guard rename(tmp.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: tmp)
+            throw StoreError(file: url.path, message: "cannot move into place: \(reason)")
+        }
+    }
+
+    static func syncDirectory(_ url: URL) {
+        let fd = open(url.path, O_RDONLY)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+
+    /// A short reason for a file-system error (for example "No space left on device").
+    public static func describe(_ error: Error) -> String {
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        return ns.localizedDescription
+    }
+
+    /// CRC-32 and size of a file, read in chunks (bounded memory).
+    public static func checksum(of url: URL) throws -> (bytes: Int, crc32: UInt32) {
+        guard let f = fopen(url.path, "rb") else { throw StoreError(file: url.path, message: "cannot open: \(String(cString: strerror(errno)))") }
+        defer { fclose(f) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var crc: UInt = 0, total = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { fread($0.baseAddress!, 1, $0.count, f) }
+            if n == 0 { break }
+            crc = buffer.withUnsafeBytes { CZlib.crc32_z(crc, $0.bindMemory(to: UInt8.self).baseAddress, n) }
+            total += n
+        }
+        if ferror(f) != 0 { throw StoreError(file: url.path, message: "read error: \(String(cString: strerror(errno)))") }
+        return (total, UInt32(crc))
+    }
+}
+
+/// JSON for results that may hold NaN or infinity (a diverged loss, an empty stage): such numbers are written as
+/// `null`, and read back as NaN, so that writing a summary never fails because of a value.
+public enum ResultJSON {
+    private static let sentinel = "\u{1}non-finite\u{1}"
+
+    /// Pretty-printed JSON with sorted keys; non-finite numbers become `null`.
+    public static func encode<T: Encodable>(_ value: T) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: sentinel, negativeInfinity: sentinel, nan: sentinel)
+        let text = String(decoding: try encoder.encode(value), as: UTF8.self)
+        let escaped = String(decoding: try JSONEncoder().encode(sentinel), as: UTF8.self)
+        return Data(text.replacingOccurrences(of: escaped, with: "null").utf8)
+    }
+
+    /// Decodes JSON written by `encode`; `null` where a number is expected reads as NaN.
+    public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        do { return try JSONDecoder().decode(type, from: data) } catch {
+            // Retry with nulls as NaN (optional fields that are null stay absent only when they were left out).
+            guard let tree = try? JSONSerialization.jsonObject(with: data) else { throw error }
+            func fill(_ v: Any) -> Any {
+                if v is NSNull { return "NaN" }
+                if let a = v as? [Any] { return a.map(fill) }
+                if let o = v as? [String: Any] { return o.mapValues(fill) }
+                return v
+            }
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+            return try decoder.decode(type, from: JSONSerialization.data(withJSONObject: fill(tree)))
+        }
+    }
+}
