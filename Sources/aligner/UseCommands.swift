@@ -1,6 +1,7 @@
 import AlignerData
 import AlignerModel
 import AlignerTensor
+import AlignerTokenizers
 import AlignerTrain
 import ArgumentParser
 import Foundation
@@ -84,7 +85,9 @@ struct GenerateCommand: ParsableCommand {
     @Option(name: .customLong("checkpoint"), help: "A run folder, checkpoint folder or Hugging Face directory.") var checkpoint: String
     @Option(help: "The prompt text.") var prompt: String?
     @Option(help: "A file holding the prompt.") var promptFile: String?
-    @Flag(help: "Prepend the tokenizer's BOS token.") var bos = false
+    @Flag(inversion: .prefixedNo, help: "Add the tokenizer's own special tokens (its post-processor's BOS/EOS), as transformers does by default.")
+    var specialTokens = true
+    @Flag(help: "Prepend the BOS token even when the tokenizer's post-processor does not.") var bos = false
     @Option(help: "Write the prompt's logits (1, T, vocab) to this safetensors file (for comparisons).") var logitsOut: String?
     @OptionGroup var sampling: SamplingOptions
 
@@ -96,8 +99,8 @@ struct GenerateCommand: ParsableCommand {
         let text: String
         if let prompt { text = prompt } else { text = try readUTF8File(promptFile!, what: "--prompt-file") }
         let aligner = try AlignerBundle.load(checkpoint)
-        var ids = aligner.tokenizer.encode(text)
-        if bos, let b = aligner.specialTokens.bos.flatMap({ aligner.tokenizer.id(of: $0) }) { ids.insert(b, at: 0) }
+        var ids = aligner.tokenizer.encode(text, addSpecialTokens: specialTokens)
+        if bos, let b = aligner.specialTokens.bos.flatMap({ aligner.tokenizer.id(of: $0) }), ids.first != b { ids.insert(b, at: 0) }
         guard !ids.isEmpty else { throw ValidationError("the prompt has no tokens") }
         let context = aligner.model.config.maxPositionEmbeddings
         guard ids.count < context else {
@@ -114,23 +117,22 @@ struct GenerateCommand: ParsableCommand {
             options.maxNewTokens = context - ids.count
         }
         print(text, terminator: "")
-        var produced: [Int] = []
-        var printed = ""
+        var produced = 0
+        var stream = StreamingDecoder(tokenizer: aligner.tokenizer, prompt: ids)
         let clock = ContinuousClock()
         let start = clock.now
         _ = try aligner.model.generate(prompts: [ids], options: options) { step in
             guard step[0] >= 0 else { return }
-            produced.append(step[0])
-            let decoded = aligner.tokenizer.decode(produced, skipSpecialTokens: true)
-            if decoded.hasPrefix(printed) && !decoded.hasSuffix("\u{FFFD}") {
-                print(decoded.dropFirst(printed.count), terminator: "")
+            produced += 1
+            let new = stream.push(step[0])
+            if !new.isEmpty {
+                print(new, terminator: "")
                 fflush(nil)
-                printed = decoded
             }
         }
         let d = clock.now - start
         let s = d.inSeconds
-        print("\n\n\(produced.count) tokens in \(String(format: "%.2f", s)) s: \(String(format: "%.1f", Double(produced.count) / max(s, 1e-9))) tokens/s")
+        print("\n\n\(produced) tokens in \(String(format: "%.2f", s)) s: \(String(format: "%.1f", Double(produced) / max(s, 1e-9))) tokens/s")
     }
 }
 

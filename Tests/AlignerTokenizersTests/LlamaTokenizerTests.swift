@@ -48,3 +48,33 @@ final class LlamaTokenizerTests: XCTestCase {
         }
     }
 }
+
+/// Streaming decode keeps what decoding the whole text gives, token by token.
+final class StreamingDecoderTests: XCTestCase {
+    func testSpaceAtThePromptBoundaryIsKept() throws {
+        let tok = try Tokenizer.load(from: LlamaTokenizerTests.fixtures.appendingPathComponent("llama-metaspace.tokenizer.json"))
+        let prompt = tok.encode("Lily wanted to", addSpecialTokens: true)
+        let full = tok.encode("Lily wanted to go on a walk", addSpecialTokens: true)
+        XCTAssertEqual(Array(full.prefix(prompt.count)), prompt)
+        var stream = StreamingDecoder(tokenizer: tok, prompt: prompt)
+        var out = ""
+        for id in full.dropFirst(prompt.count) { out += stream.push(id) }
+        XCTAssertEqual(out, " go on a walk")
+        // Decoding the new tokens alone loses the boundary space (what `generate` printed before: "togo").
+        XCTAssertEqual(tok.decode(Array(full.dropFirst(prompt.count))), "go on a walk")
+    }
+
+    func testMultiByteCharactersWaitUntilComplete() throws {
+        // GPT-2's byte-level BPE splits "✓" (3 bytes) over tokens that decode to U+FFFD until the last one arrives.
+        let tok = GPT2TokenizerTests.hf
+        let prompt = tok.encode("Hi")
+        let full = tok.encode("Hi ✓✓ ok")
+        XCTAssertEqual(Array(full.prefix(prompt.count)), prompt)
+        var stream = StreamingDecoder(tokenizer: tok, prompt: prompt)
+        var pieces: [String] = []
+        for id in full.dropFirst(prompt.count) { pieces.append(stream.push(id)) }
+        XCTAssertEqual(pieces.joined(), " ✓✓ ok")
+        XCTAssertFalse(pieces.contains { $0.contains("\u{FFFD}") }, "\(pieces)")
+        XCTAssertTrue(pieces.contains(""), "some token completes no character: \(pieces)")
+    }
+}
