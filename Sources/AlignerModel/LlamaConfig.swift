@@ -29,13 +29,16 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var eosTokenIds: [Int]
     public var padTokenId: Int?
     public var initializerRange: Double
+    /// `head_dim` when the file gives one that differs from hidden_size / num_attention_heads (nil: that quotient).
+    public var explicitHeadDim: Int?
 
     public init(
         vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
         numKeyValueHeads: Int? = nil, rmsNormEps: Double = 1e-6, ropeTheta: Double = 10_000,
         maxPositionEmbeddings: Int = 2048, tieWordEmbeddings: Bool = false, bosTokenId: Int? = 1,
-        eosTokenIds: [Int] = [2], padTokenId: Int? = nil, initializerRange: Double = 0.02
+        eosTokenIds: [Int] = [2], padTokenId: Int? = nil, initializerRange: Double = 0.02, headDim: Int? = nil
     ) {
+        explicitHeadDim = headDim
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
@@ -53,12 +56,15 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     }
 
     /// Size of one attention head.
-    public var headDim: Int { hiddenSize / max(numAttentionHeads, 1) }
+    /// Size of one attention head: `head_dim`, or hidden_size / num_attention_heads when the config gives none (as
+    /// transformers reads it). Queries have num_attention_heads × head_dim features, keys and values
+    /// num_key_value_heads × head_dim; o_proj maps num_attention_heads × head_dim back to hidden_size.
+    public var headDim: Int { explicitHeadDim ?? hiddenSize / max(numAttentionHeads, 1) }
 
     /// Number of parameters (embedding, blocks, final norm and, when untied, the LM head).
     public var parameterCount: Int {
-        let kvDim = numKeyValueHeads * headDim
-        let block = 2 * hiddenSize + hiddenSize * hiddenSize * 2 + 2 * hiddenSize * kvDim + 3 * hiddenSize * intermediateSize
+        let kvDim = numKeyValueHeads * headDim, qDim = numAttentionHeads * headDim
+        let block = 2 * hiddenSize + hiddenSize * qDim * 2 + 2 * hiddenSize * kvDim + 3 * hiddenSize * intermediateSize
         return vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) + numHiddenLayers * block + hiddenSize
     }
 
@@ -101,7 +107,10 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
                               (maxPositionEmbeddings, "max_position_embeddings", Self.limits.positions)] where v > limit {
             throw ConfigError(field: f, message: "\(v) is larger than AlignerKit supports (at most \(limit))")
         }
-        if hiddenSize % numAttentionHeads != 0 {
+        if let hd = explicitHeadDim, hd <= 0 || hd > Self.limits.hiddenSize {
+            throw ConfigError(field: "head_dim", message: "must be within 1...\(Self.limits.hiddenSize), got \(hd)")
+        }
+        if explicitHeadDim == nil && hiddenSize % numAttentionHeads != 0 {
             throw ConfigError(field: "num_attention_heads",
                               message: "\(numAttentionHeads) heads do not divide hidden_size \(hiddenSize)")
         }
@@ -110,8 +119,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
                               message: "\(numKeyValueHeads) key/value heads do not divide num_attention_heads \(numAttentionHeads)")
         }
         if headDim % 2 != 0 {
-            throw ConfigError(field: "num_attention_heads",
-                              message: "head size hidden_size/num_attention_heads = \(headDim) must be even for rotary embeddings")
+            throw ConfigError(field: explicitHeadDim == nil ? "num_attention_heads" : "head_dim",
+                              message: "head size \(headDim) must be even for rotary embeddings")
         }
         if !(rmsNormEps > 0) { throw ConfigError(field: "rms_norm_eps", message: "must be positive, got \(rmsNormEps)") }
         if !(ropeTheta > 0) { throw ConfigError(field: "rope_theta", message: "must be positive, got \(ropeTheta)") }
@@ -197,9 +206,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         }
         padTokenId = try optional(Int.self, .padTokenId)
         initializerRange = try optional(Double.self, .initializerRange) ?? 0.02
-        if let hd = try optional(Int.self, .headDim), hd != hiddenSize / max(numAttentionHeads, 1) {
-            throw ConfigError(field: "head_dim", message: "\(hd) differs from hidden_size/num_attention_heads; not supported")
-        }
+        let hd = try optional(Int.self, .headDim)
+        explicitHeadDim = hd == hiddenSize / max(numAttentionHeads, 1) ? nil : hd
     }
 
     public func encode(to encoder: Encoder) throws {

@@ -64,15 +64,16 @@ public final class LlamaModel {
     public init(config: LlamaConfig, builder: ParameterBuilder) throws {
         try config.validate()
         self.config = config
-        let c = config.hiddenSize, kvDim = config.numKeyValueHeads * config.headDim, f = config.intermediateSize
+        let c = config.hiddenSize, qDim = config.numAttentionHeads * config.headDim
+        let kvDim = config.numKeyValueHeads * config.headDim, f = config.intermediateSize
         let model = builder.scope("model")
         embed = try model.embedding("embed_tokens", count: config.vocabSize, width: c)  // (V, C)
         let layers = model.scope("layers")
         blocks = try (0..<config.numHiddenLayers).map { i in
             let layer = layers.scope("\(i)")
             let attention = layer.scope("self_attn"), mlp = layer.scope("mlp")
-            let q = try attention.linear("q_proj", out: c, in: c), k = try attention.linear("k_proj", out: kvDim, in: c)
-            let v = try attention.linear("v_proj", out: kvDim, in: c), o = try attention.linear("o_proj", out: c, in: c)
+            let q = try attention.linear("q_proj", out: qDim, in: c), k = try attention.linear("k_proj", out: kvDim, in: c)
+            let v = try attention.linear("v_proj", out: kvDim, in: c), o = try attention.linear("o_proj", out: c, in: qDim)
             let gate = try mlp.linear("gate_proj", out: f, in: c), up = try mlp.linear("up_proj", out: f, in: c)
             let down = try mlp.linear("down_proj", out: c, in: f)
             return Block(inputNorm: try layer.norm("input_layernorm", size: c), q: q, k: k, v: v, o: o,
@@ -187,8 +188,9 @@ public final class LlamaModel {
     /// attention score/value products over the full T×T square), as commonly counted; training is about 3×.
     public func forwardFlopsPerToken(time: Int) -> Double {
         let c = Double(config.hiddenSize), kvDim = Double(config.numKeyValueHeads * config.headDim)
+        let qDim = Double(config.numAttentionHeads * config.headDim)
         let f = Double(config.intermediateSize), v = Double(config.vocabSize), l = Double(config.numHiddenLayers)
-        let perLayer = 2 * (c * c * 2 + 2 * c * kvDim + 3 * c * f) + 2 * 2 * Double(time) * c
+        let perLayer = 2 * (c * qDim * 2 + 2 * c * kvDim + 3 * c * f) + 2 * 2 * Double(time) * qDim
         return l * perLayer + 2 * c * v
     }
 }

@@ -60,6 +60,8 @@ final class LlamaConfigTests: XCTestCase {
         expect("eos_token_id") { $0.eosTokenIds = [64] }
         expect("pad_token_id") { $0.padTokenId = -1 }
         expect("num_hidden_layers") { $0.numHiddenLayers = 0 }
+        expect("head_dim") { $0.explicitHeadDim = 3 }
+        expect("head_dim") { $0.explicitHeadDim = -8 }
         for (json, field) in [
             (#"{"hidden_size": 8}"#, "vocab_size"),
             (#"{"vocab_size": "x"}"#, "vocab_size"),
@@ -67,7 +69,7 @@ final class LlamaConfigTests: XCTestCase {
             (#"{"hidden_act": "gelu"}"#, "hidden_act"),
             (#"{"attention_bias": true}"#, "attention_bias"),
             (#"{"rope_scaling": {"type": "linear", "factor": 2.0}}"#, "rope_scaling"),
-            (#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "head_dim": 8}"#, "head_dim"),
+            (#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "head_dim": "x"}"#, "head_dim"),
         ] {
             XCTAssertThrowsError(try decode(json), json) { e in XCTAssertEqual((e as? ConfigError)?.field, field, "\(e)") }
         }

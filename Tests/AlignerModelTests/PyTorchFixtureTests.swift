@@ -92,4 +92,38 @@ final class PyTorchFixtureTests: XCTestCase {
             XCTAssertLessThanOrEqual(d, 1e-4 * s, "final \(name)")
         }
     }
+
+    /// `head_dim` 16 where hidden_size / num_attention_heads is 8 (tied embeddings), from
+    /// `scripts/fixtures/make_llama_head_dim_fixture.py`: logits, loss and every gradient.
+    func testHeadDimOtherThanHiddenOverHeadsMatchesPyTorch() throws {
+        let url = Self.fixtureURL.deletingLastPathComponent().appendingPathComponent("tiny_llama_head_dim.safetensors")
+        let file = try SafetensorsFile(contentsOf: url)
+        XCTAssertEqual(file.metadata["head_dim"], "16")
+        let config = LlamaConfig(
+            vocabSize: 64, hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2,
+            rmsNormEps: 1e-6, ropeTheta: 10_000, maxPositionEmbeddings: 64, tieWordEmbeddings: true, bosTokenId: 1,
+            eosTokenIds: [2], padTokenId: 0, initializerRange: 0.02, headDim: 16)
+        var weights: [String: Tensor] = [:]
+        for name in file.names where name.hasPrefix("weights.") { weights[String(name.dropFirst("weights.".count))] = try file.tensor(name) }
+        let model = try LlamaModel(config: config, weights: weights)
+        XCTAssertEqual(model.parameters["model.layers.0.self_attn.q_proj.weight"]!.shape, [64, 32])
+        XCTAssertEqual(model.parameters["model.layers.0.self_attn.o_proj.weight"]!.shape, [32, 64])
+        XCTAssertEqual(config.parameterCount, model.parameters.values.reduce(0) { $0 + $1.count })
+        let ids = try file.tensor("input_ids").scalars.map { Int($0) }, labels = try file.tensor("labels").scalars.map { Int($0) }
+        let (loss, logits) = try model.loss(ids: ids, labels: labels, batch: 2, time: 8)
+        let (dl, sl) = difference(logits, try file.tensor("logits"))
+        XCTAssertLessThanOrEqual(dl, 1e-4 * max(1, sl))
+        let refLoss = try file.tensor("loss").item
+        XCTAssertEqual(loss.item, refLoss, accuracy: 1e-5 * refLoss)
+        loss.backward()
+        for name in model.parameterNames {
+            let g = try XCTUnwrap(model.parameters[name]!.grad, name)
+            let (d, s) = difference(g, try file.tensor("grad." + name))
+            XCTAssertLessThanOrEqual(d, 1e-4 * max(1, s), "gradient of \(name): max |diff| \(d), max |grad| \(s)")
+        }
+        // config.json round trip keeps head_dim.
+        let back = try JSONDecoder().decode(LlamaConfig.self, from: config.jsonData())
+        XCTAssertEqual(back.headDim, 16)
+        XCTAssertEqual(back, config)
+    }
 }
