@@ -11,11 +11,15 @@ public struct StreamingDecoder {
     /// The continuation emitted so far.
     public private(set) var text = ""
 
+    /// Prompt tokens kept as context: enough for a decoder to see that the continuation does not start the text, and
+    /// for a character split across byte tokens to meet its first bytes; decoding stays independent of prompt length.
+    static let contextTokens = 8
+
     public init(tokenizer: Tokenizer, prompt: [Int], skipSpecialTokens: Bool = true) {
         self.tokenizer = tokenizer
         self.skipSpecialTokens = skipSpecialTokens
-        self.prompt = prompt
-        promptText = tokenizer.decode(prompt, skipSpecialTokens: skipSpecialTokens)
+        self.prompt = Array(prompt.suffix(Self.contextTokens))
+        promptText = tokenizer.decode(self.prompt, skipSpecialTokens: skipSpecialTokens)
     }
 
     /// Adds one generated token; returns the new text it completes (possibly empty).

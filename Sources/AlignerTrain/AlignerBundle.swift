@@ -33,7 +33,9 @@ public struct AlignerBundle {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else {
-            throw StoreError(file: path, message: fm.fileExists(atPath: url.path) ? "is not a folder (a run, a checkpoint or a Hugging Face model directory)" : "no such folder")
+            throw fm.fileExists(atPath: url.path)
+                ? StoreError(file: path, message: "is not a folder (a run, a checkpoint or a Hugging Face model directory)", kind: .badContent)
+                : StoreError(file: path, message: "no such folder", kind: .missing)
         }
         let checkpoints = url.appendingPathComponent("checkpoints")
         if fm.fileExists(atPath: checkpoints.path) {
@@ -43,7 +45,7 @@ public struct AlignerBundle {
             return newest
         }
         if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path), let problem = CheckpointStore.verify(url) {
-            throw StoreError(file: path, message: "damaged checkpoint: \(problem)", isBadContent: true)
+            throw StoreError(file: path, message: "damaged checkpoint: \(problem)", kind: .badContent)
         }
         return url
     }

@@ -150,7 +150,7 @@ public struct CheckpointStore {
     /// `AdamW.load`, with `state.optimizerStep`). `verify: false` skips the checksums when the caller just checked them.
     public static func load(_ url: URL, into model: LlamaModel, verify check: Bool = true) throws
         -> (state: TrainerState, optimizer: [String: Tensor]) {
-        if check, let problem = verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)", isBadContent: true) }
+        if check, let problem = verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)", kind: .badContent) }
         let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
         for name in model.parameterNames {
             let t = try weights.tensor(name)
@@ -162,9 +162,9 @@ public struct CheckpointStore {
         let stateURL = url.appendingPathComponent("trainer_state.json")
         let state: TrainerState
         do { state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: stateURL)) } catch {
-            throw StoreError(file: stateURL.path, message: "not a trainer state: \(error.localizedDescription)", isBadContent: true)
+            throw StoreError(file: stateURL.path, message: "not a trainer state: \(error.localizedDescription)", kind: .badContent)
         }
-        if let problem = state.problem { throw StoreError(file: stateURL.path, message: problem, isBadContent: true) }
+        if let problem = state.problem { throw StoreError(file: stateURL.path, message: problem, kind: .badContent) }
         let optimizer = try SafetensorsFile(contentsOf: url.appendingPathComponent("optimizer.safetensors")).allTensors()
         return (state, optimizer)
     }

@@ -33,7 +33,7 @@ public enum HuggingFaceExport {
             }
         }
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
-        StoreFiles.removeStaleTemporaries(in: parent, prefix: "." + target.lastPathComponent + ".export-")
+        TemporaryFiles.removeStale(in: parent, prefix: "." + target.lastPathComponent + ".export-")
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).export-\(getpid())")
         try? fm.removeItem(at: staging)
         try fm.createDirectory(at: staging, withIntermediateDirectories: true)

@@ -1,3 +1,4 @@
+import AlignerData
 import Foundation
 
 /// A run's folder and everything kept in it: the lock, checkpoints, metrics, the recipe and inputs it started with,
@@ -19,7 +20,7 @@ public final class RunFolder {
         lock = try RunLock(folder: directory)
         checkpoints = CheckpointStore(directory: directory.appendingPathComponent("checkpoints"))
         for folder in ["", "checkpoints", "splits"] {
-            for name in StoreFiles.removeStaleTemporaries(in: directory.appendingPathComponent(folder), lockHeld: true) {
+            for name in TemporaryFiles.removeStale(in: directory.appendingPathComponent(folder), lockHeld: true) {
                 say("removed \(folder.isEmpty ? "" : folder + "/")\(name), left by an interrupted process")
             }
         }
@@ -107,7 +108,7 @@ public final class RunLock {
             let n = read(fd, &buffer, 31)
             close(fd)
             let holder = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
-            throw StoreError(file: folder.path, message: "is in use by another AlignerKit process (PID \(holder)); wait for it to finish or stop it first")
+            throw StoreError(file: folder.path, message: "is in use by another AlignerKit process (PID \(holder)); wait for it to finish or stop it first", kind: .inUse)
         }
         ftruncate(fd, 0)
         let pid = "\(getpid())\n"
@@ -138,7 +139,7 @@ public struct RunInputs: Codable, Equatable, Sendable {
         let fm = FileManager.default
         for (role, path) in paths {
             var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw StoreError(file: path, message: "no such file (\(role))") }
+            guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw StoreError(file: path, message: "no such file (\(role))", kind: .missing) }
             let urls: [URL]
             if isDir.boolValue {
                 let names = (try? fm.contentsOfDirectory(atPath: path)) ?? []

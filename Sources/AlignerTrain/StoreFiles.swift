@@ -1,3 +1,4 @@
+import AlignerData
 import CZlib
 import Foundation
 
@@ -5,47 +6,30 @@ import Foundation
 public struct StoreError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let message: String
-    /// The file was read but its content is wrong (damaged or edited), as opposed to a failure to read or write.
-    public let isBadContent: Bool
-    public init(file: String, message: String, isBadContent: Bool = false) {
+    public let kind: Kind
+
+    /// What failed.
+    public enum Kind: Sendable, Equatable {
+        /// Reading or writing failed (a full disk, permissions).
+        case io
+        /// The file was read but its content is wrong (damaged or edited).
+        case badContent
+        /// The file or folder does not exist.
+        case missing
+        /// Another process holds the run folder.
+        case inUse
+    }
+
+    public init(file: String, message: String, kind: Kind = .io) {
         self.file = file
         self.message = message
-        self.isBadContent = isBadContent
+        self.kind = kind
     }
     public var description: String { "\(file): \(message)" }
 }
 
 /// File-system helpers shared by run folders, checkpoints and exports.
 public enum StoreFiles {
-    /// Whether a process with this id exists (signal 0 probes without sending anything).
-    public static func isProcessAlive(_ pid: Int32) -> Bool {
-        pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)
-    }
-
-    /// The process id at the end of a temporary name such as `.train.jsonl.tmp-1234` or `.tmp-ckpt-s1-0000010-1234`.
-    static func ownerPID(_ name: String) -> Int32? {
-        guard let dash = name.lastIndex(of: "-") else { return nil }
-        return Int32(name[name.index(after: dash)...])
-    }
-
-    /// Removes entries of `folder` whose names start with `prefix` (or, with no prefix, look like AlignerKit's
-    /// temporary names: `.tmp-*`, `.*.tmp-PID`, `.*.export-PID`, `.*.old-PID`) and whose writing process is gone, or
-    /// all of them when `lockHeld` (the caller holds the folder's lock, so no other process writes there). Returns
-    /// their names.
-    @discardableResult
-    public static func removeStaleTemporaries(in folder: URL, prefix: String? = nil, lockHeld: Bool = false) -> [String] {
-        let fm = FileManager.default
-        guard let names = try? fm.contentsOfDirectory(atPath: folder.path) else { return [] }
-        var removed: [String] = []
-        for name in names {
-            let matches = prefix.map { name.hasPrefix($0) }
-                ?? (name.hasPrefix(".tmp-") || (name.hasPrefix(".") && [".tmp-", ".export-", ".old-"].contains { name.contains($0) }))
-            guard matches, let pid = ownerPID(name), lockHeld || !isProcessAlive(pid) else { continue }
-            if (try? fm.removeItem(at: folder.appendingPathComponent(name))) != nil { removed.append(name) }
-        }
-        return removed
-    }
-
     /// Puts the folder `staging` in the place of `target` (which may not exist): the old folder is renamed aside, the
     /// new one renamed in, and only then the old one removed.
     public static func replaceFolder(_ target: URL, with staging: URL) throws {

@@ -1,3 +1,4 @@
+import AlignerData
 import Foundation
 
 /// The identity warm-up ablation: one two-stage run per warm-up proportion p, from the same initial weights, seed,
@@ -23,7 +24,7 @@ public final class Sweep {
         // One sweep process per folder (each arm's run folder has its own lock too).
         let lock = try RunLock(folder: directory)
         defer { withExtendedLifetime(lock) {} }
-        StoreFiles.removeStaleTemporaries(in: directory, lockHeld: true)
+        TemporaryFiles.removeStale(in: directory, lockHeld: true)
         try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
         var results: [RunResult] = []
         var sharedTokenizer = recipe.tokenizer.path

@@ -71,12 +71,17 @@ enum ExitStatus: Int32 {
 
     /// The status for one of AlignerKit's errors; nil for the argument parser's own (it prints usage itself).
     init?(for error: Error) {
-        func missing(_ message: String) -> Bool { message.hasPrefix("no such file") || message.hasPrefix("no such folder") }
+        func missing(_ message: String) -> Bool { message.hasPrefix("no such file") }
         switch error {
         case is RecipeError, is ModelInputError, is SettingError: self = .usage
         case let e as DataError: self = missing(e.message) ? .noInput : .dataError
         case let e as StoreError:
-            self = missing(e.message) ? .noInput : e.message.contains("in use by another") ? .tempFail : e.isBadContent ? .dataError : .ioError
+            switch e.kind {
+            case .io: self = .ioError
+            case .badContent: self = .dataError
+            case .missing: self = .noInput
+            case .inUse: self = .tempFail
+            }
         case is ConfigError, is WeightError, is SafetensorsError, is TokenizerError, is OptimizerStateError: self = .dataError
         case is MemoryError: self = .unavailable
         case let stop as TrainingStop:
@@ -109,7 +114,7 @@ struct ComputeOptions: ParsableArguments {
 
 /// Text from bytes that must be UTF-8; `what` names the source in the error.
 func decodeUTF8(_ data: Data, what: String) throws -> String {
-    guard let s = String(validatingUTF8Data: data) else {
+    guard let s = String(validating: data, as: UTF8.self) else {
         let valid = String(decoding: data, as: UTF8.self)
         let offset = zip(valid.utf8, data).prefix { $0 == $1 }.count
         throw ValidationError("\(what) is not valid UTF-8 (first bad byte at offset \(offset))")
@@ -125,21 +130,4 @@ func readUTF8File(_ path: String, what: String) throws -> String {
         throw ValidationError("\(what) \(path): cannot read: \(error.localizedDescription)")
     }
     return try decodeUTF8(data, what: "\(what) \(path)")
-}
-
-extension String {
-    /// nil unless `data` is valid UTF-8.
-    init?(validatingUTF8Data data: Data) {
-        var bytes = data.makeIterator()
-        var decoder = UTF8()
-        var scalars = String.UnicodeScalarView()
-        loop: while true {
-            switch decoder.decode(&bytes) {
-            case .scalarValue(let s): scalars.append(s)
-            case .emptyInput: break loop
-            case .error: return nil
-            }
-        }
-        self = String(scalars)
-    }
 }

@@ -76,9 +76,9 @@ final class RunFolderTests: XCTestCase {
         for name in [".tmp-ckpt-s1-0000002-999999", ".train.jsonl.tmp-999999", ".out.export-999999", ".tmp-ckpt-s1-0000003-\(getpid())", "keep.json"] {
             try fm.createDirectory(at: dir.appendingPathComponent(name), withIntermediateDirectories: true)
         }
-        let removed = StoreFiles.removeStaleTemporaries(in: dir).sorted()
+        let removed = TemporaryFiles.removeStale(in: dir).sorted()
         XCTAssertEqual(removed, [".out.export-999999", ".tmp-ckpt-s1-0000002-999999", ".train.jsonl.tmp-999999"])
-        XCTAssertEqual(StoreFiles.removeStaleTemporaries(in: dir, lockHeld: true), [".tmp-ckpt-s1-0000003-\(getpid())"])
+        XCTAssertEqual(TemporaryFiles.removeStale(in: dir, lockHeld: true), [".tmp-ckpt-s1-0000003-\(getpid())"])
         XCTAssertEqual(try fm.contentsOfDirectory(atPath: dir.path), ["keep.json"])
     }
 
