@@ -240,14 +240,17 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     /// Reads and validates a `config.json`.
     public static func load(from url: URL) throws -> LlamaConfig {
         let data: Data
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw ConfigError(field: "config.json", message: "\(url.path) does not exist (not a model folder?)")
+        }
         do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError(field: "-", message: "cannot read \(url.path): \(error.localizedDescription)")
+            throw ConfigError(field: "config.json", message: "cannot read \(url.path): \(error.localizedDescription)")
         }
         let config: LlamaConfig
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch let e as ConfigError {
             throw ConfigError(field: e.field, message: "\(e.message) (in \(url.path))")
         } catch {
-            throw ConfigError(field: "-", message: "\(url.path) is not valid JSON: \(error.localizedDescription)")
+            throw ConfigError(field: "config.json", message: "\(url.path) is not valid JSON: \(error.localizedDescription)")
         }
         do { try config.validate() } catch let e as ConfigError {
             throw ConfigError(field: e.field, message: "\(e.message) (in \(url.path))")

@@ -4,6 +4,10 @@ extension Tokenizer {
     /// Loads a Hugging Face `tokenizer.json` (BPE models: GPT-2 byte-level and SentencePiece-style with byte fallback).
     public static func load(from url: URL) throws -> Tokenizer {
         let data: Data
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
+            throw TokenizerError.file(url.path, "is a folder, not a tokenizer.json file")
+        }
         do { data = try Data(contentsOf: url) } catch {
             throw TokenizerError.file(url.path, "cannot read: \(error.localizedDescription)")
         }

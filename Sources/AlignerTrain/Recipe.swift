@@ -126,6 +126,10 @@ extension Recipe {
     /// Reads a TOML or JSON recipe file, applies `overrides` ("section.key=value"), and validates.
     public static func load(path: String, overrides: [String] = []) throws -> Recipe {
         let text: String
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw RecipeError(key: "", message: "\(path) is a folder, not a recipe file")
+        }
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw RecipeError(key: "", message: "cannot read \(path): \(error.localizedDescription)")
         }

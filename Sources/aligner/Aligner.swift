@@ -124,7 +124,9 @@ func decodeUTF8(_ data: Data, what: String) throws -> String {
 
 /// A whole file that must be UTF-8 text.
 func readUTF8File(_ path: String, what: String) throws -> String {
-    guard FileManager.default.fileExists(atPath: path) else { throw DataError(file: path, message: "no such file (\(what))") }
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file (\(what))") }
+    guard !isDir.boolValue else { throw ValidationError("\(what) \(path) is a folder, not a file") }
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
         throw ValidationError("\(what) \(path): cannot read: \(error.localizedDescription)")
