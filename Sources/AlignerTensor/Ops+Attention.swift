@@ -43,9 +43,13 @@ enum AttentionKernel {
         let batch, heads, kvHeads, tq, tk, dim: Int
         let causal: Bool
         let scale: Float
+        /// Sliding window (causal only): query at position p sees keys p − window + 1 … p. 0 = no window.
+        var window = 0
         var rep: Int { heads / kvHeads }
-        /// Number of keys query i can see before padding.
+        /// Number of keys query i can see before padding (keys 0..<visible).
         @inline(__always) func visible(_ i: Int) -> Int { causal ? min(tk, i + (tk - tq) + 1) : tk }
+        /// First key query i can see (0 without a sliding window).
+        @inline(__always) func first(_ i: Int) -> Int { window > 0 ? max(0, i + (tk - tq) - window + 1) : 0 }
     }
 
     /// Forward for one (batch, kv head) group: writes probabilities into `probs` (per query head Tq·Tk, indexed by
@@ -64,9 +68,10 @@ enum AttentionKernel {
                        lda: q.rowStride, b: kg, ldb: k.rowStride, beta: 0, c: ph, ldc: s.tk)
             for i in 0..<s.tq {
                 let row = ph + i * s.tk
-                let n = s.visible(i)
-                if let mask { for j in 0..<n where !mask[bi * s.tk + j] { row[j] = -.infinity } }
-                _ = SoftmaxKernels.softmaxRow(row, row, n)
+                let n = s.visible(i), f = s.first(i)
+                if let mask { for j in f..<n where !mask[bi * s.tk + j] { row[j] = -.infinity } }
+                _ = SoftmaxKernels.softmaxRow(row + f, row + f, n - f)
+                if f > 0 { row.update(repeating: 0, count: f) }
                 if n < s.tk { (row + n).update(repeating: 0, count: s.tk - n) }
             }
             // O = P V  (Tq, D)
@@ -96,9 +101,10 @@ enum AttentionKernel {
                        ldb: v.rowStride, beta: 0, c: ds, ldc: s.tk)
             for i in 0..<s.tq {
                 let p = ph + i * s.tk, d = ds + i * s.tk
-                let n = s.visible(i)
-                let dot = RowMath.dot(p, d, n)
-                for j in 0..<n { d[j] = p[j] * (d[j] - dot) }
+                let n = s.visible(i), f = s.first(i)
+                let dot = RowMath.dot(p + f, d + f, n - f)
+                for j in f..<n { d[j] = p[j] * (d[j] - dot) }
+                if f > 0 { d.update(repeating: 0, count: f) }
                 if n < s.tk { (d + n).update(repeating: 0, count: s.tk - n) }
             }
             // dQ += α dS K;  dK += α dSᵀ Q
@@ -140,10 +146,12 @@ extension Tensor {
     /// - `keyPadding`: B·Tk flags, true for real tokens; padded keys get no attention. A query with no visible key
     ///   outputs zeros.
     /// - `scale`: defaults to 1/√D.
+    /// - `window`: a sliding window (with `causal`): the query at position p sees keys p − window + 1 … p, as
+    ///   transformers' sliding-window mask (Mistral, Qwen2). nil: all earlier keys.
     /// Returns the layout of q. The forward keeps the probabilities (B, H, Tq, Tk) for the backward.
     public static func attention(
         q: Tensor, k: Tensor, v: Tensor, causal: Bool = true, keyPadding: [Bool]? = nil, scale: Float? = nil,
-        layout: HeadLayout = .bhtd
+        window: Int? = nil, layout: HeadLayout = .bhtd
     ) -> Tensor {
         precondition(q.rank == 4 && k.rank == 4 && v.rank == 4, "attention expects rank-4 q, k, v")
         let (b, d) = (q.shape[0], q.shape[3])
@@ -154,9 +162,10 @@ extension Tensor {
         precondition(kv > 0 && h % kv == 0, "attention: \(kv) key/value heads do not divide \(h) query heads")
         precondition(tq <= tk, "attention: more queries (\(tq)) than keys (\(tk))")
         if let keyPadding { precondition(keyPadding.count == b * tk, "attention: key padding needs B·Tk = \(b * tk) flags") }
+        if let window { precondition(causal && window >= 1, "attention: a sliding window (\(window)) needs causal attention and ≥ 1 key") }
         let shape = AttentionKernel.Shape(
             batch: b, heads: h, kvHeads: kv, tq: tq, tk: tk, dim: d, causal: causal,
-            scale: scale ?? 1 / Float(d).squareRoot())
+            scale: scale ?? 1 / Float(d).squareRoot(), window: window ?? 0)
         let out = Tensor(uninitialized: q.shape)
         let qv = HeadsView(q.data, layout: layout, heads: h, time: tq, dim: d)
         let kvw = HeadsView(k.data, layout: layout, heads: kv, time: tk, dim: d)
@@ -194,17 +203,20 @@ extension Tensor {
     /// - q: (B, Tq, H, D), the newest Tq positions of each sequence.
     /// - kCache, vCache: (B, capacity, KV, D); the first `length` positions (which include the Tq new ones) are used.
     /// - keyPadding: B·length flags (true = real token), or nil.
+    /// - window: a sliding window over cache positions, as in `attention`.
     /// Returns (B, Tq, H, D).
     public static func cachedAttention(
-        q: Tensor, kCache: Tensor, vCache: Tensor, length: Int, keyPadding: [Bool]? = nil, scale: Float? = nil
+        q: Tensor, kCache: Tensor, vCache: Tensor, length: Int, keyPadding: [Bool]? = nil, scale: Float? = nil,
+        window: Int? = nil
     ) -> Tensor {
         let (b, tq, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
         let (capacity, kv) = (kCache.shape[1], kCache.shape[2])
         precondition(kCache.shape == [b, capacity, kv, d] && vCache.shape == kCache.shape, "cachedAttention: cache shape")
         precondition(length <= capacity && tq <= length, "cachedAttention: length \(length), capacity \(capacity), Tq \(tq)")
         if let keyPadding { precondition(keyPadding.count == b * length, "cachedAttention: padding needs B·length flags") }
+        if let window { precondition(window >= 1, "cachedAttention: window \(window) < 1") }
         let shape = AttentionKernel.Shape(batch: b, heads: h, kvHeads: kv, tq: tq, tk: length, dim: d, causal: true,
-                                          scale: scale ?? 1 / Float(d).squareRoot())
+                                          scale: scale ?? 1 / Float(d).squareRoot(), window: window ?? 0)
         let out = Tensor(uninitialized: q.shape)
         let qv = HeadsView(q.data, layout: .bthd, heads: h, time: tq, dim: d)
         let cacheStride = (capacity * kv * d, d, kv * d)

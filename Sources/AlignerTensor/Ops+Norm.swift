@@ -12,9 +12,10 @@ func columnSums(rows: Int, width: Int, into dst: UnsafeMutablePointer<Float>, _ 
 }
 
 extension Tensor {
-    /// RMSNorm over the last axis: `x / sqrt(mean(x²) + eps) * weight`, as Llama's. Fused; the forward saves the
-    /// reciprocal RMS of each row for the backward.
-    public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> Tensor {
+    /// RMSNorm over the last axis: `x / sqrt(mean(x²) + eps) * (weight + weightOffset)`, as Llama's (offset 0) and
+    /// Gemma's (offset 1: weights are stored as a difference from 1). Fused; the forward saves the reciprocal RMS of
+    /// each row for the backward.
+    public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float, weightOffset: Float = 0) -> Tensor {
         let c = x.shape.last ?? 1
         precondition(weight.shape == [c], "rmsNorm: weight \(weight.shape) does not match last axis \(c)")
         let rows = x.count / max(c, 1)
@@ -27,7 +28,7 @@ extension Tensor {
                 let ss = RowMath.dot(xi, xi, c)
                 let inv = 1 / (ss / Float(c) + eps).squareRoot()
                 rp[i] = inv
-                for j in 0..<c { yi[j] = xi[j] * inv * wp[j] }
+                for j in 0..<c { yi[j] = xi[j] * inv * (wp[j] + weightOffset) }
             }
         }
         return out.record("rms_norm", [x, weight]) { out in
@@ -39,9 +40,9 @@ extension Tensor {
                         let xi = xp + i * c, gi = g + i * c, di = d + i * c
                         let inv = rp[i]
                         var dot: Float = 0  // Σ (g w) · x̂
-                        for j in 0..<c { dot += gi[j] * wp[j] * xi[j] }
+                        for j in 0..<c { dot += gi[j] * (wp[j] + weightOffset) * xi[j] }
                         let k = dot * inv * inv / Float(c)
-                        for j in 0..<c { di[j] += inv * (gi[j] * wp[j] - xi[j] * k) }
+                        for j in 0..<c { di[j] += inv * (gi[j] * (wp[j] + weightOffset) - xi[j] * k) }
                     }
                 }
             }

@@ -8,7 +8,7 @@ final class AttentionTests: XCTestCase {
 
     /// Double reference: per (batch, head), softmax(scale · q kᵀ + mask) v, with head h reading kv head h / (H/KV).
     private func reference(
-        b: Int, h: Int, kv: Int, t: Int, d: Int, causal: Bool, padding: [Bool]?, scale: Double
+        b: Int, h: Int, kv: Int, t: Int, d: Int, causal: Bool, padding: [Bool]?, scale: Double, window: Int? = nil
     ) -> ([[Double]]) -> [Double] {
         { x in
             let (q, k, v) = (x[0], x[1], x[2])
@@ -20,6 +20,7 @@ final class AttentionTests: XCTestCase {
                         var s = [Double](repeating: -.infinity, count: t)
                         for j in 0..<t {
                             if causal && j > i { continue }
+                            if let window, i - j >= window { continue }
                             if let padding, !padding[bi * t + j] { continue }
                             var dot = 0.0
                             for e in 0..<d { dot += q[((bi * h + hi) * t + i) * d + e] * k[((bi * kv + kh) * t + j) * d + e] }
@@ -62,6 +63,27 @@ final class AttentionTests: XCTestCase {
                     reference: reference(b: b, h: h, kv: kv, t: t, d: d, causal: true, padding: padding, scale: 0.7))
         let out = Tensor.attention(q: q, k: k, v: v, causal: true, keyPadding: padding)
         XCTAssertEqual(Array(out.scalars[(4 * d * 2)..<(4 * d * 2 + d)]), [0, 0])
+    }
+
+    /// Mistral's sliding window: query i sees keys i − W + 1 … i (here W = 2 of 5 positions), with padding.
+    func testSlidingWindow() {
+        let (b, h, kv, t, d) = (2, 2, 1, 5, 3)
+        let q = randomTensor([b, h, t, d], seed: 190), k = randomTensor([b, kv, t, d], seed: 191)
+        let v = randomTensor([b, kv, t, d], seed: 192)
+        let padding = [true, true, true, true, true, false, true, true, true, true]
+        check.check("attention sliding window", inputs: [q, k, v],
+                    op: { Tensor.attention(q: $0[0], k: $0[1], v: $0[2], causal: true, keyPadding: padding, window: 2) },
+                    reference: reference(b: b, h: h, kv: kv, t: t, d: d, causal: true, padding: padding,
+                                         scale: 1 / Double(d).squareRoot(), window: 2))
+        // A window as long as the sequence changes nothing.
+        let full = Tensor.attention(q: q, k: k, v: v, causal: true)
+        XCTAssertEqual(Tensor.attention(q: q, k: k, v: v, causal: true, window: t).scalars, full.scalars)
+        // The cached path applies the same window: the last query against a cache of all positions.
+        let qLast = q.permute([0, 2, 1, 3]).slice(axis: 1, (t - 1)..<t)  // (B, 1, H, D)
+        let kc = k.permute([0, 2, 1, 3]), vc = v.permute([0, 2, 1, 3])  // (B, T, KV, D)
+        let cached = Tensor.cachedAttention(q: qLast, kCache: kc, vCache: vc, length: t, window: 2)
+        let windowed = Tensor.attention(q: q, k: k, v: v, causal: true, window: 2).permute([0, 2, 1, 3]).slice(axis: 1, (t - 1)..<t)
+        for (x, y) in zip(cached.scalars, windowed.scalars) { XCTAssertEqual(x, y, accuracy: 1e-6) }
     }
 
     func testNonCausal() {

@@ -22,6 +22,22 @@ final class NormTests: XCTestCase {
         }
     }
 
+    /// Gemma's RMSNorm: weights stored as a difference from 1, `x̂ · (1 + w)`.
+    func testRMSNormWithWeightOffset() {
+        let c = 5
+        let x = randomTensor([3, c], seed: 170)
+        let w = randomTensor([c], seed: 171, scale: 0.3)
+        check.check("rms norm offset", inputs: [x, w], op: { Tensor.rmsNorm($0[0], weight: $0[1], eps: 1e-6, weightOffset: 1) }) { v in
+            var out = v[0]
+            for r in 0..<(v[0].count / c) {
+                let row = v[0][(r * c)..<(r * c + c)]
+                let inv = 1 / (row.reduce(0) { $0 + $1 * $1 } / Double(c) + 1e-6).squareRoot()
+                for j in 0..<c { out[r * c + j] = v[0][r * c + j] * inv * (1 + v[1][j]) }
+            }
+            return out
+        }
+    }
+
     func testLayerNormWithAndWithoutAffine() {
         let c = 5
         let x = randomTensor([4, c], seed: 72, scale: 3)

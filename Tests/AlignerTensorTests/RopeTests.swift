@@ -47,6 +47,34 @@ final class RopeTests: XCTestCase {
                     reference: reference(b: b, h: h, t: t, d: d, positions: pos, theta: 500))
     }
 
+    /// Phi-3's partial rotary embedding (first R = 4 of D = 6 features rotated, given frequencies, times an
+    /// attention scaling as YaRN's): rotation within the first R features, the rest passed through.
+    func testPartialRotaryWithScaledTable() {
+        let (b, h, t, d) = (1, 2, 3, 6)
+        let inv: [Float] = [0.9, 0.05]
+        let scaling: Float = 1.2
+        let table = RopeTable(headDim: d, inverseFrequencies: inv, positions: 8, attentionScaling: scaling)
+        XCTAssertEqual(table.rotaryDim, 4)
+        let x = randomTensor([b, t, h, d], seed: 84)
+        let pos = [2, 5, 7]
+        check.check("rope partial", inputs: [x], op: { $0[0].rope(positions: pos, table: table, layout: .bthd) }) { v in
+            var out = v[0]
+            for ti in 0..<t {
+                for hi in 0..<h {
+                    let base = (ti * h + hi) * d
+                    for i in 0..<2 {
+                        let f = Double(Float(pos[ti]) * inv[i])
+                        let (c, s) = (Double(Float(Foundation.cos(f)) * scaling), Double(Float(Foundation.sin(f)) * scaling))
+                        let x1 = v[0][base + i], x2 = v[0][base + i + 2]
+                        out[base + i] = x1 * c - x2 * s
+                        out[base + i + 2] = x2 * c + x1 * s
+                    }
+                }
+            }
+            return out
+        }
+    }
+
     func testPositionZeroIsIdentity() {
         let x = randomTensor([1, 1, 1, 6], seed: 82, grad: false)
         let y = x.rope(positions: [0], table: RopeTable(headDim: 6, theta: 10_000, positions: 1))
