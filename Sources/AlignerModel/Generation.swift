@@ -151,20 +151,19 @@ extension LlamaModel {
     /// Runs `newTokens` positions per row through the model against the cache (appending their keys and values) and
     /// returns the logits of the last new position (B, vocab). `mask` covers all cached positions plus the new ones.
     func forwardCached(ids: [Int], batch b: Int, newTokens tn: Int, positions: [Int], cache: KVCache, mask: [Bool]) -> Tensor {
-        let eps = Float(config.rmsNormEps)
         let length = cache.length + tn
         let keyMask: [Bool]? = mask.allSatisfy { $0 } ? nil : mask
-        var x = Tensor.embedding(embed, ids: ids, shape: [b, tn])
+        var x = embedTokens(ids, batch: b, time: tn)
         for (l, w) in blocks.enumerated() {
             x = blockForward(w, x, batch: b, time: tn, positions: positions) { q, k, v in
                 cache.store(layer: l, k: k, v: v)
-                return Tensor.cachedAttention(q: q, kCache: cache.keys[l], vCache: cache.values[l], length: length, keyPadding: keyMask)
+                return Tensor.cachedAttention(q: q, kCache: cache.keys[l], vCache: cache.values[l], length: length,
+                                              keyPadding: keyMask, window: w.window)
             }
         }
         cache.length = length
         let last = tn == 1 ? x : x.slice(axis: 1, (tn - 1)..<tn)
-        let normed = Tensor.rmsNorm(last, weight: finalNorm, eps: eps)
-        return normed.matmul(head, transposeOther: true).reshape([b, config.vocabSize])
+        return finalNormed(last).matmul(head, transposeOther: true).reshape([b, config.vocabSize])
     }
 }
 

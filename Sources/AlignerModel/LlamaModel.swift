@@ -24,9 +24,11 @@ public struct ModelInputError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(field): \(message)" }
 }
 
-/// A Llama-family decoder (Hugging Face `LlamaForCausalLM`): token embedding; N blocks of (RMSNorm, self-attention
-/// with RoPE and grouped key/value heads, residual, RMSNorm, SwiGLU MLP, residual); final RMSNorm; LM head (tied to
-/// the embedding or not). No biases. Parameters carry Hugging Face's names; linear weights are (out, in).
+/// A Llama-family decoder (Hugging Face `LlamaForCausalLM` and the families of `ModelFamily`): token embedding; N
+/// blocks of (RMSNorm, self-attention with RoPE and grouped key/value heads, residual, RMSNorm, gated MLP, residual);
+/// final RMSNorm; LM head (tied to the embedding or not). The configuration's switches add biases, per-head q/k norms,
+/// Gemma's norm offset and embedding scale, fused projections, GeGLU and sliding windows. Parameters carry Hugging
+/// Face's names, in its order; linear weights are (out, in).
 public final class LlamaModel {
     public let config: LlamaConfig
     /// Every parameter by its Hugging Face name.
@@ -35,9 +37,22 @@ public final class LlamaModel {
     public let parameterNames: [String]
     let rope: RopeTable
 
-    /// One block's parameters.
+    /// One block's parameters. Either q, k, v or (Phi-3) the fused qkv; either gate, up or the fused gateUp.
     struct Block {
-        let inputNorm, q, k, v, o, postNorm, gate, up, down: Tensor
+        let inputNorm, postNorm: Tensor  // (C)
+        let q, k, v: Tensor?  // (H·D, C), (KV·D, C), (KV·D, C)
+        let qkv: Tensor?  // (H·D + 2·KV·D, C)
+        let qBias, kBias, vBias: Tensor?  // (H·D), (KV·D), (KV·D)
+        let o: Tensor  // (C, H·D)
+        let oBias: Tensor?  // (C)
+        let qNorm, kNorm: Tensor?  // (D)
+        let gate, up: Tensor?  // (F, C)
+        let gateUp: Tensor?  // (2F, C)
+        let gateBias, upBias: Tensor?  // (F)
+        let down: Tensor  // (C, F)
+        let downBias: Tensor?  // (C)
+        /// Sliding window of this layer's attention (nil: full causal).
+        let window: Int?
     }
     let embed: Tensor
     let blocks: [Block]
@@ -45,7 +60,7 @@ public final class LlamaModel {
     let head: Tensor  // the embedding when tied
 
     /// A model with weights drawn deterministically from `seed`, as Hugging Face initialises Llama: every matrix
-    /// normal(0, initializer_range), norms at 1, drawn in `parameterNames` order from one generator.
+    /// normal(0, initializer_range), biases at 0, norms at 1, drawn in `parameterNames` order from one generator.
     public convenience init(config: LlamaConfig, seed: UInt64) throws {
         try config.validate()
         try MemoryBudget.check(bytes: config.memoryEstimate(training: false), for: "the model's \(config.parameterCount) parameters")
@@ -66,24 +81,49 @@ public final class LlamaModel {
         self.config = config
         let c = config.hiddenSize, qDim = config.numAttentionHeads * config.headDim
         let kvDim = config.numKeyValueHeads * config.headDim, f = config.intermediateSize
+        let offset = config.normWeightOffset != 0
         let model = builder.scope("model")
         embed = try model.embedding("embed_tokens", count: config.vocabSize, width: c)  // (V, C)
         let layers = model.scope("layers")
         blocks = try (0..<config.numHiddenLayers).map { i in
             let layer = layers.scope("\(i)")
             let attention = layer.scope("self_attn"), mlp = layer.scope("mlp")
-            let q = try attention.linear("q_proj", out: qDim, in: c), k = try attention.linear("k_proj", out: kvDim, in: c)
-            let v = try attention.linear("v_proj", out: kvDim, in: c), o = try attention.linear("o_proj", out: c, in: qDim)
-            let gate = try mlp.linear("gate_proj", out: f, in: c), up = try mlp.linear("up_proj", out: f, in: c)
-            let down = try mlp.linear("down_proj", out: c, in: f)
-            return Block(inputNorm: try layer.norm("input_layernorm", size: c), q: q, k: k, v: v, o: o,
-                         postNorm: try layer.norm("post_attention_layernorm", size: c), gate: gate, up: up, down: down)
+            var q, k, v: (weight: Tensor, bias: Tensor?)?
+            let o: (weight: Tensor, bias: Tensor?)
+            var qkv: Tensor?
+            if config.fusedProjections {
+                // Phi-3 registers o_proj before qkv_proj.
+                o = try attention.linear("o_proj", out: c, in: qDim, bias: false)
+                qkv = try attention.linear("qkv_proj", out: qDim + 2 * kvDim, in: c)
+            } else {
+                q = try attention.linear("q_proj", out: qDim, in: c, bias: config.qkvBias)
+                k = try attention.linear("k_proj", out: kvDim, in: c, bias: config.qkvBias)
+                v = try attention.linear("v_proj", out: kvDim, in: c, bias: config.qkvBias)
+                o = try attention.linear("o_proj", out: c, in: qDim, bias: config.outputBias)
+            }
+            let qNorm = config.qkNorm ? try attention.norm("q_norm", size: config.headDim) : nil
+            let kNorm = config.qkNorm ? try attention.norm("k_norm", size: config.headDim) : nil
+            var gate, up: (weight: Tensor, bias: Tensor?)?
+            var gateUp: Tensor?
+            if config.fusedProjections {
+                gateUp = try mlp.linear("gate_up_proj", out: 2 * f, in: c)
+            } else {
+                gate = try mlp.linear("gate_proj", out: f, in: c, bias: config.mlpBias)
+                up = try mlp.linear("up_proj", out: f, in: c, bias: config.mlpBias)
+            }
+            let down = try mlp.linear("down_proj", out: c, in: f, bias: config.mlpBias)
+            return Block(inputNorm: try layer.norm("input_layernorm", size: c, offset: offset),
+                         postNorm: try layer.norm("post_attention_layernorm", size: c, offset: offset),
+                         q: q?.weight, k: k?.weight, v: v?.weight, qkv: qkv,
+                         qBias: q?.bias, kBias: k?.bias, vBias: v?.bias, o: o.weight, oBias: o.bias, qNorm: qNorm, kNorm: kNorm,
+                         gate: gate?.weight, up: up?.weight, gateUp: gateUp, gateBias: gate?.bias, upBias: up?.bias,
+                         down: down.weight, downBias: down.bias, window: config.slidingWindow(layer: i))
         }
-        finalNorm = try model.norm("norm", size: c)
+        finalNorm = try model.norm("norm", size: c, offset: offset)
         head = config.tieWordEmbeddings ? embed : try builder.root.linear("lm_head", out: config.vocabSize, in: c)  // (V, C)
         parameters = builder.tensors
         parameterNames = builder.names
-        rope = RopeTable(headDim: config.headDim, theta: Float(config.ropeTheta), positions: config.maxPositionEmbeddings)
+        rope = config.ropeTable()
     }
 
     /// Parameters in `parameterNames` order.
@@ -129,16 +169,32 @@ public final class LlamaModel {
         let pos = positions ?? Array(0..<time)
         let mask = attentionMask.flatMap { $0.allSatisfy { $0 } ? nil : $0 }
         // As Hugging Face's nn.Embedding(padding_idx=pad_token_id): the pad row receives no gradient.
-        var x = Tensor.embedding(embed, ids: ids, shape: [batch, time], paddingIndex: config.padTokenId)  // (B, T, C)
+        var x = embedTokens(ids, batch: batch, time: time, paddingIndex: config.padTokenId)  // (B, T, C)
         for block in blocks { x = blockForward(block, x, batch: batch, time: time, positions: pos, mask: mask) }
-        x = Tensor.rmsNorm(x, weight: finalNorm, eps: Float(config.rmsNormEps))
-        return x.matmul(head, transposeOther: true)  // (B, T, V)
+        return finalNormed(x).matmul(head, transposeOther: true)  // (B, T, V)
+    }
+
+    /// The token embeddings (B, T, C), times √C for Gemma.
+    func embedTokens(_ ids: [Int], batch: Int, time: Int, paddingIndex: Int? = nil) -> Tensor {
+        let x = Tensor.embedding(embed, ids: ids, shape: [batch, time], paddingIndex: paddingIndex)
+        return config.embeddingScale.map { x * $0 } ?? x
+    }
+
+    /// The final norm of the hidden states.
+    func finalNormed(_ x: Tensor) -> Tensor {
+        Tensor.rmsNorm(x, weight: finalNorm, eps: Float(config.rmsNormEps), weightOffset: config.normWeightOffset)
     }
 
     func blockForward(_ w: Block, _ x: Tensor, batch b: Int, time t: Int, positions: [Int], mask: [Bool]?) -> Tensor {
         blockForward(w, x, batch: b, time: t, positions: positions) { q, k, v in
-            Tensor.attention(q: q, k: k, v: v, causal: true, keyPadding: mask, layout: .bthd)
+            Tensor.attention(q: q, k: k, v: v, causal: true, keyPadding: mask, window: w.window, layout: .bthd)
         }
+    }
+
+    /// x (…, in) times a linear layer's weight (out, in), plus its bias (out) when it has one.
+    @inline(__always) func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
+        let y = x.matmul(weight, transposeOther: true)
+        return bias.map { y + $0 } ?? y
     }
 
     /// One decoder block on x (B, T, C). `attend` gets q (B, T, H, D) and k, v (B, T, KV, D) after RoPE and returns
@@ -146,16 +202,44 @@ public final class LlamaModel {
     func blockForward(_ w: Block, _ x: Tensor, batch b: Int, time t: Int, positions: [Int],
                       attend: (Tensor, Tensor, Tensor) -> Tensor) -> Tensor {
         let h = config.numAttentionHeads, kv = config.numKeyValueHeads, d = config.headDim
-        let eps = Float(config.rmsNormEps)
-        let n1 = Tensor.rmsNorm(x, weight: w.inputNorm, eps: eps)
-        let q = n1.matmul(w.q, transposeOther: true).reshape([b, t, h, d]).rope(positions: positions, table: rope, layout: .bthd)
-        let k = n1.matmul(w.k, transposeOther: true).reshape([b, t, kv, d]).rope(positions: positions, table: rope, layout: .bthd)
-        let v = n1.matmul(w.v, transposeOther: true).reshape([b, t, kv, d])
-        let a = attend(q, k, v)  // (B, T, H, D)
-        let x1 = x + a.reshape([b, t, h * d]).matmul(w.o, transposeOther: true)
-        let n2 = Tensor.rmsNorm(x1, weight: w.postNorm, eps: eps)
-        let m = Tensor.swiglu(gate: n2.matmul(w.gate, transposeOther: true), up: n2.matmul(w.up, transposeOther: true))
-        return x1 + m.matmul(w.down, transposeOther: true)
+        let eps = Float(config.rmsNormEps), offset = config.normWeightOffset
+        let n1 = Tensor.rmsNorm(x, weight: w.inputNorm, eps: eps, weightOffset: offset)
+        var q, k, v: Tensor  // (B, T, H·D), (B, T, KV·D), (B, T, KV·D)
+        if let qkv = w.qkv {
+            let all = n1.matmul(qkv, transposeOther: true)  // (B, T, H·D + 2·KV·D)
+            q = all.slice(axis: 2, 0..<(h * d))
+            k = all.slice(axis: 2, (h * d)..<((h + kv) * d))
+            v = all.slice(axis: 2, ((h + kv) * d)..<((h + 2 * kv) * d))
+        } else {
+            q = linear(n1, w.q!, w.qBias)
+            k = linear(n1, w.k!, w.kBias)
+            v = linear(n1, w.v!, w.vBias)
+        }
+        q = q.reshape([b, t, h, d])
+        k = k.reshape([b, t, kv, d])
+        v = v.reshape([b, t, kv, d])
+        if let qn = w.qNorm, let kn = w.kNorm {
+            q = Tensor.rmsNorm(q, weight: qn, eps: eps)
+            k = Tensor.rmsNorm(k, weight: kn, eps: eps)
+        }
+        let a = attend(q.rope(positions: positions, table: rope, layout: .bthd), k.rope(positions: positions, table: rope, layout: .bthd), v)  // (B, T, H, D)
+        let x1 = x + linear(a.reshape([b, t, h * d]), w.o, w.oBias)
+        let n2 = Tensor.rmsNorm(x1, weight: w.postNorm, eps: eps, weightOffset: offset)
+        let gate, up: Tensor  // (B, T, F)
+        if let gateUp = w.gateUp {
+            let both = n2.matmul(gateUp, transposeOther: true)  // (B, T, 2F)
+            let f = config.intermediateSize
+            (gate, up) = (both.slice(axis: 2, 0..<f), both.slice(axis: 2, f..<(2 * f)))
+        } else {
+            (gate, up) = (linear(n2, w.gate!, w.gateBias), linear(n2, w.up!, w.upBias))
+        }
+        let m: Tensor  // (B, T, F)
+        switch config.hiddenAct {
+        case .silu: m = Tensor.swiglu(gate: gate, up: up)
+        case .geluTanh: m = gate.gelu(approximate: .tanh) * up
+        case .gelu: m = gate.gelu() * up
+        }
+        return x1 + linear(m, w.down, w.downBias)
     }
 
     /// The causal-LM loss as Hugging Face computes it: the logits at position t are scored against label t+1, labels
@@ -188,7 +272,7 @@ public final class LlamaModel {
     /// attention score/value products over the full T×T square), as commonly counted; training is about 3×.
     public func forwardFlopsPerToken(time: Int) -> Double {
         let c = Double(config.hiddenSize), kvDim = Double(config.numKeyValueHeads * config.headDim)
-        let qDim = Double(config.numAttentionHeads * config.headDim)
+        let qDim = Double(config.numAttentionHeads * config.headDim)  // (biases and norms are not counted)
         let f = Double(config.intermediateSize), v = Double(config.vocabSize), l = Double(config.numHiddenLayers)
         let perLayer = 2 * (c * qDim * 2 + 2 * c * kvDim + 3 * c * f) + 2 * 2 * Double(time) * qDim
         return l * perLayer + 2 * c * v

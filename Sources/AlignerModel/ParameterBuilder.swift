@@ -7,7 +7,8 @@ import Foundation
 ///
 /// The tensors come from one of two sources: weights by name (each checked for presence, shape and finite values;
 /// `finish()` then refuses names nobody declared), or a seeded initialisation (matrices normal(0, std) drawn in
-/// declaration order from one generator, norm weights at 1, as Hugging Face initialises Llama).
+/// declaration order from one generator, biases at 0, norm weights at 1 (at 0 for Gemma's offset norms), as Hugging
+/// Face initialises these models).
 public final class ParameterBuilder {
     enum Source {
         case weights([String: Tensor])
@@ -31,8 +32,11 @@ public final class ParameterBuilder {
     /// The root scope.
     public var root: ParameterScope { ParameterScope(builder: self, prefix: "") }
 
-    /// Declares `name` with `shape`; `ones` initialises it to 1 (norm weights) instead of drawing it.
-    func declare(_ name: String, shape: [Int], ones: Bool) throws -> Tensor {
+    /// How a seeded parameter starts.
+    enum Initial { case normal, ones, zeros }
+
+    /// Declares `name` with `shape`; seeded parameters start as `initial` says.
+    func declare(_ name: String, shape: [Int], initial: Initial) throws -> Tensor {
         let t: Tensor
         switch source {
         case .weights(let weights):
@@ -42,7 +46,11 @@ public final class ParameterBuilder {
             guard bad == 0 else { throw WeightError(name: name, message: "\(bad) of its \(w.count) values are NaN or infinite") }
             t = w.isLeaf && !w.requiresGrad ? w : w.detached()
         case .random(var rng, let std):
-            t = ones ? Tensor.ones(shape) : Tensor.randomNormal(shape, std: std, generator: &rng)
+            switch initial {
+            case .normal: t = Tensor.randomNormal(shape, std: std, generator: &rng)
+            case .ones: t = Tensor.ones(shape)
+            case .zeros: t = Tensor.zeros(shape)
+            }
             source = .random(rng, std: std)
         }
         guard tensors[name] == nil else { throw WeightError(name: name, message: "declared twice") }
@@ -74,16 +82,22 @@ public struct ParameterScope {
 
     /// `name.weight` of a linear layer without bias: (out, in), as PyTorch stores it.
     public func linear(_ name: String, out: Int, in inputs: Int) throws -> Tensor {
-        try builder.declare(qualified(name) + ".weight", shape: [out, inputs], ones: false)
+        try builder.declare(qualified(name) + ".weight", shape: [out, inputs], initial: .normal)
+    }
+
+    /// `name.weight` (out, in) and, when `bias`, `name.bias` (out) of a linear layer, in PyTorch's order.
+    public func linear(_ name: String, out: Int, in inputs: Int, bias: Bool) throws -> (weight: Tensor, bias: Tensor?) {
+        let w = try linear(name, out: out, in: inputs)
+        return (w, bias ? try builder.declare(qualified(name) + ".bias", shape: [out], initial: .zeros) : nil)
     }
 
     /// `name.weight` of an embedding table: (count, width).
     public func embedding(_ name: String, count: Int, width: Int) throws -> Tensor {
-        try builder.declare(qualified(name) + ".weight", shape: [count, width], ones: false)
+        try builder.declare(qualified(name) + ".weight", shape: [count, width], initial: .normal)
     }
 
-    /// `name.weight` of a norm: (size), initialised to 1.
-    public func norm(_ name: String, size: Int) throws -> Tensor {
-        try builder.declare(qualified(name) + ".weight", shape: [size], ones: true)
+    /// `name.weight` of a norm: (size), initialised to 1, or to 0 when the norm adds 1 to its weights (`offset`).
+    public func norm(_ name: String, size: Int, offset: Bool = false) throws -> Tensor {
+        try builder.declare(qualified(name) + ".weight", shape: [size], initial: offset ? .zeros : .ones)
     }
 }

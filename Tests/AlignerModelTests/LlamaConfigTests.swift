@@ -66,12 +66,48 @@ final class LlamaConfigTests: XCTestCase {
             (#"{"hidden_size": 8}"#, "vocab_size"),
             (#"{"vocab_size": "x"}"#, "vocab_size"),
             (#"{"model_type": "gpt2", "vocab_size": 1}"#, "model_type"),
-            (#"{"hidden_act": "gelu"}"#, "hidden_act"),
-            (#"{"attention_bias": true}"#, "attention_bias"),
-            (#"{"rope_scaling": {"type": "linear", "factor": 2.0}}"#, "rope_scaling"),
+            (#"{"model_type": "gemma2", "vocab_size": 1}"#, "model_type"),
+            (#"{"architectures": ["FalconForCausalLM"]}"#, "architectures"),
+            (#"{"hidden_act": "relu"}"#, "hidden_act"),
+            (#"{"model_type": "mistral", "attention_bias": true}"#, "attention_bias"),
+            (#"{"model_type": "qwen2", "mlp_bias": true}"#, "mlp_bias"),
+            (#"{"attention_dropout": 0.1}"#, "attention_dropout"),
+            (#"{"model_type": "phi3", "resid_pdrop": 0.1}"#, "resid_pdrop"),
+            (#"{"model_type": "gemma", "use_bidirectional_attention": true}"#, "use_bidirectional_attention"),
+            (#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "rope_scaling": {"type": "longrope", "factor": 2.0}}"#, "rope_scaling"),
+            (#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "rope_scaling": {"type": "linear"}}"#, "rope_scaling"),
+            (#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "model_type": "phi3", "rope_parameters": {"rope_type": "longrope", "short_factor": [1.0]}}"#, "rope_parameters"),
             (#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "head_dim": "x"}"#, "head_dim"),
         ] {
             XCTAssertThrowsError(try decode(json), json) { e in XCTAssertEqual((e as? ConfigError)?.field, field, "\(e)") }
+        }
+    }
+
+    /// transformers 4.x files: `rope_scaling` with `type` (or `rope_type`) and `rope_theta` at the top level; it takes
+    /// precedence over `rope_parameters`, as transformers 5 reads it. Family defaults fill absent fields.
+    func testRopeScalingInTheFormerLayoutAndFamilyDefaults() throws {
+        let base = #""vocab_size": 10, "hidden_size": 16, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2"#
+        let old = try decode(#"{\#(base), "rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}"#)
+        XCTAssertEqual(old.ropeScaling, RopeScaling(kind: .llama3, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192))
+        XCTAssertEqual(old.ropeTheta, 500_000)
+        XCTAssertEqual(try decode(#"{\#(base), "rope_scaling": {"type": "linear", "factor": 2.0}}"#).ropeScaling?.kind, .linear)
+        XCTAssertThrowsError(try decode(#"{\#(base), "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}"#).validate()) { e in
+            XCTAssertEqual((e as? ConfigError)?.field, "rope_parameters", "\(e)")
+        }
+        let gemma = try decode(#"{\#(base), "model_type": "gemma", "hidden_act": "gelu"}"#)
+        XCTAssertEqual(gemma.hiddenAct, .geluTanh)  // Gemma's legacy "gelu" is the tanh form
+        XCTAssertEqual(gemma.headDim, 256)
+        XCTAssertTrue(gemma.tieWordEmbeddings)
+        XCTAssertEqual(try decode(#"{\#(base), "model_type": "qwen3"}"#).headDim, 128)
+        XCTAssertEqual(try decode(#"{\#(base), "model_type": "phi3"}"#).rmsNormEps, 1e-5)
+        let mistral = try decode(#"{\#(base), "model_type": "mistral"}"#)
+        XCTAssertEqual(mistral.slidingWindow(layer: 1), 4096)
+        XCTAssertNil(try decode(#"{\#(base), "model_type": "mistral", "sliding_window": null}"#).slidingWindow(layer: 1))
+        XCTAssertNil(try decode(#"{\#(base), "model_type": "qwen2", "sliding_window": 32}"#).slidingWindow(layer: 1))  // use_sliding_window false
+        XCTAssertEqual(try decode(#"{\#(base), "architectures": ["Qwen2ForCausalLM"]}"#).family, .qwen2)
+        // Partial rotary only for Phi-3.
+        XCTAssertThrowsError(try decode(#"{\#(base), "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}}"#).validate()) { e in
+            XCTAssertEqual((e as? ConfigError)?.field, "partial_rotary_factor", "\(e)")
         }
     }
 

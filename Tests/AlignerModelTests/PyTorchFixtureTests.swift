@@ -36,14 +36,6 @@ final class PyTorchFixtureTests: XCTestCase {
         }
     }
 
-    /// Largest |a − b| and the largest |b|.
-    func difference(_ a: Tensor, _ b: Tensor) -> (diff: Float, scale: Float) {
-        XCTAssertEqual(a.shape, b.shape)
-        var d: Float = 0, s: Float = 0
-        for (x, y) in zip(a.scalars, b.scalars) { d = max(d, abs(x - y)); s = max(s, abs(y)) }
-        return (d, s)
-    }
-
     func testLogitsLossAndEveryGradientMatchPyTorch() throws {
         let f = try Fixture()
         XCTAssertEqual(f.file.metadata["num_key_value_heads"], "2")
@@ -126,4 +118,12 @@ final class PyTorchFixtureTests: XCTestCase {
         XCTAssertEqual(back.headDim, 16)
         XCTAssertEqual(back, config)
     }
+}
+
+/// Largest |a − b| and the largest |b|, for comparisons with a reference (the shapes must agree).
+func difference(_ a: Tensor, _ b: Tensor, file: StaticString = #filePath, line: UInt = #line) -> (diff: Float, scale: Float) {
+    XCTAssertEqual(a.shape, b.shape, file: file, line: line)
+    var d: Float = 0, s: Float = 0
+    for (x, y) in zip(a.scalars, b.scalars) { d = max(d, abs(x - y)); s = max(s, abs(y)) }
+    return (d, s)
 }
