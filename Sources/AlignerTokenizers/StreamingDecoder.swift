@@ -34,4 +34,16 @@ public struct StreamingDecoder {
         text = continuation
         return new
     }
+
+    /// The text held back when generation ends (an incomplete character decodes to U+FFFD, as a full decode gives),
+    /// so that everything emitted equals the decoded prompt-plus-tokens minus the decoded prompt.
+    public mutating func finish() -> String {
+        let full = tokenizer.decode(prompt + produced, skipSpecialTokens: skipSpecialTokens)
+        guard full.hasPrefix(promptText) else { return "" }
+        let continuation = String(full.dropFirst(promptText.count))
+        guard continuation.hasPrefix(text) else { return "" }
+        let rest = String(continuation.dropFirst(text.count))
+        text = continuation
+        return rest
+    }
 }

@@ -132,7 +132,9 @@ struct GenerateCommand: ParsableCommand {
         }
         let d = clock.now - start
         let s = d.inSeconds
-        print("\n\n\(produced) tokens in \(String(format: "%.2f", s)) s: \(String(format: "%.1f", Double(produced) / max(s, 1e-9))) tokens/s")
+        print(stream.finish())
+        // The statistics go to standard error: standard output is the prompt and its continuation only.
+        FileHandle.standardError.write(Data("\n\(produced) tokens in \(String(format: "%.2f", s)) s: \(String(format: "%.1f", Double(produced) / max(s, 1e-9))) tokens/s\n".utf8))
     }
 }
 

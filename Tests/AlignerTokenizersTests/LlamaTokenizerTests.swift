@@ -77,4 +77,20 @@ final class StreamingDecoderTests: XCTestCase {
         XCTAssertFalse(pieces.contains { $0.contains("\u{FFFD}") }, "\(pieces)")
         XCTAssertTrue(pieces.contains(""), "some token completes no character: \(pieces)")
     }
+
+    /// When generation stops inside a character, `finish` gives what a full decode shows (U+FFFD), so that the
+    /// streamed text equals decode(all) minus decode(prompt).
+    func testFinishFlushesAnIncompleteCharacter() throws {
+        let tok = GPT2TokenizerTests.hf
+        let prompt = tok.encode("Hi")
+        let full = tok.encode("Hi ✓✓")
+        let cut = Array(full.dropLast())  // the last "✓" loses its final byte token
+        var stream = StreamingDecoder(tokenizer: tok, prompt: prompt)
+        var out = ""
+        for id in cut.dropFirst(prompt.count) { out += stream.push(id) }
+        out += stream.finish()
+        XCTAssertEqual(out, String(tok.decode(cut).dropFirst(tok.decode(prompt).count)))
+        XCTAssertTrue(out.hasSuffix("\u{FFFD}"), out)
+        XCTAssertEqual(stream.finish(), "")
+    }
 }

@@ -84,6 +84,53 @@ final class UseTests: XCTestCase {
         XCTAssertEqual(weights["lm_head.weight"]!.shape, [601, 32])
     }
 
+    /// A Hugging Face directory of `family` (hf-tiny's shape and tokenizer, seeded weights) for the family tests.
+    func familyDirectory(_ name: String, _ change: (inout LlamaConfig) -> Void) throws -> URL {
+        let tiny = Self.fixtures.appendingPathComponent("hf-tiny")
+        var config = try LlamaConfig.load(from: tiny.appendingPathComponent("config.json"))
+        change(&config)
+        let model = try LlamaModel(config: config, seed: 5)
+        let out = dir.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try config.jsonData().write(to: out.appendingPathComponent("config.json"))
+        try SafetensorsWriter.write(model.parameters, metadata: ["format": "pt"], to: out.appendingPathComponent("model.safetensors"))
+        for f in ["tokenizer.json", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(at: tiny.appendingPathComponent(f), to: out.appendingPathComponent(f))
+        }
+        return out
+    }
+
+    /// Every family trains from a Hugging Face directory (eval loss falls), resumes into the same configuration,
+    /// corrects with the key/value cache, and exports with its own config.json fields.
+    func testEveryFamilyTrainsCorrectsAndExports() throws {
+        let families: [(String, (inout LlamaConfig) -> Void)] = [
+            ("mistral", { $0.family = .mistral; $0.slidingWindow = 16 }),
+            ("qwen2", { $0.family = .qwen2; $0.tieWordEmbeddings = true }),
+            ("qwen3", { $0.family = .qwen3; $0.explicitHeadDim = 16 }),
+            ("gemma", { $0.family = .gemma; $0.hiddenAct = .geluTanh; $0.tieWordEmbeddings = true }),
+            ("phi3", { $0.family = .phi3; $0.partialRotaryFactor = 0.5 }),
+            ("llama3", { $0.ropeTheta = 500_000; $0.ropeScaling = RopeScaling(kind: .llama3, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64) }),
+        ]
+        for (name, change) in families {
+            let source = try familyDirectory(name + "-base", change)
+            let r = try tinyRun(name, ["model.init_from=\(source.path)", "data.warmup_percent=0", "data.max_length=128"])
+            XCTAssertLessThan(r.stages[0].evalLoss, r.initialEvalLoss, name)
+            let aligner = try AlignerBundle.load(dir.appendingPathComponent(name).path)
+            let expected = try LlamaConfig.load(from: source.appendingPathComponent("config.json"))
+            XCTAssertEqual(aligner.model.config.family, expected.family, name)
+            XCTAssertEqual(aligner.model.config.ropeScaling, expected.ropeScaling, name)
+            XCTAssertEqual(aligner.model.parameterNames, try LlamaModel(config: expected, seed: 1).parameterNames, name)
+            let corrected = try Corrector.correct([("How do I bake bread?", "Mix flour.")], with: [aligner],
+                                                  options: GenerationOptions(maxNewTokens: 6), batchSize: 1)
+            XCTAssertEqual(corrected.count, 1)
+            let out = dir.appendingPathComponent(name + "-hf")
+            try HuggingFaceExport.export(aligner, to: out, result: r)
+            let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as? [String: Any])
+            XCTAssertEqual(json["model_type"] as? String, expected.family.rawValue, name)
+            XCTAssertEqual(try AlignerBundle.load(out.path).model.config, aligner.model.config, name)
+        }
+    }
+
     func testCorrectStacksAlignersAndEvalMetrics() throws {
         _ = try tinyRun("c1")
         let aligner = try AlignerBundle.load(dir.appendingPathComponent("c1").path)
