@@ -52,11 +52,14 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CPCRE2", pkgConfig: "libpcre2-8",
+            providers: [.apt(["libpcre2-dev"])]),
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: kernelFlags),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerTokenizers", swiftSettings: optimize),
+        .target(name: "AlignerTokenizers", dependencies: ["CPCRE2"], swiftSettings: optimize),
         .target(
             name: "AlignerData", dependencies: ["AlignerTokenizers", "AlignerTensor", "CZlib"],
             resources: [.copy("Resources/templates.json")], swiftSettings: optimize),

@@ -14,14 +14,25 @@ public struct BPEModel: Sendable {
     public let byteFallback: Bool
     /// Merge consecutive unknown tokens into one.
     public let fuseUnknown: Bool
-    /// `<0xNN>` token ids when byte fallback is on.
+    /// `<0xNN>` token ids when byte fallback is on (-1 where the vocabulary lacks one).
     let byteTokens: [Int]?
+    /// Prepended to every symbol but a word's first (WordPiece-style BPE, `continuing_subword_prefix`).
+    public let continuingSubwordPrefix: String?
+    /// Appended to a word's last symbol (`end_of_word_suffix`, e.g. "</w>").
+    public let endOfWordSuffix: String?
+    /// A word that is itself in the vocabulary becomes that one token without merging (`ignore_merges`, Llama 3).
+    public let ignoreMerges: Bool
 
     @inline(__always) static func key(_ a: Int, _ b: Int) -> UInt64 { UInt64(UInt32(a)) << 32 | UInt64(UInt32(b)) }
 
     public init(vocab: [String: Int], merges: [(String, String)], unkToken: String? = nil, byteFallback: Bool = false,
-                fuseUnknown: Bool = false) throws {
+                fuseUnknown: Bool = false, continuingSubwordPrefix: String? = nil, endOfWordSuffix: String? = nil,
+                ignoreMerges: Bool = false) throws {
         self.vocab = vocab
+        self.continuingSubwordPrefix = continuingSubwordPrefix.flatMap { $0.isEmpty ? nil : $0 }
+        self.endOfWordSuffix = endOfWordSuffix.flatMap { $0.isEmpty ? nil : $0 }
+        self.ignoreMerges = ignoreMerges
+        let prefixLength = self.continuingSubwordPrefix?.utf8.count ?? 0
         var tokens: [Int: String] = [:]
         for (t, id) in vocab { tokens[id] = t }
         self.tokens = tokens
@@ -32,8 +43,10 @@ public struct BPEModel: Sendable {
             guard let ia = vocab[a], let ib = vocab[b] else {
                 throw TokenizerError.invalid("merge \(rank) '\(a) \(b)' uses a token missing from the vocabulary")
             }
-            guard let merged = vocab[a + b] else {
-                throw TokenizerError.invalid("merge \(rank) '\(a) \(b)' produces '\(a + b)', missing from the vocabulary")
+            // With a continuing-subword prefix, the right symbol carries it and the merged token does not repeat it.
+            let right = prefixLength > 0 && b.utf8.count >= prefixLength ? String(decoding: b.utf8.dropFirst(prefixLength), as: UTF8.self) : b
+            guard let merged = vocab[a + right] else {
+                throw TokenizerError.invalid("merge \(rank) '\(a) \(b)' produces '\(a + right)', missing from the vocabulary")
             }
             let k = Self.key(ia, ib)
             if table[k] == nil { table[k] = (Int32(rank), Int32(merged)) }
@@ -43,15 +56,7 @@ public struct BPEModel: Sendable {
         self.byteFallback = byteFallback
         self.fuseUnknown = fuseUnknown
         if byteFallback {
-            var ids: [Int] = []
-            for b in 0..<256 {
-                let name = "<0x" + String(b, radix: 16, uppercase: true).leftPadded(to: 2) + ">"
-                guard let id = vocab[name] else {
-                    throw TokenizerError.invalid("byte_fallback is on but the vocabulary has no \(name) token")
-                }
-                ids.append(id)
-            }
-            byteTokens = ids
+            byteTokens = (0..<256).map { b in vocab["<0x" + String(b, radix: 16, uppercase: true).leftPadded(to: 2) + ">"] ?? -1 }
         } else {
             byteTokens = nil
         }
@@ -63,15 +68,30 @@ public struct BPEModel: Sendable {
     /// Token ids of one pre-tokenized word: characters → ids (unknown ones by byte fallback or `unk`), then merges by
     /// rank, the lowest first and, among equal ranks, the leftmost.
     public func encodeWord(_ word: Substring, into out: inout [Int]) {
+        if ignoreMerges, let id = vocab[String(word)] {
+            out.append(id)
+            return
+        }
         var symbols: [Int32] = []
         symbols.reserveCapacity(word.unicodeScalars.count)
         var lastWasUnknown = false
-        for s in word.unicodeScalars {
-            if let id = vocab[String(s)] {
+        let affixed = continuingSubwordPrefix != nil || endOfWordSuffix != nil
+        let scalars = word.unicodeScalars
+        var index = scalars.startIndex
+        while index < scalars.endIndex {
+            let scalar = scalars[index]
+            let isFirst = index == scalars.startIndex
+            index = scalars.index(after: index)
+            var s = String(scalar)
+            if affixed {
+                if !isFirst, let p = continuingSubwordPrefix { s = p + s }
+                if index == scalars.endIndex, let e = endOfWordSuffix { s += e }
+            }
+            if let id = vocab[s] {
                 symbols.append(Int32(id))
                 lastWasUnknown = false
-            } else if let byteTokens {
-                for b in String(s).utf8 { symbols.append(Int32(byteTokens[Int(b)])) }
+            } else if let byteTokens, s.utf8.allSatisfy({ byteTokens[Int($0)] >= 0 }) {
+                for b in s.utf8 { symbols.append(Int32(byteTokens[Int(b)])) }
                 lastWasUnknown = false
             } else if let unkToken, let id = vocab[unkToken] {
                 if !(fuseUnknown && lastWasUnknown) { symbols.append(Int32(id)) }

@@ -30,37 +30,78 @@ public struct AddedToken: Sendable, Equatable {
     }
 }
 
-/// Text normalisation before pre-tokenisation (the subset of Hugging Face normalizers that BPE tokenizers use).
+/// Text normalisation before pre-tokenisation (Hugging Face's normalizers that BPE tokenizers use).
 public indirect enum Normalizer: Sendable, Equatable {
     case sequence([Normalizer])
     case prepend(String)
+    /// Replaces every occurrence of a literal string.
     case replace(pattern: String, content: String)
-    case nfc, nfkc, nfd, lowercase
+    /// Replaces every match of a regular expression.
+    case replaceRegex(PCRE2Pattern, content: String)
+    case nfc, nfkc, nfd, nfkd, lowercase
+    /// Removes whitespace at the start (`left`) and/or end (`right`).
+    case strip(left: Bool, right: Bool)
 
     func apply(_ s: String) -> String {
         switch self {
         case .sequence(let list): return list.reduce(s) { $1.apply($0) }
         case .prepend(let p): return s.isEmpty ? s : p + s
         case .replace(let pattern, let content): return s.replacingOccurrences(of: pattern, with: content)
+        case .replaceRegex(let regex, let content):
+            var out = "", last = s.startIndex
+            for piece in Splitter.pieces(s, pattern: regex) where piece.isMatch {
+                out += s[last..<piece.range.lowerBound]
+                out += content
+                last = piece.range.upperBound
+            }
+            return out + s[last...]
         case .nfc: return s.precomposedStringWithCanonicalMapping
         case .nfkc: return s.precomposedStringWithCompatibilityMapping
         case .nfd: return s.decomposedStringWithCanonicalMapping
+        case .nfkd: return s.decomposedStringWithCompatibilityMapping
         case .lowercase: return s.lowercased()
+        case .strip(let left, let right):
+            var scalars = Substring(s).unicodeScalars
+            if left { while let f = scalars.first, Splitter.isWhitespace(f) { scalars.removeFirst() } }
+            if right { while let l = scalars.last, Splitter.isWhitespace(l) { scalars.removeLast() } }
+            return String(scalars)
         }
     }
 }
 
-/// Splitting into words before BPE.
+/// Splitting into words before BPE (Hugging Face's pre-tokenizers).
 public indirect enum PreTokenizer: Sendable, Equatable {
-    /// GPT-2: optional leading space, the GPT-2 split, then bytes mapped to the byte-level alphabet.
+    /// GPT-2: optional leading space, the GPT-2 split (`useRegex`), then bytes mapped to the byte-level alphabet.
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
-    /// SentencePiece style: spaces become `replacement`, prepended to the first word (scheme "first"/"always") or not.
+    /// SentencePiece style: spaces become `replacement`, prepended to the first word of the text (scheme "first"),
+    /// to every word ("always") or to none ("never"); `split` cuts before each replacement character.
     case metaspace(replacement: String, prependScheme: String, split: Bool)
+    /// Splits by a regular expression or literal string with a `SplitBehavior`; `invert` swaps matches and the rest.
+    case split(pattern: PCRE2Pattern, behavior: SplitBehavior, invert: Bool)
+    /// Digits apart from the rest: each digit alone (`individualDigits`) or runs of digits together.
+    case digits(individualDigits: Bool)
+    /// Punctuation apart from the rest, with a `SplitBehavior` (Isolated by default).
+    case punctuation(SplitBehavior)
+    /// Words (`\w+`) and runs of other non-space characters; whitespace is dropped.
+    case whitespace
+    /// Cuts at whitespace, which is dropped.
+    case whitespaceSplit
     case sequence([PreTokenizer])
 
-    func apply(_ words: [String]) -> [String] {
+    /// `\w+|[^\w\s]+` with Rust's Unicode definitions of \w and \s, for `Whitespace`.
+    static let wordsOrSymbols: PCRE2Pattern = {
+        let word = #"\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}"#
+        return try! PCRE2Pattern("[" + word + "]+|[^" + word + #"\p{White_Space}]+"#)
+    }()
+
+    /// The words of `words` after this pre-tokenizer; `atStart` says whether the first word begins the text (for
+    /// Metaspace's "first" scheme, which prepends only there, as `tokenizers` checks the original offset).
+    func apply(_ words: [String], atStart: Bool = true) -> [String] {
+        // Empty words yield nothing (tokenizers drops empty splits).
+        let words = words.filter { !$0.isEmpty }
+        func splitting(_ f: (String) -> [Substring]) -> [String] { words.flatMap { f($0).map(String.init) } }
         switch self {
-        case .sequence(let list): return list.reduce(words) { $1.apply($0) }
+        case .sequence(let list): return list.reduce(words) { $1.apply($0, atStart: atStart) }
         case .byteLevel(let prefix, let regex):
             return words.flatMap { w -> [String] in
                 let text = prefix && !w.hasPrefix(" ") ? " " + w : w
@@ -70,7 +111,7 @@ public indirect enum PreTokenizer: Sendable, Equatable {
         case .metaspace(let replacement, let scheme, let split):
             return words.enumerated().flatMap { (i, w) -> [String] in
                 var t = w.replacingOccurrences(of: " ", with: replacement)
-                if (scheme == "always" || (scheme == "first" && i == 0)) && !t.hasPrefix(replacement) { t = replacement + t }
+                if (scheme == "always" || (scheme == "first" && i == 0 && atStart)) && !t.hasPrefix(replacement) { t = replacement + t }
                 guard split else { return [t] }
                 // Split before each replacement character, keeping it with the word that follows.
                 var out: [String] = []
@@ -82,6 +123,16 @@ public indirect enum PreTokenizer: Sendable, Equatable {
                 if !current.isEmpty { out.append(current) }
                 return out
             }
+        case .split(let pattern, let behavior, let invert):
+            return splitting { Splitter.split($0, Splitter.pieces($0, pattern: pattern), behavior: behavior, invert: invert) }
+        case .digits(let individual):
+            return splitting { Splitter.split($0, Splitter.pieces($0, where: Splitter.isNumeric), behavior: individual ? .isolated : .contiguous) }
+        case .punctuation(let behavior):
+            return splitting { Splitter.split($0, Splitter.pieces($0, where: Splitter.isPunctuation), behavior: behavior) }
+        case .whitespace:
+            return splitting { Splitter.split($0, Splitter.pieces($0, pattern: Self.wordsOrSymbols), behavior: .removed, invert: true) }
+        case .whitespaceSplit:
+            return splitting { Splitter.split($0, Splitter.pieces($0, where: Splitter.isWhitespace), behavior: .removed) }
         }
     }
 }
@@ -95,9 +146,13 @@ public indirect enum Decoder: Sendable, Equatable {
     case fuse
     case strip(content: String, start: Int, stop: Int)
     case metaspace(replacement: String, prependScheme: String)
+    /// `BPEDecoder`: the end-of-word suffix becomes a space (nothing after the last token).
+    case bpe(suffix: String)
 
     func apply(_ tokens: [String]) -> [String] {
         switch self {
+        case .bpe(let suffix):
+            return tokens.enumerated().map { i, t in t.replacingOccurrences(of: suffix, with: i == tokens.count - 1 ? "" : " ") }
         case .sequence(let list): return list.reduce(tokens) { $1.apply($0) }
         case .byteLevel:
             return [String(decoding: ByteLevel.decode(tokens.joined()), as: UTF8.self)]
@@ -156,8 +211,10 @@ public final class Tokenizer: @unchecked Sendable {
 
     private let addedByContent: [String: Int]
     private let addedById: [Int: AddedToken]
-    /// Added tokens by first character, each list longest first, for leftmost-longest matching.
-    private let addedByFirst: [Character: [AddedToken]]
+    /// Added tokens matched on the raw text (`normalized` false, or no normalizer) and on the normalized text,
+    /// by first character, each list longest first, for leftmost-longest matching.
+    private let rawAdded: [Character: [AddedToken]]
+    private let normalizedAdded: [Character: [AddedToken]]
     private var cache: [Substring: [Int]] = [:]
     private let cacheLock = NSLock()
 
@@ -175,8 +232,13 @@ public final class Tokenizer: @unchecked Sendable {
         for t in addedTokens { byContent[t.content] = t.id; byId[t.id] = t }
         addedByContent = byContent
         addedById = byId
-        addedByFirst = Dictionary(grouping: addedTokens.filter { !$0.content.isEmpty }, by: { $0.content.first! })
-            .mapValues { $0.sorted { $0.content.count > $1.content.count } }
+        func byFirst(_ tokens: [AddedToken]) -> [Character: [AddedToken]] {
+            Dictionary(grouping: tokens.filter { !$0.content.isEmpty }, by: { $0.content.first! })
+                .mapValues { $0.sorted { $0.content.count > $1.content.count } }
+        }
+        let matchedNormalized = { (t: AddedToken) in t.normalized && normalizer != nil }
+        rawAdded = byFirst(addedTokens.filter { !matchedNormalized($0) })
+        normalizedAdded = byFirst(addedTokens.filter(matchedNormalized))
     }
 
     /// Size of the id space (model vocabulary plus added tokens).
@@ -195,60 +257,83 @@ public final class Tokenizer: @unchecked Sendable {
 
     // MARK: Encoding
 
-    /// Token ids of `text`. Added tokens are matched first (leftmost, longest) and never split; the rest goes through
-    /// normalizer, pre-tokenizer and BPE. With `addSpecialTokens`, the post-processor's BOS/EOS are added.
+    /// Token ids of `text`, as Hugging Face `tokenizers` encodes: added tokens are matched first (leftmost, longest;
+    /// `single_word`, `lstrip`, `rstrip` as the file says; `normalized` ones on the normalized text) and never split;
+    /// the rest goes through normalizer, pre-tokenizer and BPE. With `addSpecialTokens`, the post-processor's BOS/EOS
+    /// are added.
     public func encode(_ text: String, addSpecialTokens: Bool = false) -> [Int] {
         var out: [Int] = []
         if addSpecialTokens { out += prefixIds }
-        var segmentStart = text.startIndex
-        var i = text.startIndex
-        if addedByFirst.isEmpty {
-            encodeSegment(text[...], into: &out)
-        } else {
-            while i < text.endIndex {
-                var matched: AddedToken?
-                for t in addedByFirst[text[i]] ?? [] where text[i...].hasPrefix(t.content) { matched = t; break }
-                if let t = matched {
-                    var before = text[segmentStart..<i]
-                    if t.lstrip { while before.last?.isWhitespace == true { before = before.dropLast() } }
-                    encodeSegment(before, into: &out)
-                    out.append(t.id)
-                    i = text.index(i, offsetBy: t.content.count)
-                    if t.rstrip { while i < text.endIndex && text[i].isWhitespace { i = text.index(after: i) } }
-                    segmentStart = i
-                } else {
-                    i = text.index(after: i)
-                }
-            }
-            encodeSegment(text[segmentStart..<text.endIndex], into: &out)
+        Self.splitByAdded(text[...], rawAdded) { piece, id in
+            if let id { out.append(id) } else { encodeSegment(piece, atStart: piece.startIndex == text.startIndex, into: &out) }
         }
         if addSpecialTokens { out += suffixIds }
         return out
     }
 
-    private func encodeSegment(_ segment: Substring, into out: inout [Int]) {
+    /// Calls `body` with the pieces of `text` in order: (the matched text, the added token's id) for added tokens of
+    /// `tokens`, (the text between them, nil) otherwise.
+    private static func splitByAdded(_ text: Substring, _ tokens: [Character: [AddedToken]], _ body: (Substring, Int?) -> Void) {
+        if tokens.isEmpty {
+            body(text, nil)
+            return
+        }
+        var segmentStart = text.startIndex
+        var i = text.startIndex
+        while i < text.endIndex {
+            var matched: AddedToken?
+            for t in tokens[text[i]] ?? [] where text[i...].hasPrefix(t.content) { matched = t; break }
+            guard let t = matched else { i = text.index(after: i); continue }
+            let end = text.index(i, offsetBy: t.content.count)
+            if t.singleWord {
+                // Only as a whole word: no word character (\w) right before or after.
+                func isWord(_ c: Character?) -> Bool { c.map { $0.isLetter || $0.isNumber || $0 == "_" } ?? false }
+                let before = i > text.startIndex ? text[text.index(before: i)] : nil
+                let after = end < text.endIndex ? text[end] : nil
+                if isWord(before) || isWord(after) { i = end; continue }
+            }
+            var before = text[segmentStart..<i]
+            if t.lstrip { while before.last?.isWhitespace == true { before = before.dropLast() } }
+            if !before.isEmpty { body(before, nil) }
+            body(text[i..<end], t.id)
+            i = end
+            if t.rstrip { while i < text.endIndex && text[i].isWhitespace { i = text.index(after: i) } }
+            segmentStart = i
+        }
+        if segmentStart < text.endIndex { body(text[segmentStart...], nil) }
+    }
+
+    /// Normalizes a piece of text between added tokens, matches the normalized added tokens, and pre-tokenizes and
+    /// BPE-encodes the rest. `atStart`: the piece begins the text (Metaspace's "first" scheme prepends only there).
+    private func encodeSegment(_ segment: Substring, atStart: Bool, into out: inout [Int]) {
         if segment.isEmpty { return }
         var text = String(segment)
         if let normalizer { text = normalizer.apply(text) }
-        let words: [String] = preTokenizer?.apply([text]) ?? [text]
-        for w in words {
-            let key = Substring(w)
-            if key.unicodeScalars.count <= 64 {
-                cacheLock.lock()
-                let hit = cache[key]
-                cacheLock.unlock()
-                if let hit { out += hit; continue }
-                var ids: [Int] = []
-                model.encodeWord(key, into: &ids)
-                cacheLock.lock()
-                if cache.count > 200_000 { cache.removeAll(keepingCapacity: true) }
-                cache[key] = ids
-                cacheLock.unlock()
-                out += ids
-            } else {
-                model.encodeWord(key, into: &out)
-            }
+        Self.splitByAdded(text[...], normalizedAdded) { piece, id in
+            if let id { out.append(id); return }
+            let words: [String] = preTokenizer?.apply([String(piece)], atStart: atStart && piece.startIndex == text.startIndex) ?? [String(piece)]
+            for w in words { encodeWord(w, into: &out) }
         }
+    }
+
+    /// BPE of one pre-tokenized word, through the cache for short words.
+    private func encodeWord(_ w: String, into out: inout [Int]) {
+        let key = Substring(w)
+        guard key.unicodeScalars.count <= 64 else {
+            model.encodeWord(key, into: &out)
+            return
+        }
+        cacheLock.lock()
+        let hit = cache[key]
+        cacheLock.unlock()
+        if let hit { out += hit; return }
+        var ids: [Int] = []
+        model.encodeWord(key, into: &ids)
+        cacheLock.lock()
+        if cache.count > 200_000 { cache.removeAll(keepingCapacity: true) }
+        cache[key] = ids
+        cacheLock.unlock()
+        out += ids
     }
 
     // MARK: Decoding
@@ -266,7 +351,9 @@ public final class Tokenizer: @unchecked Sendable {
                 tokens.append(t)
             }
         }
-        return (decoder?.apply(tokens) ?? tokens).joined()
+        // Without a decoder, tokenizers joins the tokens with spaces.
+        guard let decoder else { return tokens.joined(separator: " ") }
+        return decoder.apply(tokens).joined()
     }
 }
 

@@ -21,7 +21,9 @@ extension Tokenizer {
         }
         guard let m = root["model"] as? [String: Any] else { throw TokenizerError.invalid("no 'model' section") }
         let type = m["type"] as? String ?? "BPE"
-        guard type == "BPE" else { throw TokenizerError.invalid("model type '\(type)' is not supported (only BPE)") }
+        guard type == "BPE" else {
+            throw TokenizerError.invalid("model type '\(type)' is not supported (only BPE; Unigram and WordPiece models are not implemented)")
+        }
         guard let vocabAny = m["vocab"] as? [String: Any] else { throw TokenizerError.invalid("model.vocab is missing") }
         var vocab: [String: Int] = [:]
         vocab.reserveCapacity(vocabAny.count)
@@ -40,12 +42,13 @@ extension Tokenizer {
                 throw TokenizerError.invalid("merge \(i) is neither \"a b\" nor [a, b]")
             }
         }
-        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
-            if let s = m[key] as? String, !s.isEmpty { throw TokenizerError.invalid("model.\(key) '\(s)' is not supported") }
+        if let dropout = m["dropout"] as? Double, dropout > 0 {
+            throw TokenizerError.invalid("model.dropout \(dropout) is not supported (BPE dropout is a training-time augmentation)")
         }
         let model = try BPEModel(
             vocab: vocab, merges: merges, unkToken: m["unk_token"] as? String, byteFallback: m["byte_fallback"] as? Bool ?? false,
-            fuseUnknown: m["fuse_unk"] as? Bool ?? false)
+            fuseUnknown: m["fuse_unk"] as? Bool ?? false, continuingSubwordPrefix: m["continuing_subword_prefix"] as? String,
+            endOfWordSuffix: m["end_of_word_suffix"] as? String, ignoreMerges: m["ignore_merges"] as? Bool ?? false)
 
         var added: [AddedToken] = []
         for item in (root["added_tokens"] as? [[String: Any]]) ?? [] {
@@ -95,9 +98,23 @@ extension Tokenizer {
 
     // MARK: Sections
 
-    static func pattern(_ any: Any?) throws -> String {
-        if let p = any as? [String: Any], let s = p["String"] as? String { return s }
-        throw TokenizerError.invalid("only string patterns are supported, got \(String(describing: any))")
+    /// A `{"String": ...}` (literal) or `{"Regex": ...}` pattern.
+    static func compiledPattern(_ any: Any?, in section: String) throws -> PCRE2Pattern {
+        if let p = any as? [String: Any] {
+            if let s = p["String"] as? String { return try PCRE2Pattern(s, literal: true) }
+            if let r = p["Regex"] as? String {
+                do { return try PCRE2Pattern(r) } catch let TokenizerError.invalid(m) { throw TokenizerError.invalid("\(section): \(m)") }
+            }
+        }
+        throw TokenizerError.invalid("\(section): pattern must be {\"String\": ...} or {\"Regex\": ...}, got \(String(describing: any))")
+    }
+
+    static func behavior(_ any: Any?, default d: SplitBehavior, in section: String) throws -> SplitBehavior {
+        guard let name = any as? String else { return d }
+        guard let b = SplitBehavior(rawValue: name) else {
+            throw TokenizerError.invalid("\(section): behavior '\(name)' is not one of \(SplitBehavior.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return b
     }
 
     static func parseNormalizer(_ any: Any?) throws -> Normalizer? {
@@ -105,12 +122,17 @@ extension Tokenizer {
         switch type {
         case "Sequence": return .sequence(try ((n["normalizers"] as? [Any]) ?? []).compactMap(parseNormalizer))
         case "Prepend": return .prepend(n["prepend"] as? String ?? "")
-        case "Replace": return .replace(pattern: try pattern(n["pattern"]), content: n["content"] as? String ?? "")
+        case "Replace":
+            let p = try compiledPattern(n["pattern"], in: "normalizer Replace")
+            let content = n["content"] as? String ?? ""
+            return p.isLiteral ? .replace(pattern: p.source, content: content) : .replaceRegex(p, content: content)
         case "NFC": return .nfc
         case "NFKC": return .nfkc
         case "NFD": return .nfd
+        case "NFKD": return .nfkd
         case "Lowercase": return .lowercase
-        default: throw TokenizerError.invalid("normalizer '\(type)' is not supported")
+        case "Strip": return .strip(left: n["strip_left"] as? Bool ?? true, right: n["strip_right"] as? Bool ?? true)
+        default: throw TokenizerError.invalid("normalizer '\(type)' is not supported (Sequence, Prepend, Replace, NFC, NFKC, NFD, NFKD, Lowercase, Strip)")
         }
     }
 
@@ -122,9 +144,21 @@ extension Tokenizer {
         case "Metaspace":
             var scheme = p["prepend_scheme"] as? String ?? "always"
             if p["prepend_scheme"] == nil, let add = p["add_prefix_space"] as? Bool { scheme = add ? "always" : "never" }
+            guard ["first", "always", "never"].contains(scheme) else {
+                throw TokenizerError.invalid("pre_tokenizer Metaspace: prepend_scheme '\(scheme)' is not first, always or never")
+            }
             return .metaspace(replacement: p["replacement"] as? String ?? "▁", prependScheme: scheme, split: p["split"] as? Bool ?? true)
+        case "Split":
+            return .split(pattern: try compiledPattern(p["pattern"], in: "pre_tokenizer Split"),
+                          behavior: try behavior(p["behavior"], default: .isolated, in: "pre_tokenizer Split"),
+                          invert: p["invert"] as? Bool ?? false)
+        case "Digits": return .digits(individualDigits: p["individual_digits"] as? Bool ?? false)
+        case "Punctuation": return .punctuation(try behavior(p["behavior"], default: .isolated, in: "pre_tokenizer Punctuation"))
+        case "Whitespace": return .whitespace
+        case "WhitespaceSplit": return .whitespaceSplit
         case "Sequence": return .sequence(try ((p["pretokenizers"] as? [Any]) ?? []).compactMap(parsePreTokenizer))
-        default: throw TokenizerError.invalid("pre_tokenizer '\(type)' is not supported")
+        default:
+            throw TokenizerError.invalid("pre_tokenizer '\(type)' is not supported (ByteLevel, Metaspace, Split, Digits, Punctuation, Whitespace, WhitespaceSplit, Sequence)")
         }
     }
 
@@ -133,7 +167,10 @@ extension Tokenizer {
         switch type {
         case "ByteLevel": return .byteLevel
         case "Sequence": return .sequence(try ((d["decoders"] as? [Any]) ?? []).compactMap(parseDecoder))
-        case "Replace": return .replace(pattern: try pattern(d["pattern"]), content: d["content"] as? String ?? "")
+        case "Replace":
+            let p = try compiledPattern(d["pattern"], in: "decoder Replace")
+            guard p.isLiteral else { throw TokenizerError.invalid("decoder Replace: only string patterns are supported") }
+            return .replace(pattern: p.source, content: d["content"] as? String ?? "")
         case "ByteFallback": return .byteFallback
         case "Fuse": return .fuse
         case "Strip":
@@ -142,7 +179,9 @@ extension Tokenizer {
             var scheme = d["prepend_scheme"] as? String ?? "always"
             if d["prepend_scheme"] == nil, let add = d["add_prefix_space"] as? Bool { scheme = add ? "always" : "never" }
             return .metaspace(replacement: d["replacement"] as? String ?? "▁", prependScheme: scheme)
-        default: throw TokenizerError.invalid("decoder '\(type)' is not supported")
+        case "BPEDecoder": return .bpe(suffix: d["suffix"] as? String ?? "</w>")
+        default:
+            throw TokenizerError.invalid("decoder '\(type)' is not supported (ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, BPEDecoder, Sequence)")
         }
     }
 
@@ -150,6 +189,13 @@ extension Tokenizer {
     static func parseTemplate(_ post: [String: Any], vocab: [String: Int], added: [AddedToken]) throws -> ([Int], [Int]) {
         let type = post["type"] as? String ?? ""
         if type == "ByteLevel" { return ([], []) }
+        if type == "RobertaProcessing" || type == "BertProcessing" {
+            // {"cls": ["<s>", 0], "sep": ["</s>", 2]}: cls $A sep.
+            guard let cls = post["cls"] as? [Any], let sep = post["sep"] as? [Any], let c = cls.last as? Int, let e = sep.last as? Int else {
+                throw TokenizerError.invalid("post_processor \(type) needs cls and sep as [token, id]")
+            }
+            return ([c], [e])
+        }
         if type == "Sequence" {
             var prefix: [Int] = [], suffix: [Int] = []
             for p in (post["processors"] as? [[String: Any]]) ?? [] {
@@ -159,7 +205,9 @@ extension Tokenizer {
             }
             return (prefix, suffix)
         }
-        guard type == "TemplateProcessing" else { throw TokenizerError.invalid("post_processor '\(type)' is not supported") }
+        guard type == "TemplateProcessing" else {
+            throw TokenizerError.invalid("post_processor '\(type)' is not supported (TemplateProcessing, ByteLevel, RobertaProcessing, BertProcessing, Sequence)")
+        }
         var ids: [String: Int] = vocab
         for t in added { ids[t.content] = t.id }
         if let specials = post["special_tokens"] as? [String: Any] {
@@ -187,10 +235,13 @@ extension Tokenizer {
             case .sequence(let l): return ["type": "Sequence", "normalizers": l.map { normalizerJSON($0) }]
             case .prepend(let p): return ["type": "Prepend", "prepend": p]
             case .replace(let p, let c): return ["type": "Replace", "pattern": ["String": p], "content": c]
+            case .replaceRegex(let p, let c): return ["type": "Replace", "pattern": ["Regex": p.source], "content": c]
             case .nfc: return ["type": "NFC"]
             case .nfkc: return ["type": "NFKC"]
             case .nfd: return ["type": "NFD"]
+            case .nfkd: return ["type": "NFKD"]
             case .lowercase: return ["type": "Lowercase"]
+            case .strip(let l, let r): return ["type": "Strip", "strip_left": l, "strip_right": r]
             }
         }
         func preJSON(_ p: PreTokenizer?) -> Any {
@@ -201,6 +252,12 @@ extension Tokenizer {
             case .metaspace(let r, let scheme, let split):
                 return ["type": "Metaspace", "replacement": r, "prepend_scheme": scheme, "split": split]
             case .sequence(let l): return ["type": "Sequence", "pretokenizers": l.map { preJSON($0) }]
+            case .split(let p, let b, let invert):
+                return ["type": "Split", "pattern": [p.isLiteral ? "String" : "Regex": p.source], "behavior": b.rawValue, "invert": invert]
+            case .digits(let individual): return ["type": "Digits", "individual_digits": individual]
+            case .punctuation(let b): return ["type": "Punctuation", "behavior": b.rawValue]
+            case .whitespace: return ["type": "Whitespace"]
+            case .whitespaceSplit: return ["type": "WhitespaceSplit"]
             }
         }
         func decoderJSON(_ d: Decoder?) -> Any {
@@ -213,6 +270,7 @@ extension Tokenizer {
             case .fuse: return ["type": "Fuse"]
             case .strip(let c, let a, let b): return ["type": "Strip", "content": c, "start": a, "stop": b]
             case .metaspace(let r, let scheme): return ["type": "Metaspace", "replacement": r, "prepend_scheme": scheme, "split": true]
+            case .bpe(let suffix): return ["type": "BPEDecoder", "suffix": suffix]
             }
         }
         var post: Any = postProcessorJSON ?? NSNull()
@@ -233,8 +291,9 @@ extension Tokenizer {
             "decoder": decoderJSON(decoder),
             "model": [
                 "type": "BPE", "dropout": NSNull(), "unk_token": model.unkToken.map { $0 as Any } ?? NSNull(),
-                "continuing_subword_prefix": NSNull(), "end_of_word_suffix": NSNull(), "fuse_unk": model.fuseUnknown,
-                "byte_fallback": model.byteFallback, "ignore_merges": false, "vocab": model.vocab,
+                "continuing_subword_prefix": model.continuingSubwordPrefix.map { $0 as Any } ?? NSNull(),
+                "end_of_word_suffix": model.endOfWordSuffix.map { $0 as Any } ?? NSNull(), "fuse_unk": model.fuseUnknown,
+                "byte_fallback": model.byteFallback, "ignore_merges": model.ignoreMerges, "vocab": model.vocab,
                 "merges": model.merges.map { [$0.0, $0.1] },
             ] as [String: Any],
         ]

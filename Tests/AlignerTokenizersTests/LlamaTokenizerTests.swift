@@ -43,8 +43,19 @@ final class LlamaTokenizerTests: XCTestCase {
         XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}"#.utf8))) {
             XCTAssertTrue("\($0)".contains("merge 0"))
         }
-        XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}, "byte_fallback": true}}"#.utf8))) {
-            XCTAssertTrue("\($0)".contains("<0x00>"))
+        // As in tokenizers, byte fallback without <0xNN> tokens falls back to the unknown token.
+        let partial = try? Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0, "<unk>": 1, "<0x62>": 2}, "unk_token": "<unk>", "byte_fallback": true}}"#.utf8))
+        XCTAssertEqual(partial?.encode("abc"), [0, 2, 1])
+        for (section, name) in [("pre_tokenizer", "BertPreTokenizer"), ("normalizer", "Precompiled"), ("decoder", "WordPiece"), ("post_processor", "Unknown")] {
+            XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}}, "\#(section)": {"type": "\#(name)"}}"#.utf8))) {
+                XCTAssertTrue("\($0)".contains(name) && "\($0)".contains(section), "\($0)")
+            }
+        }
+        XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(a"}, "behavior": "Isolated"}}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("does not compile at offset"), "\($0)")
+        }
+        XCTAssertThrowsError(try Tokenizer.load(json: Data(#"{"model": {"type": "BPE", "vocab": {"a": 0}}, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "a"}, "behavior": "Sideways"}}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("Sideways"), "\($0)")
         }
     }
 }
