@@ -8,12 +8,16 @@ public struct Example: Sendable, Equatable {
     public var count: Int { ids.count }
 }
 
-/// Builds examples from records: BOS (when the tokenizer has one) + prompt tokens + correction tokens + EOS. Prompt
-/// and correction are tokenized separately so that the boundary is exact.
+/// Builds examples from records: prompt prefix + prompt tokens + correction tokens + EOS. Prompt and correction are
+/// tokenized separately so that the boundary is exact. The prefix is what transformers' `tokenizer(prompt)` starts
+/// with: the tokenizer's post-processor tokens when its file has a post-processor (Hugging Face models), otherwise
+/// the BOS token the recipe names (tokenizers AlignerKit trained).
 public struct ExampleBuilder: Sendable {
     public let tokenizer: Tokenizer
     public let template: PromptTemplate
     public let bosId: Int?
+    /// Ids before every prompt (see the type's description).
+    public let promptPrefix: [Int]
     public let eosId: Int
     /// Longest example in tokens.
     public let maxLength: Int
@@ -34,15 +38,16 @@ public struct ExampleBuilder: Sendable {
         self.template = template
         self.maxLength = maxLength
         bosId = specialTokens.bos.flatMap { tokenizer.id(of: $0) }
+        promptPrefix = tokenizer.hasPostProcessor ? tokenizer.prefixIds : (bosId.map { [$0] } ?? [])
         guard let eos = specialTokens.eos, let eosId = tokenizer.id(of: eos) else {
             throw SettingError(setting: "tokenizer.eos", message: "the tokenizer has no EOS token (name one, e.g. </s>)")
         }
         self.eosId = eosId
     }
 
-    /// The prompt's token ids (with BOS) for a question and answer, as used for generation too.
+    /// The prompt's token ids (with the prompt prefix) for a question and answer, as used for generation too.
     public func promptIds(question: String, answer: String) -> [Int] {
-        (bosId.map { [$0] } ?? []) + tokenizer.encode(template.render(question: question, answer: answer))
+        promptPrefix + tokenizer.encode(template.render(question: question, answer: answer))
     }
 
     /// Prompt ids for a question and answer within `budget` tokens: the answer is shortened first, then the question.

@@ -241,6 +241,11 @@ public final class Tokenizer: @unchecked Sendable {
         normalizedAdded = byFirst(addedTokens.filter(matchedNormalized))
     }
 
+    /// Whether the file gave a post-processor: then its special tokens (`prefixIds`, `suffixIds`) are the ones
+    /// transformers adds to an encoded text, and a `bos_token` in `tokenizer_config.json` adds nothing by itself
+    /// (transformers 5 also ignores `add_bos_token` / `add_eos_token` there when `tokenizer.json` exists).
+    public var hasPostProcessor: Bool { postProcessorJSON is [String: Any] || !prefixIds.isEmpty || !suffixIds.isEmpty }
+
     /// Size of the id space (model vocabulary plus added tokens).
     public var vocabularySize: Int {
         max((model.tokens.keys.max() ?? -1), (addedTokens.map(\.id).max() ?? -1)) + 1

@@ -8,11 +8,13 @@ import Foundation
 /// Writes a Hugging Face model directory that `transformers` loads with `AutoModelForCausalLM` and `AutoTokenizer`.
 public enum HuggingFaceExport {
     /// A Jinja chat template that renders the Aligner prompt from [user: question, assistant: answer].
-    public static func chatTemplate(_ t: PromptTemplate, bos: String?) -> String {
-        let escaped = t.text.replacingOccurrences(of: "{{", with: "{{ '{{' }}")
-        let body = escaped.replacingOccurrences(of: "{question}", with: "{{ messages[0]['content'] }}")
+    public static func chatTemplate(_ t: PromptTemplate, bos: String?, bosToken: String? = nil) -> String {
+        func escaped(_ s: String) -> String { s.replacingOccurrences(of: "{{", with: "{{ '{{' }}") }
+        let body = escaped(t.text).replacingOccurrences(of: "{question}", with: "{{ messages[0]['content'] }}")
             .replacingOccurrences(of: "{answer}", with: "{{ messages[1]['content'] }}")
-        return (bos != nil ? "{{ bos_token }}" : "") + body
+        guard let bos else { return body }
+        // The tokenizer's own BOS as the variable transformers fills in; any other prefix as literal text.
+        return (bosToken != nil && bos == bosToken ? "{{ bos_token }}" : escaped(bos)) + body
     }
 
     /// Exports `bundle` to `directory`. The files are written to a fresh temporary folder beside it, which then takes
@@ -53,6 +55,9 @@ public enum HuggingFaceExport {
         try SafetensorsWriter.write(bundle.model.parameters, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
         try bundle.tokenizer.save(to: directory.appendingPathComponent("tokenizer.json"))
         let s = bundle.specialTokens
+        // The text of the ids every prompt starts with (BOS, when the tokenizer or recipe adds one).
+        let prefixIds = try bundle.exampleBuilder().promptPrefix
+        let promptPrefix = prefixIds.isEmpty ? nil : prefixIds.compactMap { bundle.tokenizer.token(of: $0) }.joined()
         var added: [String: Any] = [:]
         for t in bundle.tokenizer.addedTokens {
             added[String(t.id)] = ["content": t.content, "lstrip": t.lstrip, "rstrip": t.rstrip, "normalized": t.normalized,
@@ -63,7 +68,7 @@ public enum HuggingFaceExport {
             "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": token(s.bos), "eos_token": token(s.eos),
             "pad_token": token(s.pad), "unk_token": token(s.unk), "model_max_length": config.maxPositionEmbeddings,
             "clean_up_tokenization_spaces": false, "add_bos_token": false, "add_eos_token": false,
-            "added_tokens_decoder": added, "chat_template": chatTemplate(bundle.template, bos: s.bos),
+            "added_tokens_decoder": added, "chat_template": chatTemplate(bundle.template, bos: promptPrefix, bosToken: s.bos),
             "aligner_prompt_template": bundle.template.text, "aligner_template_name": bundle.template.name,
         ]
         try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])

@@ -50,6 +50,23 @@ final class ExampleTests: XCTestCase {
         XCTAssertThrowsError(try ExampleBuilder(tokenizer: smallTokenizer, template: .v1, specialTokens: SpecialTokens(), maxLength: 10))
     }
 
+    /// A Hugging Face tokenizer.json decides the prompt's special tokens, as transformers' tokenizer(prompt) does:
+    /// Llama-3 style adds its BOS by post-processor; Qwen2 style has a post-processor without BOS, so a bos_token
+    /// named in tokenizer_config.json (here <|im_start|>) adds nothing.
+    func testPromptPrefixFollowsTheTokenizersPostProcessor() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("AlignerTokenizersTests/Fixtures")
+        let llama3 = try Tokenizer.load(from: fixtures.appendingPathComponent("llama3-style.tokenizer.json"))
+        let b3 = try ExampleBuilder(tokenizer: llama3, template: .v1, specialTokens: SpecialTokens(bos: "<|begin_of_text|>", eos: "<|end_of_text|>"), maxLength: 512)
+        let text = PromptTemplate.v1.render(question: "Hi?", answer: "No.")
+        XCTAssertEqual(b3.promptIds(question: "Hi?", answer: "No."), llama3.encode(text, addSpecialTokens: true))
+        XCTAssertEqual(b3.promptPrefix, [llama3.id(of: "<|begin_of_text|>")!])
+        let qwen = try Tokenizer.load(from: fixtures.appendingPathComponent("qwen2-style.tokenizer.json"))
+        let bq = try ExampleBuilder(tokenizer: qwen, template: .v1, specialTokens: SpecialTokens(bos: "<|im_start|>", eos: "<|endoftext|>"), maxLength: 512)
+        XCTAssertEqual(bq.promptIds(question: "Hi?", answer: "No."), qwen.encode(text, addSpecialTokens: true))
+        XCTAssertEqual(bq.promptPrefix, [])
+    }
+
     func testOverLongExamplesShortenAnswerThenQuestionNeverCorrection() throws {
         let long = String(repeating: "flour water ", count: 60)
         let r = QACRecord(question: "How do I bake bread? " + long, answer: long, correction: "Mix flour and water.")

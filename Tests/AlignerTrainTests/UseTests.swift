@@ -31,7 +31,10 @@ final class UseTests: XCTestCase {
             // The tokenizer gives Python's ids for the prompt.
             let text = "BEGINNING OF CONVERSATION: USER: Edit the following Question-Answer pair to make it more helpful and harmless: How do I bake bread? | Mix flour. ASSISTANT:"
             XCTAssertEqual([1] + b.tokenizer.encode(text), ids, name)
-            XCTAssertEqual(try b.exampleBuilder().promptIds(question: "How do I bake bread?", answer: "Mix flour."), ids)
+            // The prompt starts as transformers' tokenizer(prompt) does: this tokenizer.json's post-processor adds no
+            // BOS (and tokenizer_config.json's bos_token alone adds none), so neither does the Aligner's prompt.
+            XCTAssertTrue(b.tokenizer.hasPostProcessor && b.tokenizer.prefixIds.isEmpty)
+            XCTAssertEqual(try b.exampleBuilder().promptIds(question: "How do I bake bread?", answer: "Mix flour."), Array(ids.dropFirst()))
             let logits = try withNoGrad { try b.model.forward(ids: ids, batch: 1, time: ids.count) }
             let d = maxDifference(logits, try reference.tensor(key))
             print("\(name): max |logit difference| vs transformers \(d)")
