@@ -17,8 +17,12 @@ public struct AlignerBundle {
     public let source: URL
     /// The recipe that trained it, when known.
     public let recipe: Recipe?
+    /// The chat template of a Hugging Face directory that is not an AlignerKit export (a base model), kept on export.
+    public let baseChatTemplate: String?
 
-    public init(model: LlamaModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate, source: URL, recipe: Recipe?) {
+    public init(model: LlamaModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate, source: URL, recipe: Recipe?,
+                baseChatTemplate: String? = nil) {
+        self.baseChatTemplate = baseChatTemplate
         self.model = model
         self.tokenizer = tokenizer
         self.specialTokens = specialTokens
@@ -69,7 +73,8 @@ public struct AlignerBundle {
             template = try PromptTemplate(name: root["aligner_template_name"] as? String ?? "custom", text: text)
         }
         if specials.eos == nil, let id = hf.config.eosTokenIds.first { specials.eos = hf.tokenizer.token(of: id) }
-        return AlignerBundle(model: model, tokenizer: hf.tokenizer, specialTokens: specials, template: template, source: dir, recipe: recipe)
+        return AlignerBundle(model: model, tokenizer: hf.tokenizer, specialTokens: specials, template: template, source: dir, recipe: recipe,
+                             baseChatTemplate: recipe == nil && !hf.isAlignerExport ? hf.chatTemplate : nil)
     }
 
     /// The example builder matching this Aligner (template, BOS/EOS).

@@ -11,6 +11,11 @@ public struct HuggingFaceDirectory {
     public let weights: [String: Tensor]
     public let tokenizer: Tokenizer
     public let specialTokens: SpecialTokens
+    /// The directory's chat template (Jinja): `chat_template.jinja`, or `chat_template` in `tokenizer_config.json`
+    /// (a string, or the one named "default" of a list). Kept on export.
+    public let chatTemplate: String?
+    /// Whether `tokenizer_config.json` holds an AlignerKit prompt template (the directory is an AlignerKit export).
+    public let isAlignerExport: Bool
 
     public init(path: String) throws {
         let dir = URL(fileURLWithPath: path)
@@ -48,6 +53,18 @@ public struct HuggingFaceDirectory {
         tokenizer = tok
         let tc = dir.appendingPathComponent("tokenizer_config.json")
         specialTokens = fm.fileExists(atPath: tc.path) ? try SpecialTokens.load(tokenizerConfig: tc, for: tok) : SpecialTokens.guess(for: tok)
+        let config = (try? Data(contentsOf: tc)).flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        isAlignerExport = config["aligner_prompt_template"] is String
+        let jinja = dir.appendingPathComponent("chat_template.jinja")
+        if let text = try? String(contentsOf: jinja, encoding: .utf8) {
+            chatTemplate = text
+        } else if let text = config["chat_template"] as? String {
+            chatTemplate = text
+        } else if let named = config["chat_template"] as? [[String: Any]] {
+            chatTemplate = named.first { $0["name"] as? String == "default" }?["template"] as? String
+        } else {
+            chatTemplate = nil
+        }
     }
 }
 

@@ -134,6 +134,25 @@ final class UseTests: XCTestCase {
         }
     }
 
+    /// A base model's chat template (chat_template.jinja, or in tokenizer_config.json) is kept when the base itself
+    /// is exported; a trained Aligner's export describes the Aligner prompt instead.
+    func testExportKeepsABaseModelsChatTemplate() throws {
+        let chatML = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        let base = try familyDirectory("chat-base") { $0.family = .qwen2 }
+        try chatML.write(to: base.appendingPathComponent("chat_template.jinja"), atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("chat-out")
+        try HuggingFaceExport.export(try AlignerBundle.load(base.path), to: out)
+        let tc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
+        XCTAssertEqual(tc["chat_template"] as? String, chatML)
+        // Exported again from the export: still the same template.
+        XCTAssertEqual(try HuggingFaceDirectory(path: out.path).chatTemplate, chatML)
+        let r = try tinyRun("chat-trained", ["model.init_from=\(base.path)", "data.warmup_percent=0", "data.max_length=128"])
+        let trained = dir.appendingPathComponent("chat-trained-out")
+        try HuggingFaceExport.export(try AlignerBundle.load(dir.appendingPathComponent("chat-trained").path), to: trained, result: r)
+        let tc2 = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: trained.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
+        XCTAssertTrue((tc2["chat_template"] as? String)?.contains("BEGINNING OF CONVERSATION") == true)
+    }
+
     func testCorrectStacksAlignersAndEvalMetrics() throws {
         _ = try tinyRun("c1")
         let aligner = try AlignerBundle.load(dir.appendingPathComponent("c1").path)
