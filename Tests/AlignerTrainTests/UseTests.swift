@@ -103,8 +103,8 @@ final class UseTests: XCTestCase {
         return out
     }
 
-    /// Every family trains from a Hugging Face directory (eval loss falls), resumes into the same configuration,
-    /// corrects with the key/value cache, and exports with its own config.json fields.
+    /// Every family trains from a Hugging Face directory (eval loss falls), resumes exactly after a stop, corrects
+    /// with the key/value cache, and exports with its own config.json fields.
     func testEveryFamilyTrainsCorrectsAndExports() throws {
         let families: [(String, (inout LlamaConfig) -> Void)] = [
             ("mistral", { $0.family = .mistral; $0.slidingWindow = 16 }),
@@ -116,9 +116,18 @@ final class UseTests: XCTestCase {
         ]
         for (name, change) in families {
             let source = try familyDirectory(name + "-base", change)
-            let r = try tinyRun(name, ["model.init_from=\(source.path)", "data.warmup_percent=0", "data.max_length=128"])
+            let overrides = ["model.init_from=\(source.path)", "data.warmup_percent=0", "data.max_length=128"]
+            let r = try tinyRun(name, overrides)
             XCTAssertLessThan(r.stages[0].evalLoss, r.initialEvalLoss, name)
             let aligner = try AlignerBundle.load(dir.appendingPathComponent(name).path)
+            // Stopped after the first step and resumed: the same weights as the uninterrupted run.
+            XCTAssertGreaterThanOrEqual(r.stages[0].steps, 2, name)
+            let stopped = quietTrainer(try tinyRecipe(name + "-resumed", in: dir, ["stage1.epochs=1", "stage2.epochs=1"] + overrides))
+            stopped.stopAfterSteps = 1
+            XCTAssertThrowsError(try stopped.run(), name)
+            _ = try quietTrainer(tinyRecipe(name + "-resumed", in: dir, ["stage1.epochs=1", "stage2.epochs=1"] + overrides)).run(resume: true)
+            let resumed = try AlignerBundle.load(dir.appendingPathComponent(name + "-resumed").path)
+            XCTAssertEqual(resumed.model.orderedParameters.map(\.scalars), aligner.model.orderedParameters.map(\.scalars), "\(name): resumed run differs")
             let expected = try LlamaConfig.load(from: source.appendingPathComponent("config.json"))
             XCTAssertEqual(aligner.model.config.family, expected.family, name)
             XCTAssertEqual(aligner.model.config.ropeScaling, expected.ropeScaling, name)
