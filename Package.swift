@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
         .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(
-            name: "AlignerModelTests", dependencies: ["AlignerModel", "AlignerOptim", "AlignerSafetensors"],
+            name: "AlignerModelTests", dependencies: ["AlignerModel", "AlignerOptim", "AlignerSafetensors", "TestSupport"],
             exclude: ["Fixtures"]),
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 @testable import AlignerModel
@@ -118,5 +119,26 @@ final class LlamaConfigTests: XCTestCase {
         XCTAssertThrowsError(try LlamaConfig.load(from: url)) { e in
             XCTAssertEqual((e as? ConfigError)?.field, "num_attention_heads")
         }
+    }
+
+    /// Random mutations of every family's config.json (as transformers writes them): each decodes and validates or is
+    /// refused with `ConfigError` (or a JSON error), never a trap.
+    func testMutatedFamilyConfigsDecodeOrAreRefused() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/families")
+        var m = Mutator(seed: 21)
+        var accepted = 0, refused = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() where !name.hasSuffix(".safetensors") {
+            let valid = Array(try Data(contentsOf: folder.appendingPathComponent(name).appendingPathComponent("config.json")))
+            for _ in 0..<80 {
+                do {
+                    let c = try JSONDecoder().decode(LlamaConfig.self, from: Data(m.mutate(valid)))
+                    try c.validate()
+                    _ = c.ropeTable()
+                    accepted += 1
+                } catch is ConfigError { refused += 1 } catch is DecodingError { refused += 1 }
+            }
+        }
+        XCTAssertGreaterThan(refused, 50)
+        XCTAssertGreaterThan(accepted, 50)
     }
 }

@@ -23,4 +23,32 @@ final class TokenizerFuzzTests: XCTestCase {
         XCTAssertGreaterThan(refused, 30)
         XCTAssertGreaterThan(loaded, 5)
     }
+
+    /// Mutations of the normalizer, pre-tokenizer and post-processor sections of the Llama-3- and Falcon-style files
+    /// (regexes, behaviours, flags): each mutant loads or is refused, and what loads encodes without trapping.
+    func testMutatedPipelineSectionsLoadOrAreRefused() throws {
+        var m = Mutator(seed: 11)
+        var loaded = 0, refused = 0
+        for name in ["llama3-style", "falcon-style", "wordpiece-style"] {
+            let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name).tokenizer.json")
+            let root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+            for section in ["normalizer", "pre_tokenizer", "post_processor", "decoder"] {
+                guard let part = root[section], !(part is NSNull) else { continue }
+                let bytes = Array(try JSONSerialization.data(withJSONObject: part))
+                for _ in 0..<60 {
+                    guard let mutant = try? JSONSerialization.jsonObject(with: Data(m.mutate(bytes))) else { continue }
+                    var changed = root
+                    changed[section] = mutant
+                    do {
+                        let tok = try Tokenizer.load(json: JSONSerialization.data(withJSONObject: changed))
+                        let ids = tok.encode("Hello wörld, 1234567 ✓ I'm <|begin_of_text|> [X]  \r\n", addSpecialTokens: true)
+                        _ = tok.decode(ids)
+                        loaded += 1
+                    } catch is TokenizerError { refused += 1 }
+                }
+            }
+        }
+        XCTAssertGreaterThan(refused, 10)
+        XCTAssertGreaterThan(loaded, 10)
+    }
 }
