@@ -94,7 +94,7 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"]),
+        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "TestSupport"], exclude: ["Fixtures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),
