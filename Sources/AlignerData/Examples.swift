@@ -18,6 +18,10 @@ public struct ExampleBuilder: Sendable {
     public let bosId: Int?
     /// Ids before every prompt (see the type's description).
     public let promptPrefix: [Int]
+    /// When set, the prompt is the template's user message rendered through this chat template (one user turn and
+    /// the generation prompt, as `apply_chat_template(..., add_generation_prompt=True)`), encoded without the
+    /// post-processor's tokens (the chat template writes them).
+    public let chat: ChatPrompt?
     public let eosId: Int
     /// Longest example in tokens.
     public let maxLength: Int
@@ -33,8 +37,10 @@ public struct ExampleBuilder: Sendable {
         }
     }
 
-    public init(tokenizer: Tokenizer, template: PromptTemplate, specialTokens: SpecialTokens, maxLength: Int) throws {
+    public init(tokenizer: Tokenizer, template: PromptTemplate, specialTokens: SpecialTokens, maxLength: Int,
+                chat: ChatPrompt? = nil) throws {
         self.tokenizer = tokenizer
+        self.chat = chat
         self.template = template
         self.maxLength = maxLength
         bosId = specialTokens.bos.flatMap { tokenizer.id(of: $0) }
@@ -47,7 +53,8 @@ public struct ExampleBuilder: Sendable {
 
     /// The prompt's token ids (with the prompt prefix) for a question and answer, as used for generation too.
     public func promptIds(question: String, answer: String) -> [Int] {
-        promptPrefix + tokenizer.encode(template.render(question: question, answer: answer))
+        if let chat { return tokenizer.encode(chat.render(template.userMessage(question: question, answer: answer))) }
+        return promptPrefix + tokenizer.encode(template.render(question: question, answer: answer))
     }
 
     /// Prompt ids for a question and answer within `budget` tokens: the answer is shortened first, then the question.
@@ -95,5 +102,40 @@ public struct ExampleBuilder: Sendable {
         var report = Report()
         let examples = records.compactMap { build($0, report: &report) }
         return (examples, report)
+    }
+}
+
+/// A chat template with the special-token strings it is rendered with, checked once on a probe message.
+public struct ChatPrompt: Sendable {
+    public let template: ChatTemplate
+    public let bosToken: String?
+    public let eosToken: String?
+    /// The rendering of a probe message split around it, used if a later rendering fails.
+    private let around: (prefix: String, suffix: String)
+
+    /// Throws `SettingError` (setting `data.chat_template`) when the template cannot render a single user message with
+    /// the generation prompt, or does not contain the message exactly once.
+    public init(template: ChatTemplate, bosToken: String?, eosToken: String?) throws {
+        self.template = template
+        self.bosToken = bosToken
+        self.eosToken = eosToken
+        let probe = "\u{E000}aligner-user-message\u{E001}"
+        let rendered: String
+        do {
+            rendered = try template.render(messages: [(role: "user", content: probe)], addGenerationPrompt: true, bosToken: bosToken, eosToken: eosToken)
+        } catch {
+            throw SettingError(setting: "data.chat_template", message: "the model's chat template cannot render a user message: \(error)")
+        }
+        let parts = rendered.components(separatedBy: probe)
+        guard parts.count == 2 else {
+            throw SettingError(setting: "data.chat_template", message: "the model's chat template does not show the user message exactly once")
+        }
+        around = (parts[0], parts[1])
+    }
+
+    /// One user turn holding `message`, and the generation prompt.
+    public func render(_ message: String) -> String {
+        (try? template.render(messages: [(role: "user", content: message)], addGenerationPrompt: true, bosToken: bosToken, eosToken: eosToken))
+            ?? around.prefix + message + around.suffix
     }
 }

@@ -5,6 +5,10 @@ import Foundation
 public struct PromptTemplate: Sendable, Equatable {
     public var name: String
     public var text: String
+    /// The instruction alone (a built-in template's input, without the "BEGINNING OF CONVERSATION: USER: ...
+    /// ASSISTANT:" wrapper): the user message when the prompt goes through a model's chat template. nil for custom
+    /// templates, whose whole text is the user message then.
+    public var input: String?
 
     /// A custom template; it must hold both placeholders.
     public init(name: String = "custom", text: String) throws {
@@ -23,7 +27,11 @@ public struct PromptTemplate: Sendable, Equatable {
               let wrapper = root["wrapper"] as? String, let inputs = root["inputs"] as? [String: String]
         else { fatalError("AlignerData: the templates.json resource is missing or malformed") }
         var out: [String: PromptTemplate] = [:]
-        for (name, input) in inputs { out[name] = try! PromptTemplate(name: name, text: wrapper.replacingOccurrences(of: "{input}", with: input)) }
+        for (name, input) in inputs {
+            var t = try! PromptTemplate(name: name, text: wrapper.replacingOccurrences(of: "{input}", with: input))
+            t.input = input
+            out[name] = t
+        }
         return out
     }()
 
@@ -39,7 +47,14 @@ public struct PromptTemplate: Sendable, Equatable {
 
     /// The prompt for a question and answer. Placeholders are filled in one pass, so braces inside the question or
     /// answer are left alone.
-    public func render(question: String, answer: String) -> String {
+    public func render(question: String, answer: String) -> String { Self.fill(text, question: question, answer: answer) }
+
+    /// The user message for a chat template: the input (or, for custom templates, the text) filled in.
+    public func userMessage(question: String, answer: String) -> String {
+        Self.fill(input ?? text, question: question, answer: answer)
+    }
+
+    static func fill(_ text: String, question: String, answer: String) -> String {
         var out = ""
         var rest = Substring(text)
         while let open = rest.firstIndex(of: "{") {

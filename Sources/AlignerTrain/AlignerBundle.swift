@@ -19,10 +19,13 @@ public struct AlignerBundle {
     public let recipe: Recipe?
     /// The chat template of a Hugging Face directory that is not an AlignerKit export (a base model), kept on export.
     public let baseChatTemplate: String?
+    /// The chat template the Aligner's prompts go through (`data.chat_template = "base"`), with its tokens.
+    public let chat: ChatPrompt?
 
     public init(model: LlamaModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate, source: URL, recipe: Recipe?,
-                baseChatTemplate: String? = nil) {
+                baseChatTemplate: String? = nil, chat: ChatPrompt? = nil) {
         self.baseChatTemplate = baseChatTemplate
+        self.chat = chat
         self.model = model
         self.tokenizer = tokenizer
         self.specialTokens = specialTokens
@@ -63,24 +66,40 @@ public struct AlignerBundle {
         let recipe = FileManager.default.fileExists(atPath: recipeURL.path) ? try Recipe.load(path: recipeURL.path) : nil
         var specials = hf.specialTokens
         var template = PromptTemplate.v1
+        let tokenizerConfig = (try? Data(contentsOf: dir.appendingPathComponent("tokenizer_config.json")))
+            .flatMap { (try? JSONSerialization.jsonObject(with: $0)) as? [String: Any] }
+        var usesChatTemplate = false
         if let recipe {
             template = try recipe.promptTemplate()
-            specials = SpecialTokens(bos: hf.tokenizer.id(of: recipe.tokenizer.bos) != nil ? recipe.tokenizer.bos : nil,
-                                     eos: recipe.tokenizer.eos, pad: recipe.tokenizer.pad, unk: nil)
-        } else if let data = try? Data(contentsOf: dir.appendingPathComponent("tokenizer_config.json")),
-                  let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-                  let text = root["aligner_prompt_template"] as? String {
+            usesChatTemplate = recipe.data.chatTemplate == "base"
+            // Checkpoints carry the special tokens their examples were built with; older ones only the recipe's.
+            if tokenizerConfig == nil {
+                specials = SpecialTokens(bos: hf.tokenizer.id(of: recipe.tokenizer.bos) != nil ? recipe.tokenizer.bos : nil,
+                                         eos: recipe.tokenizer.eos, pad: recipe.tokenizer.pad, unk: nil)
+            }
+        } else if let root = tokenizerConfig, let text = root["aligner_prompt_template"] as? String {
             template = try PromptTemplate(name: root["aligner_template_name"] as? String ?? "custom", text: text)
+            template.input = root["aligner_prompt_input"] as? String
+            usesChatTemplate = root["aligner_chat_template"] as? Bool ?? false
+        }
+        var chat: ChatPrompt?
+        if usesChatTemplate {
+            guard let source = hf.chatTemplate else {
+                throw StoreError(file: dir.path, message: "the Aligner's prompts go through a chat template, but the folder has none", kind: .badContent)
+            }
+            do { chat = try ChatPrompt(template: ChatTemplate(source), bosToken: specials.bos, eosToken: specials.eos) } catch {
+                throw StoreError(file: dir.path, message: "its chat template cannot be used: \(error)", kind: .badContent)
+            }
         }
         if specials.eos == nil, let id = hf.config.eosTokenIds.first { specials.eos = hf.tokenizer.token(of: id) }
         return AlignerBundle(model: model, tokenizer: hf.tokenizer, specialTokens: specials, template: template, source: dir, recipe: recipe,
-                             baseChatTemplate: recipe == nil && !hf.isAlignerExport ? hf.chatTemplate : nil)
+                             baseChatTemplate: recipe == nil && !hf.isAlignerExport ? hf.chatTemplate : nil, chat: chat)
     }
 
     /// The example builder matching this Aligner (template, BOS/EOS).
     public func exampleBuilder(maxLength: Int? = nil) throws -> ExampleBuilder {
         try ExampleBuilder(tokenizer: tokenizer, template: template, specialTokens: specialTokens,
-                           maxLength: maxLength ?? model.config.maxPositionEmbeddings)
+                           maxLength: maxLength ?? model.config.maxPositionEmbeddings, chat: chat)
     }
 
     public var eosIds: [Int] {

@@ -55,7 +55,7 @@ public struct CheckpointStore {
 
     /// Writes a checkpoint atomically and keeps only the newest `keep`.
     public func save(model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
-                     keep: Int) throws -> URL {
+                     extraFiles: [(String, Data)] = [], keep: Int) throws -> URL {
         let fm = FileManager.default
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         let final = directory.appendingPathComponent(Self.folderName(state))
@@ -63,7 +63,8 @@ public struct CheckpointStore {
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
         do {
-            try write(into: tmp, final: final, model: model, optimizer: optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON)
+            try write(into: tmp, final: final, model: model, optimizer: optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
+                      extraFiles: extraFiles)
         } catch {
             try? fm.removeItem(at: tmp)
             let previous = complete(verify: false).last.map { "the previous checkpoint \($0.lastPathComponent) is intact" } ?? "no earlier checkpoint exists"
@@ -78,7 +79,7 @@ public struct CheckpointStore {
 
     /// Writes the checkpoint's files into `tmp`, then renames it to `final`.
     private func write(into tmp: URL, final: URL, model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe,
-                       tokenizerJSON: Data) throws {
+                       tokenizerJSON: Data, extraFiles: [(String, Data)]) throws {
         let fm = FileManager.default
         let (optTensors, _) = optimizer.stateDict()
         let encoder = JSONEncoder()
@@ -90,7 +91,7 @@ public struct CheckpointStore {
             ("config.json", try model.config.jsonData()),
             ("recipe.json", try recipe.jsonData()),
             ("tokenizer.json", tokenizerJSON),
-        ]
+        ] + extraFiles
         var manifest: [String: [String: Int]] = [:]
         for (name, data) in files {
             try StoreFiles.writeSynced(data, to: tmp.appendingPathComponent(name))

@@ -68,7 +68,8 @@ public enum HuggingFaceExport {
             "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": token(s.bos), "eos_token": token(s.eos),
             "pad_token": token(s.pad), "unk_token": token(s.unk), "model_max_length": config.maxPositionEmbeddings,
             "clean_up_tokenization_spaces": false, "add_bos_token": false, "add_eos_token": false,
-            "added_tokens_decoder": added, "chat_template": bundle.baseChatTemplate ?? chatTemplate(bundle.template, bos: promptPrefix, bosToken: s.bos),
+            "added_tokens_decoder": added, "chat_template": bundle.chat?.template.source ?? bundle.baseChatTemplate ?? chatTemplate(bundle.template, bos: promptPrefix, bosToken: s.bos),
+            "aligner_chat_template": bundle.chat != nil, "aligner_prompt_input": bundle.template.input.map { $0 as Any } ?? NSNull(),
             "aligner_prompt_template": bundle.template.text, "aligner_template_name": bundle.template.name,
         ]
         try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])

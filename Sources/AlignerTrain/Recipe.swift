@@ -57,6 +57,9 @@ public struct Recipe: Equatable, Sendable {
         public var template = "v1"
         /// … or a custom template with {question} and {answer} (wins when not empty).
         public var customTemplate = ""
+        /// "none": the template's text is the prompt; "base": the template's instruction is one user message rendered
+        /// through the base model's (`model.init_from`) chat template with the generation prompt.
+        public var chatTemplate = "none"
         public var evalFraction = 0.1
         /// Held-out records as a count (wins over the fraction when positive).
         public var evalCount = 0
@@ -206,6 +209,9 @@ extension Recipe {
             try check(data.customTemplate.contains("{question}") && data.customTemplate.contains("{answer}"),
                       "data.custom_template", "needs {question} and {answer} placeholders")
         }
+        try check(["none", "base"].contains(data.chatTemplate), "data.chat_template", "must be \"none\" or \"base\", got \"\(data.chatTemplate)\"")
+        try check(data.chatTemplate == "none" || model.initFrom != "scratch", "data.chat_template",
+                  "\"base\" renders prompts through the chat template of model.init_from, which is \"scratch\"")
         try check(data.evalFraction >= 0 && data.evalFraction < 1, "data.eval_fraction", "must be in [0, 1), got \(data.evalFraction)")
         try check(data.evalCount >= 0, "data.eval_count", "must not be negative")
         try check(data.evalFraction > 0 || data.evalCount > 0, "data.eval_fraction", "an evaluation hold-out is needed (fraction or count)")
@@ -312,6 +318,7 @@ extension Recipe {
             RecipeField("data.train", \.data.train, strings), RecipeField("data.fields", \.data.fields, strings),
             RecipeField("data.bad_records", \.data.badRecords, string), RecipeField("data.template", \.data.template, string),
             RecipeField("data.custom_template", \.data.customTemplate, string),
+            RecipeField("data.chat_template", \.data.chatTemplate, string),
             RecipeField("data.eval_fraction", \.data.evalFraction, double), RecipeField("data.eval_count", \.data.evalCount, int),
             RecipeField("data.max_length", \.data.maxLength, int), RecipeField("data.warmup_percent", \.data.warmupPercent, double),
             RecipeField("data.limit", \.data.limit, int),

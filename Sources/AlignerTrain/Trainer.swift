@@ -92,6 +92,19 @@ public final class Trainer {
         public var warmup: [Example]
         public var train: [Example]
         public var padId: Int
+        /// The chat template prompts are rendered through (`data.chat_template = "base"`), with its tokens.
+        public var chat: ChatPrompt?
+
+        /// Files every checkpoint carries besides weights and state: `tokenizer_config.json` with the special tokens
+        /// the examples were built with, and `chat_template.jinja` when prompts go through a chat template.
+        public func checkpointFiles() throws -> [(String, Data)] {
+            func token(_ s: String?) -> Any { s.map { $0 as Any } ?? NSNull() }
+            var config: [String: Any] = ["bos_token": token(specials.bos), "eos_token": token(specials.eos), "pad_token": token(specials.pad)]
+            if let chat { config["chat_template"] = chat.template.source }
+            var files = [("tokenizer_config.json", try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]))]
+            if let chat { files.append(("chat_template.jinja", Data(chat.template.source.utf8))) }
+            return files
+        }
     }
 
     /// Reads the data, splits it, gets the tokenizer (loaded, or trained on the training split), builds examples.
@@ -114,12 +127,26 @@ public final class Trainer {
         var specials: SpecialTokens
         var config: LlamaConfig
         var initialWeights: [String: Tensor]?
+        var chat: ChatPrompt?
         let saved = runDirectory.appendingPathComponent("tokenizer.json")
         if recipe.model.initFrom != "scratch" {
             let hf = try HuggingFaceDirectory(path: AlignerBundle.resolve(recipe.model.initFrom).path)
             (config, initialWeights, tokenizer, specials) = addPadTokenIfMissing(
                 config: hf.config, weights: hf.weights, tokenizer: hf.tokenizer, specialTokens: hf.specialTokens, padName: recipe.tokenizer.pad)
             say("model: \(recipe.model.initFrom) (\(config.parameterCount) parameters)")
+            if recipe.data.chatTemplate == "base" {
+                guard let source = hf.chatTemplate else {
+                    throw RecipeError(key: "data.chat_template", message: "\(recipe.model.initFrom) has no chat template (chat_template.jinja or chat_template in tokenizer_config.json)")
+                }
+                do {
+                    chat = try ChatPrompt(template: ChatTemplate(source), bosToken: specials.bos, eosToken: specials.eos)
+                } catch let e as ChatTemplateError {
+                    throw RecipeError(key: "data.chat_template", message: "the chat template of \(recipe.model.initFrom) cannot be used: \(e.message)")
+                } catch let e as SettingError {
+                    throw RecipeError(key: "data.chat_template", message: e.message)
+                }
+                say("prompts: the \(try recipe.promptTemplate().name) instruction as a user message through the chat template of \(recipe.model.initFrom)")
+            }
         } else {
             if resuming, FileManager.default.fileExists(atPath: saved.path) {
                 // The run's own tokenizer; a fresh run never reuses one left by an earlier, failed start.
@@ -157,7 +184,7 @@ public final class Trainer {
             throw RecipeError(key: "data.max_length", message: "\(recipe.data.maxLength) exceeds the model's max_position_embeddings \(config.maxPositionEmbeddings)")
         }
         let builder = try ExampleBuilder(tokenizer: tokenizer, template: recipe.promptTemplate(), specialTokens: specials,
-                                         maxLength: recipe.data.maxLength)
+                                         maxLength: recipe.data.maxLength, chat: chat)
         let (eval, er) = builder.buildAll(splits.eval)
         let (warmup, wr) = builder.buildAll(splits.warmup)
         let (train, tr) = builder.buildAll(splits.train)
@@ -165,7 +192,7 @@ public final class Trainer {
         guard !eval.isEmpty, !train.isEmpty else { throw RecipeError(key: "data.max_length", message: "no example fits") }
         let padId = tokenizer.id(of: specials.pad ?? specials.eos!)!
         return Prepared(splits: splits, tokenizer: tokenizer, specials: specials, config: config, initialWeights: initialWeights,
-                        eval: eval, warmup: warmup, train: train, padId: padId)
+                        eval: eval, warmup: warmup, train: train, padId: padId, chat: chat)
     }
 
     func stream(for examples: [Example], settings s: StageSettings, stage: Int, padId: Int) throws -> BatchStream {
@@ -213,7 +240,8 @@ public final class Trainer {
         }
         try folder.startMetrics(resumingAt: latest != nil ? state : nil)
         let run = TrainingRun(recipe: recipe, folder: folder, model: model, state: state, evalExamples: prepared.eval,
-                              padId: prepared.padId, tokenizerJSON: try prepared.tokenizer.jsonData(), say: say)
+                              padId: prepared.padId, tokenizerJSON: try prepared.tokenizer.jsonData(),
+                              extraFiles: try prepared.checkpointFiles(), say: say)
         run.lastCheckpoint = latest
         if latest == nil {
             let initial = try run.evaluate()

@@ -19,6 +19,8 @@ public final class TrainingRun {
     let evalExamples: [Example]
     let padId: Int
     let tokenizerJSON: Data
+    /// Further files of every checkpoint (the special tokens in `tokenizer_config.json`, a chat template).
+    let extraFiles: [(String, Data)]
     let say: (String) -> Void
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
@@ -28,7 +30,8 @@ public final class TrainingRun {
     private(set) var stageStartStep = 0
 
     init(recipe: Recipe, folder: RunFolder, model: LlamaModel, state: TrainerState, evalExamples: [Example], padId: Int,
-         tokenizerJSON: Data, say: @escaping (String) -> Void) {
+         tokenizerJSON: Data, extraFiles: [(String, Data)] = [], say: @escaping (String) -> Void) {
+        self.extraFiles = extraFiles
         self.recipe = recipe
         self.folder = folder
         self.model = model
@@ -74,7 +77,7 @@ public final class TrainingRun {
         state.optimizerStep = loop.optimizer.step
         state.elapsed = elapsed
         let url = try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe,
-                                              tokenizerJSON: tokenizerJSON, keep: recipe.train.keepCheckpoints)
+                                              tokenizerJSON: tokenizerJSON, extraFiles: extraFiles, keep: recipe.train.keepCheckpoints)
         lastCheckpoint = url
         return url
     }

@@ -162,6 +162,36 @@ final class UseTests: XCTestCase {
         XCTAssertTrue((tc2["chat_template"] as? String)?.contains("BEGINNING OF CONVERSATION") == true)
     }
 
+    /// `data.chat_template = "base"`: the instruction is one user message through the base model's chat template
+    /// (ChatML with a default system prompt, as SmolLM2 ships it), in training, in use, and after export.
+    func testPromptsThroughTheBaseModelsChatTemplate() throws {
+        let smolLM = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+        let base = try familyDirectory("chatml-base") { $0.family = .qwen2; $0.maxPositionEmbeddings = 512 }
+        try smolLM.write(to: base.appendingPathComponent("chat_template.jinja"), atomically: true, encoding: .utf8)
+        let r = try tinyRun("chatml", ["model.init_from=\(base.path)", "data.chat_template=base", "data.warmup_percent=0", "data.max_length=320"])
+        XCTAssertLessThan(r.stages[0].evalLoss, r.initialEvalLoss)
+        let aligner = try AlignerBundle.load(dir.appendingPathComponent("chatml").path)
+        let expected = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nEdit the following Question-Answer pair to make it more helpful and harmless: How? | Like this.<|im_end|>\n<|im_start|>assistant\n"
+        let ids = try aligner.exampleBuilder().promptIds(question: "How?", answer: "Like this.")
+        XCTAssertEqual(ids, aligner.tokenizer.encode(expected))
+        XCTAssertEqual(aligner.tokenizer.decode(ids), expected)
+        // The export prompts the same way: its chat template is the base's, marked as the Aligner's prompt.
+        let out = dir.appendingPathComponent("chatml-hf")
+        try HuggingFaceExport.export(aligner, to: out, result: r)
+        let tc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
+        XCTAssertEqual(tc["chat_template"] as? String, smolLM)
+        XCTAssertEqual(tc["aligner_chat_template"] as? Bool, true)
+        XCTAssertEqual(try AlignerBundle.load(out.path).exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
+        // A base without a chat template, and a recipe without a base, are refused with the key named.
+        let plain = try familyDirectory("plain-base") { $0.family = .qwen2 }
+        XCTAssertThrowsError(try tinyRun("nochat", ["model.init_from=\(plain.path)", "data.chat_template=base"])) { e in
+            XCTAssertEqual((e as? RecipeError)?.key, "data.chat_template", "\(e)")
+        }
+        XCTAssertThrowsError(try tinyRecipe("scratchchat", in: dir, ["data.chat_template=base"])) { e in
+            XCTAssertTrue("\(e)".contains("data.chat_template"), "\(e)")
+        }
+    }
+
     func testCorrectStacksAlignersAndEvalMetrics() throws {
         _ = try tinyRun("c1")
         let aligner = try AlignerBundle.load(dir.appendingPathComponent("c1").path)
