@@ -33,6 +33,7 @@ let package = Package(
     products: [
         .library(name: "AlignerTensor", targets: ["AlignerTensor"]),
         .library(name: "AlignerSafetensors", targets: ["AlignerSafetensors"]),
+        .library(name: "AlignerGGUF", targets: ["AlignerGGUF"]),
         .library(name: "AlignerModel", targets: ["AlignerModel"]),
         .library(name: "AlignerOptim", targets: ["AlignerOptim"]),
         .library(name: "AlignerTokenizers", targets: ["AlignerTokenizers"]),
@@ -58,6 +59,7 @@ let package = Package(
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: kernelFlags),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerGGUF", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerTokenizers", dependencies: ["CPCRE2"], swiftSettings: optimize),
         .target(
@@ -77,7 +79,7 @@ let package = Package(
         .executableTarget(
             name: "aligner",
             dependencies: [
-                "AlignerTensor",
+                "AlignerTensor", "AlignerGGUF",
                 "AlignerBench",
                 "AlignerData",
                 "AlignerTokenizers",
@@ -89,6 +91,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
         .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerGGUFTests", dependencies: ["AlignerGGUF", "AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(
             name: "AlignerModelTests", dependencies: ["AlignerModel", "AlignerOptim", "AlignerSafetensors", "TestSupport"],
             exclude: ["Fixtures"]),

@@ -1,3 +1,4 @@
+import AlignerGGUF
 import AlignerBench
 import AlignerData
 import AlignerModel
@@ -18,7 +19,7 @@ struct Aligner: ParsableCommand {
         version: AlignerKitVersion.string,
         subcommands: [
             TrainCommand.self, SweepCommand.self, FinetuneCommand.self, CorrectCommand.self, GenerateCommand.self, EvalCommand.self,
-            ExportCommand.self, Info.self, DataCommand.self, TokenizerCommand.self, Bench.self,
+            ExportCommand.self, Info.self, DataCommand.self, TokenizerCommand.self, GGUFCommand.self, Bench.self,
         ])
 
     /// Parses, runs, and maps errors to the exit codes of `ExitStatus`, with one line on standard error.
@@ -83,6 +84,7 @@ enum ExitStatus: Int32 {
             case .inUse: self = .tempFail
             }
         case is ConfigError, is WeightError, is SafetensorsError, is TokenizerError, is OptimizerStateError: self = .dataError
+        case let e as GGUFError: self = e.message == "no such file" ? .noInput : .dataError
         case is MemoryError: self = .unavailable
         case let stop as TrainingStop:
             if case .interrupted = stop { self = .interrupted } else { self = .stopped }

@@ -91,6 +91,18 @@ final class BadInputTests: CLITestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
 
+    /// `aligner gguf inspect` validates a GGUF file and names what is wrong: missing (66), not GGUF or truncated (65).
+    func testGGUFInspect() throws {
+        let fixture = Self.root.appendingPathComponent("Tests/AlignerGGUFTests/Fixtures/quants.gguf")
+        let out = try run(["gguf", "inspect", "--dequantise", fixture.path])
+        XCTAssertTrue(out.contains("GGUF version 3") && out.contains("tensor t.q4_1 Q4_1 [3, 64]"), out)
+        XCTAssertTrue(try run(["gguf", "inspect", "/nonexistent/x.gguf"], expect: 66).contains("no such file"))
+        let truncated = FileManager.default.temporaryDirectory.appendingPathComponent("truncated-\(UUID()).gguf")
+        try Data(try Data(contentsOf: fixture).prefix(700)).write(to: truncated)
+        defer { try? FileManager.default.removeItem(at: truncated) }
+        XCTAssertTrue(try run(["gguf", "inspect", truncated.path], expect: 65).contains("truncated-"))
+    }
+
     func testTextThatIsNotUTF8IsRefused() throws {
         let bad = dir.appendingPathComponent("prompt.txt")
         try Data([0x68, 0x69, 0xFF, 0xFE]).write(to: bad)
