@@ -45,6 +45,7 @@ public indirect enum GGUFValue: Equatable, Sendable {
 /// ggml's tensor element types that AlignerKit dequantises (`ggml_type` numbers).
 public enum GGMLType: UInt32, Sendable, CaseIterable {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8
+    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14
     case bf16 = 30
 
     /// Elements per block and bytes per block.
@@ -57,6 +58,11 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         case .q5_0: (32, 22)
         case .q5_1: (32, 24)
         case .q8_0: (32, 34)
+        case .q2_K: (256, 84)
+        case .q3_K: (256, 110)
+        case .q4_K: (256, 144)
+        case .q5_K: (256, 176)
+        case .q6_K: (256, 210)
         }
     }
 
@@ -71,11 +77,16 @@ public enum GGMLType: UInt32, Sendable, CaseIterable {
         case .q5_0: "Q5_0"
         case .q5_1: "Q5_1"
         case .q8_0: "Q8_0"
+        case .q2_K: "Q2_K"
+        case .q3_K: "Q3_K"
+        case .q4_K: "Q4_K"
+        case .q5_K: "Q5_K"
+        case .q6_K: "Q6_K"
         }
     }
 
     /// Names of ggml types AlignerKit does not read (for error messages).
-    static let otherNames: [UInt32: String] = [9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K",
+    static let otherNames: [UInt32: String] = [9: "Q8_1", 15: "Q8_K",
                                                16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S",
                                                22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M"]
 }
@@ -164,7 +175,7 @@ public final class GGUFFile {
             let rawType = try r.u32("type of tensor '\(name)'")
             guard let type = GGMLType(rawValue: rawType) else {
                 let known = GGMLType.otherNames[rawType].map { "\($0) (type \(rawType))" } ?? "type \(rawType)"
-                throw GGUFError(file: path, message: "tensor '\(name)': \(known) is not supported (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)")
+                throw GGUFError(file: path, message: "tensor '\(name)': \(known) is not supported (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")
             }
             infos.append((name, ne, type, try r.u64("offset of tensor '\(name)'")))
         }
