@@ -70,7 +70,7 @@ let package = Package(
             name: "AlignerTrain",
             dependencies: [
                 "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
-                "CZlib",
+                "AlignerGGUF", "CZlib",
             ],
             swiftSettings: optimize),
         .target(
