@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerGGUF
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -57,8 +58,9 @@ public struct AlignerBundle {
         return url
     }
 
-    /// Loads a run, checkpoint or Hugging Face directory.
+    /// Loads a run, checkpoint or Hugging Face directory, or a GGUF file.
     public static func load(_ path: String) throws -> AlignerBundle {
+        if path.lowercased().hasSuffix(".gguf") { return try loadGGUF(path) }
         let dir = try resolve(path)
         let hf = try HuggingFaceDirectory(path: dir.path)
         let model = try LlamaModel(config: hf.config, weights: hf.weights)
@@ -94,6 +96,17 @@ public struct AlignerBundle {
         if specials.eos == nil, let id = hf.config.eosTokenIds.first { specials.eos = hf.tokenizer.token(of: id) }
         return AlignerBundle(model: model, tokenizer: hf.tokenizer, specialTokens: specials, template: template, source: dir, recipe: recipe,
                              baseChatTemplate: recipe == nil && !hf.isAlignerExport ? hf.chatTemplate : nil, chat: chat)
+    }
+
+    /// A GGUF file: the model (dequantised to Float32) and the tokenizer of its metadata; its chat template is kept
+    /// for export. The prompt template is v1.
+    static func loadGGUF(_ path: String) throws -> AlignerBundle {
+        let file = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
+        let g = try GGUFModel(file: file)
+        let t = try GGUFTokenizer(file: file)
+        let model = try LlamaModel(config: g.config, weights: g.weights)
+        return AlignerBundle(model: model, tokenizer: t.tokenizer, specialTokens: t.specialTokens, template: .v1,
+                             source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: t.chatTemplate)
     }
 
     /// The example builder matching this Aligner (template, BOS/EOS).

@@ -1,6 +1,7 @@
 import AlignerGGUF
 import AlignerModel
 import AlignerTensor
+import AlignerTokenizers
 import Foundation
 
 /// A model read from a GGUF file: its configuration from the `<arch>.*` metadata and its weights dequantised to
@@ -85,5 +86,80 @@ public struct GGUFModel {
             }
         }
         return out
+    }
+}
+
+/// The tokenizer a GGUF file describes in its `tokenizer.ggml.*` metadata (BPE vocabularies, `tokenizer.ggml.model`
+/// "gpt2"), with the pre-tokenizer llama.cpp uses for its `tokenizer.ggml.pre` name, special tokens by token type
+/// (control tokens are special added tokens, user-defined ones plain added tokens), BOS added when
+/// `tokenizer.ggml.add_bos_token` says so, and the chat template.
+public struct GGUFTokenizer {
+    public let tokenizer: Tokenizer
+    public let specialTokens: SpecialTokens
+    public let chatTemplate: String?
+
+    static let llama3Split = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+    static let qwen2Split = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
+    public init(file: GGUFFile) throws {
+        func fail(_ m: String) -> GGUFError { GGUFError(file: file.path, message: m) }
+        let kind = file.metadata["tokenizer.ggml.model"]?.stringValue ?? "(none)"
+        guard kind == "gpt2" else { throw fail("tokenizer.ggml.model '\(kind)' is not supported yet (gpt2)") }
+        guard case .array(let tokenValues)? = file.metadata["tokenizer.ggml.tokens"] else { throw fail("tokenizer.ggml.tokens is missing") }
+        let tokens = try tokenValues.enumerated().map { i, v -> String in
+            guard let s = v.stringValue else { throw fail("tokenizer.ggml.tokens[\(i)] is not a string") }
+            return s
+        }
+        var types: [Int] = []
+        if case .array(let t)? = file.metadata["tokenizer.ggml.token_type"] { types = t.map { $0.intValue ?? 1 } }
+        var merges: [(String, String)] = []
+        if case .array(let m)? = file.metadata["tokenizer.ggml.merges"] {
+            for (i, v) in m.enumerated() {
+                guard let s = v.stringValue, let space = s.firstIndex(of: " ") else { throw fail("tokenizer.ggml.merges[\(i)] is not \"a b\"") }
+                merges.append((String(s[..<space]), String(s[s.index(after: space)...])))
+            }
+        }
+        var vocab: [String: Int] = [:]
+        for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = i }
+        let model: BPEModel
+        do { model = try BPEModel(vocab: vocab, merges: merges) } catch let e as TokenizerError { throw fail("tokenizer: \(e)") }
+        let pre = file.metadata["tokenizer.ggml.pre"]?.stringValue ?? "default"
+        let prefixSpace = file.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? false
+        let preTokenizer: PreTokenizer
+        do {
+            switch pre {
+            case "llama3", "llama-v3", "llama-bpe", "falcon3", "smaug-bpe", "dbrx":
+                preTokenizer = .sequence([.split(pattern: try PCRE2Pattern(Self.llama3Split), behavior: .isolated, invert: false),
+                                          .byteLevel(addPrefixSpace: false, useRegex: false)])
+            case "qwen2", "deepseek-r1-qwen":
+                preTokenizer = .sequence([.split(pattern: try PCRE2Pattern(Self.qwen2Split), behavior: .isolated, invert: false),
+                                          .byteLevel(addPrefixSpace: false, useRegex: false)])
+            case "smollm":
+                // llama.cpp: digits one by one, then GPT-2's split (SmolLM's own tokenizer.json does the same).
+                preTokenizer = .sequence([.digits(individualDigits: true), .byteLevel(addPrefixSpace: prefixSpace, useRegex: true)])
+            case "falcon":
+                preTokenizer = .sequence([.punctuation(.contiguous), .byteLevel(addPrefixSpace: false, useRegex: true), .digits(individualDigits: false),
+                                          .split(pattern: try PCRE2Pattern("[0-9][0-9][0-9]"), behavior: .isolated, invert: false)])
+            case "default", "gpt-2", "gpt2":
+                preTokenizer = .byteLevel(addPrefixSpace: prefixSpace, useRegex: true)
+            default:
+                throw fail("tokenizer.ggml.pre '\(pre)' is not supported (llama-bpe, qwen2, smollm, falcon, gpt-2, default)")
+            }
+        } catch let e as TokenizerError { throw fail("\(e)") }
+        var added: [AddedToken] = []
+        for (i, t) in types.enumerated() where i < tokens.count && (t == 3 || t == 4) {
+            added.append(AddedToken(id: i, content: tokens[i], special: t == 3))
+        }
+        func token(_ key: String) -> String? {
+            file.metadata["tokenizer.ggml.\(key)"]?.intValue.flatMap { $0 < tokens.count ? tokens[$0] : nil }
+        }
+        let bos = token("bos_token_id")
+        let addBOS = file.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false
+        let prefix = addBOS ? (file.metadata["tokenizer.ggml.bos_token_id"]?.intValue).map { [$0] } ?? [] : []
+        tokenizer = Tokenizer(model: model, normalizer: nil, preTokenizer: preTokenizer, decoder: .byteLevel, addedTokens: added,
+                              prefixIds: prefix, suffixIds: [],
+                              postProcessorJSON: ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true] as [String: Any])
+        specialTokens = SpecialTokens(bos: bos, eos: token("eos_token_id"), pad: token("padding_token_id"), unk: token("unknown_token_id"))
+        chatTemplate = file.metadata["tokenizer.chat_template"]?.stringValue
     }
 }
