@@ -1,3 +1,4 @@
+import AlignerData
 import AlignerGGUF
 import AlignerModel
 import AlignerTensor
@@ -161,5 +162,28 @@ public struct GGUFTokenizer {
                               postProcessorJSON: ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true] as [String: Any])
         specialTokens = SpecialTokens(bos: bos, eos: token("eos_token_id"), pad: token("padding_token_id"), unk: token("unknown_token_id"))
         chatTemplate = file.metadata["tokenizer.chat_template"]?.stringValue
+    }
+}
+
+/// The pretrained model a recipe starts from (`model.init_from`): a Hugging Face directory, a run or checkpoint, or a
+/// GGUF file, as configuration, Float32 weights, tokenizer, special tokens and chat template.
+struct PretrainedBase {
+    let config: LlamaConfig
+    let weights: [String: Tensor]
+    let tokenizer: Tokenizer
+    let specialTokens: SpecialTokens
+    let chatTemplate: String?
+
+    static func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
+
+    init(path: String) throws {
+        if Self.isGGUF(path) {
+            let file = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
+            let model = try GGUFModel(file: file), t = try GGUFTokenizer(file: file)
+            (config, weights, tokenizer, specialTokens, chatTemplate) = (model.config, model.weights, t.tokenizer, t.specialTokens, t.chatTemplate)
+        } else {
+            let hf = try HuggingFaceDirectory(path: AlignerBundle.resolve(path).path)
+            (config, weights, tokenizer, specialTokens, chatTemplate) = (hf.config, hf.weights, hf.tokenizer, hf.specialTokens, hf.chatTemplate)
+        }
     }
 }

@@ -130,12 +130,12 @@ public final class Trainer {
         var chat: ChatPrompt?
         let saved = runDirectory.appendingPathComponent("tokenizer.json")
         if recipe.model.initFrom != "scratch" {
-            let hf = try HuggingFaceDirectory(path: AlignerBundle.resolve(recipe.model.initFrom).path)
+            let base = try PretrainedBase(path: recipe.model.initFrom)
             (config, initialWeights, tokenizer, specials) = addPadTokenIfMissing(
-                config: hf.config, weights: hf.weights, tokenizer: hf.tokenizer, specialTokens: hf.specialTokens, padName: recipe.tokenizer.pad)
+                config: base.config, weights: base.weights, tokenizer: base.tokenizer, specialTokens: base.specialTokens, padName: recipe.tokenizer.pad)
             say("model: \(recipe.model.initFrom) (\(config.parameterCount) parameters)")
             if recipe.data.chatTemplate == "base" {
-                guard let source = hf.chatTemplate else {
+                guard let source = base.chatTemplate else {
                     throw RecipeError(key: "data.chat_template", message: "\(recipe.model.initFrom) has no chat template (chat_template.jinja or chat_template in tokenizer_config.json)")
                 }
                 do {
@@ -311,7 +311,8 @@ public final class Trainer {
         if recipe.model.initFrom == "scratch" {
             if !recipe.tokenizer.path.isEmpty { paths.append((role: "tokenizer", path: recipe.tokenizer.path)) }
         } else {
-            paths.append((role: "base model", path: try AlignerBundle.resolve(recipe.model.initFrom).path))
+            paths.append((role: "base model", path: PretrainedBase.isGGUF(recipe.model.initFrom) ? recipe.model.initFrom
+                                                                   : try AlignerBundle.resolve(recipe.model.initFrom).path))
         }
         return paths
     }
