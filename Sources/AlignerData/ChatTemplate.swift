@@ -367,16 +367,23 @@ struct ExprParser {
         }
         return value
     }
-    mutating func parseOr() throws -> Expr {
-        var e = try parseAnd()
-        while acceptName("or") { e = .binary("or", e, try parseAnd()) }
+    /// One left-associative level: `next (op next)*` for the operators `ops` (symbols, or keywords such as `or`).
+    mutating func parseLeft(_ ops: Set<String>, _ next: (inout ExprParser) throws -> Expr) throws -> Expr {
+        var e = try next(&self)
+        while let t = peek() {
+            let op: String
+            switch t {
+            case .op(let o) where ops.contains(o): op = o
+            case .name(let n) where ops.contains(n): op = n
+            default: return e
+            }
+            i += 1
+            e = .binary(op, e, try next(&self))
+        }
         return e
     }
-    mutating func parseAnd() throws -> Expr {
-        var e = try parseNot()
-        while acceptName("and") { e = .binary("and", e, try parseNot()) }
-        return e
-    }
+    mutating func parseOr() throws -> Expr { try parseLeft(["or"]) { try $0.parseAnd() } }
+    mutating func parseAnd() throws -> Expr { try parseLeft(["and"]) { try $0.parseNot() } }
     mutating func parseNot() throws -> Expr {
         if acceptName("not") { return .unary("not", try parseNot()) }
         return try parseCompare()
@@ -409,28 +416,9 @@ struct ExprParser {
             }
         }
     }
-    mutating func parseAdd() throws -> Expr {
-        var e = try parseConcat()
-        while true {
-            if accept("+") { e = .binary("+", e, try parseConcat()) } else if accept("-") { e = .binary("-", e, try parseConcat()) } else { return e }
-        }
-    }
-    mutating func parseConcat() throws -> Expr {
-        var e = try parseMul()
-        while accept("~") { e = .binary("~", e, try parseMul()) }
-        return e
-    }
-    mutating func parseMul() throws -> Expr {
-        var e = try parseUnary()
-        while true {
-            if case .op(let op) = peek(), ["*", "/", "//", "%"].contains(op) {
-                i += 1
-                e = .binary(op, e, try parseUnary())
-            } else {
-                return e
-            }
-        }
-    }
+    mutating func parseAdd() throws -> Expr { try parseLeft(["+", "-"]) { try $0.parseConcat() } }
+    mutating func parseConcat() throws -> Expr { try parseLeft(["~"]) { try $0.parseMul() } }
+    mutating func parseMul() throws -> Expr { try parseLeft(["*", "/", "//", "%"]) { try $0.parseUnary() } }
     mutating func parseUnary() throws -> Expr {
         if accept("-") { return .unary("-", try parseUnary()) }
         if accept("+") { return try parseUnary() }

@@ -50,38 +50,41 @@ public final class PCRE2Pattern: @unchecked Sendable, Equatable, CustomStringCon
     }
 
     func matches(_ utf8: UnsafeBufferPointer<UInt8>) -> [Range<Int>] {
+        // An empty buffer may have no base address; PCRE2 needs a valid pointer even for length 0.
+        guard let subject = utf8.baseAddress, !utf8.isEmpty else { return emptySubjectMatches() }
         guard let data = pcre2_match_data_create_from_pattern_8(code, nil) else { return [] }
         defer { pcre2_match_data_free_8(data) }
         var out: [Range<Int>] = []
         let length = utf8.count
         var start = 0
-        // An empty buffer may have no base address; PCRE2 needs a valid pointer even for length 0.
-        let empty: [UInt8] = [0]
-        return empty.withUnsafeBufferPointer { fallback in
-            let subject = utf8.baseAddress ?? fallback.baseAddress!
-            var options: UInt32 = 0
-            while start <= length {
-                var rc = pcre2_match_8(code, subject, length, start, options, data, nil)
-                if rc < 0 && rc != PCRE2_ERROR_NOMATCH && usesJIT {
-                    // JIT stack or other JIT limits: the interpreter has its own (heap) limits.
-                    rc = pcre2_match_8(code, subject, length, start, options | PCRE2_NO_JIT, data, nil)
-                }
-                if rc < 0 { break }
-                let ovector = pcre2_get_ovector_pointer_8(data)!
-                let (s, e) = (Int(ovector[0]), Int(ovector[1]))
-                out.append(s..<e)
-                if e > s {
-                    start = e
-                    options = 0
-                } else {
-                    // Empty match: the next search starts one character (UTF-8 sequence) further.
-                    guard e < length else { break }
-                    var next = e + 1
-                    while next < length && utf8[next] & 0xC0 == 0x80 { next += 1 }
-                    start = next
-                }
+        while start <= length {
+            var rc = pcre2_match_8(code, subject, length, start, 0, data, nil)
+            if rc < 0 && rc != PCRE2_ERROR_NOMATCH && usesJIT {
+                // JIT stack or other JIT limits: the interpreter has its own (heap) limits.
+                rc = pcre2_match_8(code, subject, length, start, PCRE2_NO_JIT, data, nil)
             }
-            return out
+            if rc < 0 { break }
+            let ovector = pcre2_get_ovector_pointer_8(data)!
+            let (s, e) = (Int(ovector[0]), Int(ovector[1]))
+            out.append(s..<e)
+            if e > s {
+                start = e
+            } else {
+                // Empty match: the next search starts one character (UTF-8 sequence) further.
+                guard e < length else { break }
+                var next = e + 1
+                while next < length && utf8[next] & 0xC0 == 0x80 { next += 1 }
+                start = next
+            }
         }
+        return out
+    }
+
+    /// Matches in the empty text (an empty match, when the pattern allows one).
+    private func emptySubjectMatches() -> [Range<Int>] {
+        var byte: UInt8 = 0
+        guard let data = pcre2_match_data_create_from_pattern_8(code, nil) else { return [] }
+        defer { pcre2_match_data_free_8(data) }
+        return pcre2_match_8(code, &byte, 0, 0, 0, data, nil) >= 0 ? [0..<0] : []
     }
 }

@@ -1,5 +1,4 @@
 import AlignerData
-import AlignerGGUF
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -101,12 +100,10 @@ public struct AlignerBundle {
     /// A GGUF file: the model (dequantised to Float32) and the tokenizer of its metadata; its chat template is kept
     /// for export. The prompt template is v1.
     static func loadGGUF(_ path: String) throws -> AlignerBundle {
-        let file = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
-        let g = try GGUFModel(file: file)
-        let t = try GGUFTokenizer(file: file)
-        let model = try LlamaModel(config: g.config, weights: g.weights)
-        return AlignerBundle(model: model, tokenizer: t.tokenizer, specialTokens: t.specialTokens, template: .v1,
-                             source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: t.chatTemplate)
+        let base = try PretrainedBase(path: path)
+        let model = try LlamaModel(config: base.config, weights: base.weights)
+        return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
+                             source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate)
     }
 
     /// The example builder matching this Aligner (template, BOS/EOS).
