@@ -120,9 +120,10 @@ public final class GGUFFile {
 
     public convenience init(contentsOf url: URL) throws {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), !isDir.boolValue else {
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw GGUFError(file: url.path, message: "no such file")
         }
+        guard !isDir.boolValue else { throw GGUFError(file: url.path, message: "is a folder, not a GGUF file") }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw GGUFError(file: url.path, message: "cannot read: \(error.localizedDescription)")

@@ -97,6 +97,10 @@ final class BadInputTests: CLITestCase {
         let out = try run(["gguf", "inspect", "--dequantise", fixture.path])
         XCTAssertTrue(out.contains("GGUF version 3") && out.contains("tensor t.q4_1 Q4_1 [3, 64]"), out)
         XCTAssertTrue(try run(["gguf", "inspect", "/nonexistent/x.gguf"], expect: 66).contains("no such file"))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("folder-\(UUID()).gguf")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        XCTAssertTrue(try run(["generate", "--checkpoint", folder.path, "--prompt", "hi"], expect: 65).contains("is a folder, not a GGUF file"))
         let truncated = FileManager.default.temporaryDirectory.appendingPathComponent("truncated-\(UUID()).gguf")
         try Data(try Data(contentsOf: fixture).prefix(700)).write(to: truncated)
         defer { try? FileManager.default.removeItem(at: truncated) }
