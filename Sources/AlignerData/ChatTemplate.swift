@@ -929,7 +929,7 @@ struct RenderContext {
         case "capitalize": return .string(v.text.prefix(1).uppercased() + v.text.dropFirst().lowercased())
         case "title": return .string(v.text.capitalized)
         case "string": return .string(v.text)
-        case "safe", "e", "escape" where name == "safe": return v
+        case "safe": return v  // (escape and e are not implemented: refused below)
         case "int":
             if case .double(let d) = v { return .int(Int(d)) }
             return .int(Int(v.text.trimmingCharacters(in: .whitespaces)) ?? 0)

@@ -30,7 +30,7 @@ final class ChatTemplateTests: XCTestCase {
     }
 
     func testUnsupportedConstructsAreNamed() {
-        for (source, named) in [("{% macro m() %}x{% endmacro %}", "macro"), ("{{ x | wordwrap }}", "wordwrap"),
+        for (source, named) in [("{% macro m() %}x{% endmacro %}", "macro"), ("{{ x | wordwrap }}", "wordwrap"), ("{{ x | escape }}", "escape"),
                                 ("{% if x %}", "endif"), ("{{ 'a' ", "unclosed"), ("{% for x in y recursive %}{% endfor %}", "recursive")] {
             XCTAssertThrowsError(try ChatTemplate(source).render(messages: [], addGenerationPrompt: false, bosToken: nil, eosToken: nil), source) { e in
                 XCTAssertTrue("\(e)".contains(named), "\(source): \(e)")
