@@ -212,6 +212,11 @@ public final class GGUFFile {
     /// The info of tensor `name`.
     public func info(_ name: String) -> GGUFTensorInfo? { byName[name].map { tensors[$0] } }
 
+    /// The stored bytes of tensor `name` (quantised blocks as in the file).
+    public func rawBytes(_ name: String) -> Data? {
+        info(name).map { t in data.subdata(in: t.offset..<(t.offset + t.byteCount)) }
+    }
+
     /// Tensor `name` dequantised to Float32, in its row-major shape.
     public func tensor(_ name: String) throws -> Tensor {
         guard let t = info(name) else { throw GGUFError(file: path, message: "no tensor named '\(name)'") }
