@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerGGUF
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -97,13 +98,32 @@ public struct AlignerBundle {
                              baseChatTemplate: recipe == nil && !hf.isAlignerExport ? hf.chatTemplate : nil, chat: chat)
     }
 
-    /// A GGUF file: the model (dequantised to Float32) and the tokenizer of its metadata; its chat template is kept
-    /// for export. The prompt template is v1.
+    /// A GGUF file: the model (dequantised to Float32) and the tokenizer of its metadata. An Aligner that AlignerKit
+    /// exported as GGUF carries its prompt template in `aligner.*` keys; any other file's chat template is kept as a
+    /// base's (for export) and the prompt template is v1.
     static func loadGGUF(_ path: String) throws -> AlignerBundle {
-        let base = try PretrainedBase(path: path)
+        let file = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
+        let base = try PretrainedBase(file: file)
         let model = try LlamaModel(config: base.config, weights: base.weights)
-        return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
-                             source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate)
+        guard let text = file.metadata["aligner.prompt_template"]?.stringValue else {
+            return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
+                                 source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate)
+        }
+        func bad(_ m: String) -> StoreError { StoreError(file: path, message: m, kind: .badContent) }
+        var template: PromptTemplate
+        do {
+            template = try PromptTemplate(name: file.metadata["aligner.template_name"]?.stringValue ?? "custom", text: text)
+        } catch { throw bad("aligner.prompt_template: \(error)") }
+        template.input = file.metadata["aligner.prompt_input"]?.stringValue
+        var chat: ChatPrompt?
+        if file.metadata["aligner.chat_template"]?.boolValue == true {
+            guard let source = base.chatTemplate else { throw bad("the Aligner's prompts go through a chat template, but the file has none") }
+            do {
+                chat = try ChatPrompt(template: ChatTemplate(source), bosToken: base.specialTokens.bos, eosToken: base.specialTokens.eos)
+            } catch { throw bad("its chat template cannot be used: \(error)") }
+        }
+        return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: template,
+                             source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: nil, chat: chat)
     }
 
     /// The example builder matching this Aligner (template, BOS/EOS).

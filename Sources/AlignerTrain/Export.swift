@@ -17,6 +17,15 @@ public enum HuggingFaceExport {
         return (bosToken != nil && bos == bosToken ? "{{ bos_token }}" : escaped(bos)) + body
     }
 
+    /// The chat template an export carries: the one the Aligner's prompts went through, or a base model's own, or one
+    /// that renders the Aligner's prompt template (with the BOS or other prefix every prompt starts with).
+    static func exportedChatTemplate(_ bundle: AlignerBundle) throws -> String {
+        if let source = bundle.chat?.template.source ?? bundle.baseChatTemplate { return source }
+        let prefixIds = try bundle.exampleBuilder().promptPrefix
+        let promptPrefix = prefixIds.isEmpty ? nil : prefixIds.compactMap { bundle.tokenizer.token(of: $0) }.joined()
+        return chatTemplate(bundle.template, bos: promptPrefix, bosToken: bundle.specialTokens.bos)
+    }
+
     /// Exports `bundle` to `directory`. The files are written to a fresh temporary folder beside it, which then takes
     /// the place of `directory`: an interrupted export leaves the old folder as it was, and nothing of an older export
     /// (a stale `model.safetensors.index.json`, say) survives into the new one. An existing `directory` must be empty
@@ -55,9 +64,6 @@ public enum HuggingFaceExport {
         try SafetensorsWriter.write(bundle.model.parameters, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
         try bundle.tokenizer.save(to: directory.appendingPathComponent("tokenizer.json"))
         let s = bundle.specialTokens
-        // The text of the ids every prompt starts with (BOS, when the tokenizer or recipe adds one).
-        let prefixIds = try bundle.exampleBuilder().promptPrefix
-        let promptPrefix = prefixIds.isEmpty ? nil : prefixIds.compactMap { bundle.tokenizer.token(of: $0) }.joined()
         var added: [String: Any] = [:]
         for t in bundle.tokenizer.addedTokens {
             added[String(t.id)] = ["content": t.content, "lstrip": t.lstrip, "rstrip": t.rstrip, "normalized": t.normalized,
@@ -68,7 +74,7 @@ public enum HuggingFaceExport {
             "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": token(s.bos), "eos_token": token(s.eos),
             "pad_token": token(s.pad), "unk_token": token(s.unk), "model_max_length": config.maxPositionEmbeddings,
             "clean_up_tokenization_spaces": false, "add_bos_token": false, "add_eos_token": false,
-            "added_tokens_decoder": added, "chat_template": bundle.chat?.template.source ?? bundle.baseChatTemplate ?? chatTemplate(bundle.template, bos: promptPrefix, bosToken: s.bos),
+            "added_tokens_decoder": added, "chat_template": try exportedChatTemplate(bundle),
             "aligner_chat_template": bundle.chat != nil, "aligner_prompt_input": bundle.template.input.map { $0 as Any } ?? NSNull(),
             "aligner_prompt_template": bundle.template.text, "aligner_template_name": bundle.template.name,
         ]

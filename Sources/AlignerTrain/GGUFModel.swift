@@ -5,10 +5,93 @@ import AlignerTensor
 import AlignerTokenizers
 import Foundation
 
+/// How llama.cpp names and stores the families AlignerKit runs: the GGUF architecture of each family, tensor names
+/// (`token_embd`, `blk.N.attn_q`, ...) against Hugging Face's, and the per-architecture changes llama.cpp's converter
+/// makes to the weights (Llama's Q/K row permutation, Gemma's norm weights stored as 1 + w). Reading and writing
+/// share this table.
+public enum GGUFLayout {
+    /// The GGUF `general.architecture` of `family` (llama.cpp runs Mistral as `llama`).
+    public static func architecture(of family: ModelFamily) -> String {
+        switch family {
+        case .llama, .mistral: "llama"
+        case .qwen2: "qwen2"
+        case .qwen3: "qwen3"
+        case .gemma: "gemma"
+        case .phi3: "phi3"
+        }
+    }
+
+    /// The family a GGUF architecture is read as.
+    public static func family(ofArchitecture arch: String) -> ModelFamily? {
+        ["llama": .llama, "qwen2": .qwen2, "qwen3": .qwen3, "gemma": .gemma, "phi3": .phi3][arch]
+    }
+
+    /// Per-block tensor names, llama.cpp's and Hugging Face's (after `blk.N.` and `model.layers.N.`).
+    static let blockNames: [(gguf: String, hf: String)] = [
+        ("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"),
+        ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"),
+        ("attn_qkv", "self_attn.qkv_proj"), ("attn_output", "self_attn.o_proj"),
+        ("attn_q_norm", "self_attn.q_norm"), ("attn_k_norm", "self_attn.k_norm"),
+        ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"), ("ffn_down", "mlp.down_proj"),
+    ]
+
+    /// Hugging Face's name of a GGUF tensor (Phi-3's `ffn_up` is the fused `gate_up_proj`), or nil.
+    static func hfName(_ name: String, family: ModelFamily) -> String? {
+        switch name {
+        case "token_embd.weight": return "model.embed_tokens.weight"
+        case "output_norm.weight": return "model.norm.weight"
+        case "output.weight": return "lm_head.weight"
+        default:
+            let parts = name.split(separator: ".")
+            guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]) else { return nil }
+            if family == .phi3, parts[2] == "ffn_up" { return "model.layers.\(layer).mlp.gate_up_proj.\(parts[3])" }
+            guard let hf = blockNames.first(where: { $0.gguf == parts[2] })?.hf else { return nil }
+            return "model.layers.\(layer).\(hf).\(parts[3])"
+        }
+    }
+
+    /// llama.cpp's name of a Hugging Face parameter, or nil.
+    static func ggufName(_ name: String, family: ModelFamily) -> String? {
+        switch name {
+        case "model.embed_tokens.weight": return "token_embd.weight"
+        case "model.norm.weight": return "output_norm.weight"
+        case "lm_head.weight": return "output.weight"
+        default:
+            let parts = name.split(separator: ".")
+            guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
+            let inner = parts[3..<(parts.count - 1)].joined(separator: "."), kind = parts[parts.count - 1]
+            if family == .phi3, inner == "mlp.gate_up_proj" { return "blk.\(layer).ffn_up.\(kind)" }
+            guard let g = blockNames.first(where: { $0.hf == inner })?.gguf else { return nil }
+            return "blk.\(layer).\(g).\(kind)"
+        }
+    }
+
+    /// Whether llama.cpp's converter permutes the rows of q and k (Llama and Mistral, weights and biases).
+    static func permutesQK(_ family: ModelFamily) -> Bool { family == .llama || family == .mistral }
+
+    /// Undoes llama.cpp's permutation of a q or k weight or bias (rows = heads × 2 × D/2 interleaved back into
+    /// rotate-half order): row (h, a, i) of the result is row (h, i, a) of the file's, a ∈ {0, 1}, i < D/2.
+    /// `forward` applies the permutation instead (for writing).
+    static func permuteRows(_ w: Tensor, heads: Int, forward: Bool = false) -> Tensor {
+        let rows = w.shape[0], cols = w.count / max(rows, 1)
+        let half = rows / heads / 2
+        let out = Tensor.zeros(w.shape)
+        for h in 0..<heads {
+            for a in 0..<2 {
+                for i in 0..<half {
+                    let hf = (h * 2 * half + a * half + i) * cols, gguf = (h * 2 * half + i * 2 + a) * cols
+                    (out.data + (forward ? gguf : hf)).update(from: w.data + (forward ? hf : gguf), count: cols)
+                }
+            }
+        }
+        return out
+    }
+}
+
 /// A model read from a GGUF file: its configuration from the `<arch>.*` metadata and its weights dequantised to
-/// Float32 under Hugging Face's names (llama.cpp's `token_embd`, `blk.N.attn_q`, ... mapped back, and the Q/K row
-/// permutation that llama.cpp's converter applies to Llama attention weights undone, as transformers' GGUF loader
-/// does). Architectures: `llama`.
+/// Float32 under Hugging Face's names (see `GGUFLayout`: llama.cpp's names mapped back, Llama's Q/K row permutation
+/// undone, Gemma's 1 + w norms turned back into w, as transformers' GGUF loader does). Architectures: `llama`,
+/// `qwen2`, `qwen3`, `gemma`, `phi3`.
 public struct GGUFModel {
     public let config: LlamaConfig
     public let weights: [String: Tensor]
@@ -16,21 +99,24 @@ public struct GGUFModel {
     public init(file: GGUFFile) throws {
         func fail(_ m: String) -> GGUFError { GGUFError(file: file.path, message: m) }
         guard let arch = file.metadata["general.architecture"]?.stringValue else { throw fail("no general.architecture") }
-        guard arch == "llama" else { throw fail("architecture '\(arch)' is not supported yet (llama)") }
+        guard let family = GGUFLayout.family(ofArchitecture: arch) else {
+            throw fail("architecture '\(arch)' is not supported (llama, qwen2, qwen3, gemma, phi3)")
+        }
         func int(_ key: String) throws -> Int {
             guard let v = file.metadata["\(arch).\(key)"]?.intValue else { throw fail("metadata \(arch).\(key) is missing or not an integer") }
             return v
         }
+        func optionalInt(_ key: String) -> Int? { file.metadata["\(arch).\(key)"]?.intValue }
         func optionalDouble(_ key: String) -> Double? { file.metadata["\(arch).\(key)"]?.doubleValue }
         let heads = try int("attention.head_count")
         let hidden = try int("embedding_length")
         let tokens = file.metadata["tokenizer.ggml.tokens"].flatMap { if case .array(let a) = $0 { return a.count } else { return nil } }
-        let vocab = (try? int("vocab_size")) ?? tokens ?? file.info("token_embd.weight")?.shape.first ?? 0
-        let headDim = file.metadata["\(arch).attention.key_length"]?.intValue ?? file.metadata["\(arch).rope.dimension_count"]?.intValue
+        let vocab = optionalInt("vocab_size") ?? tokens ?? file.info("token_embd.weight")?.shape.first ?? 0
+        let headDim = optionalInt("attention.key_length") ?? (family == .phi3 ? nil : optionalInt("rope.dimension_count"))
         var config = LlamaConfig(
             vocabSize: vocab, hiddenSize: hidden, intermediateSize: try int("feed_forward_length"),
             numHiddenLayers: try int("block_count"), numAttentionHeads: heads,
-            numKeyValueHeads: file.metadata["\(arch).attention.head_count_kv"]?.intValue ?? heads,
+            numKeyValueHeads: optionalInt("attention.head_count_kv") ?? heads,
             rmsNormEps: optionalDouble("attention.layer_norm_rms_epsilon") ?? 1e-5,
             ropeTheta: optionalDouble("rope.freq_base") ?? 10_000,
             maxPositionEmbeddings: try int("context_length"),
@@ -38,55 +124,43 @@ public struct GGUFModel {
             bosTokenId: file.metadata["tokenizer.ggml.bos_token_id"]?.intValue,
             eosTokenIds: file.metadata["tokenizer.ggml.eos_token_id"]?.intValue.map { [$0] } ?? [],
             padTokenId: file.metadata["tokenizer.ggml.padding_token_id"]?.intValue,
-            headDim: headDim == hidden / max(heads, 1) ? nil : headDim)
+            headDim: headDim == hidden / max(heads, 1) ? nil : headDim, family: family)
         // The GGUF stores rms epsilon as a float32; transformers reads the same value.
         config.rmsNormEps = Double(Float(config.rmsNormEps))
+        if let rotary = optionalInt("rope.dimension_count"), rotary != config.headDim, family == .phi3 {
+            config.partialRotaryFactor = Double(rotary) / Double(config.headDim)
+        }
+        if let window = optionalInt("attention.sliding_window"), family == .phi3 { config.slidingWindow = window }
+        config.originalMaxPositionEmbeddings = family == .phi3 ? optionalInt("rope.scaling.original_context_length") : nil
+        switch file.metadata["\(arch).rope.scaling.type"]?.stringValue ?? "none" {
+        case "none": break
+        case "linear":
+            guard let factor = optionalDouble("rope.scaling.factor") else { throw fail("\(arch).rope.scaling.factor is missing") }
+            config.ropeScaling = RopeScaling(kind: .linear, factor: Double(Float(factor)))
+        case let other: throw fail("\(arch).rope.scaling.type '\(other)' is not supported (none, linear)")
+        }
+        config.attentionBias = family != .qwen2 && file.info("blk.0.attn_output.bias") != nil
+        config.mlpBias = file.info("blk.0.ffn_down.bias") != nil
         do { try config.validate() } catch let e as ConfigError { throw fail("\(e)") }
         self.config = config
 
         var weights: [String: Tensor] = [:]
-        let names: [(String, String)] = [("attn_norm", "input_layernorm"), ("ffn_norm", "post_attention_layernorm"),
-                                         ("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"),
-                                         ("attn_output", "self_attn.o_proj"), ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"),
-                                         ("ffn_down", "mlp.down_proj")]
         for t in file.tensors {
-            var name: String
-            switch t.name {
-            case "token_embd.weight": name = "model.embed_tokens.weight"
-            case "output_norm.weight": name = "model.norm.weight"
-            case "output.weight": name = "lm_head.weight"
-            case "rope_freqs.weight": continue  // llama3 rope factors; computed from the configuration instead
-            default:
-                let parts = t.name.split(separator: ".")
-                guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]),
-                      let mapped = names.first(where: { $0.0 == parts[2] })?.1 else {
-                    throw fail("tensor '\(t.name)' is not a tensor of a llama model")
-                }
-                name = "model.layers.\(layer).\(mapped).\(parts[3])"
+            if t.name == "rope_freqs.weight" { continue }  // llama3 rope factors; computed from the configuration instead
+            guard let name = GGUFLayout.hfName(t.name, family: family) else {
+                throw fail("tensor '\(t.name)' is not a tensor of a \(arch) model")
             }
             var w = try file.tensor(t.name)
-            if t.name.hasSuffix("attn_q.weight") { w = Self.unpermute(w, heads: config.numAttentionHeads) }
-            if t.name.hasSuffix("attn_k.weight") { w = Self.unpermute(w, heads: config.numKeyValueHeads) }
+            if GGUFLayout.permutesQK(family) {
+                if t.name.contains(".attn_q.") { w = GGUFLayout.permuteRows(w, heads: config.numAttentionHeads) }
+                if t.name.contains(".attn_k.") { w = GGUFLayout.permuteRows(w, heads: config.numKeyValueHeads) }
+            }
+            if family == .gemma, t.name.hasSuffix("norm.weight") {
+                for i in 0..<w.count { w.data[i] -= 1 }
+            }
             weights[name] = w
         }
         self.weights = weights
-    }
-
-    /// Undoes llama.cpp's permutation of a q or k weight (rows = heads × 2 × D/2 interleaved back into rotate-half
-    /// order): row (h, a, i) of the result is row (h, i, a) of the file's, a ∈ {0, 1}, i < D/2.
-    static func unpermute(_ w: Tensor, heads: Int) -> Tensor {
-        let rows = w.shape[0], cols = w.count / max(rows, 1)
-        let half = rows / heads / 2
-        let out = Tensor.zeros(w.shape)
-        for h in 0..<heads {
-            for a in 0..<2 {
-                for i in 0..<half {
-                    let dst = (h * 2 * half + a * half + i) * cols, src = (h * 2 * half + i * 2 + a) * cols
-                    (out.data + dst).update(from: w.data + src, count: cols)
-                }
-            }
-        }
-        return out
     }
 }
 
@@ -101,6 +175,41 @@ public struct GGUFTokenizer {
 
     static let llama3Split = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
     static let qwen2Split = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+
+    /// llama.cpp's pre-tokenizer names AlignerKit reads, the first of each group being the one it writes.
+    static let preNames = ["llama-bpe", "llama3", "llama-v3", "falcon3", "smaug-bpe", "dbrx", "qwen2", "deepseek-r1-qwen", "smollm",
+                           "falcon", "gpt-2", "default", "gpt2"]
+
+    /// The pre-tokenizer llama.cpp applies for `tokenizer.ggml.pre` = `name` (nil for a name it does not know).
+    static func preTokenizer(named name: String, addPrefixSpace: Bool) throws -> PreTokenizer? {
+        switch name {
+        case "llama3", "llama-v3", "llama-bpe", "falcon3", "smaug-bpe", "dbrx":
+            return .sequence([.split(pattern: try PCRE2Pattern(Self.llama3Split), behavior: .isolated, invert: false),
+                              .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "qwen2", "deepseek-r1-qwen":
+            return .sequence([.split(pattern: try PCRE2Pattern(Self.qwen2Split), behavior: .isolated, invert: false),
+                              .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "smollm":
+            // llama.cpp: digits one by one, then GPT-2's split (SmolLM's own tokenizer.json does the same).
+            return .sequence([.digits(individualDigits: true), .byteLevel(addPrefixSpace: addPrefixSpace, useRegex: true)])
+        case "falcon":
+            return .sequence([.punctuation(.contiguous), .byteLevel(addPrefixSpace: false, useRegex: true), .digits(individualDigits: false),
+                              .split(pattern: try PCRE2Pattern("[0-9][0-9][0-9]"), behavior: .isolated, invert: false)])
+        case "default", "gpt-2", "gpt2":
+            return .byteLevel(addPrefixSpace: addPrefixSpace, useRegex: true)
+        default:
+            return nil
+        }
+    }
+
+    /// The `tokenizer.ggml.pre` name whose rule equals `preTokenizer` (a byte-level BPE tokenizer's), or nil.
+    static func preName(of preTokenizer: PreTokenizer?) -> String? {
+        guard let preTokenizer else { return nil }
+        for name in ["gpt-2", "llama-bpe", "qwen2", "smollm", "falcon"] {
+            if let p = try? Self.preTokenizer(named: name, addPrefixSpace: false), p == preTokenizer { return name }
+        }
+        return nil
+    }
 
     public init(file: GGUFFile) throws {
         func fail(_ m: String) -> GGUFError { GGUFError(file: file.path, message: m) }
@@ -128,24 +237,10 @@ public struct GGUFTokenizer {
         let prefixSpace = file.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? false
         let preTokenizer: PreTokenizer
         do {
-            switch pre {
-            case "llama3", "llama-v3", "llama-bpe", "falcon3", "smaug-bpe", "dbrx":
-                preTokenizer = .sequence([.split(pattern: try PCRE2Pattern(Self.llama3Split), behavior: .isolated, invert: false),
-                                          .byteLevel(addPrefixSpace: false, useRegex: false)])
-            case "qwen2", "deepseek-r1-qwen":
-                preTokenizer = .sequence([.split(pattern: try PCRE2Pattern(Self.qwen2Split), behavior: .isolated, invert: false),
-                                          .byteLevel(addPrefixSpace: false, useRegex: false)])
-            case "smollm":
-                // llama.cpp: digits one by one, then GPT-2's split (SmolLM's own tokenizer.json does the same).
-                preTokenizer = .sequence([.digits(individualDigits: true), .byteLevel(addPrefixSpace: prefixSpace, useRegex: true)])
-            case "falcon":
-                preTokenizer = .sequence([.punctuation(.contiguous), .byteLevel(addPrefixSpace: false, useRegex: true), .digits(individualDigits: false),
-                                          .split(pattern: try PCRE2Pattern("[0-9][0-9][0-9]"), behavior: .isolated, invert: false)])
-            case "default", "gpt-2", "gpt2":
-                preTokenizer = .byteLevel(addPrefixSpace: prefixSpace, useRegex: true)
-            default:
-                throw fail("tokenizer.ggml.pre '\(pre)' is not supported (llama-bpe, qwen2, smollm, falcon, gpt-2, default)")
+            guard let p = try Self.preTokenizer(named: pre, addPrefixSpace: prefixSpace) else {
+                throw fail("tokenizer.ggml.pre '\(pre)' is not supported (\(Self.preNames.joined(separator: ", ")))")
             }
+            preTokenizer = p
         } catch let e as TokenizerError { throw fail("\(e)") }
         var added: [AddedToken] = []
         for (i, t) in types.enumerated() where i < tokens.count && (t == 3 || t == 4) {
@@ -178,12 +273,19 @@ struct PretrainedBase {
 
     init(path: String) throws {
         if Self.isGGUF(path) {
-            let file = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
-            let model = try GGUFModel(file: file), t = try GGUFTokenizer(file: file)
-            (config, weights, tokenizer, specialTokens, chatTemplate) = (model.config, model.weights, t.tokenizer, t.specialTokens, t.chatTemplate)
+            try self.init(file: GGUFFile(contentsOf: URL(fileURLWithPath: path)))
         } else {
             let hf = try HuggingFaceDirectory(path: AlignerBundle.resolve(path).path)
-            (config, weights, tokenizer, specialTokens, chatTemplate) = (hf.config, hf.weights, hf.tokenizer, hf.specialTokens, hf.chatTemplate)
+            self.init(config: hf.config, weights: hf.weights, tokenizer: hf.tokenizer, specialTokens: hf.specialTokens, chatTemplate: hf.chatTemplate)
         }
+    }
+
+    init(file: GGUFFile) throws {
+        let model = try GGUFModel(file: file), t = try GGUFTokenizer(file: file)
+        self.init(config: model.config, weights: model.weights, tokenizer: t.tokenizer, specialTokens: t.specialTokens, chatTemplate: t.chatTemplate)
+    }
+
+    init(config: LlamaConfig, weights: [String: Tensor], tokenizer: Tokenizer, specialTokens: SpecialTokens, chatTemplate: String?) {
+        (self.config, self.weights, self.tokenizer, self.specialTokens, self.chatTemplate) = (config, weights, tokenizer, specialTokens, chatTemplate)
     }
 }

@@ -175,7 +175,8 @@ public final class Trainer {
         }
         try config.validate()
         // Weights, gradients, AdamW's moments and one batch's activations must fit before anything is allocated.
-        let batchTokens = [recipe.stage1, recipe.stage2].map { s in s.batchTokens > 0 ? s.batchTokens : s.batchSize * recipe.data.maxLength }.max()!
+        let stages = splits.warmup.isEmpty ? [recipe.stage2] : [recipe.stage1, recipe.stage2]  // stage 1 runs only with a warm-up set
+        let batchTokens = stages.map { s in s.batchTokens > 0 ? s.batchTokens : s.batchSize * recipe.data.maxLength }.max()!
         try MemoryBudget.check(bytes: config.memoryEstimate(training: true, batch: max(1, batchTokens / recipe.data.maxLength), time: recipe.data.maxLength),
                                for: "training this model (\(config.parameterCount) parameters, batches of up to \(batchTokens) tokens)")
         try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)

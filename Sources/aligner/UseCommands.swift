@@ -174,12 +174,37 @@ struct EvalCommand: ParsableCommand {
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "export", abstract: "Write a Hugging Face model directory (LlamaForCausalLM) from a run or checkpoint.")
-    @Argument(help: "A run folder or checkpoint folder.") var checkpoint: String
-    @Argument(help: "The output directory.") var output: String
+        commandName: "export",
+        abstract: "Write a Hugging Face model directory or a GGUF file (llama.cpp, Ollama) from a run or checkpoint.",
+        discussion: """
+            --format hf (the default) writes config.json, model.safetensors, the tokenizer and a model card; --format gguf \
+            (or an output path ending in .gguf) writes one GGUF file with llama.cpp's names and the tokenizer, the \
+            Aligner's prompt as its chat template, matrices stored as --type f32, f16 (default), bf16 or q8_0.
+            """)
+    @Argument(help: "A run folder, checkpoint folder or GGUF file.") var checkpoint: String
+    @Argument(help: "The output directory (hf) or file (gguf).") var output: String
+    @Option(help: "hf or gguf (default: gguf when the output ends in .gguf, else hf).") var format: String?
+    @Option(help: "GGUF tensor type for matrices: f32, f16, bf16 or q8_0 (norms stay f32).") var type = "f16"
+
+    func validate() throws {
+        if let format, !["hf", "gguf"].contains(format) { throw ValidationError("--format must be hf or gguf, got '\(format)'") }
+        guard GGUFExport.types[type] != nil else { throw ValidationError("--type must be one of f32, f16, bf16, q8_0, got '\(type)'") }
+    }
 
     func run() throws {
         let aligner = try AlignerBundle.load(checkpoint)
+        if (format ?? (output.lowercased().hasSuffix(".gguf") ? "gguf" : "hf")) == "gguf" {
+            let url = URL(fileURLWithPath: output)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            let s = try GGUFExport.export(aligner, to: url, type: GGUFExport.types[type]!)
+            let counts = s.typeCounts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            print("exported \(aligner.source.path) → \(output) (GGUF v3, architecture \(s.architecture), \(s.tensors) tensors: \(counts); "
+                + String(format: "%.1f MiB)", Double(s.bytes) / 1_048_576))
+            if !s.fallbacks.isEmpty {
+                print("stored as F16 (rows not a multiple of the \(type) block): \(s.fallbacks.joined(separator: ", "))")
+            }
+            return
+        }
         var result: RunResult?
         var dir = aligner.source
         for _ in 0..<3 {
