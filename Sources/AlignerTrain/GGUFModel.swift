@@ -214,7 +214,7 @@ public struct GGUFTokenizer {
     public init(file: GGUFFile) throws {
         func fail(_ m: String) -> GGUFError { GGUFError(file: file.path, message: m) }
         let kind = file.metadata["tokenizer.ggml.model"]?.stringValue ?? "(none)"
-        guard kind == "gpt2" else { throw fail("tokenizer.ggml.model '\(kind)' is not supported yet (gpt2)") }
+        guard kind == "gpt2" || kind == "llama" else { throw fail("tokenizer.ggml.model '\(kind)' is not supported (gpt2, llama)") }
         guard case .array(let tokenValues)? = file.metadata["tokenizer.ggml.tokens"] else { throw fail("tokenizer.ggml.tokens is missing") }
         let tokens = try tokenValues.enumerated().map { i, v -> String in
             guard let s = v.stringValue else { throw fail("tokenizer.ggml.tokens[\(i)] is not a string") }
@@ -231,32 +231,102 @@ public struct GGUFTokenizer {
         }
         var vocab: [String: Int] = [:]
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = i }
+        func token(_ key: String) -> String? {
+            file.metadata["tokenizer.ggml.\(key)"]?.intValue.flatMap { $0 < tokens.count ? tokens[$0] : nil }
+        }
+        // A sentencepiece vocabulary that says nothing adds BOS (llama.cpp's and transformers' default).
+        let addBOS = file.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? (kind == "llama")
+        let prefix = addBOS ? (file.metadata["tokenizer.ggml.bos_token_id"]?.intValue).map { [$0] } ?? [] : []
         let model: BPEModel
-        do { model = try BPEModel(vocab: vocab, merges: merges) } catch let e as TokenizerError { throw fail("tokenizer: \(e)") }
-        let pre = file.metadata["tokenizer.ggml.pre"]?.stringValue ?? "default"
-        let prefixSpace = file.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? false
-        let preTokenizer: PreTokenizer
+        let normalizer: Normalizer?, preTokenizer: PreTokenizer?, decoder: Decoder
+        var postProcessor: [String: Any]
         do {
-            guard let p = try Self.preTokenizer(named: pre, addPrefixSpace: prefixSpace) else {
-                throw fail("tokenizer.ggml.pre '\(pre)' is not supported (\(Self.preNames.joined(separator: ", ")))")
+            if kind == "gpt2" {
+                model = try BPEModel(vocab: vocab, merges: merges)
+                let pre = file.metadata["tokenizer.ggml.pre"]?.stringValue ?? "default"
+                let prefixSpace = file.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? false
+                guard let p = try Self.preTokenizer(named: pre, addPrefixSpace: prefixSpace) else {
+                    throw fail("tokenizer.ggml.pre '\(pre)' is not supported (\(Self.preNames.joined(separator: ", ")))")
+                }
+                (normalizer, preTokenizer, decoder) = (nil, p, .byteLevel)
+                postProcessor = ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true]
+            } else {
+                // Sentencepiece BPE with byte fallback, as transformers' GGUF loader builds it (LlamaTokenizer): the
+                // file's merges, or merges recovered from the scores; "▁" for spaces, one before the text when
+                // tokenizer.ggml.add_space_prefix (default true) says so.
+                var scores: [Double] = []
+                if case .array(let a)? = file.metadata["tokenizer.ggml.scores"] { scores = a.map { $0.doubleValue ?? 0 } }
+                if merges.isEmpty {
+                    guard scores.count == tokens.count else { throw fail("tokenizer.ggml.scores: \(scores.count) scores for \(tokens.count) tokens") }
+                    merges = Self.mergesFromScores(tokens: tokens, scores: scores, vocab: vocab)
+                }
+                model = try BPEModel(vocab: vocab, merges: merges, unkToken: token("unknown_token_id"), byteFallback: true, fuseUnknown: true)
+                let prefixSpace = file.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? true
+                let arch = file.metadata["general.architecture"]?.stringValue
+                if arch == "phi3" {
+                    // Phi-3's tokenizer.json puts the prefix space in a normalizer (before every text, also one
+                    // that starts with a space).
+                    normalizer = .sequence([.prepend("▁"), .replace(pattern: " ", content: "▁")])
+                    preTokenizer = nil
+                } else {
+                    normalizer = nil
+                    preTokenizer = .metaspace(replacement: "▁", prependScheme: prefixSpace ? "first" : "never", split: false)
+                }
+                var steps: [Decoder] = [.replace(pattern: "▁", content: " "), .byteFallback, .fuse]
+                if prefixSpace || arch == "phi3" { steps.append(.strip(content: " ", start: 1, stop: 0)) }
+                decoder = .sequence(steps)
+                postProcessor = ["type": "TemplateProcessing", "single": [["Sequence": ["id": "A", "type_id": 0]]],
+                                 "pair": [["Sequence": ["id": "A", "type_id": 0]], ["Sequence": ["id": "B", "type_id": 1]]],
+                                 "special_tokens": [String: Any]()]
             }
-            preTokenizer = p
-        } catch let e as TokenizerError { throw fail("\(e)") }
+        } catch let e as TokenizerError { throw fail("tokenizer: \(e)") }
         var added: [AddedToken] = []
         for (i, t) in types.enumerated() where i < tokens.count && (t == 3 || t == 4) {
             added.append(AddedToken(id: i, content: tokens[i], special: t == 3))
         }
-        func token(_ key: String) -> String? {
-            file.metadata["tokenizer.ggml.\(key)"]?.intValue.flatMap { $0 < tokens.count ? tokens[$0] : nil }
-        }
-        let bos = token("bos_token_id")
-        let addBOS = file.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false
-        let prefix = addBOS ? (file.metadata["tokenizer.ggml.bos_token_id"]?.intValue).map { [$0] } ?? [] : []
-        tokenizer = Tokenizer(model: model, normalizer: nil, preTokenizer: preTokenizer, decoder: .byteLevel, addedTokens: added,
-                              prefixIds: prefix, suffixIds: [],
-                              postProcessorJSON: ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true] as [String: Any])
-        specialTokens = SpecialTokens(bos: bos, eos: token("eos_token_id"), pad: token("padding_token_id"), unk: token("unknown_token_id"))
+        // With BOS to add, the post-processor is written from `prefixIds` when the tokenizer is saved.
+        tokenizer = Tokenizer(model: model, normalizer: normalizer, preTokenizer: preTokenizer, decoder: decoder, addedTokens: added,
+                              prefixIds: prefix, suffixIds: [], postProcessorJSON: prefix.isEmpty ? postProcessor : nil)
+        specialTokens = SpecialTokens(bos: token("bos_token_id"), eos: token("eos_token_id"), pad: token("padding_token_id"), unk: token("unknown_token_id"))
         chatTemplate = file.metadata["tokenizer.chat_template"]?.stringValue
+    }
+
+    /// Merges implied by a sentencepiece vocabulary's scores, as transformers' `generate_merges` derives them: every
+    /// split of a token into two tokens of the vocabulary, best merged-token score first (then shorter left, shorter
+    /// right pieces first, reversed as Python's stable `sort(reverse=True)` orders them).
+    static func mergesFromScores(tokens: [String], scores: [Double], vocab: [String: Int]) -> [(String, String)] {
+        var lastId: [String: Int] = [:]  // Python's {token: index} keeps the last index of a repeated token
+        for (i, t) in tokens.enumerated() { lastId[t] = i }
+        var scoreOf: [String: Double] = [:], order: [String] = []
+        for (t, s) in zip(tokens, scores) {
+            if scoreOf[t] == nil { order.append(t) }
+            scoreOf[t] = s
+        }
+        var all: [(left: String, right: String, score: Double, ll: Int, rl: Int)] = []
+        for merged in order {
+            let scalars = Array(merged.unicodeScalars)
+            guard scalars.count > 1 else { continue }
+            var local: [(String, String, Int, Int)] = []
+            for cut in 1..<scalars.count {
+                var l = String.UnicodeScalarView(), r = String.UnicodeScalarView()
+                l.append(contentsOf: scalars[..<cut])
+                r.append(contentsOf: scalars[cut...])
+                let left = String(l), right = String(r)
+                if let a = lastId[left], let b = lastId[right] { local.append((left, right, a, b)) }
+            }
+            local.sort { ($0.2, $0.3) < ($1.2, $1.3) }
+            let s = scoreOf[merged]!
+            for m in local { all.append((m.0, m.1, s, m.0.unicodeScalars.count, m.1.unicodeScalars.count)) }
+        }
+        // Stable sort, descending by (score, left length, right length).
+        let indexed = all.enumerated().sorted { x, y in
+            let a = x.element, b = y.element
+            if a.score != b.score { return a.score > b.score }
+            if a.ll != b.ll { return a.ll > b.ll }
+            if a.rl != b.rl { return a.rl > b.rl }
+            return x.offset < y.offset
+        }
+        return indexed.map { ($0.element.left, $0.element.right) }
     }
 }
 
