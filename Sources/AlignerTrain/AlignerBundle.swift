@@ -126,6 +126,27 @@ public struct AlignerBundle {
                              source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: nil, chat: chat)
     }
 
+    /// This model prompted another way: a built-in prompt template (`v1`, `v2`, `empathy`) and, with `chatTemplate`
+    /// "base", the template's instruction as a user message through the model's own chat template (as a recipe's
+    /// `data.chat_template = "base"` does). For measuring a base model as an Aligner before finetuning it.
+    public func prompted(template name: String?, chatTemplate: String?) throws -> AlignerBundle {
+        let template = try name.map { try PromptTemplate.named($0) } ?? self.template
+        var chat = self.chat
+        switch chatTemplate {
+        case nil: break
+        case "none"?: chat = nil
+        case "base"?:
+            guard let source = baseChatTemplate ?? self.chat?.template.source else {
+                throw SettingError(setting: "--chat-template", message: "\(self.source.path) has no chat template of its own")
+            }
+            chat = try ChatPrompt(template: ChatTemplate(source), bosToken: specialTokens.bos, eosToken: specialTokens.eos)
+        case let other?:
+            throw SettingError(setting: "--chat-template", message: "must be \"base\" or \"none\", got \"\(other)\"")
+        }
+        return AlignerBundle(model: model, tokenizer: tokenizer, specialTokens: specialTokens, template: template, source: source, recipe: recipe,
+                             baseChatTemplate: baseChatTemplate, chat: chat)
+    }
+
     /// The example builder matching this Aligner (template, BOS/EOS).
     public func exampleBuilder(maxLength: Int? = nil) throws -> ExampleBuilder {
         try ExampleBuilder(tokenizer: tokenizer, template: template, specialTokens: specialTokens,

@@ -25,6 +25,17 @@ struct SamplingOptions: ParsableArguments {
     }
 }
 
+/// How to prompt a model that is not an Aligner yet (a base model), shared by correct and eval.
+struct PromptOptions: ParsableArguments {
+    @Option(help: "Prompt with this built-in template (v1, v2, empathy) instead of the Aligner's own.") var template: String?
+    @Option(help: "base: the template's instruction as a user message through the model's own chat template; none: plain.")
+    var chatTemplate: String?
+
+    func apply(_ bundle: AlignerBundle) throws -> AlignerBundle {
+        template == nil && chatTemplate == nil ? bundle : try bundle.prompted(template: template, chatTemplate: chatTemplate)
+    }
+}
+
 /// A progress line with records per second.
 struct RecordProgress {
     let label: String
@@ -55,6 +66,7 @@ struct CorrectCommand: ParsableCommand {
     @Argument(help: "Output JSON Lines (.gz to compress).") var output: String
     @OptionGroup var records: RecordOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var prompt: PromptOptions
     @Option(help: "Records generated together.") var batchSize = 8
     @Option(help: "Only the first N records.") var limit: Int?
 
@@ -65,7 +77,7 @@ struct CorrectCommand: ParsableCommand {
 
     func run() throws {
         guard !checkpoints.isEmpty else { throw ValidationError("give at least one --checkpoint") }
-        let aligners = try checkpoints.map { try AlignerBundle.load($0) }
+        let aligners = try checkpoints.map { try prompt.apply(AlignerBundle.load($0)) }
         let fields = try records.fieldNames()
         var load = try RecordReader.read(path: input, fields: fields, policy: records.policy, requireCorrection: false)
         if let limit { load.records = Array(load.records.prefix(limit)) }
@@ -146,6 +158,7 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: "A Q-A-C file (JSON or JSON Lines).") var input: String
     @OptionGroup var records: RecordOptions
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var prompt: PromptOptions
     @Option(help: "Generate corrections for the first N records (0 = loss only).") var generate = 64
     @Option(help: "Batch size.") var batchSize = 8
     @Option(help: "Write the JSON summary here.") var output: String?
@@ -156,7 +169,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        let aligner = try AlignerBundle.load(checkpoint)
+        let aligner = try prompt.apply(AlignerBundle.load(checkpoint))
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         let progress = RecordProgress("eval")
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
@@ -164,9 +177,16 @@ struct EvalCommand: ParsableCommand {
                                               note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)
         // Next to the run when the Aligner is a checkpoint of one (checkpoint folders stay as written).
+        // A GGUF file's summary goes beside it, named after it.
         var folder = aligner.source
+        var name = "eval-\(URL(fileURLWithPath: input).lastPathComponent).json"
         if folder.deletingLastPathComponent().lastPathComponent == "checkpoints" { folder = folder.deletingLastPathComponent().deletingLastPathComponent() }
-        let out = output ?? folder.appendingPathComponent("eval-\(URL(fileURLWithPath: input).lastPathComponent).json").path
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            name = folder.deletingPathExtension().lastPathComponent + "." + name
+            folder = folder.deletingLastPathComponent()
+        }
+        let out = output ?? folder.appendingPathComponent(name).path
         try StoreFiles.writeSynced(ResultJSON.encode(summary), to: URL(fileURLWithPath: out))
         print("summary: \(out)")
     }

@@ -182,8 +182,21 @@ final class UseTests: XCTestCase {
         XCTAssertEqual(tc["chat_template"] as? String, smolLM)
         XCTAssertEqual(tc["aligner_chat_template"] as? Bool, true)
         XCTAssertEqual(try AlignerBundle.load(out.path).exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
+        // So does a GGUF export (the base's template as tokenizer.chat_template, aligner.chat_template true).
+        let gguf = dir.appendingPathComponent("chatml.gguf")
+        _ = try GGUFExport.export(aligner, to: gguf, type: .f32)
+        XCTAssertEqual(try AlignerBundle.load(gguf.path).exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
+        // The untrained base prompted as this Aligner (eval/correct --template v1 --chat-template base) sees the same ids.
+        let prompted = try AlignerBundle.load(base.path).prompted(template: "v1", chatTemplate: "base")
+        XCTAssertEqual(try prompted.exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
+        XCTAssertNil(try prompted.prompted(template: nil, chatTemplate: "none").chat)
+        XCTAssertThrowsError(try AlignerBundle.load(base.path).prompted(template: "v1", chatTemplate: "chatml")) { XCTAssertTrue("\($0)".contains("--chat-template"), "\($0)") }
+        XCTAssertThrowsError(try AlignerBundle.load(base.path).prompted(template: "v9", chatTemplate: nil))
         // A base without a chat template, and a recipe without a base, are refused with the key named.
         let plain = try familyDirectory("plain-base") { $0.family = .qwen2 }
+        XCTAssertThrowsError(try AlignerBundle.load(plain.path).prompted(template: nil, chatTemplate: "base")) {
+            XCTAssertTrue("\($0)".contains("has no chat template"), "\($0)")
+        }
         XCTAssertThrowsError(try tinyRun("nochat", ["model.init_from=\(plain.path)", "data.chat_template=base"])) { e in
             XCTAssertEqual((e as? RecipeError)?.key, "data.chat_template", "\(e)")
         }
