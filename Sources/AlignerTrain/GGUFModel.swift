@@ -256,14 +256,28 @@ public struct GGUFTokenizer {
                 // tokenizer.ggml.add_space_prefix (default true) says so.
                 var scores: [Double] = []
                 if case .array(let a)? = file.metadata["tokenizer.ggml.scores"] { scores = a.map { $0.doubleValue ?? 0 } }
+                let arch = file.metadata["general.architecture"]?.stringValue ?? ""
+                let gemma = ["gemma", "gemma2", "gemma3"].contains(arch)
+                var pieces = tokens
+                if gemma {
+                    // As transformers' GGUF loader: Gemma files spell whitespace-only tokens with real spaces
+                    // (respelled "▁"), and their merge order is the file order, not the scores.
+                    pieces = tokens.map { t in t.contains(" ") && t.allSatisfy(\.isWhitespace) ? String(repeating: "▁", count: t.unicodeScalars.count) : t }
+                    scores = (0..<tokens.count).map { -Double($0) }
+                    vocab = [:]
+                    for (i, t) in pieces.enumerated() where vocab[t] == nil { vocab[t] = i }
+                }
                 if merges.isEmpty {
                     guard scores.count == tokens.count else { throw fail("tokenizer.ggml.scores: \(scores.count) scores for \(tokens.count) tokens") }
-                    merges = Self.mergesFromScores(tokens: tokens, scores: scores, vocab: vocab)
+                    merges = Self.mergesFromScores(tokens: pieces, scores: scores, vocab: vocab)
                 }
-                model = try BPEModel(vocab: vocab, merges: merges, unkToken: token("unknown_token_id"), byteFallback: true, fuseUnknown: true)
+                model = try BPEModel(vocab: vocab, merges: merges, unkToken: gemma ? "<unk>" : token("unknown_token_id"), byteFallback: true, fuseUnknown: true)
                 let prefixSpace = file.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? true
-                let arch = file.metadata["general.architecture"]?.stringValue
-                if arch == "phi3" {
+                if gemma {
+                    // GemmaTokenizer: spaces become "▁" in a normalizer; no prefix space.
+                    normalizer = .replace(pattern: " ", content: "▁")
+                    preTokenizer = .split(pattern: try PCRE2Pattern(" ", literal: true), behavior: .mergedWithPrevious, invert: false)
+                } else if arch == "phi3" {
                     // Phi-3's tokenizer.json puts the prefix space in a normalizer (before every text, also one
                     // that starts with a space).
                     normalizer = .sequence([.prepend("▁"), .replace(pattern: " ", content: "▁")])
@@ -273,7 +287,7 @@ public struct GGUFTokenizer {
                     preTokenizer = .metaspace(replacement: "▁", prependScheme: prefixSpace ? "first" : "never", split: false)
                 }
                 var steps: [Decoder] = [.replace(pattern: "▁", content: " "), .byteFallback, .fuse]
-                if prefixSpace || arch == "phi3" { steps.append(.strip(content: " ", start: 1, stop: 0)) }
+                if !gemma && (prefixSpace || arch == "phi3") { steps.append(.strip(content: " ", start: 1, stop: 0)) }
                 decoder = .sequence(steps)
                 postProcessor = ["type": "TemplateProcessing", "single": [["Sequence": ["id": "A", "type_id": 0]]],
                                  "pair": [["Sequence": ["id": "A", "type_id": 0]], ["Sequence": ["id": "B", "type_id": 1]]],

@@ -36,6 +36,7 @@ final class GGUFTokenizerTests: XCTestCase {
 
     func testSentencepieceLlama() throws { try check("gguf-spm-llama") }
     func testSentencepiecePhi3() throws { try check("gguf-spm-phi3") }
+    func testSentencepieceGemma() throws { try check("gguf-spm-gemma2") }
     func testByteLevelLlamaBPE() throws { try check("gguf-bpe-llama-bpe") }
     func testByteLevelQwen2() throws { try check("gguf-bpe-qwen2") }
 
