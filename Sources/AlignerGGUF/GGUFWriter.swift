@@ -41,9 +41,7 @@ public enum GGUFWriter {
         let n = values.count
         switch type {
         case .f32:
-            var out = [UInt8](repeating: 0, count: 4 * n)
-            for i in 0..<n { store(values[i].bitPattern, 4, &out, 4 * i) }
-            return out
+            return Array(UnsafeRawBufferPointer(values))  // little-endian hosts only (x86-64, arm64), as GGUF
         case .f16:
             var out = [UInt8](repeating: 0, count: 2 * n)
             for i in 0..<n { store(Float16(values[i]).bitPattern, 2, &out, 2 * i) }

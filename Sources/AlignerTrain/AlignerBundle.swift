@@ -60,7 +60,7 @@ public struct AlignerBundle {
 
     /// Loads a run, checkpoint or Hugging Face directory, or a GGUF file.
     public static func load(_ path: String) throws -> AlignerBundle {
-        if path.lowercased().hasSuffix(".gguf") { return try loadGGUF(path) }
+        if PretrainedBase.isGGUF(path) { return try loadGGUF(path) }
         let dir = try resolve(path)
         let hf = try HuggingFaceDirectory(path: dir.path)
         let model = try LlamaModel(config: hf.config, weights: hf.weights)
@@ -84,15 +84,7 @@ public struct AlignerBundle {
             template.input = root["aligner_prompt_input"] as? String
             usesChatTemplate = root["aligner_chat_template"] as? Bool ?? false
         }
-        var chat: ChatPrompt?
-        if usesChatTemplate {
-            guard let source = hf.chatTemplate else {
-                throw StoreError(file: dir.path, message: "the Aligner's prompts go through a chat template, but the folder has none", kind: .badContent)
-            }
-            do { chat = try ChatPrompt(template: ChatTemplate(source), bosToken: specials.bos, eosToken: specials.eos) } catch {
-                throw StoreError(file: dir.path, message: "its chat template cannot be used: \(error)", kind: .badContent)
-            }
-        }
+        let chat = usesChatTemplate ? try savedChatPrompt(hf.chatTemplate, specials: specials, in: dir.path) : nil
         if specials.eos == nil, let id = hf.config.eosTokenIds.first { specials.eos = hf.tokenizer.token(of: id) }
         return AlignerBundle(model: model, tokenizer: hf.tokenizer, specialTokens: specials, template: template, source: dir, recipe: recipe,
                              baseChatTemplate: recipe == nil && !hf.isAlignerExport ? hf.chatTemplate : nil, chat: chat)
@@ -115,22 +107,31 @@ public struct AlignerBundle {
             template = try PromptTemplate(name: file.metadata["aligner.template_name"]?.stringValue ?? "custom", text: text)
         } catch { throw bad("aligner.prompt_template: \(error)") }
         template.input = file.metadata["aligner.prompt_input"]?.stringValue
-        var chat: ChatPrompt?
-        if file.metadata["aligner.chat_template"]?.boolValue == true {
-            guard let source = base.chatTemplate else { throw bad("the Aligner's prompts go through a chat template, but the file has none") }
-            do {
-                chat = try ChatPrompt(template: ChatTemplate(source), bosToken: base.specialTokens.bos, eosToken: base.specialTokens.eos)
-            } catch { throw bad("its chat template cannot be used: \(error)") }
-        }
+        let chat = file.metadata["aligner.chat_template"]?.boolValue == true
+            ? try savedChatPrompt(base.chatTemplate, specials: base.specialTokens, in: path) : nil
         return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: template,
                              source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: nil, chat: chat)
+    }
+
+    /// The chat template a saved Aligner (checkpoint, export) says its prompts went through; a missing or unusable
+    /// one is bad content of `path`.
+    static func savedChatPrompt(_ source: String?, specials: SpecialTokens, in path: String) throws -> ChatPrompt {
+        guard let source else {
+            throw StoreError(file: path, message: "the Aligner's prompts go through a chat template, but it has none", kind: .badContent)
+        }
+        do { return try ChatPrompt(source: source, bosToken: specials.bos, eosToken: specials.eos) } catch let e as SettingError {
+            throw StoreError(file: path, message: e.message, kind: .badContent)
+        }
     }
 
     /// This model prompted another way: a built-in prompt template (`v1`, `v2`, `empathy`) and, with `chatTemplate`
     /// "base", the template's instruction as a user message through the model's own chat template (as a recipe's
     /// `data.chat_template = "base"` does). For measuring a base model as an Aligner before finetuning it.
     public func prompted(template name: String?, chatTemplate: String?) throws -> AlignerBundle {
-        let template = try name.map { try PromptTemplate.named($0) } ?? self.template
+        var template = self.template
+        if let name {
+            do { template = try PromptTemplate.named(name) } catch let e as SettingError { throw SettingError(setting: "--template", message: e.message) }
+        }
         var chat = self.chat
         switch chatTemplate {
         case nil: break
@@ -139,7 +140,7 @@ public struct AlignerBundle {
             guard let source = baseChatTemplate ?? self.chat?.template.source else {
                 throw SettingError(setting: "--chat-template", message: "\(self.source.path) has no chat template of its own")
             }
-            chat = try ChatPrompt(template: ChatTemplate(source), bosToken: specialTokens.bos, eosToken: specialTokens.eos)
+            chat = try ChatPrompt(source: source, bosToken: specialTokens.bos, eosToken: specialTokens.eos, setting: "--chat-template")
         case let other?:
             throw SettingError(setting: "--chat-template", message: "must be \"base\" or \"none\", got \"\(other)\"")
         }

@@ -138,12 +138,8 @@ public final class Trainer {
                 guard let source = base.chatTemplate else {
                     throw RecipeError(key: "data.chat_template", message: "\(recipe.model.initFrom) has no chat template (chat_template.jinja or chat_template in tokenizer_config.json)")
                 }
-                do {
-                    chat = try ChatPrompt(template: ChatTemplate(source), bosToken: specials.bos, eosToken: specials.eos)
-                } catch let e as ChatTemplateError {
-                    throw RecipeError(key: "data.chat_template", message: "the chat template of \(recipe.model.initFrom) cannot be used: \(e.message)")
-                } catch let e as SettingError {
-                    throw RecipeError(key: "data.chat_template", message: e.message)
+                do { chat = try ChatPrompt(source: source, bosToken: specials.bos, eosToken: specials.eos) } catch let e as SettingError {
+                    throw RecipeError(key: "data.chat_template", message: "\(recipe.model.initFrom): \(e.message)")
                 }
                 say("prompts: the \(try recipe.promptTemplate().name) instruction as a user message through the chat template of \(recipe.model.initFrom)")
             }
