@@ -115,6 +115,7 @@ public struct EvalSummary: Codable, Sendable {
         guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
         guard generate >= 0 else { throw SettingError(setting: "generate", message: "must be 0 or more, got \(generate)") }
         try options.validate()
+        guard !records.isEmpty else { throw SettingError(setting: "records", message: "there are none to evaluate (the input holds no record)") }
         let builder = try aligner.exampleBuilder()
         let (examples, _) = builder.buildAll(records)
         guard !examples.isEmpty else { throw SettingError(setting: "records", message: "no record fits the model's context of \(aligner.model.config.maxPositionEmbeddings) tokens") }
