@@ -36,6 +36,17 @@ public final class LlamaModel {
     /// Parameter names in Hugging Face's `named_parameters()` order.
     public let parameterNames: [String]
     let rope: RopeTable
+    /// The low-rank adapters' configuration while adapters are attached (see `attachAdapters`).
+    public internal(set) var lora: LoRAConfig?
+    /// Adapter names in order: `<module path>.lora_A.weight`, `.lora_B.weight` per adapted layer.
+    public internal(set) var adapterNames: [String] = []
+    /// Adapter tensors by name.
+    public internal(set) var adapters: [String: Tensor] = [:]
+    /// Each adapted weight's adapter.
+    var adapterByWeight: [ObjectIdentifier: LowRankAdapter] = [:]
+    /// When set, adapter dropout is on (training) and its masks derive from this key: the same key, the same masks.
+    /// nil (the default) runs the adapters without dropout, as in evaluation.
+    public var adapterDropoutSeed: UInt64?
 
     /// One block's parameters. Either q, k, v or (Phi-3) the fused qkv; either gate, up or the fused gateUp.
     struct Block {
@@ -130,7 +141,10 @@ public final class LlamaModel {
     public var orderedParameters: [Tensor] { parameterNames.map { parameters[$0]! } }
 
     /// Sets every parameter's gradient to nil.
-    public func releaseGradients() { for p in parameters.values { p.releaseGrad() } }
+    public func releaseGradients() {
+        for p in parameters.values { p.releaseGrad() }
+        for p in adapters.values { p.releaseGrad() }
+    }
 
     // MARK: Forward
 
@@ -191,10 +205,13 @@ public final class LlamaModel {
         }
     }
 
-    /// x (…, in) times a linear layer's weight (out, in), plus its bias (out) when it has one.
+    /// x (…, in) times a linear layer's weight (out, in), plus its bias (out) when it has one, plus its low-rank
+    /// adapter's output when it has one.
     @inline(__always) func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
-        let y = x.matmul(weight, transposeOther: true)
-        return bias.map { y + $0 } ?? y
+        var y = x.matmul(weight, transposeOther: true)
+        if let bias { y = y + bias }
+        if !adapterByWeight.isEmpty, let delta = adapterOutput(x, weight: weight) { y = y + delta }
+        return y
     }
 
     /// One decoder block on x (B, T, C). `attend` gets q (B, T, H, D) and k, v (B, T, KV, D) after RoPE and returns
@@ -206,7 +223,7 @@ public final class LlamaModel {
         let n1 = Tensor.rmsNorm(x, weight: w.inputNorm, eps: eps, weightOffset: offset)
         var q, k, v: Tensor  // (B, T, H·D), (B, T, KV·D), (B, T, KV·D)
         if let qkv = w.qkv {
-            let all = n1.matmul(qkv, transposeOther: true)  // (B, T, H·D + 2·KV·D)
+            let all = linear(n1, qkv, nil)  // (B, T, H·D + 2·KV·D)
             q = all.slice(axis: 2, 0..<(h * d))
             k = all.slice(axis: 2, (h * d)..<((h + kv) * d))
             v = all.slice(axis: 2, ((h + kv) * d)..<((h + 2 * kv) * d))
@@ -227,7 +244,7 @@ public final class LlamaModel {
         let n2 = Tensor.rmsNorm(x1, weight: w.postNorm, eps: eps, weightOffset: offset)
         let gate, up: Tensor  // (B, T, F)
         if let gateUp = w.gateUp {
-            let both = n2.matmul(gateUp, transposeOther: true)  // (B, T, 2F)
+            let both = linear(n2, gateUp, nil)  // (B, T, 2F)
             let f = config.intermediateSize
             (gate, up) = (both.slice(axis: 2, 0..<f), both.slice(axis: 2, f..<(2 * f)))
         } else {
