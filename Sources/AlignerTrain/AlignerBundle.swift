@@ -64,6 +64,7 @@ public struct AlignerBundle {
         let dir = try resolve(path)
         let hf = try HuggingFaceDirectory(path: dir.path)
         let model = try LlamaModel(config: hf.config, weights: hf.weights)
+        if let adapters = hf.adapters { try model.attachAdapters(adapters.config, weights: adapters.weights) }
         let recipeURL = dir.appendingPathComponent("recipe.json")
         let recipe = FileManager.default.fileExists(atPath: recipeURL.path) ? try Recipe.load(path: recipeURL.path) : nil
         var specials = hf.specialTokens

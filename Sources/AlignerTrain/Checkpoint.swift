@@ -53,9 +53,11 @@ public struct CheckpointStore {
         String(format: "ckpt-s%d-%07d", s.stage, s.step)
     }
 
-    /// Writes a checkpoint atomically and keeps only the newest `keep`.
+    /// Writes a checkpoint atomically and keeps only the newest `keep`. A model with adapters is written as PEFT's
+    /// adapter files plus its frozen weights, or, when `base` is given (the frozen weights are that pretrained base's,
+    /// unchanged), plus a reference to it instead.
     public func save(model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
-                     extraFiles: [(String, Data)] = [], keep: Int) throws -> URL {
+                     extraFiles: [(String, Data)] = [], base: BaseReference? = nil, keep: Int) throws -> URL {
         let fm = FileManager.default
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         let final = directory.appendingPathComponent(Self.folderName(state))
@@ -64,7 +66,7 @@ public struct CheckpointStore {
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
         do {
             try write(into: tmp, final: final, model: model, optimizer: optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
-                      extraFiles: extraFiles)
+                      extraFiles: extraFiles, base: base)
         } catch {
             try? fm.removeItem(at: tmp)
             let previous = complete(verify: false).last.map { "the previous checkpoint \($0.lastPathComponent) is intact" } ?? "no earlier checkpoint exists"
@@ -79,13 +81,19 @@ public struct CheckpointStore {
 
     /// Writes the checkpoint's files into `tmp`, then renames it to `final`.
     private func write(into tmp: URL, final: URL, model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe,
-                       tokenizerJSON: Data, extraFiles: [(String, Data)]) throws {
+                       tokenizerJSON: Data, extraFiles: [(String, Data)], base: BaseReference?) throws {
         let fm = FileManager.default
         let (optTensors, _) = optimizer.stateDict()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let files: [(String, Data)] = [
-            ("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])),
+        var weights: [(String, Data)] = []
+        if let base, model.lora != nil {
+            weights.append((BaseReference.file, try encoder.encode(base)))
+        } else {
+            weights.append(("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])))
+        }
+        if model.lora != nil { weights += try PEFTAdapter.files(of: model, base: base?.path) }
+        let files: [(String, Data)] = weights + [
             ("optimizer.safetensors", try SafetensorsWriter.encode(optTensors)),
             ("trainer_state.json", try encoder.encode(state)),
             ("config.json", try model.config.jsonData()),
@@ -149,16 +157,20 @@ public struct CheckpointStore {
 
     /// Restores model weights from a checkpoint; returns its trainer state and the optimiser state tensors (for
     /// `AdamW.load`, with `state.optimizerStep`). `verify: false` skips the checksums when the caller just checked them.
+    /// A checkpoint with adapters replaces the model's adapters with its own; one that refers to its base instead of
+    /// holding the frozen weights leaves the model's weights as they are (the caller built the model from that base).
     public static func load(_ url: URL, into model: LlamaModel, verify check: Bool = true) throws
         -> (state: TrainerState, optimizer: [String: Tensor]) {
         if check, let problem = verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)", kind: .badContent) }
-        let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
-        for name in model.parameterNames {
-            let t = try weights.tensor(name)
-            guard t.shape == model.parameters[name]!.shape else {
-                throw WeightError(name: name, message: "checkpoint shape \(t.shape) differs from the model's")
-            }
-            model.parameters[name]!.assign(from: t)
+        let weightsURL = url.appendingPathComponent("model.safetensors")
+        let refersToBase = !FileManager.default.fileExists(atPath: weightsURL.path) && FileManager.default.fileExists(atPath: url.appendingPathComponent(BaseReference.file).path)
+        model.detachAdapters()
+        if PEFTAdapter.isPresent(in: url) || refersToBase {
+            let adapters = try PEFTAdapter.read(from: url)
+            if !refersToBase { try assign(weightsURL, to: model) }
+            try model.attachAdapters(adapters.config, weights: adapters.weights)
+        } else {
+            try assign(weightsURL, to: model)
         }
         let stateURL = url.appendingPathComponent("trainer_state.json")
         let state: TrainerState
@@ -168,5 +180,17 @@ public struct CheckpointStore {
         if let problem = state.problem { throw StoreError(file: stateURL.path, message: problem, kind: .badContent) }
         let optimizer = try SafetensorsFile(contentsOf: url.appendingPathComponent("optimizer.safetensors")).allTensors()
         return (state, optimizer)
+    }
+
+    /// Copies every parameter of `model` from the safetensors file at `url`.
+    static func assign(_ url: URL, to model: LlamaModel) throws {
+        let weights = try SafetensorsFile(contentsOf: url)
+        for name in model.parameterNames {
+            let t = try weights.tensor(name)
+            guard t.shape == model.parameters[name]!.shape else {
+                throw WeightError(name: name, message: "checkpoint shape \(t.shape) differs from the model's")
+            }
+            model.parameters[name]!.assign(from: t)
+        }
     }
 }

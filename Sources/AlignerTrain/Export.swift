@@ -32,6 +32,12 @@ public enum HuggingFaceExport {
     /// or a model folder (it holds `config.json`); anything else is refused rather than replaced. `result` adds
     /// training metrics to the model card.
     public static func export(_ bundle: AlignerBundle, to directory: URL, result: RunResult? = nil) throws {
+        try replaceFolder(directory, marker: "config.json", kind: "a model folder") { try write(bundle, to: $0, result: result) }
+    }
+
+    /// Writes a folder through `write` into a fresh temporary folder beside `directory`, which then takes its place.
+    /// An existing `directory` must be empty or hold `marker` (it is `kind`).
+    static func replaceFolder(_ directory: URL, marker: String, kind: String, write: (URL) throws -> Void) throws {
         let fm = FileManager.default
         let target = directory.standardizedFileURL
         let parent = target.deletingLastPathComponent()
@@ -39,8 +45,8 @@ public enum HuggingFaceExport {
         if fm.fileExists(atPath: target.path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw StoreError(file: target.path, message: "exists and is not a folder") }
             let entries = (try? fm.contentsOfDirectory(atPath: target.path)) ?? []
-            guard entries.isEmpty || entries.contains("config.json") else {
-                throw StoreError(file: target.path, message: "exists and is not a model folder (no config.json); export into a new or empty folder")
+            guard entries.isEmpty || entries.contains(marker) else {
+                throw StoreError(file: target.path, message: "exists and is not \(kind) (no \(marker)); export into a new or empty folder")
             }
         }
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
@@ -49,7 +55,7 @@ public enum HuggingFaceExport {
         try? fm.removeItem(at: staging)
         try fm.createDirectory(at: staging, withIntermediateDirectories: true)
         do {
-            try write(bundle, to: staging, result: result)
+            try write(staging)
             try StoreFiles.replaceFolder(target, with: staging)
         } catch {
             try? fm.removeItem(at: staging)
@@ -61,7 +67,21 @@ public enum HuggingFaceExport {
     static func write(_ bundle: AlignerBundle, to directory: URL, result: RunResult?) throws {
         let config = bundle.model.config
         try config.jsonData().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
-        try SafetensorsWriter.write(bundle.model.parameters, metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+        // Adapters are merged into the weights they adapt.
+        try SafetensorsWriter.write(bundle.model.mergedWeights(), metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+        try writeTokenizer(bundle, to: directory)
+        var generation: [String: Any] = ["do_sample": false, "max_new_tokens": min(256, config.maxPositionEmbeddings)]
+        if let b = config.bosTokenId { generation["bos_token_id"] = b }
+        generation["eos_token_id"] = config.eosTokenIds.count == 1 ? config.eosTokenIds[0] as Any : config.eosTokenIds as Any
+        if let p = config.padTokenId { generation["pad_token_id"] = p }
+        try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
+            .write(to: directory.appendingPathComponent("generation_config.json"), options: .atomic)
+        try modelCard(bundle, result: result).write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+    }
+
+    /// `tokenizer.json` and `tokenizer_config.json` (special tokens, the chat template, the Aligner's prompt).
+    static func writeTokenizer(_ bundle: AlignerBundle, to directory: URL) throws {
+        let config = bundle.model.config
         try bundle.tokenizer.save(to: directory.appendingPathComponent("tokenizer.json"))
         let s = bundle.specialTokens
         var added: [String: Any] = [:]
@@ -80,13 +100,6 @@ public enum HuggingFaceExport {
         ]
         try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             .write(to: directory.appendingPathComponent("tokenizer_config.json"), options: .atomic)
-        var generation: [String: Any] = ["do_sample": false, "max_new_tokens": min(256, config.maxPositionEmbeddings)]
-        if let b = config.bosTokenId { generation["bos_token_id"] = b }
-        generation["eos_token_id"] = config.eosTokenIds.count == 1 ? config.eosTokenIds[0] as Any : config.eosTokenIds as Any
-        if let p = config.padTokenId { generation["pad_token_id"] = p }
-        try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
-            .write(to: directory.appendingPathComponent("generation_config.json"), options: .atomic)
-        try modelCard(bundle, result: result).write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
     }
 
     static func modelCard(_ b: AlignerBundle, result: RunResult?) -> String {

@@ -87,8 +87,9 @@ public enum GGUFExport {
 
         var tensors: [GGUFTensorSource] = []
         var summary = Summary(architecture: arch, tensors: 0, typeCounts: [:], fallbacks: [], bytes: 0)
+        let weights = bundle.model.mergedWeights()  // adapters merged into the weights they adapt
         for hfName in bundle.model.parameterNames {
-            guard let ggufName = GGUFLayout.ggufName(hfName, family: config.family), var w = bundle.model.parameters[hfName] else {
+            guard let ggufName = GGUFLayout.ggufName(hfName, family: config.family), var w = weights[hfName] else {
                 throw refuse("parameter '\(hfName)' has no llama.cpp name")
             }
             if GGUFLayout.permutesQK(config.family) {

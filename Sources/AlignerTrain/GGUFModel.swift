@@ -360,7 +360,14 @@ struct PretrainedBase {
             try self.init(file: GGUFFile(contentsOf: URL(fileURLWithPath: path)))
         } else {
             let hf = try HuggingFaceDirectory(path: AlignerBundle.resolve(path).path)
-            self.init(config: hf.config, weights: hf.weights, tokenizer: hf.tokenizer, specialTokens: hf.specialTokens, chatTemplate: hf.chatTemplate)
+            var weights = hf.weights
+            if let adapters = hf.adapters {
+                // A LoRA run or checkpoint as a base: its adapters merged into its weights.
+                let model = try LlamaModel(config: hf.config, weights: hf.weights)
+                try model.attachAdapters(adapters.config, weights: adapters.weights)
+                weights = model.mergedWeights()
+            }
+            self.init(config: hf.config, weights: weights, tokenizer: hf.tokenizer, specialTokens: hf.specialTokens, chatTemplate: hf.chatTemplate)
         }
     }
 

@@ -5,10 +5,15 @@ import AlignerTokenizers
 import Foundation
 
 /// A Hugging Face Llama model directory: `config.json`, `model.safetensors` (or shards listed in
-/// `model.safetensors.index.json`; F32, F16 or BF16), `tokenizer.json` and optionally `tokenizer_config.json`.
+/// `model.safetensors.index.json`; F32, F16 or BF16), `tokenizer.json` and optionally `tokenizer_config.json`. A LoRA
+/// checkpoint also holds PEFT adapter files, and instead of `model.safetensors` it may refer to its pretrained base
+/// (`base_model.json`).
 public struct HuggingFaceDirectory {
     public let config: LlamaConfig
+    /// The weights (of the frozen base, when the folder holds adapters).
     public let weights: [String: Tensor]
+    /// Low-rank adapters on those weights (PEFT's files in the folder), not merged.
+    public let adapters: (config: LoRAConfig, weights: [String: Tensor])?
     public let tokenizer: Tokenizer
     public let specialTokens: SpecialTokens
     /// The directory's chat template (Jinja): `chat_template.jinja`, or `chat_template` in `tokenizer_config.json`
@@ -40,12 +45,26 @@ public struct HuggingFaceDirectory {
             }
         } else {
             let single = dir.appendingPathComponent("model.safetensors")
-            guard fm.fileExists(atPath: single.path) else {
+            let reference = dir.appendingPathComponent(BaseReference.file)
+            if fm.fileExists(atPath: single.path) {
+                weights = try SafetensorsFile(contentsOf: single).allTensors()
+            } else if fm.fileExists(atPath: reference.path) {
+                let base: BaseReference
+                do { base = try JSONDecoder().decode(BaseReference.self, from: Data(contentsOf: reference)) } catch {
+                    throw StoreError(file: reference.path, message: "not a base reference: \(error.localizedDescription)", kind: .badContent)
+                }
+                weights = try base.weights(expected: config, in: path)
+            } else {
                 throw WeightError(name: path, message: "has neither model.safetensors nor model.safetensors.index.json")
             }
-            weights = try SafetensorsFile(contentsOf: single).allTensors()
         }
         self.weights = weights
+        if PEFTAdapter.isPresent(in: dir) {
+            let read = try PEFTAdapter.read(from: dir)
+            adapters = (read.config, read.weights)
+        } else {
+            adapters = nil
+        }
         let tok = try Tokenizer.load(from: dir.appendingPathComponent("tokenizer.json"))
         guard tok.vocabularySize <= config.vocabSize else {
             throw ConfigError(field: "vocab_size", message: "\(config.vocabSize) in \(dir.appendingPathComponent("config.json").path) is smaller than the \(tok.vocabularySize) ids of \(dir.appendingPathComponent("tokenizer.json").path): the tokenizer can produce ids the model has no embedding for")

@@ -38,6 +38,9 @@ public struct StageSettings: Equatable, Sendable {
     public var beta1 = 0.9
     public var beta2 = 0.95
     public var eps = 1e-8
+    /// "full" trains every weight; "lora" trains low-rank adapters (the `lora` section) on a frozen model. When both
+    /// stages use LoRA, stage 2 continues stage 1's adapters; a full stage after a LoRA stage first merges them.
+    public var finetune = "full"
 }
 
 /// A training run's description: data, tokenizer, model, the two stages, logging and checkpoints.
@@ -108,6 +111,18 @@ public struct Recipe: Equatable, Sendable {
         /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
     }
 
+    /// Low-rank adapters for stages with `finetune = "lora"` (PEFT's LoraConfig: r, lora_alpha, lora_dropout,
+    /// target_modules, use_rslora).
+    public struct LoRASection: Equatable, Sendable {
+        public var rank = 16
+        public var alpha = 32.0
+        public var dropout = 0.05
+        public var targets = ["all-linear"]
+        public var rslora = false
+        /// As the model's configuration.
+        public var config: LoRAConfig { LoRAConfig(rank: rank, alpha: alpha, dropout: dropout, targets: targets, rsLoRA: rslora) }
+    }
+
     public struct SweepSection: Equatable, Sendable {
         public var warmupPercents = [0.0, 2, 10, 20, 50]
     }
@@ -118,6 +133,7 @@ public struct Recipe: Equatable, Sendable {
     public var stage1 = StageSettings()
     public var stage2 = StageSettings()
     public var train = TrainSection()
+    public var lora = LoRASection()
     public var sweep = SweepSection()
 
     public init() {}
@@ -251,7 +267,9 @@ extension Recipe {
             try check(s.beta1 >= 0 && s.beta1 < 1, "\(section).beta1", "must be in [0, 1)")
             try check(s.beta2 >= 0 && s.beta2 < 1, "\(section).beta2", "must be in [0, 1)")
             try check(s.eps > 0, "\(section).eps", "must be positive")
+            try check(["full", "lora"].contains(s.finetune), "\(section).finetune", "must be \"full\" or \"lora\", got \"\(s.finetune)\"")
         }
+        do { try lora.config.validate() } catch let e as ModelInputError { throw RecipeError(key: e.field, message: e.message) }
         try check(train.evalEvery >= 0, "train.eval_every", "must not be negative")
         try check(train.logEvery > 0, "train.log_every", "must be positive")
         try check(train.checkpointEvery >= 0, "train.checkpoint_every", "must not be negative")
@@ -338,6 +356,9 @@ extension Recipe {
             RecipeField("train.eval_every", \.train.evalEvery, int), RecipeField("train.log_every", \.train.logEvery, int),
             RecipeField("train.checkpoint_every", \.train.checkpointEvery, int),
             RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
+            RecipeField("lora.rank", \.lora.rank, int), RecipeField("lora.alpha", \.lora.alpha, double),
+            RecipeField("lora.dropout", \.lora.dropout, double), RecipeField("lora.targets", \.lora.targets, strings),
+            RecipeField("lora.rslora", \.lora.rslora, bool),
             RecipeField("sweep.warmup_percents", \.sweep.warmupPercents, doubles),
         ]
         let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2)]
@@ -358,6 +379,7 @@ extension Recipe {
                 RecipeField("\(name).beta1", stage.appending(path: \StageSettings.beta1), double),
                 RecipeField("\(name).beta2", stage.appending(path: \StageSettings.beta2), double),
                 RecipeField("\(name).eps", stage.appending(path: \StageSettings.eps), double),
+                RecipeField("\(name).finetune", stage.appending(path: \StageSettings.finetune), string),
             ]
         }
         return f

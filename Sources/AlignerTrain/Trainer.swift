@@ -94,6 +94,8 @@ public final class Trainer {
         public var padId: Int
         /// The chat template prompts are rendered through (`data.chat_template = "base"`), with its tokens.
         public var chat: ChatPrompt?
+        /// The pretrained base (`model.init_from`), fingerprinted, for LoRA checkpoints that refer to it.
+        public var base: BaseReference?
 
         /// Files every checkpoint carries besides weights and state: `tokenizer_config.json` with the special tokens
         /// the examples were built with, and `chat_template.jinja` when prompts go through a chat template.
@@ -128,9 +130,14 @@ public final class Trainer {
         var config: LlamaConfig
         var initialWeights: [String: Tensor]?
         var chat: ChatPrompt?
+        var reference: BaseReference?
         let saved = runDirectory.appendingPathComponent("tokenizer.json")
         if recipe.model.initFrom != "scratch" {
             let base = try PretrainedBase(path: recipe.model.initFrom)
+            let hasPad = base.specialTokens.pad.map { base.tokenizer.id(of: $0) != nil } ?? false
+            if [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == "lora" }) {
+                reference = try BaseReference.record(path: recipe.model.initFrom, addedPad: hasPad ? nil : recipe.tokenizer.pad)
+            }
             (config, initialWeights, tokenizer, specials) = addPadTokenIfMissing(
                 config: base.config, weights: base.weights, tokenizer: base.tokenizer, specialTokens: base.specialTokens, padName: recipe.tokenizer.pad)
             say("model: \(recipe.model.initFrom) (\(config.parameterCount) parameters)")
@@ -189,7 +196,7 @@ public final class Trainer {
         guard !eval.isEmpty, !train.isEmpty else { throw RecipeError(key: "data.max_length", message: "no example fits") }
         let padId = tokenizer.id(of: specials.pad ?? specials.eos!)!
         return Prepared(splits: splits, tokenizer: tokenizer, specials: specials, config: config, initialWeights: initialWeights,
-                        eval: eval, warmup: warmup, train: train, padId: padId, chat: chat)
+                        eval: eval, warmup: warmup, train: train, padId: padId, chat: chat, base: reference)
     }
 
     func stream(for examples: [Example], settings s: StageSettings, stage: Int, padId: Int) throws -> BatchStream {
@@ -252,8 +259,12 @@ public final class Trainer {
 
         for (stageNumber, settings, examples) in stages {
             if stageNumber < run.state.stage || (stageNumber == run.state.stage && run.state.stageDone) { continue }
+            try adapt(model, for: settings)
+            // The frozen weights are the pretrained base's while every stage so far trained adapters only.
+            run.base = stages.filter { $0.0 <= stageNumber }.allSatisfy { $0.1.finetune == "lora" } ? prepared.base : nil
             var loop = TrainingLoop(stage: stageNumber, settings: settings, model: model,
                                     batches: try stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))
+            loop.dropoutSeed = UInt64(recipe.seed)
             if stageNumber == run.state.stage && run.state.step > 0, let saved = optimizerToRestore {
                 try loop.restore(optimizer: saved, optimizerStep: run.state.optimizerStep, step: run.state.step, position: run.state.position)
             } else {
@@ -263,6 +274,10 @@ public final class Trainer {
             run.state.totalSteps = loop.totalSteps
             run.beginStage(loop)
             say("stage \(stageNumber) (\(stageNumber == 1 ? "identity warm-up, Q-A-A" : "Q-A-C")): \(examples.count) examples, \(loop.totalSteps) steps, \(loop.batches.batchesPerEpoch) batches per epoch, lr \(settings.lr) \(settings.schedule) (\(loop.warmupSteps) warm-up steps)")
+            if let lora = model.lora {
+                let trainable = model.adapters.values.reduce(0) { $0 + $1.count }
+                say("  LoRA r \(lora.rank), alpha \(lora.alpha)\(lora.rsLoRA ? " (rsLoRA)" : ""), dropout \(lora.dropout) on \((try? lora.modules(available: model.linearModules).joined(separator: ", ")) ?? ""): \(trainable) trainable parameters (\(String(format: "%.2f", 100 * Double(trainable) / Double(model.config.parameterCount)))% of \(model.config.parameterCount))")
+            }
             while run.state.step < loop.totalSteps {
                 let stats = try loop.takeStep()
                 run.loop = loop
@@ -276,6 +291,19 @@ public final class Trainer {
             run.state.stageDone = true
         }
         return try finish(run, folder: folder, stages: stages, prepared: prepared)
+    }
+
+    /// Attaches fresh adapters for a LoRA stage (stage 2 continues stage 1's when both use LoRA) and merges them
+    /// before a full stage.
+    func adapt(_ model: LlamaModel, for settings: StageSettings) throws {
+        switch settings.finetune {
+        case "lora" where model.lora == nil:
+            do { try model.attachAdapters(recipe.lora.config, seed: UInt64(recipe.seed) &+ 0x4C_6F_52_41) } catch let e as ModelInputError {
+                throw RecipeError(key: e.field, message: e.message)
+            }
+        case "full" where model.lora != nil: model.mergeAdapters()
+        default: break
+        }
     }
 
     /// The result from metrics.jsonl (so that a resumed run reports its whole history), written as result.json.

@@ -38,9 +38,12 @@ public struct TrainingLoop {
     public internal(set) var batches: BatchStream
     /// Steps done in this stage.
     public internal(set) var step: Int
+    /// Adapter dropout masks derive from this seed, the stage, the step and the micro-batch (so a resumed run draws
+    /// the same masks).
+    public var dropoutSeed: UInt64 = 0
 
-    /// A loop for `settings` over `batches`: a fresh AdamW over every parameter of `model` (decay on matrices only)
-    /// and the stage's schedule.
+    /// A loop for `settings` over `batches`: a fresh AdamW over the model's trainable parameters (its adapters when
+    /// it has them, else every parameter; decay on matrices only) and the stage's schedule.
     public init(stage: Int, settings: StageSettings, model: LlamaModel, batches: BatchStream) {
         self.stage = stage
         self.settings = settings
@@ -50,7 +53,7 @@ public struct TrainingLoop {
         warmupSteps = settings.warmupSteps > 0 ? settings.warmupSteps : LearningRateSchedule.warmupSteps(ratio: settings.warmupRatio, totalSteps: totalSteps)
         schedule = settings.schedule == "constant"
             ? .constant(warmupSteps: warmupSteps) : .cosine(warmupSteps: warmupSteps, totalSteps: totalSteps, minRatio: settings.minLRRatio)
-        optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: Float(settings.weightDecay)),
+        optimizer = AdamW(groups: ParameterGroup.standard(model.trainableParameters, order: model.trainableNames, weightDecay: Float(settings.weightDecay)),
                           beta1: Float(settings.beta1), beta2: Float(settings.beta2), eps: Float(settings.eps))
         step = 0
     }
@@ -65,23 +68,33 @@ public struct TrainingLoop {
         guard (0...totalSteps).contains(step), (0...batches.batchesPerEpoch).contains(position.cursor) else {
             throw SettingError(setting: "checkpoint", message: "step \(step) of \(totalSteps) at batch \(position.cursor) of \(batches.batchesPerEpoch) does not fit this stage")
         }
-        try optimizer.load(tensors: state, step: optimizerStep, parameters: model.parameters)
+        try optimizer.load(tensors: state, step: optimizerStep, parameters: model.trainableParameters)
         batches.position = position
         self.step = step
+    }
+
+    /// The dropout key of one micro-batch (SplitMix64 finalisation of the four numbers).
+    static func dropoutKey(seed: UInt64, stage: Int, step: Int, micro: Int) -> UInt64 {
+        var z = seed &+ UInt64(stage) &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) &* 0xBF58_476D_1CE4_E5B9 &+ UInt64(micro) &* 0x94D0_49BB_1331_11EB
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 
     /// One optimiser step. A non-finite loss or gradient leaves the weights unchanged (and the step uncounted).
     public mutating func takeStep() throws -> StepStats {
         var lossSum = 0.0, counted = 0, tokens = 0
-        for _ in 0..<settings.gradAccum {
+        defer { model.adapterDropoutSeed = nil }
+        for micro in 0..<settings.gradAccum {
             let b = batches.next()
+            model.adapterDropoutSeed = Self.dropoutKey(seed: dropoutSeed, stage: stage, step: step, micro: micro)
             let loss = try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
             loss.backward()
             lossSum += Double(loss.item)
             counted += b.countedTokens
             tokens += b.mask.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
-        let params = model.orderedParameters
+        let params = model.orderedTrainable
         scaleGradients(params, by: 1 / Float(max(counted, 1)))
         let norm = Double(clipGradientNorm(params, maxNorm: settings.clip > 0 ? Float(settings.clip) : .infinity))
         let lr = schedule.rate(at: step, base: Float(settings.lr))
@@ -92,7 +105,7 @@ public struct TrainingLoop {
             stats.step = step
             return stats
         }
-        optimizer.update(model.parameters, lr: lr)
+        optimizer.update(model.trainableParameters, lr: lr)
         model.releaseGradients()
         step += 1
         return stats

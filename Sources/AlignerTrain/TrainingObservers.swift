@@ -14,6 +14,8 @@ public final class TrainingRun {
     public internal(set) var loop: TrainingLoop!
     /// The newest checkpoint written or resumed from.
     public internal(set) var lastCheckpoint: URL?
+    /// The pretrained base that adapter checkpoints refer to instead of holding the frozen weights (nil: they hold them).
+    public internal(set) var base: BaseReference?
     /// Optimiser steps taken by this process (all stages).
     public internal(set) var stepsThisProcess = 0
     let evalExamples: [Example]
@@ -77,7 +79,7 @@ public final class TrainingRun {
         state.optimizerStep = loop.optimizer.step
         state.elapsed = elapsed
         let url = try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe,
-                                              tokenizerJSON: tokenizerJSON, extraFiles: extraFiles, keep: recipe.train.keepCheckpoints)
+                                              tokenizerJSON: tokenizerJSON, extraFiles: extraFiles, base: base, keep: recipe.train.keepCheckpoints)
         lastCheckpoint = url
         return url
     }

@@ -195,24 +195,31 @@ struct EvalCommand: ParsableCommand {
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
-        abstract: "Write a Hugging Face model directory or a GGUF file (llama.cpp, Ollama) from a run or checkpoint.",
+        abstract: "Write a Hugging Face model directory, a GGUF file (llama.cpp, Ollama) or PEFT adapters from a run or checkpoint.",
         discussion: """
             --format hf (the default) writes config.json, model.safetensors, the tokenizer and a model card; --format gguf \
             (or an output path ending in .gguf) writes one GGUF file with llama.cpp's names and the tokenizer, the \
-            Aligner's prompt as its chat template, matrices stored as --type f32, f16 (default), bf16 or q8_0.
+            Aligner's prompt as its chat template, matrices stored as --type f32, f16 (default), bf16 or q8_0. Both merge \
+            LoRA adapters into the weights. --format peft writes a LoRA Aligner's adapters as PEFT's adapter_config.json \
+            and adapter_model.safetensors (with the tokenizer), for peft.PeftModel.from_pretrained on the base.
             """)
     @Argument(help: "A run folder, checkpoint folder or GGUF file.") var checkpoint: String
     @Argument(help: "The output directory (hf) or file (gguf).") var output: String
-    @Option(help: "hf or gguf (default: gguf when the output ends in .gguf, else hf).") var format: String?
+    @Option(help: "hf, gguf or peft (default: gguf when the output ends in .gguf, else hf).") var format: String?
     @Option(help: "GGUF tensor type for matrices: f32, f16, bf16 or q8_0 (norms stay f32).") var type = "f16"
 
     func validate() throws {
-        if let format, !["hf", "gguf"].contains(format) { throw ValidationError("--format must be hf or gguf, got '\(format)'") }
+        if let format, !["hf", "gguf", "peft"].contains(format) { throw ValidationError("--format must be hf, gguf or peft, got '\(format)'") }
         guard GGUFExport.types[type] != nil else { throw ValidationError("--type must be one of f32, f16, bf16, q8_0, got '\(type)'") }
     }
 
     func run() throws {
         let aligner = try AlignerBundle.load(checkpoint)
+        if format == "peft" {
+            let s = try PEFTExport.export(aligner, to: URL(fileURLWithPath: output))
+            print("exported the adapters of \(aligner.source.path) → \(output) (adapter_config.json, adapter_model.safetensors with \(s.adapterTensors) tensors, tokenizer; base \(s.base)\(s.wroteBase ? ", written there" : ""))")
+            return
+        }
         if (format ?? (output.lowercased().hasSuffix(".gguf") ? "gguf" : "hf")) == "gguf" {
             let url = URL(fileURLWithPath: output)
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
