@@ -3,30 +3,42 @@ import AlignerOptim
 import AlignerTensor
 import Foundation
 
-/// The training-throughput benchmark: untied fp32 Llama models trained with AdamW on random tokens.
-/// `scripts/bench/pytorch_train_bench.py` trains the same models the same way in PyTorch and prints the same figures.
+/// The training-throughput benchmark: Llama models trained with AdamW on random tokens, in full fp32 or with LoRA
+/// adapters (r 16, alpha 32, dropout 0.05 on all projections; `Mode`). `scripts/bench/pytorch_train_bench.py` trains
+/// the same models the same way in PyTorch (transformers, PEFT) and prints the same figures.
 public enum TrainBenchmark {
     /// A reference configuration.
     public struct Preset: Sendable {
         public let name: String
         public let vocab, hidden, intermediate, layers, heads, kvHeads, seq, batch: Int
+        public var tied = false
 
         public var config: LlamaConfig {
             LlamaConfig(vocabSize: vocab, hiddenSize: hidden, intermediateSize: intermediate, numHiddenLayers: layers,
                         numAttentionHeads: heads, numKeyValueHeads: kvHeads, maxPositionEmbeddings: seq,
-                        tieWordEmbeddings: false, bosTokenId: nil, eosTokenIds: [], padTokenId: nil)
+                        tieWordEmbeddings: tied, bosTokenId: nil, eosTokenIds: [], padTokenId: nil)
         }
+    }
+
+    /// What is trained: every weight, or LoRA adapters on a frozen model.
+    public enum Mode: String, CaseIterable, Sendable {
+        case fp32, lora
+        /// The adapters of the `lora` mode.
+        public static let adapters = LoRAConfig(rank: 16, alpha: 32, dropout: 0.05, targets: ["all-linear"])
     }
 
     public static let presets: [Preset] = [
         Preset(name: "tiny", vocab: 512, hidden: 128, intermediate: 384, layers: 4, heads: 4, kvHeads: 4, seq: 128, batch: 16),
         Preset(name: "small", vocab: 4096, hidden: 256, intermediate: 768, layers: 6, heads: 8, kvHeads: 8, seq: 256, batch: 8),
         Preset(name: "medium", vocab: 8192, hidden: 512, intermediate: 1536, layers: 8, heads: 8, kvHeads: 8, seq: 256, batch: 8),
+        // SmolLM2-135M's shape (tied embeddings), batch 4 × 256 tokens.
+        Preset(name: "smollm2", vocab: 49152, hidden: 576, intermediate: 1536, layers: 30, heads: 9, kvHeads: 3, seq: 256, batch: 4, tied: true),
     ]
 
     /// Measured figures of one configuration.
     public struct Result: Sendable {
         public let preset: Preset
+        public let mode: Mode
         public let parameters: Int
         public let steps: Int
         public let forwardMs, backwardMs, optimizerMs: Double
@@ -39,19 +51,20 @@ public enum TrainBenchmark {
 
         /// One line in the format the PyTorch script prints too.
         public var line: String {
-            String(format: "%-7@ params %6.2fM  tokens/s %9.0f  step %8.2f ms (fwd %7.2f  bwd %7.2f  opt %6.2f)  %6.1f GFLOP/s  peak RSS %6.0f MiB  loss %.3f",
-                   preset.name as NSString, Double(parameters) / 1e6, tokensPerSecond, stepMs, forwardMs, backwardMs,
+            String(format: "%-7@ %-9@ params %6.2fM  tokens/s %9.0f  step %8.2f ms (fwd %7.2f  bwd %7.2f  opt %6.2f)  %6.1f GFLOP/s  peak RSS %6.0f MiB  loss %.3f",
+                   preset.name as NSString, mode.rawValue as NSString, Double(parameters) / 1e6, tokensPerSecond, stepMs, forwardMs, backwardMs,
                    optimizerMs, gflops, peakMiB, finalLoss)
         }
     }
 
     /// Trains `preset` for `warmup` + `steps` steps and times the last `steps` (median of each phase).
-    public static func run(_ preset: Preset, steps: Int = 10, warmup: Int = 3, seed: UInt64 = 0) throws -> Result {
+    public static func run(_ preset: Preset, mode: Mode = .fp32, steps: Int = 10, warmup: Int = 3, seed: UInt64 = 0) throws -> Result {
         guard steps >= 1, warmup >= 0 else {
             throw ModelInputError(field: steps < 1 ? "steps" : "warmup", message: "needs steps ≥ 1 and warmup ≥ 0, got \(steps) and \(warmup)")
         }
         let model = try LlamaModel(config: preset.config, seed: seed)
-        let optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: 0.1),
+        if mode == .lora { try model.attachAdapters(Mode.adapters, seed: seed &+ 2) }
+        let optimizer = AdamW(groups: ParameterGroup.standard(model.trainableParameters, order: model.trainableNames, weightDecay: 0.1),
                               beta1: 0.9, beta2: 0.95, eps: 1e-8)
         var rng = SeededGenerator(seed: seed &+ 1)
         let tokens = preset.batch * preset.seq
@@ -61,11 +74,12 @@ public enum TrainBenchmark {
         for step in 0..<(warmup + steps) {
             let ids = (0..<tokens).map { _ in rng.nextInt(below: preset.vocab) }
             let t0 = clock.now
+            model.adapterDropoutSeed = UInt64(step)
             let loss = try model.loss(ids: ids, labels: ids, batch: preset.batch, time: preset.seq).loss
             let t1 = clock.now
             loss.backward()
             let t2 = clock.now
-            optimizer.update(model.parameters, lr: 3e-4)
+            optimizer.update(model.trainableParameters, lr: 3e-4)
             model.releaseGradients()
             let t3 = clock.now
             lastLoss = loss.item
@@ -77,7 +91,7 @@ public enum TrainBenchmark {
         let (f, b, o) = (median(fwd), median(bwd), median(opt))
         let stepSeconds = (f + b + o) / 1e3
         let flops = 3 * model.forwardFlopsPerToken(time: preset.seq) * Double(tokens)
-        return Result(preset: preset, parameters: preset.config.parameterCount, steps: steps, forwardMs: f, backwardMs: b,
+        return Result(preset: preset, mode: mode, parameters: preset.config.parameterCount, steps: steps, forwardMs: f, backwardMs: b,
                       optimizerMs: o, tokensPerSecond: Double(tokens) / stepSeconds, gflops: flops / stepSeconds / 1e9,
                       peakMiB: Double(peakResidentBytes()) / 1_048_576, finalLoss: lastLoss)
     }

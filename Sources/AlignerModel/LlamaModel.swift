@@ -208,10 +208,9 @@ public final class LlamaModel {
     /// x (…, in) times a linear layer's weight (out, in), plus its bias (out) when it has one, plus its low-rank
     /// adapter's output when it has one.
     @inline(__always) func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
-        var y = x.matmul(weight, transposeOther: true)
-        if let bias { y = y + bias }
-        if !adapterByWeight.isEmpty, let delta = adapterOutput(x, weight: weight) { y = y + delta }
-        return y
+        if !adapterByWeight.isEmpty, let y = adapted(x, weight: weight, bias: bias) { return y }
+        let y = x.matmul(weight, transposeOther: true)
+        return bias.map { y + $0 } ?? y
     }
 
     /// One decoder block on x (B, T, C). `attend` gets q (B, T, H, D) and k, v (B, T, KV, D) after RoPE and returns

@@ -196,15 +196,12 @@ extension LlamaModel {
     /// `trainableParameters` in `trainableNames` order.
     public var orderedTrainable: [Tensor] { trainableNames.map { trainableParameters[$0]! } }
 
-    /// x (…, in) through the low-rank adapter of `weight`, scaled, when it has one: (…, out).
-    func adapterOutput(_ x: Tensor, weight: Tensor) -> Tensor? {
+    /// x (…, in) through the linear layer `weight` (out, in) with its bias and its low-rank adapter, when it has one:
+    /// (…, out). Adapter dropout is on while `adapterDropoutSeed` is set.
+    func adapted(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor? {
         guard let lora, let ad = adapterByWeight[ObjectIdentifier(weight)] else { return nil }
-        var input = x
-        if let key = adapterDropoutSeed, lora.dropout > 0 {
-            var rng = SeededGenerator(seed: key &+ UInt64(ad.index) &* 0x9E37_79B9_7F4A_7C15)
-            input = x.dropout(Float(lora.dropout), generator: &rng)
-        }
-        // The scale on the (…, r) product, the smallest place for it.
-        return (input.matmul(ad.a, transposeOther: true) * Float(lora.scaling)).matmul(ad.b, transposeOther: true)
+        let p = adapterDropoutSeed == nil ? 0 : Float(lora.dropout)
+        let key = (adapterDropoutSeed ?? 0) &+ UInt64(ad.index) &* 0x9E37_79B9_7F4A_7C15
+        return Tensor.lowRankLinear(x, weight: weight, bias: bias, a: ad.a, b: ad.b, scale: Float(lora.scaling), dropout: p, dropoutKey: key)
     }
 }

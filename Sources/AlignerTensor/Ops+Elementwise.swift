@@ -224,20 +224,6 @@ extension Tensor {
     public static func * (s: Float, a: Tensor) -> Tensor { a.affine(scale: s, shift: 0) }
     public static func / (a: Tensor, s: Float) -> Tensor { a.affine(scale: 1 / s, shift: 0) }
     public static prefix func - (a: Tensor) -> Tensor { a.affine(scale: -1, shift: 0) }
-
-    /// Inverted dropout (PyTorch's `nn.Dropout` in training mode): each element is zeroed with probability `p`
-    /// and the rest are scaled by 1/(1 − p). The mask is drawn from `generator` in row-major order (one draw per
-    /// element), so the same generator state gives the same mask; the gradient flows through the same mask.
-    public func dropout(_ p: Float, generator: inout SeededGenerator) -> Tensor {
-        precondition(p >= 0 && p < 1, "dropout probability \(p) is not in [0, 1)")
-        if p == 0 { return self }
-        let mask = Tensor(uninitialized: shape)  // (same shape): 0 or 1/(1 − p)
-        let m = mask.data, keep = 1 / (1 - p)
-        // Compare 24 random bits with p·2²⁴: the same decision on every machine.
-        let threshold = UInt64((Double(p) * 16_777_216).rounded())
-        for i in 0..<count { m[i] = (generator.next() >> 40) < threshold ? 0 : keep }
-        return self * mask
-    }
 }
 
 // MARK: - Unary operations

@@ -29,32 +29,36 @@ struct Bench: ParsableCommand {
             abstract: "Training throughput of the reference Llama configurations (tokens/s, ms per step, GFLOP/s, peak memory).",
             discussion: "Each configuration runs in a process of its own so that its peak memory is its own. Compare with scripts/bench/pytorch_train_bench.py run in the same session.")
         @OptionGroup var compute: ComputeOptions
-        @Option(help: "tiny, small, medium or all.") var config = "all"
+        @Option(help: "tiny, small, medium, smollm2 (SmolLM2-135M's shape) or all (the first three).") var config = "all"
+        @Option(help: "fp32 (every weight) or lora (r 16 adapters on all projections, the model frozen).") var mode = "fp32"
         @Option(help: "Timed steps (after the warm-up steps).") var steps = 10
         @Option(help: "Untimed warm-up steps.") var warmup = 3
 
         func validate() throws {
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
             guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
+            guard TrainBenchmark.Mode(rawValue: mode) != nil else {
+                throw ValidationError("--mode must be one of \(TrainBenchmark.Mode.allCases.map(\.rawValue).joined(separator: ", ")), got '\(mode)'")
+            }
         }
 
         func run() throws { try compute.context.run { try runBenchmarks() } }
 
         func runBenchmarks() throws {
-            let names = config == "all" ? TrainBenchmark.presets.map(\.name) : [config]
+            let names = config == "all" ? ["tiny", "small", "medium"] : [config]
             guard names.allSatisfy({ n in TrainBenchmark.presets.contains { $0.name == n } }) else {
-                throw ValidationError("--config must be one of tiny, small, medium, all; got \(config)")
+                throw ValidationError("--config must be one of \(TrainBenchmark.presets.map(\.name).joined(separator: ", ")), all; got \(config)")
             }
             print(BLAS.summary)
             if names.count == 1 {
                 let preset = TrainBenchmark.presets.first { $0.name == names[0] }!
-                print(try TrainBenchmark.run(preset, steps: steps, warmup: warmup).line)
+                print(try TrainBenchmark.run(preset, mode: TrainBenchmark.Mode(rawValue: mode)!, steps: steps, warmup: warmup).line)
                 return
             }
             for name in names {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).standardizedFileURL
-                var arguments = ["bench", "train", "--config", name, "--steps", "\(steps)", "--warmup", "\(warmup)"]
+                var arguments = ["bench", "train", "--config", name, "--mode", mode, "--steps", "\(steps)", "--warmup", "\(warmup)"]
                 if let t = compute.threads { arguments += ["--threads", "\(t)"] }
                 process.arguments = arguments
                 let pipe = Pipe()
