@@ -129,9 +129,3 @@ public enum KernelBenchmark {
     }
 }
 
-/// Peak resident memory of this process in bytes (Linux `ru_maxrss`).
-public func peakResidentBytes() -> Int {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return usage.ru_maxrss * 1024
-}

@@ -39,6 +39,7 @@ public enum TrainBenchmark {
     public struct Result: Sendable {
         public let preset: Preset
         public let mode: Mode
+        public let checkpointing: Bool
         public let parameters: Int
         public let steps: Int
         public let forwardMs, backwardMs, optimizerMs: Double
@@ -52,18 +53,20 @@ public enum TrainBenchmark {
         /// One line in the format the PyTorch script prints too.
         public var line: String {
             String(format: "%-7@ %-9@ params %6.2fM  tokens/s %9.0f  step %8.2f ms (fwd %7.2f  bwd %7.2f  opt %6.2f)  %6.1f GFLOP/s  peak RSS %6.0f MiB  loss %.3f",
-                   preset.name as NSString, mode.rawValue as NSString, Double(parameters) / 1e6, tokensPerSecond, stepMs, forwardMs, backwardMs,
+                   preset.name as NSString, (mode.rawValue + (checkpointing ? "+ckpt" : "")) as NSString, Double(parameters) / 1e6, tokensPerSecond, stepMs, forwardMs, backwardMs,
                    optimizerMs, gflops, peakMiB, finalLoss)
         }
     }
 
     /// Trains `preset` for `warmup` + `steps` steps and times the last `steps` (median of each phase).
-    public static func run(_ preset: Preset, mode: Mode = .fp32, steps: Int = 10, warmup: Int = 3, seed: UInt64 = 0) throws -> Result {
+    public static func run(_ preset: Preset, mode: Mode = .fp32, checkpointing: Bool = false, steps: Int = 10, warmup: Int = 3,
+                           seed: UInt64 = 0) throws -> Result {
         guard steps >= 1, warmup >= 0 else {
             throw ModelInputError(field: steps < 1 ? "steps" : "warmup", message: "needs steps ≥ 1 and warmup ≥ 0, got \(steps) and \(warmup)")
         }
         let model = try LlamaModel(config: preset.config, seed: seed)
         if mode == .lora { try model.attachAdapters(Mode.adapters, seed: seed &+ 2) }
+        model.activationCheckpointing = checkpointing
         let optimizer = AdamW(groups: ParameterGroup.standard(model.trainableParameters, order: model.trainableNames, weightDecay: 0.1),
                               beta1: 0.9, beta2: 0.95, eps: 1e-8)
         var rng = SeededGenerator(seed: seed &+ 1)
@@ -91,7 +94,7 @@ public enum TrainBenchmark {
         let (f, b, o) = (median(fwd), median(bwd), median(opt))
         let stepSeconds = (f + b + o) / 1e3
         let flops = 3 * model.forwardFlopsPerToken(time: preset.seq) * Double(tokens)
-        return Result(preset: preset, mode: mode, parameters: preset.config.parameterCount, steps: steps, forwardMs: f, backwardMs: b,
+        return Result(preset: preset, mode: mode, checkpointing: checkpointing, parameters: preset.config.parameterCount, steps: steps, forwardMs: f, backwardMs: b,
                       optimizerMs: o, tokensPerSecond: Double(tokens) / stepSeconds, gflops: flops / stepSeconds / 1e9,
                       peakMiB: Double(peakResidentBytes()) / 1_048_576, finalLoss: lastLoss)
     }

@@ -47,6 +47,9 @@ public final class LlamaModel {
     /// When set, adapter dropout is on (training) and its masks derive from this key: the same key, the same masks.
     /// nil (the default) runs the adapters without dropout, as in evaluation.
     public var adapterDropoutSeed: UInt64?
+    /// Activation checkpointing per decoder block in training: each block keeps only its input and runs again in the
+    /// backward pass (less memory for one more forward).
+    public var activationCheckpointing = false
 
     /// One block's parameters. Either q, k, v or (Phi-3) the fused qkv; either gate, up or the fused gateUp.
     struct Block {
@@ -184,8 +187,24 @@ public final class LlamaModel {
         let mask = attentionMask.flatMap { $0.allSatisfy { $0 } ? nil : $0 }
         // As Hugging Face's nn.Embedding(padding_idx=pad_token_id): the pad row receives no gradient.
         var x = embedTokens(ids, batch: batch, time: time, paddingIndex: config.padTokenId)  // (B, T, C)
-        for block in blocks { x = blockForward(block, x, batch: batch, time: time, positions: pos, mask: mask) }
+        for block in blocks {
+            if activationCheckpointing {
+                // Keeps only each block's input; the backward pass runs the block again.
+                x = Tensor.checkpoint(x, parameters: tensors(of: block)) { [unowned self] h in
+                    self.blockForward(block, h, batch: batch, time: time, positions: pos, mask: mask)
+                }
+            } else {
+                x = blockForward(block, x, batch: batch, time: time, positions: pos, mask: mask)
+            }
+        }
         return finalNormed(x).matmul(head, transposeOther: true)  // (B, T, V)
+    }
+
+    /// Every tensor a block's forward reads: its weights, biases and norms, and their adapters.
+    func tensors(of w: Block) -> [Tensor] {
+        let own: [Tensor] = [w.inputNorm, w.postNorm, w.q, w.k, w.v, w.qkv, w.qBias, w.kBias, w.vBias, w.o, w.oBias, w.qNorm, w.kNorm,
+                             w.gate, w.up, w.gateUp, w.gateBias, w.upBias, w.down, w.downBias].compactMap { $0 }
+        return own + own.compactMap { adapterByWeight[ObjectIdentifier($0)] }.flatMap { [$0.a, $0.b] }
     }
 
     /// The token embeddings (B, T, C), times √C for Gemma.

@@ -135,3 +135,23 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// Activation checkpointing (PyTorch's `torch.utils.checkpoint`): runs `body` on `x` without recording, keeping
+    /// only `x`; the backward pass runs `body` again with recording on and sends the gradient through that graph, to
+    /// `x` and to the leaves `body` uses (`parameters`, which decide whether a graph is needed at all). `body` must
+    /// compute the same function both times (deterministic kernels, dropout from fixed keys). Memory: one call's
+    /// intermediate results at a time instead of all of them, for one more forward pass.
+    public static func checkpoint(_ x: Tensor, parameters: [Tensor], _ body: @escaping (Tensor) -> Tensor) -> Tensor {
+        guard GradMode.isEnabled, x.requiresGrad || parameters.contains(where: \.requiresGrad) else { return body(x) }
+        let y = withNoGrad { body(x) }
+        return y.record("checkpoint", [x] + parameters) { out in
+            // A leaf sharing x's storage (x is alive: this node holds it).
+            let leaf = Tensor(shape: x.shape, storage: x.storage, offset: x.offset)
+            leaf.requiresGrad = x.requiresGrad
+            let again = GradMode.$isEnabled.withValue(true) { body(leaf) }
+            if again.requiresGrad { again.backward(gradient: out.grad!) }
+            if let g = leaf.grad { Tensor.sendGrad(g, to: x) }
+        }
+    }
+}

@@ -108,6 +108,9 @@ public struct Recipe: Equatable, Sendable {
         public var keepCheckpoints = 2
         /// Threads (0 = default).
         public var threads = 0
+        /// Activation checkpointing per decoder block: each block keeps only its input and runs again in the
+        /// backward pass (less memory, one more forward).
+        public var activationCheckpointing = false
         /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
     }
 
@@ -356,6 +359,7 @@ extension Recipe {
             RecipeField("train.eval_every", \.train.evalEvery, int), RecipeField("train.log_every", \.train.logEvery, int),
             RecipeField("train.checkpoint_every", \.train.checkpointEvery, int),
             RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
+            RecipeField("train.activation_checkpointing", \.train.activationCheckpointing, bool),
             RecipeField("lora.rank", \.lora.rank, int), RecipeField("lora.alpha", \.lora.alpha, double),
             RecipeField("lora.dropout", \.lora.dropout, double), RecipeField("lora.targets", \.lora.targets, strings),
             RecipeField("lora.rslora", \.lora.rslora, bool),

@@ -55,6 +55,8 @@ public struct RunResult: Codable, Sendable {
     public var finalCheckpoint: String
     /// Eval loss of the initial model, before any training.
     public var initialEvalLoss: Double
+    /// Peak resident memory of the process that finished the run, in MiB (absent in older results).
+    public var peakResidentMiB: Double?
 
     public var bestEvalLoss: Double { evalCurve.map(\.evalLoss).min() ?? .nan }
 }
@@ -230,6 +232,9 @@ public final class Trainer {
         let prepared = try prepare(resuming: latest != nil)
         let model = try prepared.initialWeights.map { try LlamaModel(config: prepared.config, weights: $0) }
             ?? LlamaModel(config: prepared.config, seed: UInt64(recipe.seed))
+        model.activationCheckpointing = recipe.train.activationCheckpointing
+        // The pool keeps what the next step reuses: about a step's activations, bounded relative to the model.
+        compute.pool.limitBytes = min(4 << 30, max(256 << 20, 8 * prepared.config.parameterCount))
 
         let stages: [(Int, StageSettings, [Example])] =
             (prepared.warmup.isEmpty ? [] : [(1, recipe.stage1, prepared.warmup)]) + [(2, recipe.stage2, prepared.train)]
@@ -259,6 +264,7 @@ public final class Trainer {
 
         for (stageNumber, settings, examples) in stages {
             if stageNumber < run.state.stage || (stageNumber == run.state.stage && run.state.stageDone) { continue }
+            compute.pool.trim()  // the last stage's (or the preparation's) buffers do not fit this one's shapes
             try adapt(model, for: settings)
             // The frozen weights are the pretrained base's while every stage so far trained adapters only.
             run.base = stages.filter { $0.0 <= stageNumber }.allSatisfy { $0.1.finetune == "lora" } ? prepared.base : nil
@@ -312,7 +318,8 @@ public final class Trainer {
             name: recipe.name, warmupPercent: recipe.data.warmupPercent, warmupRecords: prepared.splits.warmup.count,
             trainRecords: prepared.splits.train.count, evalRecords: prepared.splits.eval.count, stages: [], evalCurve: [],
             trainLosses: [], tokensSeen: run.state.tokensSeen, wallSeconds: run.elapsed, runDirectory: runDirectory.path,
-            finalCheckpoint: run.lastCheckpoint?.path ?? "", initialEvalLoss: .nan)
+            finalCheckpoint: run.lastCheckpoint?.path ?? "", initialEvalLoss: .nan,
+            peakResidentMiB: Double(peakResidentBytes()) / 1_048_576)
         let history = folder.metrics.evalPoints()
         result.evalCurve = history.filter { $0.stage > 0 }
         if let initial = history.first(where: { $0.stage == 0 }) { result.initialEvalLoss = initial.evalLoss }

@@ -1,5 +1,6 @@
 import AlignerData
 import AlignerModel
+import AlignerTensor
 import Foundation
 
 /// A run in progress, as observers see it: where training stands, the model, the folder, and the two services
@@ -68,8 +69,12 @@ public final class TrainingRun {
     var globalStep: Int { (state.stage == 2 ? state.stage1Steps : 0) + state.step }
 
     /// Eval loss of the current weights on the held-out examples.
+    /// The buffer pool is emptied before and after: evaluation's shapes are not training's.
     public func evaluate() throws -> Double {
-        try Evaluation.loss(model, evalExamples, batchSize: recipe.stage2.batchSize, padId: padId)
+        let pool = ComputeContext.current.pool
+        pool.trim()
+        defer { pool.trim() }
+        return try Evaluation.loss(model, evalExamples, batchSize: recipe.stage2.batchSize, padId: padId)
     }
 
     /// Writes a checkpoint of the current state (atomically; older ones beyond `keep_checkpoints` are removed).

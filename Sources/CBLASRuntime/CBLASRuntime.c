@@ -143,3 +143,6 @@ void ak_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
     p_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
             lda, B, ldb, beta, C, ldc);
 }
+
+#include <malloc.h>
+int ak_malloc_trim(void) { return malloc_trim(0); }

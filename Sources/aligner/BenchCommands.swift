@@ -31,6 +31,7 @@ struct Bench: ParsableCommand {
         @OptionGroup var compute: ComputeOptions
         @Option(help: "tiny, small, medium, smollm2 (SmolLM2-135M's shape) or all (the first three).") var config = "all"
         @Option(help: "fp32 (every weight) or lora (r 16 adapters on all projections, the model frozen).") var mode = "fp32"
+        @Flag(help: "Activation checkpointing per decoder block.") var checkpointing = false
         @Option(help: "Timed steps (after the warm-up steps).") var steps = 10
         @Option(help: "Untimed warm-up steps.") var warmup = 3
 
@@ -52,13 +53,14 @@ struct Bench: ParsableCommand {
             print(BLAS.summary)
             if names.count == 1 {
                 let preset = TrainBenchmark.presets.first { $0.name == names[0] }!
-                print(try TrainBenchmark.run(preset, mode: TrainBenchmark.Mode(rawValue: mode)!, steps: steps, warmup: warmup).line)
+                print(try TrainBenchmark.run(preset, mode: TrainBenchmark.Mode(rawValue: mode)!, checkpointing: checkpointing, steps: steps, warmup: warmup).line)
                 return
             }
             for name in names {
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0]).standardizedFileURL
                 var arguments = ["bench", "train", "--config", name, "--mode", mode, "--steps", "\(steps)", "--warmup", "\(warmup)"]
+                if checkpointing { arguments.append("--checkpointing") }
                 if let t = compute.threads { arguments += ["--threads", "\(t)"] }
                 process.arguments = arguments
                 let pipe = Pipe()

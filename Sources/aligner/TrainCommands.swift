@@ -36,7 +36,7 @@ struct TrainCommand: ParsableCommand {
         if let n = ProcessInfo.processInfo.environment["ALIGNERKIT_STOP_AFTER_STEPS"].flatMap(Int.init), n > 0 { trainer.stopAfterSteps = n }
         do {
             let r = try trainer.run(resume: resume)
-            print("\nrun \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)); \(r.tokensSeen) tokens seen")
+            print("\nrun \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)); \(r.tokensSeen) tokens seen; peak memory \(Int(r.peakResidentMiB ?? 0)) MiB")
             print(String(format: "eval loss before training: %.4f", r.initialEvalLoss))
             for s in r.stages {
                 print(String(format: "stage %d: %d steps on %d examples, final train loss %.4f, eval loss %.4f (best %.4f)",

@@ -163,3 +163,34 @@ final class LoRATests: XCTestCase {
         XCTAssertTrue(fresh.parameters.values.allSatisfy(\.requiresGrad))
     }
 }
+
+/// Activation checkpointing per block gives the same loss and the same gradients as keeping every activation, for a
+/// full model and for adapters with dropout.
+final class ActivationCheckpointingTests: XCTestCase {
+    func testSameLossAndGradientsWithAndWithoutCheckpointing() throws {
+        let config = LlamaConfig(vocabSize: 50, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 3, numAttentionHeads: 4,
+                                 numKeyValueHeads: 2, maxPositionEmbeddings: 32, padTokenId: 0)
+        let ids = (0..<20).map { ($0 * 13 + 5) % 50 }, labels = ids.enumerated().map { $0.offset < 4 ? -100 : $0.element }
+        let mask = (0..<20).map { $0 != 19 }
+        for lora in [false, true] {
+            var results: [(loss: Float, grads: [String: [Float]])] = []
+            for checkpointing in [false, true] {
+                let model = try LlamaModel(config: config, seed: 5)
+                if lora {
+                    try model.attachAdapters(LoRAConfig(rank: 2, alpha: 4, dropout: 0.25, targets: ["all-linear"]), seed: 6)
+                    for p in model.adapterNames where p.contains("lora_B") { model.adapters[p]!.assign(from: Tensor.full(model.adapters[p]!.shape, 0.1)) }
+                    model.adapterDropoutSeed = 99
+                }
+                model.activationCheckpointing = checkpointing
+                let loss = try model.loss(ids: ids, labels: labels, batch: 2, time: 10, attentionMask: mask).loss
+                loss.backward()
+                var grads: [String: [Float]] = [:]
+                for (name, t) in model.trainableParameters { grads[name] = try XCTUnwrap(t.grad, name).scalars }
+                results.append((loss.item, grads))
+            }
+            XCTAssertEqual(results[0].loss, results[1].loss, "lora \(lora)")
+            XCTAssertEqual(results[0].grads.keys.sorted(), results[1].grads.keys.sorted())
+            for (name, g) in results[0].grads { XCTAssertEqual(g, results[1].grads[name]!, "lora \(lora): \(name)") }
+        }
+    }
+}

@@ -65,3 +65,45 @@ final class TensorTests: XCTestCase {
 enum RandomPins {
     static let seed42: [UInt64] = [1_546_998_764_402_558_742, 6_990_951_692_964_543_102, 12_544_586_762_248_559_009]
 }
+
+/// The buffer pool's size classes, limit, accounting and trimming.
+final class BufferPoolTests: XCTestCase {
+    func testSizeClassesBoundTheWasteAndReuseAcrossLengths() {
+        XCTAssertEqual(BufferPool.sizeClass(1), 1)
+        XCTAssertEqual(BufferPool.sizeClass(1023), 1023)
+        XCTAssertEqual(BufferPool.sizeClass(1024), 1024)
+        XCTAssertEqual(BufferPool.sizeClass(1025), 1280)
+        XCTAssertEqual(BufferPool.sizeClass(1280), 1280)
+        XCTAssertEqual(BufferPool.sizeClass(1281), 1536)
+        for n in [1024, 3000, 65_537, 1_000_003, 123_456_789] {
+            let c = BufferPool.sizeClass(n)
+            XCTAssertGreaterThanOrEqual(c, n)
+            XCTAssertLessThanOrEqual(Double(c), 1.25 * Double(n), "\(n) → \(c)")
+            XCTAssertEqual(BufferPool.sizeClass(c), c, "a class is its own class")
+        }
+        // Two lengths in one class share a buffer.
+        let pool = BufferPool(limitBytes: 1 << 20)
+        let context = ComputeContext(threads: 1, pool: pool)
+        context.run {
+            var first: Tensor? = Tensor.zeros([1100])
+            let address = first!.data
+            first = nil
+            XCTAssertEqual(pool.cachedBytes, 1280 * 4)
+            let second = Tensor.zeros([1200])
+            XCTAssertEqual(second.data, address)
+            XCTAssertEqual(pool.cachedBytes, 0)
+            XCTAssertEqual(pool.inUseBytes, 1280 * 4)
+            // Past the limit, freed buffers are not kept; trimming empties the cache.
+            var big: Tensor? = Tensor.zeros([1 << 19])  // 2 MiB > 1 MiB
+            big = nil
+            XCTAssertNil(big)
+            XCTAssertEqual(pool.cachedBytes, 0)
+            var small: Tensor? = Tensor.zeros([2000])
+            small = nil
+            XCTAssertGreaterThan(pool.cachedBytes, 0)
+            pool.trim()
+            XCTAssertEqual(pool.cachedBytes, 0)
+            XCTAssertGreaterThanOrEqual(pool.peakInUseBytes, (1 << 19) * 4)
+        }
+    }
+}

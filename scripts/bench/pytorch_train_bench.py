@@ -35,7 +35,7 @@ def forward_flops_per_token(p):
     return layers * per_layer + 2 * c * v
 
 
-def run(name, mode, steps, warmup, threads):
+def run(name, mode, steps, warmup, threads, checkpointing=False):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -48,6 +48,8 @@ def run(name, mode, steps, warmup, threads):
                          bos_token_id=None, eos_token_id=None, pad_token_id=None)
     model = LlamaForCausalLM(config)
     params = sum(x.numel() for x in model.parameters())
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if mode.startswith("lora"):
         from peft import LoraConfig, get_peft_model
         model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
@@ -80,7 +82,8 @@ def run(name, mode, steps, warmup, threads):
     step_s = (f + b + o) / 1e3
     gflops = 3 * forward_flops_per_token(p) * tokens / step_s / 1e9
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{name:<7} {mode:<9} params {params / 1e6:6.2f}M  tokens/s {tokens / step_s:9.0f}  step {f + b + o:8.2f} ms "
+    label = mode + ("+ckpt" if checkpointing else "")
+    print(f"{name:<7} {label:<9} params {params / 1e6:6.2f}M  tokens/s {tokens / step_s:9.0f}  step {f + b + o:8.2f} ms "
           f"(fwd {f:7.2f}  bwd {b:7.2f}  opt {o:6.2f})  {gflops:6.1f} GFLOP/s  peak RSS {peak:6.0f} MiB  "
           f"loss {loss.item():.3f}", flush=True)
 
@@ -89,6 +92,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="all")
     ap.add_argument("--mode", default="fp32", choices=MODES)
+    ap.add_argument("--checkpointing", action="store_true", help="activation checkpointing per decoder block")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
@@ -98,9 +102,10 @@ def main():
         print(f"PyTorch {torch.__version__}, {args.threads} threads, {torch.backends.cpu.get_cpu_capability()}", flush=True)
         for name in ["tiny", "small", "medium"]:
             subprocess.run([sys.executable, __file__, "--config", name, "--mode", args.mode, "--steps", str(args.steps),
-                            "--warmup", str(args.warmup), "--threads", str(args.threads)], check=True)
+                            "--warmup", str(args.warmup), "--threads", str(args.threads)]
+                           + (["--checkpointing"] if args.checkpointing else []), check=True)
     else:
-        run(args.config, args.mode, args.steps, args.warmup, args.threads)
+        run(args.config, args.mode, args.steps, args.warmup, args.threads, args.checkpointing)
 
 
 if __name__ == "__main__":

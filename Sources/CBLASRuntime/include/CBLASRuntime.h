@@ -42,4 +42,7 @@ int ak_cpu_has_avx2_fma(void);
 int ak_cpu_has_avx512(void);
 int ak_cpu_has_avx512_bf16(void);
 
+/// Returns freed heap memory to the operating system (glibc `malloc_trim(0)`); 1 when some was released.
+int ak_malloc_trim(void);
+
 #endif
