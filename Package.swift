@@ -2,7 +2,7 @@
 // AlignerKit: training Aligners (Q-A-C residual correction models) in Swift on CPU.
 //
 // Dependencies point one way only:
-//   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS) -> AlignerTensor (tensors, autodiff, kernels)
+//   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS), CDNNLRuntime (loads oneDNN) -> AlignerTensor (tensors, autodiff, kernels)
 //   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
 //   AlignerTokenizers (tokenizer.json BPE) -> AlignerData (records, conversion, templates, splits, batches; not the model)
 //   -> AlignerTrain (recipes, two-stage trainer, checkpoints, sweeps) -> AlignerBench (benchmarks)
@@ -57,7 +57,10 @@ let package = Package(
             name: "CPCRE2", pkgConfig: "libpcre2-8",
             providers: [.apt(["libpcre2-dev"])]),
         .target(name: "CBLASRuntime", dependencies: ["COpenBLAS"]),
-        .target(name: "AlignerTensor", dependencies: ["CBLASRuntime"], swiftSettings: kernelFlags),
+        // oneDNN (bf16 and f32 matrix products), loaded with dlopen when present; its headers (libdnnl-dev) are used
+        // when installed at build time, else the target builds without them and reports oneDNN as unavailable.
+        .target(name: "CDNNLRuntime"),
+        .target(name: "AlignerTensor", dependencies: ["CBLASRuntime", "CDNNLRuntime"], swiftSettings: kernelFlags),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerGGUF", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),

@@ -77,6 +77,24 @@ public enum KernelBenchmark {
                 _ = at.matmul(b, transposeSelf: true) }, flops: mmFlops, bytes: 0))
         }
 
+        // GEMM engines on SmolLM2-135M's linear layers (batch 4 × 256 tokens): OpenBLAS and oneDNN in float32, oneDNN
+        // in bf16 where this CPU has a bf16 matmul, and the emulated bf16 products used elsewhere.
+        for (m, k, n) in [(1024, 576, 576), (1024, 576, 1536), (1024, 1536, 576)] {
+            let flops = 2.0 * Double(m * n * k)
+            let x = rand([m, k]), w = rand([n, k])
+            let shape = "\(m)x\(k) · (\(n)x\(k))ᵀ"
+            emit(KernelTiming(name: "sgemm OpenBLAS", shape: shape, seconds: time(minSeconds: minSeconds) {
+                _ = x.matmul(w, transposeOther: true) }, flops: flops, bytes: 0))
+            if OneDNN.isAvailable {
+                OneDNN.setThreads(BLAS.threads)
+                emit(KernelTiming(name: "sgemm oneDNN", shape: shape, seconds: time(minSeconds: minSeconds) {
+                    _ = try? OneDNN.linearF32(x, w) }, flops: flops, bytes: 0))
+            }
+            let label = MatmulPrecision.bf16IsNative ? "bf16 oneDNN" : "bf16 emulated"
+            emit(KernelTiming(name: label, shape: shape, seconds: time(minSeconds: minSeconds) {
+                ComputeContext.current.with(matmul: .bf16).run { _ = x.matmul(w, transposeOther: true) } }, flops: flops, bytes: 0))
+        }
+
         let rows = 2048, width = 768
         let f4 = 4.0
         do {

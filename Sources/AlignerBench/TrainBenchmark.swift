@@ -4,7 +4,7 @@ import AlignerTensor
 import Foundation
 
 /// The training-throughput benchmark: Llama models trained with AdamW on random tokens, in full fp32 or with LoRA
-/// adapters (r 16, alpha 32, dropout 0.05 on all projections; `Mode`). `scripts/bench/pytorch_train_bench.py` trains
+/// adapters (r 16, alpha 32, dropout 0.05 on all projections), with float32 or bf16 matrix products (`Mode`). `scripts/bench/pytorch_train_bench.py` trains
 /// the same models the same way in PyTorch (transformers, PEFT) and prints the same figures.
 public enum TrainBenchmark {
     /// A reference configuration.
@@ -22,7 +22,10 @@ public enum TrainBenchmark {
 
     /// What is trained: every weight, or LoRA adapters on a frozen model.
     public enum Mode: String, CaseIterable, Sendable {
-        case fp32, lora
+        case fp32, bf16, lora, loraBF16 = "lora-bf16"
+        var isLoRA: Bool { self == .lora || self == .loraBF16 }
+        /// The precision of matrix products.
+        public var matmul: MatmulPrecision { self == .bf16 || self == .loraBF16 ? .bf16 : .fp32 }
         /// The adapters of the `lora` mode.
         public static let adapters = LoRAConfig(rank: 16, alpha: 32, dropout: 0.05, targets: ["all-linear"])
     }
@@ -65,10 +68,15 @@ public enum TrainBenchmark {
             throw ModelInputError(field: steps < 1 ? "steps" : "warmup", message: "needs steps ≥ 1 and warmup ≥ 0, got \(steps) and \(warmup)")
         }
         let model = try LlamaModel(config: preset.config, seed: seed)
-        if mode == .lora { try model.attachAdapters(Mode.adapters, seed: seed &+ 2) }
+        if mode.isLoRA { try model.attachAdapters(Mode.adapters, seed: seed &+ 2) }
         model.activationCheckpointing = checkpointing
         let optimizer = AdamW(groups: ParameterGroup.standard(model.trainableParameters, order: model.trainableNames, weightDecay: 0.1),
                               beta1: 0.9, beta2: 0.95, eps: 1e-8)
+        return try ComputeContext.current.with(matmul: mode.matmul).run { try measure(model, optimizer, preset, mode, checkpointing, steps, warmup, seed) }
+    }
+
+    static func measure(_ model: LlamaModel, _ optimizer: AdamW, _ preset: Preset, _ mode: Mode, _ checkpointing: Bool, _ steps: Int,
+                        _ warmup: Int, _ seed: UInt64) throws -> Result {
         var rng = SeededGenerator(seed: seed &+ 1)
         let tokens = preset.batch * preset.seq
         var fwd: [Double] = [], bwd: [Double] = [], opt: [Double] = []

@@ -89,8 +89,44 @@ public enum BLAS {
             else if beta != 1 { for i in 0..<m { for j in 0..<n { c[i * ldc + j] *= beta } } }
             return
         }
+        if ComputeContext.current.matmul == .bf16 {
+            bf16gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
         ak_sgemm(
             transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
             beta, c, Int32(ldc))
+    }
+
+    /// `sgemm` with both inputs rounded to bfloat16 (packed into pooled scratch buffers) and float32 accumulation:
+    /// through oneDNN where it has a bf16 matmul for this CPU, else emulated (the rounded values multiplied in float32).
+    static func bf16gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        // op(A) is (m, k): stored (k, m) when transposed. Rows of the stored matrix are packed contiguously.
+        let (aRows, aCols) = transA ? (k, m) : (m, k)
+        let (bRows, bCols) = transB ? (n, k) : (k, n)
+        guard MatmulPrecision.bf16IsNative else {
+            let ar = Storage(count: aRows * aCols), br = Storage(count: bRows * bCols)  // bf16-rounded copies in float32
+            let pa = ar.pointer, pb = br.pointer
+            parallelFor(aRows, grain: max(1, 16384 / max(aCols, 1))) { rows in for r in rows { BFloat16.round(a + r * lda, pa + r * aCols, count: aCols) } }
+            parallelFor(bRows, grain: max(1, 16384 / max(bCols, 1))) { rows in for r in rows { BFloat16.round(b + r * ldb, pb + r * bCols, count: bCols) } }
+            ak_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, pa, Int32(aCols), pb, Int32(bCols), beta, c, Int32(ldc))
+            withExtendedLifetime((ar, br)) {}
+            return
+        }
+        let a16 = Storage(count: (aRows * aCols + 1) / 2), b16 = Storage(count: (bRows * bCols + 1) / 2)  // bf16 pairs in floats
+        let pa = UnsafeMutableRawPointer(a16.pointer).bindMemory(to: UInt16.self, capacity: aRows * aCols)
+        let pb = UnsafeMutableRawPointer(b16.pointer).bindMemory(to: UInt16.self, capacity: bRows * bCols)
+        parallelFor(aRows, grain: max(1, 16384 / max(aCols, 1))) { rows in for r in rows { BFloat16.convert(a + r * lda, pa + r * aCols, count: aCols) } }
+        parallelFor(bRows, grain: max(1, 16384 / max(bCols, 1))) { rows in for r in rows { BFloat16.convert(b + r * ldb, pb + r * bCols, count: bCols) } }
+        do {
+            try OneDNN.gemm(bf16: true, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: pa, lda: aCols, b: pb,
+                            ldb: bCols, beta: beta, c: c, ldc: ldc)
+        } catch {
+            fatalError("AlignerKit: bf16 matrix product \(m)x\(n)x\(k) failed: \(error)")
+        }
+        withExtendedLifetime((a16, b16)) {}
     }
 }

@@ -1,5 +1,6 @@
 import AlignerData
 import AlignerModel
+import AlignerTensor
 import Foundation
 
 /// A recipe value that cannot be used: the key (as `section.key`) and what is wrong.
@@ -111,6 +112,9 @@ public struct Recipe: Equatable, Sendable {
         /// Activation checkpointing per decoder block: each block keeps only its input and runs again in the
         /// backward pass (less memory, one more forward).
         public var activationCheckpointing = false
+        /// Matrix products in "fp32", or "bf16" (inputs rounded to bfloat16, float32 accumulation, as
+        /// torch.autocast(cpu, bfloat16); weights, optimiser state, norms, softmax and loss stay float32).
+        public var precision = "fp32"
         /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
     }
 
@@ -277,6 +281,7 @@ extension Recipe {
         try check(train.logEvery > 0, "train.log_every", "must be positive")
         try check(train.checkpointEvery >= 0, "train.checkpoint_every", "must not be negative")
         try check(train.keepCheckpoints >= 1, "train.keep_checkpoints", "must be at least 1")
+        try check(MatmulPrecision(rawValue: train.precision) != nil, "train.precision", "must be \"fp32\" or \"bf16\", got \"\(train.precision)\"")
         try check(train.threads >= 0 && train.threads <= 1024, "train.threads", "must be within 0...1024 (0 = the default), got \(train.threads)")
         try check(!sweep.warmupPercents.isEmpty && sweep.warmupPercents.allSatisfy { $0 >= 0 && $0 <= 100 },
                   "sweep.warmup_percents", "must be percentages within 0...100")
@@ -360,6 +365,7 @@ extension Recipe {
             RecipeField("train.checkpoint_every", \.train.checkpointEvery, int),
             RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
             RecipeField("train.activation_checkpointing", \.train.activationCheckpointing, bool),
+            RecipeField("train.precision", \.train.precision, string),
             RecipeField("lora.rank", \.lora.rank, int), RecipeField("lora.alpha", \.lora.alpha, double),
             RecipeField("lora.dropout", \.lora.dropout, double), RecipeField("lora.targets", \.lora.targets, strings),
             RecipeField("lora.rslora", \.lora.rslora, bool),

@@ -212,9 +212,10 @@ public final class Trainer {
         try compute.run { try runInContext(resume: resume) }
     }
 
-    /// Threads from `train.threads` (when positive), else the standard context.
+    /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.
     public static func computeContext(for recipe: Recipe) -> ComputeContext {
-        recipe.train.threads > 0 ? ComputeContext(threads: recipe.train.threads) : .standard
+        let base = recipe.train.threads > 0 ? ComputeContext(threads: recipe.train.threads) : .standard
+        return base.with(matmul: MatmulPrecision(rawValue: recipe.train.precision) ?? .fp32)
     }
 
     func runInContext(resume: Bool) throws -> RunResult {
@@ -233,6 +234,9 @@ public final class Trainer {
         let model = try prepared.initialWeights.map { try LlamaModel(config: prepared.config, weights: $0) }
             ?? LlamaModel(config: prepared.config, seed: UInt64(recipe.seed))
         model.activationCheckpointing = recipe.train.activationCheckpointing
+        if compute.matmul == .bf16 {
+            say("matrix products in bf16: \(MatmulPrecision.bf16Engine)\(MatmulPrecision.bf16IsNative ? "" : "; slower than fp32 on this CPU")")
+        }
         // The pool keeps what the next step reuses: about a step's activations, bounded relative to the model.
         compute.pool.limitBytes = min(4 << 30, max(256 << 20, 8 * prepared.config.parameterCount))
 

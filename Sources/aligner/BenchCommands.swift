@@ -30,7 +30,7 @@ struct Bench: ParsableCommand {
             discussion: "Each configuration runs in a process of its own so that its peak memory is its own. Compare with scripts/bench/pytorch_train_bench.py run in the same session.")
         @OptionGroup var compute: ComputeOptions
         @Option(help: "tiny, small, medium, smollm2 (SmolLM2-135M's shape) or all (the first three).") var config = "all"
-        @Option(help: "fp32 (every weight) or lora (r 16 adapters on all projections, the model frozen).") var mode = "fp32"
+        @Option(help: "fp32 (every weight), bf16 (the same with bf16 matrix products), lora (r 16 adapters on all projections, the model frozen) or lora-bf16.") var mode = "fp32"
         @Flag(help: "Activation checkpointing per decoder block.") var checkpointing = false
         @Option(help: "Timed steps (after the warm-up steps).") var steps = 10
         @Option(help: "Untimed warm-up steps.") var warmup = 3
@@ -51,6 +51,7 @@ struct Bench: ParsableCommand {
                 throw ValidationError("--config must be one of \(TrainBenchmark.presets.map(\.name).joined(separator: ", ")), all; got \(config)")
             }
             print(BLAS.summary)
+            if TrainBenchmark.Mode(rawValue: mode)!.matmul == .bf16 { print("bf16 matrix products: \(MatmulPrecision.bf16Engine)") }
             if names.count == 1 {
                 let preset = TrainBenchmark.presets.first { $0.name == names[0] }!
                 print(try TrainBenchmark.run(preset, mode: TrainBenchmark.Mode(rawValue: mode)!, checkpointing: checkpointing, steps: steps, warmup: warmup).line)

@@ -3,7 +3,7 @@ import ArgumentParser
 import Foundation
 
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Version, BLAS core and threads, cores and memory.")
+    static let configuration = CommandConfiguration(abstract: "Version, BLAS core and threads, oneDNN and the bf16 engine, cores and memory.")
     @OptionGroup var compute: ComputeOptions
 
     func run() throws { compute.context.run { show() } }
@@ -13,6 +13,13 @@ struct Info: ParsableCommand {
         print("AlignerKit \(AlignerKitVersion.string)")
         print(BLAS.summary)
         print("OpenBLAS: \(BLAS.configuration) (\(BLAS.libraryPath))")
+        if OneDNN.isAvailable {
+            print("oneDNN: \(OneDNN.version), instruction set \(OneDNN.isa)")
+        } else {
+            print("oneDNN: not available (\(OneDNN.unavailableReason ?? ""))")
+        }
+        print("fp32 matrix products: OpenBLAS (\(BLAS.coreName))")
+        print("bf16 matrix products (train.precision = \"bf16\"): \(MatmulPrecision.bf16Engine)")
         print("CPU: \(info.activeProcessorCount) cores, \(info.physicalMemory >> 20) MiB memory")
     }
 }
