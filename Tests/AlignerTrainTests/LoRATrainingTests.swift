@@ -136,4 +136,32 @@ final class LoRATrainingTests: XCTestCase {
         try r.jsonData().write(to: url)
         XCTAssertEqual(try Recipe.load(path: url.path), r)
     }
+
+    /// Adapter folders AlignerKit cannot run are refused by name, never half-loaded.
+    func testUnsupportedOrBrokenAdapterFilesAreRefusedByName() throws {
+        let folder = dir.appendingPathComponent("adapters")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let weights: [String: Tensor] = ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": Tensor.zeros([2, 4]),
+                                         "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": Tensor.zeros([4, 2])]
+        try SafetensorsWriter.encode(weights).write(to: folder.appendingPathComponent(PEFTAdapter.weightsFile))
+        func message(_ config: String) -> String {
+            do {
+                try Data(config.utf8).write(to: folder.appendingPathComponent(PEFTAdapter.configFile))
+                _ = try PEFTAdapter.read(from: folder)
+                return "read"
+            } catch { return "\(error)" }
+        }
+        let good = #"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"]}"#
+        XCTAssertEqual(message(good), "read")
+        XCTAssertTrue(message("not json").contains("not a JSON object"))
+        XCTAssertTrue(message(#"{"peft_type": "IA3", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"]}"#).contains("not LORA"))
+        XCTAssertTrue(message(#"{"peft_type": "LORA", "lora_alpha": 4, "target_modules": ["q_proj"]}"#).contains("needs r"))
+        XCTAssertTrue(message(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "use_dora": true}"#).contains("use_dora"))
+        XCTAssertTrue(message(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "bias": "all"}"#).contains("bias"))
+        XCTAssertTrue(message(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"], "modules_to_save": ["lm_head"]}"#).contains("modules_to_save"))
+        XCTAssertTrue(message(#"{"peft_type": "LORA", "r": 0, "lora_alpha": 4, "target_modules": ["q_proj"]}"#).contains("lora.rank"))
+        XCTAssertTrue(message(#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["lm_head"]}"#).contains("lora.targets"))
+        try FileManager.default.removeItem(at: folder.appendingPathComponent(PEFTAdapter.weightsFile))
+        XCTAssertTrue(message(good).contains(PEFTAdapter.weightsFile), message(good))
+    }
 }
