@@ -156,17 +156,9 @@ extension LlamaModel {
     /// Adds scaling · B·A into each adapted weight (PEFT's `merge_and_unload`), removes the adapters and makes the base
     /// trainable again.
     public func mergeAdapters() {
-        guard let lora else { return }
-        let scale = Float(lora.scaling)
-        withNoGrad {
-            for name in parameterNames {
-                let w = parameters[name]!
-                guard let ad = adapterByWeight[ObjectIdentifier(w)] else { continue }
-                let delta = ad.b.matmul(ad.a)  // (out, in)
-                let p = w.data, d = delta.data
-                for i in 0..<w.count { p[i] += scale * d[i] }
-            }
-        }
+        guard lora != nil else { return }
+        let merged = mergedWeights()
+        for name in parameterNames where merged[name]! !== parameters[name]! { parameters[name]!.assign(from: merged[name]!) }
         detachAdapters()
     }
 

@@ -38,12 +38,7 @@ final class ModelFamilyFixtureTests: XCTestCase {
         let refOrder = c.file.names.filter { $0.hasPrefix("weights.") }.map { String($0.dropFirst(8)) }
         XCTAssertEqual(Set(refOrder), Set(c.model.parameterNames), "\(name): parameter names")
 
-        let (loss, logits) = try c.model.loss(ids: c.ids, labels: c.labels, batch: 2, time: 8)
-        let (dl, sl) = difference(logits, try c.file.tensor("logits"))
-        let refLoss = try c.file.tensor("loss").item
-        print(String(format: "%@: logits max |diff| %.2e (max |logit| %.2f), loss %.7f vs %.7f", name, dl, sl, loss.item, refLoss))
-        XCTAssertLessThanOrEqual(dl, 1e-4 * max(1, sl), "\(name): logits", file: file, line: line)
-        XCTAssertEqual(loss.item, refLoss, accuracy: 1e-5 * refLoss, "\(name): loss", file: file, line: line)
+        let loss = try lossMatchingFixture(c.model, c.file, ids: c.ids, labels: c.labels, name: name, file: file, line: line)
         loss.backward()
         for p in c.model.parameterNames {
             let g = try XCTUnwrap(c.model.parameters[p]!.grad, "\(name): no gradient for \(p)")

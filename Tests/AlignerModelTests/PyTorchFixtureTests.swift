@@ -127,3 +127,16 @@ func difference(_ a: Tensor, _ b: Tensor, file: StaticString = #filePath, line: 
     for (x, y) in zip(a.scalars, b.scalars) { d = max(d, abs(x - y)); s = max(s, abs(y)) }
     return (d, s)
 }
+
+/// The model's loss on a fixture's batch (2 × 8), after checking its logits (1e-4 of max |logit|) and loss (1e-5
+/// relative) against the fixture's `logits` and `loss`.
+func lossMatchingFixture(_ model: LlamaModel, _ fixture: SafetensorsFile, ids: [Int], labels: [Int], name: String,
+                         file: StaticString = #filePath, line: UInt = #line) throws -> Tensor {
+    let (loss, logits) = try model.loss(ids: ids, labels: labels, batch: 2, time: 8)
+    let (dl, sl) = difference(logits, try fixture.tensor("logits"))
+    let refLoss = try fixture.tensor("loss").item
+    print(String(format: "%@: logits max |diff| %.2e (max |logit| %.2f), loss %.7f vs %.7f", name, dl, sl, loss.item, refLoss))
+    XCTAssertLessThanOrEqual(dl, 1e-4 * max(1, sl), "\(name): logits", file: file, line: line)
+    XCTAssertEqual(loss.item, refLoss, accuracy: 1e-5 * refLoss, "\(name): loss", file: file, line: line)
+    return loss
+}
