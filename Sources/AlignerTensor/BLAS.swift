@@ -93,6 +93,21 @@ public enum BLAS {
             bf16gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
+        // A single row or column is a matrix-vector product: GEMV reads the matrix once, where GEMM would first pack
+        // it (decoding one token at a time spent most of its time packing weights).
+        if m == 1 || n == 1, beta == 0 {
+            // BLAS may scale y by beta = 0 as a product (an uninitialised NaN would survive): clear it instead.
+            if m == 1 { c.update(repeating: 0, count: n) } else { for i in 0..<m { c[i * ldc] = 0 } }
+        }
+        if m == 1 {
+            // c (1, n) = alpha · a (1, k) · op(B) (k, n): B stored (n, k) when transposed, (k, n) otherwise.
+            let x = transA ? lda : 1
+            if ak_sgemv(transB ? 0 : 1, Int32(transB ? n : k), Int32(transB ? k : n), alpha, b, Int32(ldb), a, Int32(x), beta, c, 1) != 0 { return }
+        } else if n == 1 {
+            // c (m, 1) = alpha · op(A) (m, k) · b (k, 1): A stored (k, m) when transposed, (m, k) otherwise.
+            let x = transB ? 1 : ldb
+            if ak_sgemv(transA ? 1 : 0, Int32(transA ? k : m), Int32(transA ? m : k), alpha, a, Int32(lda), b, Int32(x), beta, c, Int32(ldc)) != 0 { return }
+        }
         ak_sgemm(
             transA ? 1 : 0, transB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
             beta, c, Int32(ldc))

@@ -12,6 +12,7 @@
 #include <cblas.h> // declarations only (from the COpenBLAS system-library target); nothing is linked
 
 typedef __typeof__(&cblas_sgemm) sgemm_fn;
+typedef __typeof__(&cblas_sgemv) sgemv_fn;
 typedef char *(*str_fn)(void);
 typedef int (*int_fn)(void);
 typedef void (*set_int_fn)(int);
@@ -20,6 +21,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int load_status = -1;
 static char load_error[512];
 static sgemm_fn p_sgemm;
+static sgemv_fn p_sgemv;
 static str_fn p_corename, p_config;
 static int_fn p_get_threads;
 static set_int_fn p_set_threads;
@@ -110,6 +112,7 @@ static void do_load(void) {
     if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map && map->l_name && map->l_name[0])
         snprintf(library_path, sizeof library_path, "%s", map->l_name);
     p_sgemm = (sgemm_fn)dlsym(handle, "cblas_sgemm");
+    p_sgemv = (sgemv_fn)dlsym(handle, "cblas_sgemv");
     p_corename = (str_fn)dlsym(handle, "openblas_get_corename");
     p_config = (str_fn)dlsym(handle, "openblas_get_config");
     p_get_threads = (int_fn)dlsym(handle, "openblas_get_num_threads");
@@ -142,6 +145,13 @@ void ak_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
               int ldb, float beta, float *C, int ldc) {
     p_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
             lda, B, ldb, beta, C, ldc);
+}
+
+int ak_sgemv(int trans, int M, int N, float alpha, const float *A, int lda, const float *X, int incX, float beta,
+             float *Y, int incY) {
+    if (!p_sgemv) return 0;
+    p_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, M, N, alpha, A, lda, X, incX, beta, Y, incY);
+    return 1;
 }
 
 #include <malloc.h>

@@ -2,12 +2,14 @@ import AlignerBench
 import AlignerData
 import AlignerTensor
 import AlignerTokenizers
+import AlignerTrain
+import AlignerModel
 import ArgumentParser
 import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks.", subcommands: [Kernels.self, Train.self, TokenizerBench.self], defaultSubcommand: Kernels.self)
+        abstract: "Benchmarks.", subcommands: [Kernels.self, Train.self, Generate.self, TokenizerBench.self], defaultSubcommand: Kernels.self)
 
     struct TokenizerBench: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -72,6 +74,48 @@ struct Bench: ParsableCommand {
                 guard process.terminationStatus == 0 else { throw ValidationError("benchmark of \(name) failed") }
                 print(output.split(separator: "\n").last.map(String.init) ?? "")
             }
+        }
+    }
+
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prompt processing and greedy decoding speed with the key/value cache (tokens/s, ms per step, weight GB/s, peak memory).",
+            discussion: "Runs SmolLM2-135M's shape with random weights, or a model file (--model: a GGUF file, Hugging Face directory, run or checkpoint folder, in fp32). The prompt is fixed token ids and decoding never stops at EOS, as in scripts/bench/pytorch_generate_bench.py: run both in the same session.")
+        @OptionGroup var compute: ComputeOptions
+        @Option(help: "A GGUF file, Hugging Face directory, run or checkpoint folder (default: SmolLM2-135M's shape, random weights).") var model: String?
+        @Option(help: "Prompt length in tokens.") var promptTokens = 256
+        @Option(help: "Tokens generated per prompt.") var newTokens = 128
+        @Option(help: "Prompts decoded together.") var batch = 1
+        @Option(help: "Timed repeats (after one untimed run).") var repeats = 3
+
+        func validate() throws {
+            for (name, value, least) in [("--prompt-tokens", promptTokens, 1), ("--new-tokens", newTokens, 2), ("--batch", batch, 1), ("--repeats", repeats, 1)]
+            where value < least {
+                throw ValidationError("\(name) must be at least \(least), got \(value)")
+            }
+        }
+
+        func run() throws { try compute.context.run { try runBenchmark() } }
+
+        func runBenchmark() throws {
+            let llama: LlamaModel
+            let label: String
+            if let model {
+                llama = try AlignerBundle.load(model).model
+                label = model
+            } else {
+                llama = try LlamaModel(config: GenerationBenchmark.smolLM2Config(), seed: 0)
+                label = "smollm2 (random weights)"
+            }
+            let context = llama.config.maxPositionEmbeddings
+            guard promptTokens + newTokens <= context else {
+                throw ValidationError("--prompt-tokens \(promptTokens) + --new-tokens \(newTokens) exceed the model's context of \(context)")
+            }
+            let result = try GenerationBenchmark.run(llama, batch: batch, promptTokens: promptTokens, newTokens: newTokens, repeats: repeats)
+            print(BLAS.summary)
+            print(String(format: "AlignerKit; model %@, %.1fM parameters (fp32), batch %d, prompt %d, new %d", label as NSString,
+                         Double(result.parameters) / 1e6, batch, promptTokens, newTokens))
+            result.lines.forEach { print($0) }
         }
     }
 

@@ -52,6 +52,8 @@ final class CommandLineTests: CLITestCase {
         XCTAssertEqual(exported["architectures"] as? [String], ["LlamaForCausalLM"])
         XCTAssertEqual(exported["vocab_size"] as? Int, vocab)
         XCTAssertTrue(try self.run(["generate", "--checkpoint", "\(out)/hf", "--prompt", "Hello", "--max-new-tokens", "3"]).contains("tokens/s"))
+        let bench = try self.run(["bench", "generate", "--model", "\(out)/hf", "--prompt-tokens", "6", "--new-tokens", "4", "--batch", "2", "--repeats", "1"])
+        XCTAssertTrue(bench.contains("batch 2, prompt 6, new 4") && bench.contains("prefill") && bench.contains("GB/s of weights"), bench)
 
         let ft = try self.run(["finetune", "recipes/empathy-finetune.toml", "--set", "output_dir=\(out)", "--set", "model.init_from=\(run)",
                                "--set", "data.limit=120", "--set", "data.eval_count=20", "--set", "stage2.epochs=1",

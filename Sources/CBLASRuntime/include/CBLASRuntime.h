@@ -37,6 +37,11 @@ void ak_blas_set_threads(int threads);
 void ak_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
 
+/// Row-major single-precision GEMV: y = alpha * op(A) * x + beta * y, A is M x N (op(A) is N x M when transposed).
+/// Returns 0 (and does nothing) when the library has no cblas_sgemv.
+int ak_sgemv(int trans, int M, int N, float alpha, const float *A, int lda, const float *X, int incX, float beta,
+             float *Y, int incY);
+
 /// CPU feature flags, for reports.
 int ak_cpu_has_avx2_fma(void);
 int ak_cpu_has_avx512(void);
