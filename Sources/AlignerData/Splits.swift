@@ -19,8 +19,10 @@ public struct DataSplits: Sendable {
 
     /// Splits `records`. Questions are shuffled with the seed and whole questions go to the hold-out until it reaches
     /// its size. The training records are put in a seeded order and the warm-up set is its first round(p% × N)
-    /// records, so that for p1 < p2 (same seed) the p1 set is inside the p2 set.
-    public static func make(_ records: [QACRecord], holdOut: HoldOut, warmupPercent p: Double, seed: UInt64) throws -> DataSplits {
+    /// records, so that for p1 < p2 (same seed) the p1 set is inside the p2 set. `holdOutSeed` (default: `seed`)
+    /// chooses the held-out questions alone, so that runs with different seeds can share one evaluation set.
+    public static func make(_ records: [QACRecord], holdOut: HoldOut, warmupPercent p: Double, seed: UInt64,
+                            holdOutSeed: UInt64? = nil) throws -> DataSplits {
         guard p >= 0 && p <= 100 else { throw SettingError(setting: "data.warmup_percent", message: "\(p) is not within 0...100") }
         let target: Int
         switch holdOut {
@@ -37,7 +39,7 @@ public struct DataSplits: Sendable {
             if byQuestion[r.question] == nil { questions.append(r.question) }
             byQuestion[r.question, default: []].append(i)
         }
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededGenerator(seed: holdOutSeed ?? seed)
         questions = seededShuffle(questions, &rng)
         var evalIdx = Set<Int>()
         for q in questions where evalIdx.count < target { evalIdx.formUnion(byQuestion[q]!) }

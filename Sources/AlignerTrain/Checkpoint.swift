@@ -56,12 +56,14 @@ public struct CheckpointStore {
     /// Writes a checkpoint atomically and keeps only the newest `keep`. A model with adapters is written as PEFT's
     /// adapter files plus its frozen weights, or, when `base` is given (the frozen weights are that pretrained base's,
     /// unchanged), plus a reference to it instead.
+    /// With `name` (`bestName`), the checkpoint is written under that name instead, replacing the previous one
+    /// atomically, and is not counted among the newest.
     public func save(model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
-                     extraFiles: [(String, Data)] = [], base: BaseReference? = nil, keep: Int) throws -> URL {
+                     extraFiles: [(String, Data)] = [], base: BaseReference? = nil, keep: Int, as name: String? = nil) throws -> URL {
         let fm = FileManager.default
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-        let final = directory.appendingPathComponent(Self.folderName(state))
-        let tmp = directory.appendingPathComponent(".tmp-\(Self.folderName(state))-\(getpid())")
+        let final = directory.appendingPathComponent(name ?? Self.folderName(state))
+        let tmp = directory.appendingPathComponent(".tmp-\(name ?? Self.folderName(state))-\(getpid())")
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
         do {
@@ -107,10 +109,39 @@ public struct CheckpointStore {
         }
         let manifestData = try JSONSerialization.data(withJSONObject: ["files": manifest, "complete": true], options: [.sortedKeys, .prettyPrinted])
         try StoreFiles.writeSynced(manifestData, to: tmp.appendingPathComponent("manifest.json"))
-        if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
+        if fm.fileExists(atPath: final.path) {
+            // Swap the new folder into place in one step (the old one is never missing), then remove the old one.
+            if Self.exchange(tmp.path, final.path) {
+                try? fm.removeItem(at: tmp)
+                return
+            }
+            try fm.removeItem(at: final)
+        }
         guard rename(tmp.path, final.path) == 0 else {
             throw StoreError(file: final.path, message: "cannot move the checkpoint into place: \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// glibc's renameat2 (looked up at run time: Swift's Glibc module does not declare it).
+    private typealias RenameAt2 = @convention(c) (Int32, UnsafePointer<CChar>, Int32, UnsafePointer<CChar>, UInt32) -> Int32
+    private static let renameat2: RenameAt2? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "renameat2").map { unsafeBitCast($0, to: RenameAt2.self) }
+
+    /// Swaps two paths in one step (renameat2 with RENAME_EXCHANGE); false where the system cannot.
+    static func exchange(_ a: String, _ b: String) -> Bool {
+        guard let renameat2 else { return false }
+        let atFDCWD: Int32 = -100, renameExchange: UInt32 = 2
+        return renameat2(atFDCWD, a, atFDCWD, b, renameExchange) == 0
+    }
+
+    /// The folder name of the best checkpoint.
+    public static let bestName = "best"
+
+    /// The best checkpoint, when there is one and it is intact.
+    public func best() -> URL? {
+        let url = directory.appendingPathComponent(Self.bestName)
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent("manifest.json").path) else { return nil }
+        if let problem = Self.verify(url) { warn("skipping checkpoint \(url.path): \(problem)"); return nil }
+        return url
     }
 
     /// Checkpoint folders with a manifest, oldest first; with `verify`, those whose files do not match are skipped.

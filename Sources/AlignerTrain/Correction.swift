@@ -81,6 +81,51 @@ public enum CorrectionMetrics {
     }
 }
 
+/// How generated corrections relate to the answers they correct and to the references, over a set of records.
+public struct GenerationMetrics: Codable, Equatable, Sendable {
+    /// Records generated.
+    public var generated: Int
+    /// Share of outputs equal to the answer (after trimming whitespace).
+    public var copyRate: Double
+    /// Share of outputs within a normalised edit distance of `nearCopyThreshold` of the answer (copies included):
+    /// corrections that leave the answer nearly unchanged.
+    public var nearCopyRate: Double
+    /// Mean normalised edit distance to the answer.
+    public var editToAnswer: Double
+    /// Mean normalised edit distance to the reference correction.
+    public var editToReference: Double
+
+    /// Outputs this close to the answer count as near copies.
+    public static let nearCopyThreshold = 0.1
+
+    /// The metrics of `outputs` for the records they correct (same order and count; throws for none).
+    public init(outputs: [String], records: [QACRecord]) throws {
+        guard outputs.count == records.count, !outputs.isEmpty else {
+            throw SettingError(setting: "records", message: "\(outputs.count) outputs for \(records.count) records")
+        }
+        let n = Double(outputs.count)
+        let toAnswer = zip(outputs, records).map { CorrectionMetrics.normalizedEditDistance($0, $1.answer) }
+        generated = outputs.count
+        copyRate = Double(zip(outputs, records).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / n
+        nearCopyRate = Double(toAnswer.filter { $0 <= Self.nearCopyThreshold }.count) / n
+        editToAnswer = toAnswer.reduce(0, +) / n
+        editToReference = zip(outputs, records).map { CorrectionMetrics.normalizedEditDistance($0, $1.correction) }.reduce(0, +) / n
+    }
+
+    /// The metrics as metrics.jsonl fields.
+    var fields: [String: Any] {
+        ["gen_count": generated, "gen_copy_rate": copyRate, "gen_near_copy_rate": nearCopyRate,
+         "gen_edit_to_answer": editToAnswer, "gen_edit_to_reference": editToReference]
+    }
+
+    /// Read back from a metrics.jsonl line (nil when the line has none).
+    init?(fields o: [String: Any]) {
+        guard let n = o["gen_count"] as? Int, let c = MetricsLog.number(o["gen_copy_rate"]), let near = MetricsLog.number(o["gen_near_copy_rate"]),
+              let a = MetricsLog.number(o["gen_edit_to_answer"]), let r = MetricsLog.number(o["gen_edit_to_reference"]) else { return nil }
+        (generated, copyRate, nearCopyRate, editToAnswer, editToReference) = (n, c, near, a, r)
+    }
+}
+
 /// `aligner eval`'s results.
 public struct EvalSummary: Codable, Sendable {
     public var source: String
@@ -91,6 +136,7 @@ public struct EvalSummary: Codable, Sendable {
     public var perplexity: Double
     public var generated: Int
     public var copyRate: Double?
+    public var nearCopyRate: Double?
     public var editDistanceToAnswer: Double?
     public var editDistanceToReference: Double?
 
@@ -101,6 +147,7 @@ public struct EvalSummary: Codable, Sendable {
         if let c = copyRate {
             s += "| generated | \(generated) |\n"
             s += String(format: "| copy rate (output = answer) | %.3f |\n", c)
+            s += String(format: "| near-copy rate (edit distance to the answer ≤ %.2f) | %.3f |\n", GenerationMetrics.nearCopyThreshold, nearCopyRate ?? .nan)
             s += String(format: "| mean normalised edit distance to the answer | %.3f |\n", editDistanceToAnswer ?? .nan)
             s += String(format: "| mean normalised edit distance to the reference | %.3f |\n", editDistanceToReference ?? .nan)
         }
@@ -128,10 +175,12 @@ public struct EvalSummary: Codable, Sendable {
             let subset = Array(records.prefix(n))
             let outputs = try Corrector.correct(subset.map { ($0.question, $0.answer) }, with: [aligner], options: options,
                                                 batchSize: batchSize, progress: progress, note: note)
-            summary.generated = n
-            summary.copyRate = Double(zip(outputs, subset).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / Double(n)
-            summary.editDistanceToAnswer = zip(outputs, subset).map { CorrectionMetrics.normalizedEditDistance($0, $1.answer) }.reduce(0, +) / Double(n)
-            summary.editDistanceToReference = zip(outputs, subset).map { CorrectionMetrics.normalizedEditDistance($0, $1.correction) }.reduce(0, +) / Double(n)
+            let m = try GenerationMetrics(outputs: outputs, records: subset)
+            summary.generated = m.generated
+            summary.copyRate = m.copyRate
+            summary.nearCopyRate = m.nearCopyRate
+            summary.editDistanceToAnswer = m.editToAnswer
+            summary.editDistanceToReference = m.editToReference
         }
         return summary
     }

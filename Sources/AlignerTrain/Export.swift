@@ -152,7 +152,11 @@ public enum HuggingFaceExport {
         if let result {
             s += "\n## Metrics\n\nEval loss before training \(String(format: "%.4f", result.initialEvalLoss)); "
             s += result.stages.map { String(format: "after stage %d: %.4f", $0.stage, $0.evalLoss) }.joined(separator: "; ")
-            s += " (\(result.evalRecords) held-out records).\n"
+            s += " (\(result.evalRecords) held-out records)"
+            if let best = result.best, best.path == b.source.path {
+                s += String(format: ". These weights are the run's best checkpoint: stage %d step %d, %@ %.4f", best.stage, best.step, best.metric, best.value)
+            }
+            s += ".\n"
         }
         return s
     }

@@ -71,11 +71,23 @@ public struct MetricsLog {
     }
 
     func evalPoints() -> [EvalPoint] {
-        Self.lines(url).compactMap { line in
-            let o = line.object
-            guard o.keys.contains("eval_loss"), let e = Self.number(o["eval_loss"]), let stage = o["stage"] as? Int,
-                  let step = o["step"] as? Int, let g = o["global_step"] as? Int else { return nil }
-            return EvalPoint(stage: stage, step: step, globalStep: g, evalLoss: e)
+        Self.lines(url).compactMap { Self.evalPoint($0.object) }
+    }
+
+    /// The evaluation a metrics line records, if it is one.
+    static func evalPoint(_ o: [String: Any]) -> EvalPoint? {
+        guard o.keys.contains("eval_loss"), let e = number(o["eval_loss"]), let stage = o["stage"] as? Int,
+              let step = o["step"] as? Int, let g = o["global_step"] as? Int else { return nil }
+        return EvalPoint(stage: stage, step: step, globalStep: g, evalLoss: e, generation: GenerationMetrics(fields: o))
+    }
+
+    /// Appends an evaluation and returns it as it reads back from the file, so that a run in one process and a resumed
+    /// one (which reads its history from the file) see the same numbers to the last bit.
+    func append(evaluation fields: [String: Any]) throws -> EvalPoint {
+        try append(fields)
+        guard let back = (try? JSONSerialization.jsonObject(with: Self.line(fields))) as? [String: Any], let point = Self.evalPoint(back) else {
+            throw StoreError(file: url.path, message: "an evaluation line does not read back")
         }
+        return point
     }
 }

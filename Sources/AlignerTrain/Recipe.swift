@@ -72,6 +72,9 @@ public struct Recipe: Equatable, Sendable {
         public var warmupPercent = 20.0
         /// Use only the first N records of the file(s) (0 = all), for quick runs.
         public var limit = 0
+        /// Seed of the evaluation hold-out; -1 means `seed`. A sweep over seeds fixes it, so that every seed is
+        /// evaluated on the same held-out questions (the seed still draws the warm-up subset and the data order).
+        public var splitSeed = -1
     }
 
     public struct TokenizerSection: Equatable, Sendable {
@@ -115,6 +118,16 @@ public struct Recipe: Equatable, Sendable {
         /// Matrix products in "fp32", or "bf16" (inputs rounded to bfloat16, float32 accumulation, as
         /// torch.autocast(cpu, bfloat16); weights, optimiser state, norms, softmax and loss stay float32).
         public var precision = "fp32"
+        /// At each evaluation, greedy corrections of the first N held-out records (0 = none): copy rate, near-copy
+        /// rate and normalised edit distances to the answer and to the reference, in metrics.jsonl and the report.
+        public var generateEval = 0
+        /// New-token budget of those corrections.
+        public var generateMaxNewTokens = 128
+        /// The metric that picks the best checkpoint (`checkpoints/best`, kept besides the newest ones) among stage 2's
+        /// evaluations: "eval_loss", or "edit_to_reference" (needs generate_eval); lower is better for both.
+        public var bestMetric = "eval_loss"
+        /// Stop stage 2 after this many evaluations without a new best (0 = never).
+        public var earlyStoppingPatience = 0
         /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
     }
 
@@ -132,6 +145,27 @@ public struct Recipe: Equatable, Sendable {
 
     public struct SweepSection: Equatable, Sendable {
         public var warmupPercents = [0.0, 2, 10, 20, 50]
+        /// Every arm runs once per seed (empty: once, with `seed`).
+        public var seeds: [Int] = []
+        /// Further recipe keys and their values, crossed with the warm-up proportions (and seeds).
+        public var grid: [GridAxis] = []
+    }
+
+    /// One varied key of a sweep grid: the key ("section.key") and its values as JSON text (numbers, strings,
+    /// booleans, lists), in the recipe's order.
+    public struct GridAxis: Equatable, Sendable {
+        public var key: String
+        public var values: [String]
+        public init(key: String, values: [String]) {
+            self.key = key
+            self.values = values
+        }
+
+        /// One value of an axis, as a sweep arm uses it.
+        public struct Value: Equatable, Sendable {
+            public var key: String
+            public var json: String
+        }
     }
 
     public var data = DataSection()
@@ -186,7 +220,7 @@ extension Recipe {
         if let i = Int(raw) { value = i }
         else if let d = Double(raw) { value = d }
         else if raw == "true" || raw == "false" { value = raw == "true" }
-        else if raw.hasPrefix("["), let a = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) { value = a }
+        else if raw.hasPrefix("[") || raw.hasPrefix("{"), let a = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) { value = a }
         else { value = raw }
         if path.count == 1 { tree[path[0]] = value; return }
         var section = tree[path[0]] as? [String: Any] ?? [:]
@@ -282,9 +316,26 @@ extension Recipe {
         try check(train.checkpointEvery >= 0, "train.checkpoint_every", "must not be negative")
         try check(train.keepCheckpoints >= 1, "train.keep_checkpoints", "must be at least 1")
         try check(MatmulPrecision(rawValue: train.precision) != nil, "train.precision", "must be \"fp32\" or \"bf16\", got \"\(train.precision)\"")
+        try check(train.generateEval >= 0 && train.generateEval <= 100_000, "train.generate_eval", "must be within 0...100000, got \(train.generateEval)")
+        try check(train.generateMaxNewTokens >= 1 && train.generateMaxNewTokens <= 8192, "train.generate_max_new_tokens", "must be within 1...8192, got \(train.generateMaxNewTokens)")
+        try check(["eval_loss", "edit_to_reference"].contains(train.bestMetric), "train.best_metric", "must be \"eval_loss\" or \"edit_to_reference\", got \"\(train.bestMetric)\"")
+        try check(train.bestMetric == "eval_loss" || train.generateEval > 0, "train.best_metric", "\"edit_to_reference\" needs generated corrections: set train.generate_eval")
+        try check(train.earlyStoppingPatience >= 0, "train.early_stopping_patience", "must not be negative")
         try check(train.threads >= 0 && train.threads <= 1024, "train.threads", "must be within 0...1024 (0 = the default), got \(train.threads)")
         try check(!sweep.warmupPercents.isEmpty && sweep.warmupPercents.allSatisfy { $0 >= 0 && $0 <= 100 },
                   "sweep.warmup_percents", "must be percentages within 0...100")
+        try check(Set(sweep.warmupPercents).count == sweep.warmupPercents.count, "sweep.warmup_percents", "lists a proportion twice")
+        try check(data.splitSeed >= -1 && data.splitSeed <= Int(UInt32.max), "data.split_seed", "must be -1 (= seed) or within 0...\(UInt32.max), got \(data.splitSeed)")
+        try check(sweep.seeds.allSatisfy { $0 >= 0 && $0 <= Int(UInt32.max) }, "sweep.seeds", "must be within 0...\(UInt32.max)")
+        try check(Set(sweep.seeds).count == sweep.seeds.count, "sweep.seeds", "lists a seed twice")
+        let keys = Set(Self.fields.map(\.key))
+        for axis in sweep.grid {
+            try check(keys.contains(axis.key), "sweep.grid", "'\(axis.key)' is not a recipe key")
+            try check(!Self.notInGrid.contains(axis.key) && !axis.key.hasPrefix("sweep."), "sweep.grid",
+                      "'\(axis.key)' cannot be varied by the grid (the sweep sets it: warm-up proportions in sweep.warmup_percents, seeds in sweep.seeds)")
+            try check(!axis.values.isEmpty, "sweep.grid", "'\(axis.key)' needs at least one value")
+            try check(Set(axis.values).count == axis.values.count, "sweep.grid", "'\(axis.key)' lists a value twice")
+        }
     }
 
     /// Whether `s` can name a folder inside another without escaping it or hiding: no separators, not "." or "..",
@@ -302,12 +353,16 @@ extension Recipe {
         for field in Self.fields {
             let parts = field.key.split(separator: ".").map(String.init)
             if parts.count == 1 { tree[parts[0]] = field.value(self); continue }
+            if field.key == "sweep.grid" && sweep.grid.isEmpty { continue }
             var section = tree[parts[0]] as? [String: Any] ?? [:]
             section[parts[1]] = field.value(self)
             tree[parts[0]] = section
         }
         return try JSONSerialization.data(withJSONObject: tree, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
+
+    /// Keys a sweep grid may not vary: the sweep sets them itself, or they name the run.
+    static let notInGrid: Set<String> = ["name", "output_dir", "seed", "data.warmup_percent", "data.split_seed"]
 
     /// The template the recipe names.
     public func promptTemplate() throws -> PromptTemplate {
@@ -322,10 +377,10 @@ struct RecipeField: @unchecked Sendable {  // immutable after construction
     let value: (Recipe) -> Any
 
     init<T>(_ key: String, _ path: WritableKeyPath<Recipe, T>,
-            _ reader: @escaping (inout RecipeTreeReader, String, T) throws -> T) {
+            _ reader: @escaping (inout RecipeTreeReader, String, T) throws -> T, value: ((Recipe) -> Any)? = nil) {
         self.key = key
         read = { r, recipe in recipe[keyPath: path] = try reader(&r, key, recipe[keyPath: path]) }
-        value = { $0[keyPath: path] }
+        self.value = value ?? { $0[keyPath: path] }
     }
 }
 
@@ -366,10 +421,22 @@ extension Recipe {
             RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
             RecipeField("train.activation_checkpointing", \.train.activationCheckpointing, bool),
             RecipeField("train.precision", \.train.precision, string),
+            RecipeField("train.generate_eval", \.train.generateEval, int),
+            RecipeField("train.generate_max_new_tokens", \.train.generateMaxNewTokens, int),
+            RecipeField("train.best_metric", \.train.bestMetric, string),
+            RecipeField("train.early_stopping_patience", \.train.earlyStoppingPatience, int),
             RecipeField("lora.rank", \.lora.rank, int), RecipeField("lora.alpha", \.lora.alpha, double),
             RecipeField("lora.dropout", \.lora.dropout, double), RecipeField("lora.targets", \.lora.targets, strings),
             RecipeField("lora.rslora", \.lora.rslora, bool),
+            RecipeField("data.split_seed", \.data.splitSeed, int),
             RecipeField("sweep.warmup_percents", \.sweep.warmupPercents, doubles),
+            RecipeField("sweep.seeds", \.sweep.seeds, { (r: inout R, k: String, d: [Int]) in try r.ints(k, d) }),
+            RecipeField("sweep.grid", \.sweep.grid, { (r: inout R, k: String, d: [GridAxis]) in try r.grid(k, d) },
+                        value: { recipe in
+                            Dictionary(uniqueKeysWithValues: recipe.sweep.grid.map { axis in
+                                (axis.key, axis.values.map { (try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed)) ?? $0 })
+                            })
+                        }),
         ]
         let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2)]
         for (name, stage) in stages {
@@ -460,6 +527,37 @@ struct RecipeTreeReader {
         }
     }
 
+    mutating func ints(_ key: String, _ d: [Int]) throws -> [Int] {
+        try get(key, d, "a list of integers") { v in
+            guard let a = v as? [Any] else { return nil }
+            let out = a.compactMap { x -> Int? in
+                if x is String || Self.isBool(x) { return nil }
+                if let i = x as? Int { return i }
+                if let d = x as? Double, d == d.rounded(), abs(d) < 1e15 { return Int(d) }
+                return nil
+            }
+            return out.count == a.count ? out : nil
+        }
+    }
+
+    /// A table of recipe keys to lists of values (`[sweep.grid]` with quoted keys, or a JSON object); keys sorted.
+    mutating func grid(_ key: String, _ d: [Recipe.GridAxis]) throws -> [Recipe.GridAxis] {
+        used.insert(key)
+        guard let v = try lookup(key) else { return d }
+        guard let table = v as? [String: Any] else { throw RecipeError(key: key, message: "must be a table of recipe keys to lists of values, got \(describe(v))") }
+        return try table.keys.sorted().map { k in
+            guard let values = table[k] as? [Any] else {
+                throw RecipeError(key: key, message: "'\(k)' must be a list of values, got \(describe(table[k]!))")
+            }
+            return Recipe.GridAxis(key: k, values: try values.map { value in
+                guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) else {
+                    throw RecipeError(key: key, message: "'\(k)' has a value that is not a number, string, boolean or list")
+                }
+                return String(decoding: data, as: UTF8.self)
+            })
+        }
+    }
+
     /// Throws for the first key of the tree that no read asked for.
     func rejectUnknown() throws {
         for (k, v) in tree.sorted(by: { $0.key < $1.key }) {
@@ -472,4 +570,48 @@ struct RecipeTreeReader {
             }
         }
     }
+}
+
+// MARK: - Identity of a run
+
+extension Recipe {
+    /// Keys that do not change what a run computes: its name and folder, logging and checkpoint cadence, threads,
+    /// activation checkpointing (bit-identical gradients) and the sweep section (which builds the arms' recipes).
+    static let operationalKeys: Set<String> = ["name", "output_dir", "train.log_every", "train.checkpoint_every",
+                                               "train.keep_checkpoints", "train.threads", "train.activation_checkpointing"]
+
+    /// Every key that decides a run's result, with its value as canonical JSON text (the split seed resolved).
+    public func resultDefiningValues() -> [(key: String, value: String)] {
+        var resolved = self
+        if resolved.data.splitSeed < 0 { resolved.data.splitSeed = resolved.seed }
+        return Self.fields.filter { !Self.operationalKeys.contains($0.key) && !$0.key.hasPrefix("sweep.") }.map { field in
+            let data = (try? JSONSerialization.data(withJSONObject: field.value(resolved), options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
+            return (field.key, String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    /// The keys (with both values) whose values differ from `other`'s, ignoring operational keys; empty when the
+    /// two recipes produce the same run.
+    public func differences(from other: Recipe) -> [String] {
+        zip(resultDefiningValues(), other.resultDefiningValues()).compactMap { mine, theirs in
+            mine.value == theirs.value ? nil : "\(mine.key) (\(theirs.value) → \(mine.value))"
+        }
+    }
+
+    /// A hash of the result-defining keys and values (64-bit FNV-1a, hex): runs with equal fingerprints compute the
+    /// same thing from the same input files.
+    public var fingerprint: String {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for (key, value) in resultDefiningValues() {
+            for byte in "\(key)=\(value)\n".utf8 {
+                h ^= UInt64(byte)
+                h = h &* 0x0000_0100_0000_01B3
+            }
+        }
+        return String(h, radix: 16).leftPadded(to: 16)
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

@@ -44,15 +44,38 @@ public final class RunFolder {
         return try? ResultJSON.decode(RunResult.self, from: Data(contentsOf: resultURL))
     }
 
-    /// A resumed run must be the same run: the same recipe (only logging, checkpointing and thread settings may
-    /// change) and the same input files.
-    func checkResumable(_ recipe: Recipe, inputs: RunInputs, from latest: URL, say: (String) -> Void) throws {
-        let saved = try Recipe.load(path: latest.appendingPathComponent("recipe.json").path)
-        for (key, same) in [("seed", saved.seed == recipe.seed), ("data", saved.data == recipe.data),
-                            ("tokenizer", saved.tokenizer == recipe.tokenizer), ("model", saved.model == recipe.model),
-                            ("stage1", saved.stage1 == recipe.stage1), ("stage2", saved.stage2 == recipe.stage2)] where !same {
-            throw RecipeError(key: key, message: "differs from the run being resumed (\(latest.path)/recipe.json); resume with the same recipe and overrides")
+    /// The recipe the run started with (`recipe.json`), nil for a folder without one.
+    func recordedRecipe() throws -> Recipe? {
+        let url = directory.appendingPathComponent("recipe.json")
+        guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+        return try Recipe.load(path: url.path)
+    }
+
+    /// Throws `RecipeError` naming every result-defining key whose value differs from the recipe the run started with
+    /// (logging, checkpoint cadence and threads may change).
+    func checkSameRecipe(_ recipe: Recipe) throws {
+        guard let saved = try recordedRecipe() else { return }
+        let changed = recipe.differences(from: saved)
+        guard changed.isEmpty else {
+            throw RecipeError(key: changed.count == 1 ? String(changed[0].prefix { $0 != " " }) : "",
+                              message: "\(directory.path) was trained with a different recipe; these keys differ (recorded → now): \(changed.joined(separator: ", ")). Use the recipe and overrides it was started with, another name, or --restart to delete it and start afresh")
         }
+    }
+
+    /// Deletes everything in the folder but its lock (after --restart); returns whether there was anything.
+    func clear() throws -> Bool {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        var removed = false
+        for name in names where name != ".lock" {
+            try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+            removed = true
+        }
+        return removed
+    }
+
+    /// A resumed run must be the same run: the same recipe (`checkSameRecipe`) and the same input files.
+    func checkResumable(_ recipe: Recipe, inputs: RunInputs, from latest: URL, say: (String) -> Void) throws {
+        try checkSameRecipe(recipe)
         if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(RunInputs.self, from: data) {
             if let change = inputs.differences(from: recorded) {
                 throw RecipeError(key: "data", message: "cannot resume \(directory.path) from \(latest.lastPathComponent): \(change). Restore the original files, or start a new run (another name)")

@@ -8,6 +8,8 @@ public final class Sweep {
     public let recipe: Recipe
     public let directory: URL
     public var isTerminal: Bool
+    /// Retrain (from scratch) arms whose folders hold a run of a different recipe, instead of refusing.
+    public var restart = false
 
     public init(recipe: Recipe, isTerminal: Bool = isatty(STDOUT_FILENO) != 0) {
         self.recipe = recipe
@@ -15,118 +17,160 @@ public final class Sweep {
         self.isTerminal = isTerminal
     }
 
+    /// One run of the sweep: a warm-up proportion, a seed and a point of the grid.
+    public struct Arm: Sendable {
+        public var percent: Double
+        public var seed: Int
+        /// The grid's keys and values (JSON text) for this arm, in the grid's key order.
+        public var point: [Recipe.GridAxis.Value]
+        /// The run's recipe (name = the arm's folder name).
+        public var recipe: Recipe
+        /// Index of the grid point (arms of one point share a tokenizer).
+        public var pointIndex: Int
+        public var name: String { recipe.name }
+    }
+
+    /// A finished arm and its result.
+    public struct ArmResult: Sendable {
+        public var arm: Arm
+        public var result: RunResult
+    }
+
     static func armName(_ p: Double) -> String {
         p == p.rounded() ? "arm-p\(Int(p))" : "arm-p" + String(format: "%g", p).replacingOccurrences(of: ".", with: "_")
     }
 
-    /// Runs every arm not yet finished and writes the report. Returns the arms' results in the recipe's order.
-    public func run(say: (String) -> Void = { print($0) }) throws -> [RunResult] {
+    /// A grid value as a folder-name part: letters, digits and ".+-_" kept, quotes dropped, anything else "_".
+    static func folderPart(_ value: String) -> String {
+        let kept = value.unicodeScalars.compactMap { c -> String? in
+            if c == "\"" { return nil }
+            let ok = (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || ".+-_".unicodeScalars.contains(c)
+            return ok ? String(c) : "_"
+        }.joined()
+        return String(kept.prefix(40))
+    }
+
+    /// Every arm in the order they run: seed by seed, grid point by grid point, proportion by proportion (so that a
+    /// stopped sweep has whole seeds done). Each grid point's recipe is validated here, before anything runs.
+    public static func arms(of recipe: Recipe) throws -> [Arm] {
+        var points: [[Recipe.GridAxis.Value]] = [[]]
+        for axis in recipe.sweep.grid {
+            points = points.flatMap { point in axis.values.map { point + [Recipe.GridAxis.Value(key: axis.key, json: $0)] } }
+        }
+        let seeds = recipe.sweep.seeds.isEmpty ? [recipe.seed] : recipe.sweep.seeds
+        let splitSeed = recipe.data.splitSeed >= 0 ? recipe.data.splitSeed : recipe.seed
+        var base = recipe
+        base.sweep.grid = []
+        guard let tree = try JSONSerialization.jsonObject(with: base.jsonData()) as? [String: Any] else {
+            throw RecipeError(key: "", message: "the recipe does not serialise to a table")
+        }
+        var pointRecipes: [Recipe] = []
+        for point in points {
+            var t = tree
+            for v in point {
+                let parts = v.key.split(separator: ".").map(String.init)
+                let value = (try? JSONSerialization.jsonObject(with: Data(v.json.utf8), options: .fragmentsAllowed)) ?? v.json
+                if parts.count == 1 { t[parts[0]] = value } else {
+                    var section = t[parts[0]] as? [String: Any] ?? [:]
+                    section[parts[1]] = value
+                    t[parts[0]] = section
+                }
+            }
+            do { pointRecipes.append(try Recipe(tree: t)) } catch let e as RecipeError {
+                let where_ = point.map { "\($0.key) = \($0.json)" }.joined(separator: ", ")
+                throw RecipeError(key: "sweep.grid", message: "the arm with \(where_): \(e)")
+            }
+        }
+        var arms: [Arm] = []
+        var names = Set<String>()
+        let directory = URL(fileURLWithPath: recipe.outputDir).appendingPathComponent(recipe.name)
+        var sharedTokenizer: [Int: String] = [:]  // by grid point: the tokenizer the point's first arm trains
+        for seed in seeds {
+            for (index, (point, pointRecipe)) in zip(points, pointRecipes).enumerated() {
+                for p in recipe.sweep.warmupPercents {
+                    var r = pointRecipe
+                    var name = armName(p) + point.map { "-\($0.key)=\(folderPart($0.json))" }.joined()
+                    if !recipe.sweep.seeds.isEmpty {
+                        name += "-seed\(seed)"
+                        r.seed = seed
+                        r.data.splitSeed = splitSeed  // one evaluation set for every seed
+                    }
+                    if names.contains(name) { name += "-\(index)" }
+                    names.insert(name)
+                    r.name = name
+                    r.outputDir = directory.path
+                    r.data.warmupPercent = p
+                    r.sweep = Recipe.SweepSection()
+                    if r.tokenizer.path.isEmpty && r.model.initFrom == "scratch" {
+                        if let shared = sharedTokenizer[index] { r.tokenizer.path = shared } else {
+                            sharedTokenizer[index] = directory.appendingPathComponent(name).appendingPathComponent("tokenizer.json").path
+                        }
+                    }
+                    arms.append(Arm(percent: p, seed: r.seed, point: point, recipe: r, pointIndex: index))
+                }
+            }
+        }
+        return arms
+    }
+
+    /// Why a finished or started arm's folder cannot be reused for `arm` (nil when it can, or holds nothing).
+    func mismatch(_ arm: Arm, in armDir: URL) -> String? {
+        let recipeURL = armDir.appendingPathComponent("recipe.json")
+        var changed: [String] = []
+        if FileManager.default.fileExists(atPath: recipeURL.path) {
+            guard let saved = try? Recipe.load(path: recipeURL.path) else { return "its recipe.json cannot be read" }
+            changed = arm.recipe.differences(from: saved)
+        }
+        if !changed.isEmpty { return changed.joined(separator: ", ") }
+        if let data = try? Data(contentsOf: armDir.appendingPathComponent("result.json")),
+           let done = try? ResultJSON.decode(RunResult.self, from: data),
+           let recorded = done.recipeFingerprint, recorded != arm.recipe.fingerprint {
+            return "its result's recipe fingerprint \(recorded) differs from \(arm.recipe.fingerprint)"
+        }
+        return nil
+    }
+
+    /// Runs every arm not yet finished and writes the reports. Returns the arms' results in the order they run.
+    /// Before anything runs, every arm folder is checked against its recipe: a folder holding a run of another
+    /// recipe is refused, naming the differing keys (with `restart`, it is retrained instead).
+    public func run(say: (String) -> Void = { print($0) }) throws -> [ArmResult] {
         // One sweep process per folder (each arm's run folder has its own lock too).
         let lock = try RunLock(folder: directory)
         defer { withExtendedLifetime(lock) {} }
         TemporaryFiles.removeStale(in: directory, lockHeld: true)
+        let arms = try Self.arms(of: recipe)
+        var stale = Set<String>()
+        var refusals: [String] = []
+        for arm in arms {
+            guard let why = mismatch(arm, in: directory.appendingPathComponent(arm.name)) else { continue }
+            stale.insert(arm.name)
+            refusals.append("\(arm.name): \(why)")
+        }
+        if !refusals.isEmpty && !restart {
+            throw RecipeError(key: "", message: "\(directory.path) holds arms trained with a different recipe (keys recorded → now):\n  " + refusals.joined(separator: "\n  ") + "\nRun the sweep with the recipe and overrides it was started with, give it another name, or pass --restart to retrain these arms")
+        }
         try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
-        var results: [RunResult] = []
-        var sharedTokenizer = recipe.tokenizer.path
-        for p in recipe.sweep.warmupPercents {
-            var arm = recipe
-            arm.name = Self.armName(p)
-            arm.outputDir = directory.path
-            arm.data.warmupPercent = p
-            arm.tokenizer.path = sharedTokenizer
+        var results: [ArmResult] = []
+        for arm in arms {
             let armDir = directory.appendingPathComponent(arm.name)
             let resultURL = armDir.appendingPathComponent("result.json")
-            if let data = try? Data(contentsOf: resultURL), let done = try? ResultJSON.decode(RunResult.self, from: data) {
-                say("arm p = \(p)%: already finished (\(resultURL.path))")
-                results.append(done)
+            let label = "arm \(arm.name)"
+            if !stale.contains(arm.name), let data = try? Data(contentsOf: resultURL), let done = try? ResultJSON.decode(RunResult.self, from: data) {
+                say("\(label): already finished (\(resultURL.path))")
+                results.append(ArmResult(arm: arm, result: done))
             } else {
-                let resume = !CheckpointStore(directory: armDir.appendingPathComponent("checkpoints")).complete(verify: false).isEmpty
-                say("arm p = \(p)%: \(resume ? "resuming" : "starting") in \(armDir.path)")
-                let trainer = Trainer(recipe: arm, isTerminal: isTerminal)
-                results.append(try trainer.run(resume: resume))
-            }
-            if sharedTokenizer.isEmpty && recipe.model.initFrom == "scratch" {
-                sharedTokenizer = armDir.appendingPathComponent("tokenizer.json").path
+                let restartArm = stale.contains(arm.name)
+                let resume = !restartArm && !CheckpointStore(directory: armDir.appendingPathComponent("checkpoints")).complete(verify: false).isEmpty
+                say("\(label): \(restartArm ? "retraining (its folder held a different recipe's run)" : resume ? "resuming" : "starting") in \(armDir.path)")
+                let trainer = Trainer(recipe: arm.recipe, isTerminal: isTerminal)
+                results.append(ArmResult(arm: arm, result: try trainer.run(resume: resume, restart: restartArm)))
             }
         }
-        let report = Self.markdown(results, recipe: recipe)
-        try StoreFiles.writeSynced(Data(report.utf8), to: directory.appendingPathComponent("report.md"))
-        try StoreFiles.writeSynced(Data(Self.svg(results).utf8), to: directory.appendingPathComponent("eval-loss.svg"))
+        let report = SweepReport(recipe: recipe, results: results)
+        try StoreFiles.writeSynced(Data(report.markdown().utf8), to: directory.appendingPathComponent("report.md"))
+        try StoreFiles.writeSynced(Data(report.svg().utf8), to: directory.appendingPathComponent("eval-loss.svg"))
+        try StoreFiles.writeSynced(report.json(), to: directory.appendingPathComponent("report.json"))
+        try StoreFiles.writeSynced(Data(report.csv().utf8), to: directory.appendingPathComponent("report.csv"))
         return results
-    }
-
-    static func format(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : "–" }
-
-
-    /// The arm with the lowest eval loss after stage 2.
-    public static func winner(_ results: [RunResult]) -> RunResult? {
-        results.filter { $0.stages.last?.evalLoss.isFinite == true }.min { $0.stages.last!.evalLoss < $1.stages.last!.evalLoss }
-    }
-
-    /// The Markdown report: a table per arm and the winner.
-    public static func markdown(_ results: [RunResult], recipe: Recipe) -> String {
-        var s = "# Identity warm-up sweep: \(recipe.name)\n\n"
-        s += "Data: \(recipe.data.train.joined(separator: ", ")); template \(recipe.data.customTemplate.isEmpty ? recipe.data.template : "custom"); "
-        s += "seed \(recipe.seed); model \(recipe.model.initFrom == "scratch" ? "from scratch, hidden \(recipe.model.hiddenSize), \(recipe.model.numHiddenLayers) layers" : recipe.model.initFrom).\n"
-        if let r = results.first { s += "Train \(r.trainRecords) records, eval \(r.evalRecords) (held out by question); eval loss before training \(format(r.initialEvalLoss)).\n\n" }
-        s += table(results)
-        if let w = winner(results) {
-            s += "\nLowest eval loss after stage 2: p = \(String(format: "%g", w.warmupPercent))% (\(format(w.stages.last!.evalLoss))).\n"
-        }
-        s += "\nChart: eval-loss.svg (eval loss against optimiser steps; stage 2 starts at the marked point of each arm).\n"
-        return s
-    }
-
-    /// The table alone (printed at the end of a sweep).
-    public static func table(_ results: [RunResult]) -> String {
-        var s = "| p (%) | warm-up records | eval loss after stage 1 | eval loss after stage 2 | best eval loss | tokens seen | wall time |\n"
-        s += "|---:|---:|---:|---:|---:|---:|---:|\n"
-        for r in results {
-            let s1 = r.stages.first { $0.stage == 1 }?.evalLoss ?? .nan
-            let s2 = r.stages.first { $0.stage == 2 }?.evalLoss ?? .nan
-            s += "| \(String(format: "%g", r.warmupPercent)) | \(r.warmupRecords) | \(format(s1)) | \(format(s2)) | \(format(r.bestEvalLoss)) | \(r.tokensSeen) | \(ProgressPrinter.duration(r.wallSeconds)) |\n"
-        }
-        return s
-    }
-
-    /// An SVG line chart of every arm's eval loss against the global optimiser step.
-    public static func svg(_ results: [RunResult]) -> String {
-        let (w, h, left, right, top, bottom) = (840.0, 440.0, 70.0, 200.0, 30.0, 50.0)
-        let curves = results.map { r in [(Double(0), r.initialEvalLoss)].filter { $0.1.isFinite } + r.evalCurve.map { (Double($0.globalStep), $0.evalLoss) } }
-        let xs = curves.flatMap { $0.map(\.0) }, ys = curves.flatMap { $0.map(\.1) }
-        let xMax = max(xs.max() ?? 1, 1)
-        var yMin = ys.min() ?? 0, yMax = ys.max() ?? 1
-        if yMax - yMin < 1e-6 { yMax += 0.5; yMin -= 0.5 }
-        let pad = (yMax - yMin) * 0.05
-        yMin -= pad; yMax += pad
-        func px(_ x: Double) -> Double { left + x / xMax * (w - left - right) }
-        func py(_ y: Double) -> Double { top + (yMax - y) / (yMax - yMin) * (h - top - bottom) }
-        let colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" font-family=\"sans-serif\" font-size=\"12\">\n"
-        s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        s += "<text x=\"\(Int(w / 2 - 60))\" y=\"18\" font-size=\"14\">Eval loss by warm-up proportion</text>\n"
-        for i in 0...5 {
-            let y = yMin + (yMax - yMin) * Double(i) / 5
-            s += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", left, py(y), w - right, py(y))
-            s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%.3f</text>\n", left - 6, py(y) + 4, y)
-            let x = xMax * Double(i) / 5
-            s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%d</text>\n", px(x), h - bottom + 18, Int(x.rounded()))
-        }
-        s += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", left, h - bottom, w - right, h - bottom)
-        s += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\"/>\n", left, top, left, h - bottom)
-        s += "<text x=\"\(Int((left + w - right) / 2))\" y=\"\(Int(h - 10))\" text-anchor=\"middle\">optimiser step (stage 1 + stage 2)</text>\n"
-        s += "<text transform=\"translate(18,\(Int(h / 2))) rotate(-90)\" text-anchor=\"middle\">eval loss</text>\n"
-        for (i, (r, c)) in zip(results, curves).enumerated() {
-            let color = colors[i % colors.count]
-            let points = c.map { String(format: "%.1f,%.1f", px($0.0), py($0.1)) }.joined(separator: " ")
-            s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
-            if let start = r.stages.first(where: { $0.stage == 1 }).map({ Double($0.steps) }), let y = r.evalCurve.last(where: { $0.stage == 1 })?.evalLoss {
-                s += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%@\"/>\n", px(start), py(y), color as NSString)
-            }
-            let ly = top + 20 + Double(i) * 20
-            s += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\" stroke-width=\"3\"/>\n", w - right + 15, ly, w - right + 40, ly, color as NSString)
-            s += String(format: "<text x=\"%.1f\" y=\"%.1f\">p = %g%% (%@)</text>\n", w - right + 46, ly + 4, r.warmupPercent, format(r.stages.last?.evalLoss ?? .nan) as NSString)
-        }
-        return s + "</svg>\n"
     }
 }

@@ -37,6 +37,33 @@ public struct EvalPoint: Codable, Equatable, Sendable {
     public var step: Int
     public var globalStep: Int
     public var evalLoss: Double
+    /// Metrics of greedy corrections of the first `train.generate_eval` held-out records (nil when not generated).
+    public var generation: GenerationMetrics?
+
+    public init(stage: Int, step: Int, globalStep: Int, evalLoss: Double, generation: GenerationMetrics? = nil) {
+        self.stage = stage
+        self.step = step
+        self.globalStep = globalStep
+        self.evalLoss = evalLoss
+        self.generation = generation
+    }
+
+    /// The value of a `train.best_metric` (lower is better).
+    func metric(_ name: String) -> Double? {
+        name == "edit_to_reference" ? generation?.editToReference : evalLoss
+    }
+}
+
+/// The checkpoint kept for the best stage-2 evaluation.
+public struct BestCheckpoint: Codable, Equatable, Sendable {
+    /// `train.best_metric` ("eval_loss" or "edit_to_reference"; lower is better).
+    public var metric: String
+    public var value: Double
+    public var stage: Int
+    public var step: Int
+    public var globalStep: Int
+    /// The checkpoint folder (`checkpoints/best`).
+    public var path: String
 }
 
 /// Everything a finished run reports (also written as `result.json` in the run folder).
@@ -55,8 +82,16 @@ public struct RunResult: Codable, Sendable {
     public var finalCheckpoint: String
     /// Eval loss of the initial model, before any training.
     public var initialEvalLoss: Double
+    /// Generation metrics of the initial model (with `train.generate_eval`).
+    public var initialGeneration: GenerationMetrics?
     /// Peak resident memory of the process that finished the run, in MiB (absent in older results).
     public var peakResidentMiB: Double?
+    /// `Recipe.fingerprint` of the recipe that produced the run (absent in older results).
+    public var recipeFingerprint: String?
+    /// The best checkpoint (`checkpoints/best`) and the evaluation it was taken at, by `train.best_metric`.
+    public var best: BestCheckpoint?
+    /// Stage 2 stopped early (`train.early_stopping_patience`) after this many steps.
+    public var stoppedEarlyAtStep: Int?
 
     public var bestEvalLoss: Double { evalCurve.map(\.evalLoss).min() ?? .nan }
 }
@@ -122,7 +157,8 @@ public final class Trainer {
         }
         if recipe.data.limit > 0 { records = Array(records.prefix(recipe.data.limit)) }
         let holdOut: DataSplits.HoldOut = recipe.data.evalCount > 0 ? .count(recipe.data.evalCount) : .fraction(recipe.data.evalFraction)
-        let splits = try DataSplits.make(records, holdOut: holdOut, warmupPercent: recipe.data.warmupPercent, seed: UInt64(recipe.seed))
+        let splits = try DataSplits.make(records, holdOut: holdOut, warmupPercent: recipe.data.warmupPercent, seed: UInt64(recipe.seed),
+                                         holdOutSeed: UInt64(recipe.data.splitSeed >= 0 ? recipe.data.splitSeed : recipe.seed))
         try splits.write(to: runDirectory.appendingPathComponent("splits"))
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval (held out by question), \(splits.warmup.count) identity warm-up (p = \(recipe.data.warmupPercent)%)")
 
@@ -208,8 +244,10 @@ public final class Trainer {
 
     /// Runs (or, with `resume`, continues) the two stages. The run folder is locked meanwhile; each step goes through
     /// `TrainingLoop`, then through the observers (divergence, metrics and progress, evaluation, checkpoints).
-    public func run(resume: Bool = false) throws -> RunResult {
-        try compute.run { try runInContext(resume: resume) }
+    /// With `restart`, whatever the run folder holds (checkpoints, metrics, result) is deleted first and the run starts
+    /// afresh.
+    public func run(resume: Bool = false, restart: Bool = false) throws -> RunResult {
+        try compute.run { try runInContext(resume: resume && !restart, restart: restart) }
     }
 
     /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.
@@ -218,9 +256,11 @@ public final class Trainer {
         return base.with(matmul: MatmulPrecision(rawValue: recipe.train.precision) ?? .fp32)
     }
 
-    func runInContext(resume: Bool) throws -> RunResult {
+    func runInContext(resume: Bool, restart: Bool) throws -> RunResult {
         let folder = try RunFolder(directory: runDirectory, say: say)
+        if restart, try folder.clear() { say("--restart: removed what \(runDirectory.path) held; starting afresh") }
         let latest = try folder.startingPoint(resume: resume)
+        if latest != nil { try folder.checkSameRecipe(recipe) }
         if let done = folder.finishedResult(at: latest) {
             say("\(runDirectory.path) has already finished; nothing to resume")
             return done
@@ -256,14 +296,21 @@ public final class Trainer {
                               padId: prepared.padId, tokenizerJSON: try prepared.tokenizer.jsonData(),
                               extraFiles: try prepared.checkpointFiles(), say: say)
         run.lastCheckpoint = latest
+        if recipe.train.generateEval > 0 {
+            run.generationRecords = Array(prepared.splits.eval.prefix(recipe.train.generateEval))
+            run.generator = AlignerBundle(model: model, tokenizer: prepared.tokenizer, specialTokens: prepared.specials,
+                                          template: try recipe.promptTemplate(), source: runDirectory, recipe: recipe, chat: prepared.chat)
+        }
         if latest == nil {
-            let initial = try run.evaluate()
-            try folder.metrics.append(["stage": 0, "step": 0, "global_step": 0, "eval_loss": initial])
-            say(String(format: "eval loss before training: %.4f", initial))
+            let initial = try run.evaluateAndRecord(initial: true)
+            say(String(format: "eval loss before training: %.4f", initial.evalLoss)
+                + (initial.generation.map { String(format: "; copy rate %.3f, edit distance to reference %.3f", $0.copyRate, $0.editToReference) } ?? ""))
+        } else {
+            run.restoreBest(from: folder.metrics.evalPoints())
         }
         let observers: [TrainingObserver] = [
             DivergenceGuard(), ProgressObserver(printer: progress, quiet: quiet), EvaluationObserver(every: recipe.train.evalEvery),
-            CheckpointPolicy(every: recipe.train.checkpointEvery, stopAfterSteps: stopAfterSteps),
+            BestCheckpointObserver(), CheckpointPolicy(every: recipe.train.checkpointEvery, stopAfterSteps: stopAfterSteps),
         ]
 
         for (stageNumber, settings, examples) in stages {
@@ -288,7 +335,7 @@ public final class Trainer {
                 let trainable = model.adapters.values.reduce(0) { $0 + $1.count }
                 say("  LoRA r \(lora.rank), alpha \(lora.alpha)\(lora.rsLoRA ? " (rsLoRA)" : ""), dropout \(lora.dropout) on \((try? lora.modules(available: model.linearModules).joined(separator: ", ")) ?? ""): \(trainable) trainable parameters (\(String(format: "%.2f", 100 * Double(trainable) / Double(model.config.parameterCount)))% of \(model.config.parameterCount))")
             }
-            while run.state.step < loop.totalSteps {
+            while run.state.step < loop.totalSteps && !run.stopEarly {
                 let stats = try loop.takeStep()
                 run.loop = loop
                 if stats.isFinite {
@@ -323,15 +370,22 @@ public final class Trainer {
             trainRecords: prepared.splits.train.count, evalRecords: prepared.splits.eval.count, stages: [], evalCurve: [],
             trainLosses: [], tokensSeen: run.state.tokensSeen, wallSeconds: run.elapsed, runDirectory: runDirectory.path,
             finalCheckpoint: run.lastCheckpoint?.path ?? "", initialEvalLoss: .nan,
-            peakResidentMiB: Double(peakResidentBytes()) / 1_048_576)
+            peakResidentMiB: Double(peakResidentBytes()) / 1_048_576, recipeFingerprint: recipe.fingerprint)
         let history = folder.metrics.evalPoints()
         result.evalCurve = history.filter { $0.stage > 0 }
-        if let initial = history.first(where: { $0.stage == 0 }) { result.initialEvalLoss = initial.evalLoss }
+        if let initial = history.first(where: { $0.stage == 0 }) {
+            result.initialEvalLoss = initial.evalLoss
+            result.initialGeneration = initial.generation
+        }
         let losses = folder.metrics.trainLosses()
         result.trainLosses = losses.map(\.loss)
+        // Early stopping ended stage 2 before its planned steps (also when a resumed run finds it so).
+        if run.state.stage == 2 && run.state.stageDone && run.state.step < run.state.totalSteps { result.stoppedEarlyAtStep = run.state.step }
+        result.best = run.best
         for (stageNumber, settings, examples) in stages {
             let evals = history.filter { $0.stage == stageNumber }
-            let steps = try TrainingLoop.totalSteps(settings, stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))
+            var steps = try TrainingLoop.totalSteps(settings, stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))
+            if stageNumber == 2, let stopped = result.stoppedEarlyAtStep { steps = stopped }
             result.stages.append(StageSummary(
                 stage: stageNumber, steps: steps, examples: examples.count,
                 finalTrainLoss: losses.last(where: { $0.stage == stageNumber })?.loss ?? .nan,

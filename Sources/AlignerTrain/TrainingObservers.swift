@@ -19,6 +19,17 @@ public final class TrainingRun {
     public internal(set) var base: BaseReference?
     /// Optimiser steps taken by this process (all stages).
     public internal(set) var stepsThisProcess = 0
+    /// The evaluation made at the current step, if any (set by `EvaluationObserver`).
+    public internal(set) var lastEvaluation: EvalPoint?
+    /// The best evaluation of stage 2 so far by `train.best_metric`, kept as `checkpoints/best`.
+    public internal(set) var best: BestCheckpoint?
+    /// Stage-2 evaluations since the best one.
+    public internal(set) var evaluationsSinceBest = 0
+    /// Set when early stopping ends stage 2 at this step.
+    public internal(set) var stopEarly = false
+    /// Held-out records corrected at each evaluation (`train.generate_eval`), and the Aligner (this model) that does it.
+    var generationRecords: [QACRecord] = []
+    var generator: AlignerBundle?
     let evalExamples: [Example]
     let padId: Int
     let tokenizerJSON: Data
@@ -75,6 +86,57 @@ public final class TrainingRun {
         pool.trim()
         defer { pool.trim() }
         return try Evaluation.loss(model, evalExamples, batchSize: recipe.stage2.batchSize, padId: padId)
+    }
+
+    /// Greedy corrections of the `train.generate_eval` held-out records by the current weights and their metrics
+    /// (nil when the recipe asks for none).
+    public func generationMetrics() throws -> GenerationMetrics? {
+        guard let generator, !generationRecords.isEmpty else { return nil }
+        let pool = ComputeContext.current.pool
+        pool.trim()
+        defer { pool.trim() }
+        let outputs = try Corrector.correct(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
+                                            options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens),
+                                            batchSize: recipe.stage2.batchSize)
+        return try GenerationMetrics(outputs: outputs, records: generationRecords)
+    }
+
+    /// Evaluates (loss, and generation metrics when asked for), appends the result to metrics.jsonl and returns it.
+    @discardableResult
+    public func evaluateAndRecord(initial: Bool = false) throws -> EvalPoint {
+        let loss = try evaluate()
+        var fields: [String: Any] = ["stage": initial ? 0 : state.stage, "step": initial ? 0 : state.step,
+                                     "global_step": initial ? 0 : globalStep, "eval_loss": loss]
+        if let g = try generationMetrics() { fields.merge(g.fields) { a, _ in a } }
+        let point = try folder.metrics.append(evaluation: fields)
+        lastEvaluation = point
+        return point
+    }
+
+    /// Writes the current weights as `checkpoints/best` (atomically replacing the previous best).
+    func checkpointBest() throws -> URL {
+        state.position = loop.batches.position
+        state.optimizerStep = loop.optimizer.step
+        state.elapsed = elapsed
+        return try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
+                                           extraFiles: extraFiles, base: base, keep: recipe.train.keepCheckpoints, as: CheckpointStore.bestName)
+    }
+
+    /// The best stage-2 evaluation of `history` by `metric` and the evaluations after it (for a resumed run).
+    func restoreBest(from history: [EvalPoint]) {
+        let metric = recipe.train.bestMetric
+        let stage2 = history.filter { $0.stage == 2 }
+        var bestIndex: Int?
+        for (i, p) in stage2.enumerated() {
+            guard let v = p.metric(metric), v.isFinite else { continue }
+            if let b = bestIndex, let bv = stage2[b].metric(metric), bv <= v { continue }
+            bestIndex = i
+        }
+        guard let b = bestIndex else { return }
+        let p = stage2[b]
+        best = BestCheckpoint(metric: metric, value: p.metric(metric)!, stage: p.stage, step: p.step, globalStep: p.globalStep,
+                              path: folder.checkpoints.directory.appendingPathComponent(CheckpointStore.bestName).path)
+        evaluationsSinceBest = stage2.count - 1 - b
     }
 
     /// Writes a checkpoint of the current state (atomically; older ones beyond `keep_checkpoints` are removed).
@@ -136,10 +198,40 @@ public final class EvaluationObserver: TrainingObserver {
     public init(every: Int) { self.every = every }
 
     public func stepEnded(_ stats: StepStats, _ run: TrainingRun) throws {
+        run.lastEvaluation = nil
         guard (every > 0 && stats.step % every == 0) || stats.step == stats.totalSteps else { return }
-        let loss = try run.evaluate()
-        try run.folder.metrics.append(["stage": stats.stage, "step": stats.step, "global_step": run.globalStep, "eval_loss": loss])
-        run.say(String(format: "stage %d step %d/%d: eval loss %.4f", stats.stage, stats.step, stats.totalSteps, loss))
+        let point = try run.evaluateAndRecord()
+        var line = String(format: "stage %d step %d/%d: eval loss %.4f", stats.stage, stats.step, stats.totalSteps, point.evalLoss)
+        if let g = point.generation {
+            line += String(format: "; %d corrections: copy rate %.3f, near-copy %.3f, edit distance to answer %.3f, to reference %.3f",
+                           g.generated, g.copyRate, g.nearCopyRate, g.editToAnswer, g.editToReference)
+        }
+        run.say(line)
+    }
+}
+
+/// Keeps the best stage-2 evaluation's weights as `checkpoints/best` (by `train.best_metric`, lower is better) and,
+/// with `train.early_stopping_patience` > 0, ends stage 2 after that many evaluations without a new best.
+public final class BestCheckpointObserver: TrainingObserver {
+    public init() {}
+
+    public func stepEnded(_ stats: StepStats, _ run: TrainingRun) throws {
+        guard stats.stage == 2, let e = run.lastEvaluation, e.stage == 2, e.step == stats.step else { return }
+        let metric = run.recipe.train.bestMetric
+        guard let value = e.metric(metric), value.isFinite else { return }
+        if let best = run.best, value >= best.value {
+            run.evaluationsSinceBest += 1
+            let patience = run.recipe.train.earlyStoppingPatience
+            if patience > 0 && run.evaluationsSinceBest >= patience && stats.step < stats.totalSteps {
+                run.stopEarly = true
+                run.say(String(format: "early stopping: %d evaluations without a better %@ than %.4f (step %d); stage 2 ends at step %d of %d",
+                               run.evaluationsSinceBest, metric, best.value, best.step, stats.step, stats.totalSteps))
+            }
+            return
+        }
+        let url = try run.checkpointBest()
+        run.best = BestCheckpoint(metric: metric, value: value, stage: e.stage, step: e.step, globalStep: e.globalStep, path: url.path)
+        run.evaluationsSinceBest = 0
     }
 }
 
@@ -155,7 +247,7 @@ public final class CheckpointPolicy: TrainingObserver {
     }
 
     public func stepEnded(_ stats: StepStats, _ run: TrainingRun) throws {
-        let atEnd = stats.step == stats.totalSteps
+        let atEnd = stats.step == stats.totalSteps || run.stopEarly
         if atEnd { run.state.stageDone = true }
         if atEnd || (every > 0 && stats.step % every == 0) { try run.checkpoint() }
         let finished = atEnd && stats.stage == 2

@@ -28,6 +28,11 @@ struct TrainCommand: ParsableCommand {
         commandName: "train", abstract: "Two-stage Aligner training (identity warm-up, then Q-A-C) from a recipe.")
     @OptionGroup var options: RecipeOptions
     @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
+    @Flag(help: "Delete what the run folder holds (checkpoints, metrics, result) and start afresh.") var restart = false
+
+    func validate() throws {
+        if resume && restart { throw ValidationError("--resume and --restart exclude each other") }
+    }
 
     func run() throws {
         let recipe = try options.prepareRun()
@@ -35,7 +40,7 @@ struct TrainCommand: ParsableCommand {
         // For tests of resumption: stop (with a checkpoint) after N steps of this process. Not a recipe key.
         if let n = ProcessInfo.processInfo.environment["ALIGNERKIT_STOP_AFTER_STEPS"].flatMap(Int.init), n > 0 { trainer.stopAfterSteps = n }
         do {
-            let r = try trainer.run(resume: resume)
+            let r = try trainer.run(resume: resume, restart: restart)
             print("\nrun \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)); \(r.tokensSeen) tokens seen; peak memory \(Int(r.peakResidentMiB ?? 0)) MiB")
             print(String(format: "eval loss before training: %.4f", r.initialEvalLoss))
             for s in r.stages {
@@ -55,20 +60,25 @@ struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep", abstract: "The identity warm-up proportion sweep: one two-stage run per proportion, then a report.")
     @OptionGroup var options: RecipeOptions
+    @Flag(help: "Retrain arms whose folders hold runs of a different recipe (otherwise the sweep stops, naming the keys that differ).") var restart = false
 
     func run() throws {
         let recipe = try options.prepareRun()
         let sweep = Sweep(recipe: recipe)
+        sweep.restart = restart
         let clock = ContinuousClock()
         let start = clock.now
         do {
             let results = try sweep.run()
-            print("\n" + Sweep.table(results))
-            if let w = Sweep.winner(results) {
-                print(String(format: "lowest eval loss after stage 2: p = %g%% (%.4f)", w.warmupPercent, w.stages.last!.evalLoss))
+            let report = SweepReport(recipe: recipe, results: results)
+            print("\n" + report.summaryTable())
+            if let w = report.winner {
+                let f = w.finalLoss
+                print("lowest mean eval loss after stage 2: \(w.label) (\(String(format: "%.4f", f.mean))\(f.count > 1 ? String(format: " ± %.4f sd, %d seeds", f.standardDeviation, f.count) : ", one seed"))")
+                print(report.verdict(w), terminator: "")
             }
             print("sweep wall time (this process): \(clock.now - start)")
-            print("report: \(sweep.directory.appendingPathComponent("report.md").path)")
+            print("report: \(sweep.directory.appendingPathComponent("report.md").path) (and report.json, report.csv)")
             print("chart:  \(sweep.directory.appendingPathComponent("eval-loss.svg").path)")
         } catch let stop as TrainingStop {
             print("\n\(stop)\nrun the same command again to resume the sweep")

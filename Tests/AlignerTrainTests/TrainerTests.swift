@@ -170,6 +170,8 @@ final class TrainerTests: XCTestCase {
             XCTAssertEqual(resumed.stages, straight.stages, name)
             XCTAssertEqual(resumed.evalCurve, straight.evalCurve, name)
             XCTAssertEqual(resumed.trainLosses, straight.trainLosses, name)
+            XCTAssertEqual(resumed.best?.step, straight.best?.step, name)
+            XCTAssertEqual(resumed.best?.value, straight.best?.value, name)
         }
     }
 
@@ -192,9 +194,10 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(s.newest(), all[all.count - 2])
         XCTAssertTrue(warnings.contains { $0.contains("fails its checksum") }, "\(warnings)")
         XCTAssertTrue(warnings.contains { $0.contains("no complete manifest") }, "\(warnings)")
-        // Resuming with a different recipe is refused, naming the section.
+        // Resuming with a different recipe is refused, naming the key and both values.
         XCTAssertThrowsError(try quietTrainer(tinyRecipe("corrupt", in: dir, ["stage2.lr=1e-4"])).run(resume: true)) {
-            XCTAssertEqual(($0 as? RecipeError)?.key, "stage2")
+            XCTAssertEqual(($0 as? RecipeError)?.key, "stage2.lr")
+            XCTAssertTrue("\($0)".contains("→ 0.0001") && "\($0)".contains("--restart"), "\($0)")
         }
         // Resuming uses the intact one and finishes.
         XCTAssertNoThrow(try quietTrainer(tinyRecipe("corrupt", in: dir)).run(resume: true))
@@ -214,7 +217,7 @@ final class TrainerTests: XCTestCase {
         let recipe = try tinyRecipe("sweep", in: dir, ["sweep.warmup_percents=[0,50]", "stage2.epochs=1", "stage1.epochs=1"])
         let sweep = Sweep(recipe: recipe, isTerminal: false)
         var lines: [String] = []
-        let results = try sweep.run { lines.append($0) }
+        let results = try sweep.run { lines.append($0) }.map(\.result)
         XCTAssertEqual(results.map(\.warmupPercent), [0, 50])
         XCTAssertEqual(results[0].initialEvalLoss, results[1].initialEvalLoss)  // same weights, same eval set
         XCTAssertEqual(results[0].evalRecords, results[1].evalRecords)
@@ -223,7 +226,7 @@ final class TrainerTests: XCTestCase {
         let report = try String(contentsOf: sweep.directory.appendingPathComponent("report.md"), encoding: .utf8)
         XCTAssertTrue(report.contains("| 50 |"))
         let svg = try String(contentsOf: sweep.directory.appendingPathComponent("eval-loss.svg"), encoding: .utf8)
-        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 2)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 4)  // each arm in the whole-run and the zoomed panel
         // Running again reuses finished arms.
         var again: [String] = []
         _ = try Sweep(recipe: recipe, isTerminal: false).run { again.append($0) }

@@ -49,9 +49,11 @@ final class UseTests: XCTestCase {
     func testExportRoundTripsAndLoadsAsAnAligner() throws {
         let r = try tinyRun("exp")
         let original = try AlignerBundle.load(dir.appendingPathComponent("exp").path)
-        XCTAssertEqual(original.source.path, r.finalCheckpoint)
+        // A run folder means its best checkpoint.
+        XCTAssertEqual(original.source.path, r.best?.path)
         let out = dir.appendingPathComponent("hf")
         try HuggingFaceExport.export(original, to: out, result: r)
+        XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("README.md"), encoding: .utf8).contains("the run's best checkpoint"))
         for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(f).path), f)
         }

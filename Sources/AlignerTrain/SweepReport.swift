@@ -1,0 +1,230 @@
+import Foundation
+
+/// Summary statistics of a sample: mean, sample standard deviation and a 95% Student-t interval of the mean.
+public struct SampleSummary: Sendable, Equatable {
+    public let values: [Double]
+    public var count: Int { values.count }
+    public var mean: Double { values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count) }
+    /// Sample standard deviation (n − 1); NaN below two values.
+    public var standardDeviation: Double {
+        guard values.count > 1 else { return .nan }
+        let m = mean
+        return (values.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
+    }
+    /// Half-width of the 95% confidence interval of the mean (t distribution, n − 1 degrees of freedom).
+    public var halfWidth95: Double {
+        guard values.count > 1 else { return .nan }
+        return Self.t975(degreesOfFreedom: values.count - 1) * standardDeviation / Double(values.count).squareRoot()
+    }
+
+    public init(_ values: [Double]) { self.values = values.filter(\.isFinite) }
+
+    /// The 0.975 quantile of Student's t distribution.
+    static func t975(degreesOfFreedom df: Int) -> Double {
+        let table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+                     2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+        if df >= 1 && df <= table.count { return table[df - 1] }
+        return df <= 60 ? 2.000 : df <= 120 ? 1.980 : 1.960
+    }
+}
+
+/// The report of a sweep: per arm (warm-up proportion × grid point) the mean and spread of the final eval loss over
+/// seeds, every seed's value, and the paired difference to p = 0 (same seed, same grid point) with a 95% interval;
+/// as Markdown, an SVG chart, JSON and CSV (one row per arm and seed).
+public struct SweepReport {
+    public let recipe: Recipe
+    public let results: [Sweep.ArmResult]
+
+    public init(recipe: Recipe, results: [Sweep.ArmResult]) {
+        self.recipe = recipe
+        self.results = results
+    }
+
+    /// The runs of one warm-up proportion at one grid point, over seeds.
+    public struct Group {
+        public let percent: Double
+        public let point: [Recipe.GridAxis.Value]
+        public let runs: [Sweep.ArmResult]
+        public var finalLoss: SampleSummary { SampleSummary(runs.map { Self.final($0.result) }) }
+        public var bestLoss: SampleSummary { SampleSummary(runs.map { $0.result.bestEvalLoss }) }
+        /// Paired differences final(p) − final(p = 0) over the seeds both have; nil without a p = 0 arm.
+        public var pairedDifference: SampleSummary?
+
+        static func final(_ r: RunResult) -> Double { r.stages.last?.evalLoss ?? .nan }
+        /// Generation metrics of the last evaluation of each run (when the recipe generated corrections).
+        public var finalGeneration: [GenerationMetrics] { runs.compactMap { $0.result.evalCurve.last?.generation } }
+        public var label: String {
+            (["p = \(String(format: "%g", percent))%"] + point.map { "\($0.key) = \($0.json)" }).joined(separator: ", ")
+        }
+    }
+
+    /// Groups in the order of the grid points, then proportions.
+    public var groups: [Group] {
+        var order: [String] = []
+        var byKey: [String: [Sweep.ArmResult]] = [:]
+        for r in results {
+            let key = "\(r.arm.pointIndex)|\(r.arm.percent)"
+            if byKey[key] == nil { order.append(key) }
+            byKey[key, default: []].append(r)
+        }
+        let sorted = order.sorted { a, b in
+            let (ra, rb) = (byKey[a]![0].arm, byKey[b]![0].arm)
+            return ra.pointIndex != rb.pointIndex ? ra.pointIndex < rb.pointIndex : ra.percent < rb.percent
+        }
+        return sorted.map { key in
+            let runs = byKey[key]!
+            var g = Group(percent: runs[0].arm.percent, point: runs[0].arm.point, runs: runs)
+            let base = results.filter { $0.arm.pointIndex == runs[0].arm.pointIndex && $0.arm.percent == 0 }
+            if !base.isEmpty {
+                let baseBySeed = Dictionary(base.map { ($0.arm.seed, Group.final($0.result)) }, uniquingKeysWith: { a, _ in a })
+                g.pairedDifference = SampleSummary(runs.compactMap { r in baseBySeed[r.arm.seed].map { Group.final(r.result) - $0 } })
+            }
+            return g
+        }
+    }
+
+    /// The group with the lowest mean final eval loss.
+    public var winner: Group? { groups.filter { $0.finalLoss.mean.isFinite }.min { $0.finalLoss.mean < $1.finalLoss.mean } }
+
+    var gridKeys: [String] { recipe.sweep.grid.map(\.key) }
+    var seeds: [Int] { Array(Set(results.map(\.arm.seed))).sorted() }
+
+    static func f4(_ x: Double) -> String { x.isFinite ? String(format: "%.4f", x) : "–" }
+    static func signed(_ x: Double) -> String { x.isFinite ? String(format: "%+.4f", x) : "–" }
+
+    // MARK: Markdown
+
+    public func markdown() -> String {
+        var s = "# Identity warm-up sweep: \(recipe.name)\n\n"
+        s += "Data: \(recipe.data.train.joined(separator: ", ")); template \(recipe.data.customTemplate.isEmpty ? recipe.data.template : "custom"); "
+        s += "model \(recipe.model.initFrom == "scratch" ? "from scratch, hidden \(recipe.model.hiddenSize), \(recipe.model.numHiddenLayers) layers" : recipe.model.initFrom)"
+        s += "; stage 1 \(recipe.stage1.finetune), stage 2 \(recipe.stage2.finetune); recipe fingerprint \(recipe.fingerprint).\n"
+        s += "Seeds: \(seeds.map(String.init).joined(separator: ", ")) (each drives initialisation, the warm-up subset, data order and dropout; every seed is evaluated on the same held-out questions).\n"
+        if !gridKeys.isEmpty { s += "Grid: " + recipe.sweep.grid.map { "\($0.key) ∈ {\($0.values.joined(separator: ", "))}" }.joined(separator: "; ") + ".\n" }
+        if let r = results.first?.result { s += "Train \(r.trainRecords) records, eval \(r.evalRecords) (held out by question); eval loss before training \(Self.f4(r.initialEvalLoss)).\n" }
+        s += "\n## Final eval loss (after stage 2) by arm\n\n"
+        if let n = results.first?.result.evalCurve.last?.generation?.generated {
+            s += "Generation columns: greedy corrections of the first \(n) held-out records at the last evaluation, means over seeds; near copy = normalised edit distance to the answer ≤ \(GenerationMetrics.nearCopyThreshold).\n\n"
+        }
+        s += summaryTable()
+        if let w = winner {
+            s += "\nLowest mean eval loss after stage 2: \(w.label) (\(Self.f4(w.finalLoss.mean))"
+            s += w.finalLoss.count > 1 ? String(format: " ± %.4f sd over %d seeds).\n", w.finalLoss.standardDeviation, w.finalLoss.count) : ", one seed).\n"
+            s += verdict(w)
+        }
+        s += "\n## Every run\n\n" + table()
+        s += "\nChart: eval-loss.svg (top: eval loss against optimiser steps, mean over seeds with the range shaded; "
+        s += "bottom left: the last half of stage 2, aligned at stage 2's start; bottom right: final eval loss per arm, each seed a dot, mean ± sd). "
+        s += "Machine-readable: report.json, report.csv (one row per arm and seed).\n"
+        return s
+    }
+
+    /// Whether the winner is distinguishable from the runner-up and from p = 0, in words.
+    public func verdict(_ w: Group) -> String {
+        guard w.finalLoss.count > 1 else { return "One seed per arm: the differences cannot be told from seed noise; run more seeds (sweep.seeds).\n" }
+        var s = ""
+        if let d = w.pairedDifference, w.percent != 0, d.count > 1 {
+            let (lo, hi) = (d.mean - d.halfWidth95, d.mean + d.halfWidth95)
+            s += String(format: "Against p = 0 with the same seeds, its loss differs by %+.4f (95%% interval %+.4f to %+.4f): ", d.mean, lo, hi)
+            s += hi < 0 ? "better than no warm-up beyond seed noise.\n" : lo > 0 ? "worse than no warm-up beyond seed noise.\n" : "not distinguishable from no warm-up at this number of seeds.\n"
+        }
+        return s
+    }
+
+    /// One row per arm: mean ± sd over seeds, each seed's value, the paired difference to p = 0.
+    public func summaryTable() -> String {
+        let keys = gridKeys
+        let generated = groups.contains { !$0.finalGeneration.isEmpty }
+        var s = "| p (%) |" + keys.map { " \($0) |" }.joined() + " seeds | eval loss mean | sd | per seed | Δ vs p = 0 (paired) | 95% interval of Δ | best eval loss mean | warm-up records |"
+        s += (generated ? " copy rate | near-copy rate | edit distance to answer | edit distance to reference |" : "") + "\n"
+        s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---|---:|---|---:|---:|" + (generated ? "---:|---:|---:|---:|" : "") + "\n"
+        for g in groups {
+            let f = g.finalLoss
+            let d = g.pairedDifference
+            let interval = d.map { $0.count > 1 ? String(format: "%+.4f … %+.4f", $0.mean - $0.halfWidth95, $0.mean + $0.halfWidth95) : "–" } ?? "–"
+            s += "| \(String(format: "%g", g.percent)) |" + g.point.map { " \($0.json) |" }.joined()
+            s += " \(f.count) | \(Self.f4(f.mean)) | \(Self.f4(f.standardDeviation)) | \(g.runs.map { Self.f4(Group.final($0.result)) }.joined(separator: ", ")) |"
+            s += " \(g.percent == 0 ? "0" : d.map { Self.signed($0.mean) } ?? "–") | \(g.percent == 0 ? "–" : interval) | \(Self.f4(g.bestLoss.mean)) | \(g.runs[0].result.warmupRecords) |"
+            if generated {
+                let m = g.finalGeneration
+                func mean(_ f: (GenerationMetrics) -> Double) -> String { m.isEmpty ? "–" : String(format: "%.3f", m.map(f).reduce(0, +) / Double(m.count)) }
+                s += " \(mean(\.copyRate)) | \(mean(\.nearCopyRate)) | \(mean(\.editToAnswer)) | \(mean(\.editToReference)) |"
+            }
+            s += "\n"
+        }
+        return s
+    }
+
+    /// One row per run (arm and seed).
+    public func table() -> String {
+        let keys = gridKeys
+        var s = "| p (%) |" + keys.map { " \($0) |" }.joined() + " seed | warm-up records | eval loss after stage 1 | eval loss after stage 2 | best eval loss | tokens seen | wall time |\n"
+        s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|---:|---:|\n"
+        for r in results {
+            let res = r.result
+            let s1 = res.stages.first { $0.stage == 1 }?.evalLoss ?? .nan
+            let s2 = res.stages.first { $0.stage == 2 }?.evalLoss ?? .nan
+            s += "| \(String(format: "%g", r.arm.percent)) |" + r.arm.point.map { " \($0.json) |" }.joined()
+            s += " \(r.arm.seed) | \(res.warmupRecords) | \(Self.f4(s1)) | \(Self.f4(s2)) | \(Self.f4(res.bestEvalLoss)) | \(res.tokensSeen) | \(ProgressPrinter.duration(res.wallSeconds)) |\n"
+        }
+        return s
+    }
+
+    // MARK: JSON and CSV
+
+    /// `report.json`: the recipe's name and fingerprint, one object per arm (summary) and one per run.
+    public func json() throws -> Data {
+        func num(_ x: Double) -> Any { x.isFinite ? x : NSNull() }
+        let groupObjects: [[String: Any]] = groups.map { g in
+            var o: [String: Any] = ["warmup_percent": g.percent, "grid": Dictionary(uniqueKeysWithValues: g.point.map { ($0.key, $0.json) }),
+                                    "seeds": g.runs.map(\.arm.seed), "final_eval_loss": g.runs.map { num(Group.final($0.result)) },
+                                    "final_eval_loss_mean": num(g.finalLoss.mean), "final_eval_loss_sd": num(g.finalLoss.standardDeviation),
+                                    "best_eval_loss_mean": num(g.bestLoss.mean)]
+            if let d = g.pairedDifference {
+                o["paired_difference_to_p0"] = ["mean": num(d.mean), "sd": num(d.standardDeviation), "ci95_low": num(d.mean - d.halfWidth95),
+                                                "ci95_high": num(d.mean + d.halfWidth95), "n": d.count]
+            }
+            return o
+        }
+        let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys,
+                                     "seeds": seeds, "arms": groupObjects, "runs": rows().map { Dictionary(uniqueKeysWithValues: zip(csvHeader, $0.map { $0 ?? NSNull() })) }]
+        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    }
+
+    var csvHeader: [String] {
+        ["warmup_percent"] + gridKeys + ["seed", "arm", "warmup_records", "train_records", "eval_records", "initial_eval_loss",
+                                         "eval_loss_stage1", "eval_loss_stage2", "best_eval_loss", "copy_rate", "near_copy_rate", "edit_to_answer",
+                                         "edit_to_reference", "tokens_seen", "wall_seconds", "recipe_fingerprint", "run_directory"]
+    }
+
+    /// One row per run, as values (nil = missing).
+    func rows() -> [[Any?]] {
+        func num(_ x: Double) -> Any? { x.isFinite ? x : nil }
+        return results.map { r in
+            let res = r.result
+            let byKey = Dictionary(uniqueKeysWithValues: r.arm.point.map { ($0.key, $0.json) })
+            let grid: [Any?] = gridKeys.map { key in byKey[key].map { (try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed)) ?? $0 } }
+            let s1 = res.stages.first { $0.stage == 1 }?.evalLoss ?? .nan
+            let s2 = res.stages.first { $0.stage == 2 }?.evalLoss ?? .nan
+            let g = res.evalCurve.last?.generation
+            return [r.arm.percent] + grid + [r.arm.seed, r.arm.name, res.warmupRecords, res.trainRecords, res.evalRecords, num(res.initialEvalLoss),
+                                              num(s1), num(s2), num(res.bestEvalLoss), g.map { num($0.copyRate) } ?? nil, g.map { num($0.nearCopyRate) } ?? nil,
+                                              g.map { num($0.editToAnswer) } ?? nil, g.map { num($0.editToReference) } ?? nil,
+                                              res.tokensSeen, res.wallSeconds, res.recipeFingerprint, res.runDirectory]
+        }
+    }
+
+    /// `report.csv` (RFC 4180 quoting).
+    public func csv() -> String {
+        func field(_ v: Any?) -> String {
+            guard let v else { return "" }
+            var text: String
+            if let d = v as? Double { text = d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(d) } else if let a = v as? [Any] {
+                text = (try? JSONSerialization.data(withJSONObject: a)).map { String(decoding: $0, as: UTF8.self) } ?? "\(a)"
+            } else { text = "\(v)" }
+            if text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) { text = "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+            return text
+        }
+        return ([csvHeader.map(field)] + rows().map { $0.map(field) }).map { $0.joined(separator: ",") }.joined(separator: "\n") + "\n"
+    }
+}

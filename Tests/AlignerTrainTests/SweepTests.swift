@@ -1,0 +1,138 @@
+import Foundation
+import XCTest
+
+@testable import AlignerTrain
+
+final class SweepTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryTestDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testGridReadsFromTOMLAndOverridesAndRoundTrips() throws {
+        let url = dir.appendingPathComponent("g.toml")
+        try "name = \"g\"\n[sweep]\nseeds = [1, 2]\n[sweep.grid]\n\"stage2.lr\" = [1e-3, 3e-3]\n\"lora.targets\" = [[\"q_proj\"], [\"all-linear\"]]\n"
+            .write(to: url, atomically: true, encoding: .utf8)
+        let r = try Recipe.load(path: url.path)
+        XCTAssertEqual(r.sweep.seeds, [1, 2])
+        XCTAssertEqual(r.sweep.grid, [Recipe.GridAxis(key: "lora.targets", values: ["[\"q_proj\"]", "[\"all-linear\"]"]),
+                                      Recipe.GridAxis(key: "stage2.lr", values: ["0.001", "0.003"])])
+        let back = dir.appendingPathComponent("back.json")
+        try r.jsonData().write(to: back)
+        XCTAssertEqual(try Recipe.load(path: back.path), r)
+        let o = try Recipe.load(path: url.path, overrides: [#"sweep.grid={"stage1.epochs":[1,2]}"#])
+        XCTAssertEqual(o.sweep.grid, [Recipe.GridAxis(key: "stage1.epochs", values: ["1", "2"])])
+        // Keys the grid may not vary, unknown keys, empty or repeated values are refused by name.
+        for (grid, needle) in [(#"{"seed":[1,2]}"#, "sweep.seeds"), (#"{"data.warmup_percent":[1]}"#, "sweep.warmup_percents"),
+                               (#"{"stage9.lr":[1]}"#, "not a recipe key"), (#"{"stage2.lr":[]}"#, "at least one value"),
+                               (#"{"stage2.lr":[1,1]}"#, "twice"), (#"{"stage2.lr":3}"#, "list of values")] {
+            XCTAssertThrowsError(try Recipe.load(path: url.path, overrides: ["sweep.grid=\(grid)"]), grid) {
+                XCTAssertEqual(($0 as? RecipeError)?.key, "sweep.grid", "\($0)")
+                XCTAssertTrue("\($0)".contains(needle), "\($0)")
+            }
+        }
+        XCTAssertThrowsError(try Recipe.load(path: url.path, overrides: ["sweep.seeds=[3,3]"])) { XCTAssertEqual(($0 as? RecipeError)?.key, "sweep.seeds") }
+    }
+
+    func testDifferencesIgnoreOperationalKeysAndNameTheOthers() throws {
+        let a = try tinyRecipe("a", in: dir)
+        let b = try tinyRecipe("b", in: dir, ["train.threads=1", "train.log_every=1", "train.keep_checkpoints=3", "sweep.seeds=[4]"])
+        XCTAssertEqual(a.differences(from: b), [])
+        XCTAssertEqual(a.fingerprint, b.fingerprint)
+        let c = try tinyRecipe("c", in: dir, ["stage2.epochs=2", "lora.rank=4"])
+        XCTAssertEqual(c.differences(from: a), ["lora.rank (16 → 4)", "stage2.epochs (3 → 2)"])
+        XCTAssertNotEqual(c.fingerprint, a.fingerprint)
+        // An unset split seed is the seed itself.
+        let d = try tinyRecipe("d", in: dir, ["data.split_seed=7"])
+        XCTAssertEqual(d.differences(from: a), [])
+    }
+
+    func testArmsCrossSeedsGridAndProportions() throws {
+        let r = try tinyRecipe("s", in: dir, ["sweep.warmup_percents=[0,20]", "sweep.seeds=[11,12]", #"sweep.grid={"stage2.lr":[0.001,0.003]}"#])
+        let arms = try Sweep.arms(of: r)
+        XCTAssertEqual(arms.map(\.name), [
+            "arm-p0-stage2.lr=0.001-seed11", "arm-p20-stage2.lr=0.001-seed11", "arm-p0-stage2.lr=0.003-seed11", "arm-p20-stage2.lr=0.003-seed11",
+            "arm-p0-stage2.lr=0.001-seed12", "arm-p20-stage2.lr=0.001-seed12", "arm-p0-stage2.lr=0.003-seed12", "arm-p20-stage2.lr=0.003-seed12",
+        ])
+        XCTAssertEqual(arms.map(\.recipe.seed), [11, 11, 11, 11, 12, 12, 12, 12])
+        XCTAssertTrue(arms.allSatisfy { $0.recipe.data.splitSeed == 7 })  // the sweep's seed: one evaluation set
+        XCTAssertEqual(arms.map(\.recipe.stage2.lr), [0.001, 0.001, 0.003, 0.003, 0.001, 0.001, 0.003, 0.003])
+        XCTAssertEqual(arms.map(\.recipe.data.warmupPercent), [0, 20, 0, 20, 0, 20, 0, 20])
+        // Each grid point's first arm trains the tokenizer; the point's other arms load it.
+        XCTAssertEqual(arms[0].recipe.tokenizer.path, "")
+        XCTAssertEqual(arms[2].recipe.tokenizer.path, "")
+        XCTAssertTrue(arms[1].recipe.tokenizer.path.hasSuffix("s/arm-p0-stage2.lr=0.001-seed11/tokenizer.json"))
+        XCTAssertTrue(arms[7].recipe.tokenizer.path.hasSuffix("s/arm-p0-stage2.lr=0.003-seed11/tokenizer.json"))
+        XCTAssertTrue(arms.allSatisfy { Recipe.isPlainFolderName($0.name) })
+        // Without sweep.seeds the arms keep the recipe's seed and their old names.
+        XCTAssertEqual(try Sweep.arms(of: tinyRecipe("t", in: dir, ["sweep.warmup_percents=[0,2.5]"])).map(\.name), ["arm-p0", "arm-p2_5"])
+        // A grid value the recipe refuses names the arm and the key.
+        XCTAssertThrowsError(try Sweep.arms(of: tinyRecipe("u", in: dir, [#"sweep.grid={"stage2.lr":[0.001,-1]}"#]))) {
+            XCTAssertTrue("\($0)".contains("stage2.lr = -1") && "\($0)".contains("must be positive"), "\($0)")
+        }
+    }
+
+    func testSummaryStatisticsAndRoundTicks() {
+        let s = SampleSummary([1, 2, 3, 4])
+        XCTAssertEqual(s.mean, 2.5)
+        XCTAssertEqual(s.standardDeviation, 1.2909944, accuracy: 1e-6)
+        XCTAssertEqual(s.halfWidth95, 3.182 * 1.2909944 / 2, accuracy: 1e-5)
+        XCTAssertTrue(SampleSummary([3]).standardDeviation.isNaN)
+        XCTAssertEqual(AxisTicks(4.1, 7.8).values, [5, 6, 7])
+        XCTAssertEqual(AxisTicks(4.1, 7.8).label(5), "5")
+        XCTAssertEqual(AxisTicks(2.31, 2.39).values.map { ($0 * 1000).rounded() }, [2320, 2340, 2360, 2380])
+        XCTAssertEqual(AxisTicks(2.31, 2.39).label(2.32), "2.32")
+        XCTAssertEqual(AxisTicks(0, 116).values, [0, 25, 50, 75, 100])
+    }
+
+    /// Two seeds × two proportions: the report has means, spreads and paired differences in Markdown, JSON and CSV;
+    /// the same sweep run again reuses every arm; a changed key is refused naming it; --restart retrains.
+    func testSeededSweepReportsAndRefusesAChangedRecipe() throws {
+        let overrides = ["sweep.warmup_percents=[0,50]", "sweep.seeds=[1,2]", "stage1.epochs=1", "stage2.epochs=1", "data.limit=80", "data.eval_count=16",
+                         "train.generate_eval=2", "train.generate_max_new_tokens=4"]
+        let recipe = try tinyRecipe("seeds", in: dir, overrides)
+        let sweep = Sweep(recipe: recipe, isTerminal: false)
+        let results = try sweep.run { _ in }
+        XCTAssertEqual(results.map(\.arm.seed), [1, 1, 2, 2])
+        XCTAssertEqual(Set(results.map(\.result.evalRecords)), [results[0].result.evalRecords])
+        // Different seeds give different initial models (same eval set), so different initial losses.
+        XCTAssertNotEqual(results[0].result.initialEvalLoss, results[2].result.initialEvalLoss)
+        XCTAssertEqual(results[0].result.initialEvalLoss, results[1].result.initialEvalLoss)
+        let report = SweepReport(recipe: recipe, results: results)
+        let g50 = try XCTUnwrap(report.groups.first { $0.percent == 50 })
+        let finals = { (p: Double, seed: Int) in results.first { $0.arm.percent == p && $0.arm.seed == seed }!.result.stages.last!.evalLoss }
+        XCTAssertEqual(g50.finalLoss.mean, (finals(50, 1) + finals(50, 2)) / 2, accuracy: 1e-12)
+        XCTAssertEqual(g50.pairedDifference!.mean, (finals(50, 1) - finals(0, 1) + finals(50, 2) - finals(0, 2)) / 2, accuracy: 1e-12)
+        let md = try String(contentsOf: sweep.directory.appendingPathComponent("report.md"), encoding: .utf8)
+        XCTAssertTrue(md.contains("Δ vs p = 0") && md.contains("Seeds: 1, 2") && md.contains(SweepReport.f4(g50.finalLoss.mean)), md)
+        let csv = try String(contentsOf: sweep.directory.appendingPathComponent("report.csv"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(csv.count, 5)
+        XCTAssertTrue(csv[0].hasPrefix("warmup_percent,seed,arm,"))
+        let copyColumn = try XCTUnwrap(csv[0].split(separator: ",").firstIndex(of: "copy_rate"))
+        XCTAssertTrue(csv.dropFirst().allSatisfy { Double($0.split(separator: ",", omittingEmptySubsequences: false)[copyColumn]) != nil })
+        XCTAssertTrue(md.contains("| copy rate |") && md.contains("greedy corrections of the first 2 held-out records"), md)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: sweep.directory.appendingPathComponent("report.json"))) as? [String: Any])
+        XCTAssertEqual((json["runs"] as? [Any])?.count, 4)
+        let arm50 = try XCTUnwrap((json["arms"] as? [[String: Any]])?.first { $0["warmup_percent"] as? Double == 50 })
+        XCTAssertEqual((arm50["paired_difference_to_p0"] as? [String: Any])?["n"] as? Int, 2)
+        let svg = try String(contentsOf: sweep.directory.appendingPathComponent("eval-loss.svg"), encoding: .utf8)
+        XCTAssertGreaterThanOrEqual(svg.components(separatedBy: "<polygon").count - 1, 4)  // a band per arm, whole run and zoomed
+        XCTAssertTrue(svg.contains("Last half of stage 2") && svg.contains("Copy rate of greedy corrections"))
+
+        var again: [String] = []
+        _ = try Sweep(recipe: recipe, isTerminal: false).run { again.append($0) }
+        XCTAssertEqual(again.filter { $0.contains("already finished") }.count, 4)
+
+        // The README's trap: the same sweep with another stage-2 budget must not reuse the finished arms.
+        let changed = try tinyRecipe("seeds", in: dir, overrides + ["stage2.epochs=2"])
+        XCTAssertThrowsError(try Sweep(recipe: changed, isTerminal: false).run { _ in }) {
+            XCTAssertTrue("\($0)".contains("stage2.epochs (1 → 2)") && "\($0)".contains("arm-p50-seed2") && "\($0)".contains("--restart"), "\($0)")
+        }
+        let restarted = Sweep(recipe: changed, isTerminal: false)
+        restarted.restart = true
+        var lines: [String] = []
+        let redone = try restarted.run { lines.append($0) }
+        XCTAssertEqual(lines.filter { $0.contains("retraining") }.count, 4)
+        XCTAssertTrue(redone.allSatisfy { $0.result.recipeFingerprint == $0.arm.recipe.fingerprint })
+        XCTAssertTrue(redone.allSatisfy { $0.result.stages.last!.steps > results[0].result.stages.last!.steps })
+    }
+}
