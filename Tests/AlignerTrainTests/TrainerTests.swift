@@ -61,7 +61,7 @@ final class RecipeTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func testBundledRecipesLoad() throws {
-        for name in ["smoke", "warmup-sweep"] {
+        for name in ["smoke", "warmup-sweep", "warmup-sweep-smollm2", "smollm2-aligner-lora", "empathy-finetune"] {
             let r = try Recipe.load(path: repositoryRoot.appendingPathComponent("recipes/\(name).toml").path)
             XCTAssertEqual(r.name, name)
         }
