@@ -115,6 +115,10 @@ public final class Sweep {
 
     /// Why a finished or started arm's folder cannot be reused for `arm` (nil when it can, or holds nothing).
     func mismatch(_ arm: Arm, in armDir: URL) -> String? {
+        // A folder without a checkpoint or a result holds nothing to reuse: the arm starts afresh there anyway.
+        let hasWork = FileManager.default.fileExists(atPath: armDir.appendingPathComponent("result.json").path)
+            || !CheckpointStore(directory: armDir.appendingPathComponent("checkpoints")).complete(verify: false).isEmpty
+        guard hasWork else { return nil }
         let recipeURL = armDir.appendingPathComponent("recipe.json")
         var changed: [String] = []
         if FileManager.default.fileExists(atPath: recipeURL.path) {

@@ -112,6 +112,9 @@ public struct SweepReport {
             s += w.finalLoss.count > 1 ? String(format: " ± %.4f sd over %d seeds).\n", w.finalLoss.standardDeviation, w.finalLoss.count) : ", one seed).\n"
             s += verdict(w)
         }
+        if groups.contains(where: { $0.percent > 0 }) {
+            s += "\nEvery arm has the same stage-2 budget; stage 1 comes on top, so arms with a larger p train more steps in all (tokens seen per run below).\n"
+        }
         s += "\n## Every run\n\n" + table()
         s += "\nChart: eval-loss.svg (top: eval loss against optimiser steps, mean over seeds with the range shaded; "
         s += "bottom left: the last half of stage 2, aligned at stage 2's start; bottom right: final eval loss per arm, each seed a dot, mean ± sd). "

@@ -250,6 +250,11 @@ struct FinetuneCommand: ParsableCommand {
         discussion: "The recipe's model.init_from names the Aligner (a run, checkpoint or Hugging Face directory); data.warmup_percent is usually 0.")
     @OptionGroup var options: RecipeOptions
     @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
+    @Flag(help: "Delete what the run folder holds (checkpoints, metrics, result) and start afresh.") var restart = false
+
+    func validate() throws {
+        if resume && restart { throw ValidationError("--resume and --restart exclude each other") }
+    }
 
     func run() throws {
         guard try options.load().model.initFrom != "scratch" else {
@@ -257,7 +262,7 @@ struct FinetuneCommand: ParsableCommand {
         }
         let recipe = try options.prepareRun()
         do {
-            let r = try Trainer(recipe: recipe).run(resume: resume)
+            let r = try Trainer(recipe: recipe).run(resume: resume, restart: restart)
             print(String(format: "\nfinetuned %@ on %@: eval loss %.4f before, %.4f after (%d held-out records)", recipe.model.initFrom,
                          recipe.data.train.joined(separator: ", "), r.initialEvalLoss, r.stages.last?.evalLoss ?? .nan, r.evalRecords))
             print("run folder: \(r.runDirectory); final checkpoint: \(r.finalCheckpoint)")
