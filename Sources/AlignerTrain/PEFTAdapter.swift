@@ -89,7 +89,9 @@ public struct BaseReference: Codable, Equatable, Sendable {
     /// Fingerprints the base at `path` (a GGUF file or a model folder).
     public static func record(path: String, addedPad: String?) throws -> BaseReference {
         let resolved = PretrainedBase.isGGUF(path) ? path : try AlignerBundle.resolve(path).path
-        return BaseReference(path: path, files: try RunInputs.record([(role: "base model", path: resolved)]).files, addedPad: addedPad)
+        // A sweep's best run is chosen when training starts; the reference keeps that choice, not the question.
+        let kept = path.hasPrefix(AlignerBundle.bestOfSweepPrefix) ? resolved : path
+        return BaseReference(path: kept, files: try RunInputs.record([(role: "base model", path: resolved)]).files, addedPad: addedPad)
     }
 
     /// The base's weights as training saw them, after checking that its files are unchanged. `expected` (the

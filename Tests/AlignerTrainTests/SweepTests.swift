@@ -98,6 +98,7 @@ final class SweepTests: XCTestCase {
         XCTAssertNotEqual(results[0].result.initialEvalLoss, results[2].result.initialEvalLoss)
         XCTAssertEqual(results[0].result.initialEvalLoss, results[1].result.initialEvalLoss)
         let report = SweepReport(recipe: recipe, results: results)
+        typealias Group = SweepReport.Group
         let g50 = try XCTUnwrap(report.groups.first { $0.percent == 50 })
         let finals = { (p: Double, seed: Int) in results.first { $0.arm.percent == p && $0.arm.seed == seed }!.result.stages.last!.evalLoss }
         XCTAssertEqual(g50.finalLoss.mean, (finals(50, 1) + finals(50, 2)) / 2, accuracy: 1e-12)
@@ -117,6 +118,13 @@ final class SweepTests: XCTestCase {
         let svg = try String(contentsOf: sweep.directory.appendingPathComponent("eval-loss.svg"), encoding: .utf8)
         XCTAssertGreaterThanOrEqual(svg.components(separatedBy: "<polygon").count - 1, 4)  // a band per arm, whole run and zoomed
         XCTAssertTrue(svg.contains("Last half of stage 2") && svg.contains("Copy rate of greedy corrections"))
+
+        // best-of-sweep: the lowest mean arm, then its best seed, then that run's best checkpoint.
+        let winner = try XCTUnwrap(report.winner)
+        let bestRun = try XCTUnwrap(winner.runs.min { Group.final($0.result) < Group.final($1.result) })
+        let resolved = try AlignerBundle.resolve("best-of-sweep:" + sweep.directory.path)
+        XCTAssertEqual(resolved.standardizedFileURL.path, try XCTUnwrap(bestRun.result.best?.path))
+        XCTAssertEqual(try BaseReference.record(path: "best-of-sweep:" + sweep.directory.path, addedPad: nil).path, resolved.path)
 
         var again: [String] = []
         _ = try Sweep(recipe: recipe, isTerminal: false).run { again.append($0) }
