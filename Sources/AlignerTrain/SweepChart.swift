@@ -76,6 +76,13 @@ extension SweepReport {
         var s = ""
         for (i, b) in bands.enumerated() where !b.isEmpty {
             let color = colors[i % colors.count]
+            if b.count == 1, let p = b.first {
+                // A single evaluation: a dot, and the seeds' range as a bar.
+                s += String(format: "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%@\" stroke-width=\"2\"/>\n",
+                            panel.px(p.x) + Double(i) * 3, panel.py(p.lo), panel.px(p.x) + Double(i) * 3, panel.py(p.hi), color as NSString)
+                s += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%@\"/>\n", panel.px(p.x) + Double(i) * 3, panel.py(p.mean), color as NSString)
+                continue
+            }
             if b.contains(where: { $0.hi > $0.lo }) {
                 let upper = b.map { String(format: "%.1f,%.1f", panel.px($0.x), panel.py($0.hi)) }
                 let lower = b.reversed().map { String(format: "%.1f,%.1f", panel.px($0.x), panel.py($0.lo)) }
@@ -134,7 +141,8 @@ extension SweepReport {
         }
         let ty = tails.flatMap { $0.flatMap { [$0.lo, $0.hi] } }.filter(\.isFinite)
         let tx = tails.flatMap { $0.map(\.x) }
-        let left = ChartPanel(x: 80, y: 420, width: 460, height: 260, xRange: (tx.min() ?? 0)...max(tx.max() ?? 1, (tx.min() ?? 0) + 1),
+        let left = ChartPanel(x: 80, y: 420, width: 460, height: 260,
+                              xRange: (tx.max() ?? 1) > (tx.min() ?? 0) ? (tx.min() ?? 0)...(tx.max() ?? 1) : ((tx.min() ?? 0) - 1)...((tx.min() ?? 0) + 1),
                               yRange: Self.padded(ty.min() ?? 0, ty.max() ?? 1))
         s += left.axes(title: "Last half of stage 2 (zoomed)", xLabel: "stage-2 step", yLabel: "eval loss")
         s += Self.drawBands(tails, in: left)

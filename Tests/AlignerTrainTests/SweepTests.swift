@@ -116,7 +116,7 @@ final class SweepTests: XCTestCase {
         let arm50 = try XCTUnwrap((json["arms"] as? [[String: Any]])?.first { $0["warmup_percent"] as? Double == 50 })
         XCTAssertEqual((arm50["paired_difference_to_p0"] as? [String: Any])?["n"] as? Int, 2)
         let svg = try String(contentsOf: sweep.directory.appendingPathComponent("eval-loss.svg"), encoding: .utf8)
-        XCTAssertGreaterThanOrEqual(svg.components(separatedBy: "<polygon").count - 1, 4)  // a band per arm, whole run and zoomed
+        XCTAssertGreaterThanOrEqual(svg.components(separatedBy: "<polygon").count - 1, 2)  // the seeds' range of each arm over the whole run
         XCTAssertTrue(svg.contains("Last half of stage 2") && svg.contains("Copy rate of greedy corrections"))
 
         // best-of-sweep: the lowest mean arm, then its best seed, then that run's best checkpoint.

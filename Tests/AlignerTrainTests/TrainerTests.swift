@@ -226,7 +226,10 @@ final class TrainerTests: XCTestCase {
         let report = try String(contentsOf: sweep.directory.appendingPathComponent("report.md"), encoding: .utf8)
         XCTAssertTrue(report.contains("| 50 |"))
         let svg = try String(contentsOf: sweep.directory.appendingPathComponent("eval-loss.svg"), encoding: .utf8)
-        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 4)  // each arm in the whole-run and the zoomed panel
+        // Each arm is a curve in the whole-run panel, and in the zoomed panel a curve or, with one evaluation there, a dot.
+        let zoomed = try XCTUnwrap(svg.components(separatedBy: "Last half of stage 2").last?.components(separatedBy: "Final eval loss per arm").first)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1 - (zoomed.components(separatedBy: "<polyline").count - 1), 2)
+        XCTAssertEqual(zoomed.components(separatedBy: "<polyline").count - 1 + zoomed.components(separatedBy: "<circle").count - 1, 2)
         // Running again reuses finished arms.
         var again: [String] = []
         _ = try Sweep(recipe: recipe, isTerminal: false).run { again.append($0) }
