@@ -18,10 +18,6 @@ public enum OneDNN {
     public static var version: String { isAvailable ? String(cString: ak_dnnl_version()) : "" }
     /// The instruction set oneDNN dispatches to on this CPU ("avx2", "avx512_core_bf16", "avx512_core_amx").
     public static var isa: String { isAvailable ? String(cString: ak_dnnl_isa()) : "" }
-    /// Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere oneDNN's bf16 products run on
-    /// reference code, far slower than float32.
-    public static var hasNativeBF16: Bool { ["avx512_core_bf16", "avx512_core_amx"].contains(isa) }
-
     /// A failed oneDNN call.
     public struct Failure: Error, CustomStringConvertible {
         public let message: String
@@ -51,14 +47,6 @@ public enum OneDNN {
         } catch { return "\(error)" }
         return c.allSatisfy { $0 == 4 } ? nil : "oneDNN \(version): a bf16 test product gave wrong values"
     }()
-
-    /// The implementation oneDNN chooses for a bf16 product of this shape, for reports.
-    public static func bf16Implementation(m: Int, n: Int, k: Int) -> String? {
-        guard bf16Unavailable == nil else { return nil }
-        let a = [UInt16](repeating: 0x3F80, count: m * k), b = [UInt16](repeating: 0x3F80, count: k * n)
-        var c = [Float](repeating: 0, count: m * n)
-        return try? gemm(bf16: true, transA: false, transB: true, m: m, n: n, k: k, alpha: 1, a: a, lda: k, b: b, ldb: k, beta: 0, c: &c, ldc: n)
-    }
 
     /// x·Wᵀ in float32 through oneDNN's matmul (x (m, k), W (n, k) → (m, n); no autodiff): for comparing engines.
     public static func linearF32(_ x: Tensor, _ w: Tensor) throws -> Tensor {

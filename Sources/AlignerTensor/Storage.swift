@@ -49,10 +49,9 @@ public final class BufferPool: Sendable {
 
     /// Bytes held in the cache (not in use by any tensor).
     public var cachedBytes: Int { state.withLock { $0.cachedBytes } }
-    /// Bytes of buffers in use by tensors now, and the most there have been since the last `resetPeak()`.
+    /// Bytes of buffers in use by tensors now, and the most there have been.
     public var inUseBytes: Int { state.withLock { $0.inUseBytes } }
     public var peakInUseBytes: Int { state.withLock { $0.peakInUseBytes } }
-    public func resetPeak() { state.withLock { $0.peakInUseBytes = $0.inUseBytes } }
 
     /// The most the cache may hold; lowering it releases what is over.
     public var limitBytes: Int {

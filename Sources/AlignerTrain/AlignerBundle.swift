@@ -38,34 +38,20 @@ public struct AlignerBundle {
     /// Prefix of a path that names the best run of a sweep: `best-of-sweep:checkpoints/warmup-sweep`.
     public static let bestOfSweepPrefix = "best-of-sweep:"
 
-    /// The run folder of a sweep's best arm: the arm with the lowest mean final eval loss over seeds (its report.json),
-    /// and of its seeds the run with the lowest final eval loss.
+    /// The run folder of a sweep's best arm, as its report.json names it (`SweepReport.bestRun`: the arm with the lowest
+    /// mean final eval loss over seeds, and of its seeds the run with the lowest final eval loss).
     public static func bestRunOfSweep(_ sweepFolder: String) throws -> URL {
         let reportURL = URL(fileURLWithPath: sweepFolder).appendingPathComponent("report.json")
         guard let data = try? Data(contentsOf: reportURL) else {
             throw StoreError(file: reportURL.path, message: "no sweep report (has the sweep in \(sweepFolder) finished?)", kind: .missing)
         }
-        func bad(_ m: String) -> StoreError { StoreError(file: reportURL.path, message: m, kind: .badContent) }
-        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-              let arms = root["arms"] as? [[String: Any]], let runs = root["runs"] as? [[String: Any]] else { throw bad("is not a sweep report") }
-        let scored = arms.compactMap { a -> (Double, [String: Any])? in (a["final_eval_loss_mean"] as? Double).map { ($0, a) } }
-        guard let winner = scored.min(by: { $0.0 < $1.0 })?.1 else { throw bad("has no arm with a finite final eval loss") }
-        let grid = winner["grid"] as? [String: String] ?? [:]
-        let keys = root["grid_keys"] as? [String] ?? []
-        let members = runs.filter { r in
-            (r["warmup_percent"] as? Double) == (winner["warmup_percent"] as? Double)
-                && keys.allSatisfy { k in
-                    guard let want = grid[k], let have = r[k] else { return false }
-                    let text = (try? JSONSerialization.data(withJSONObject: have, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]))
-                        .map { String(decoding: $0, as: UTF8.self) }
-                    return text == want
-                }
+        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], root["arms"] is [Any] else {
+            throw StoreError(file: reportURL.path, message: "is not a sweep report", kind: .badContent)
         }
-        guard let best = members.compactMap({ r -> (Double, String)? in
-            guard let l = r["eval_loss_stage2"] as? Double, let d = r["run_directory"] as? String else { return nil }
-            return (l, d)
-        }).min(by: { $0.0 < $1.0 }) else { throw bad("lists no finished run of its best arm") }
-        return URL(fileURLWithPath: best.1)
+        guard let best = root["best_run"] as? String else {
+            throw StoreError(file: reportURL.path, message: "names no best run (no arm has a finite final eval loss, or the report predates best_run: run the sweep again to rewrite it)", kind: .badContent)
+        }
+        return URL(fileURLWithPath: best)
     }
 
     /// Resolves a run folder to its best checkpoint (`checkpoints/best`, the best stage-2 evaluation by the recipe's

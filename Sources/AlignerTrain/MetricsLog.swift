@@ -29,7 +29,11 @@ public struct MetricsLog {
     }
 
     func append(_ object: [String: Any]) throws {
-        let data = try Self.line(object)
+        try append(line: Self.line(object))
+    }
+
+    /// Appends one encoded line.
+    private func append(line data: Data) throws {
         let before = lseek(fd, 0, SEEK_END)
         var written = 0
         let failure: Int32? = data.withUnsafeBytes { raw -> Int32? in
@@ -84,8 +88,9 @@ public struct MetricsLog {
     /// Appends an evaluation and returns it as it reads back from the file, so that a run in one process and a resumed
     /// one (which reads its history from the file) see the same numbers to the last bit.
     func append(evaluation fields: [String: Any]) throws -> EvalPoint {
-        try append(fields)
-        guard let back = (try? JSONSerialization.jsonObject(with: Self.line(fields))) as? [String: Any], let point = Self.evalPoint(back) else {
+        let data = try Self.line(fields)
+        try append(line: data)
+        guard let back = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let point = Self.evalPoint(back) else {
             throw StoreError(file: url.path, message: "an evaluation line does not read back")
         }
         return point

@@ -222,6 +222,11 @@ extension Recipe {
         else if raw == "true" || raw == "false" { value = raw == "true" }
         else if raw.hasPrefix("[") || raw.hasPrefix("{"), let a = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) { value = a }
         else { value = raw }
+        try set(value, at: path, in: &tree)
+    }
+
+    /// Puts `value` at `key` ("section.key" or "key", split) in a recipe tree.
+    static func set(_ value: Any, at path: [String], in tree: inout [String: Any]) throws {
         if path.count == 1 { tree[path[0]] = value; return }
         var section = tree[path[0]] as? [String: Any] ?? [:]
         if tree[path[0]] != nil && !(tree[path[0]] is [String: Any]) {
@@ -229,6 +234,17 @@ extension Recipe {
         }
         section[path[1]] = value
         tree[path[0]] = section
+    }
+
+    /// A value as canonical JSON text (sorted keys): how grid values are kept and recipes compared.
+    static func canonicalJSON(_ value: Any) -> String? {
+        (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]))
+            .map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The value of canonical JSON text (the text itself if it is not JSON).
+    static func jsonValue(_ text: String) -> Any {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed)) ?? text
     }
 
     /// Reads and validates a recipe tree.
@@ -434,7 +450,7 @@ extension Recipe {
             RecipeField("sweep.grid", \.sweep.grid, { (r: inout R, k: String, d: [GridAxis]) in try r.grid(k, d) },
                         value: { recipe in
                             Dictionary(uniqueKeysWithValues: recipe.sweep.grid.map { axis in
-                                (axis.key, axis.values.map { (try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed)) ?? $0 })
+                                (axis.key, axis.values.map(Recipe.jsonValue))
                             })
                         }),
         ]
@@ -550,10 +566,10 @@ struct RecipeTreeReader {
                 throw RecipeError(key: key, message: "'\(k)' must be a list of values, got \(describe(table[k]!))")
             }
             return Recipe.GridAxis(key: k, values: try values.map { value in
-                guard let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]) else {
+                guard let text = Recipe.canonicalJSON(value) else {
                     throw RecipeError(key: key, message: "'\(k)' has a value that is not a number, string, boolean or list")
                 }
-                return String(decoding: data, as: UTF8.self)
+                return text
             })
         }
     }
@@ -585,8 +601,7 @@ extension Recipe {
         var resolved = self
         if resolved.data.splitSeed < 0 { resolved.data.splitSeed = resolved.seed }
         return Self.fields.filter { !Self.operationalKeys.contains($0.key) && !$0.key.hasPrefix("sweep.") }.map { field in
-            let data = (try? JSONSerialization.data(withJSONObject: field.value(resolved), options: [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
-            return (field.key, String(decoding: data, as: UTF8.self))
+            return (field.key, Recipe.canonicalJSON(field.value(resolved)) ?? "")
         }
     }
 

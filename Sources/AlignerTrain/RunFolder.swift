@@ -73,9 +73,9 @@ public final class RunFolder {
         return removed
     }
 
-    /// A resumed run must be the same run: the same recipe (`checkSameRecipe`) and the same input files.
-    func checkResumable(_ recipe: Recipe, inputs: RunInputs, from latest: URL, say: (String) -> Void) throws {
-        try checkSameRecipe(recipe)
+    /// A resumed run must be the same run: the same recipe (`checkSameRecipe`, which the trainer calls first) and the
+    /// same input files.
+    func checkResumable(inputs: RunInputs, from latest: URL, say: (String) -> Void) throws {
         if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(RunInputs.self, from: data) {
             if let change = inputs.differences(from: recorded) {
                 throw RecipeError(key: "data", message: "cannot resume \(directory.path) from \(latest.lastPathComponent): \(change). Restore the original files, or start a new run (another name)")

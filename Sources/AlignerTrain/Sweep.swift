@@ -67,16 +67,10 @@ public final class Sweep {
         var pointRecipes: [Recipe] = []
         for point in points {
             var t = tree
-            for v in point {
-                let parts = v.key.split(separator: ".").map(String.init)
-                let value = (try? JSONSerialization.jsonObject(with: Data(v.json.utf8), options: .fragmentsAllowed)) ?? v.json
-                if parts.count == 1 { t[parts[0]] = value } else {
-                    var section = t[parts[0]] as? [String: Any] ?? [:]
-                    section[parts[1]] = value
-                    t[parts[0]] = section
-                }
-            }
-            do { pointRecipes.append(try Recipe(tree: t)) } catch let e as RecipeError {
+            do {
+                for v in point { try Recipe.set(Recipe.jsonValue(v.json), at: v.key.split(separator: ".").map(String.init), in: &t) }
+                pointRecipes.append(try Recipe(tree: t))
+            } catch let e as RecipeError {
                 let where_ = point.map { "\($0.key) = \($0.json)" }.joined(separator: ", ")
                 throw RecipeError(key: "sweep.grid", message: "the arm with \(where_): \(e)")
             }

@@ -86,6 +86,11 @@ public struct SweepReport {
     /// The group with the lowest mean final eval loss.
     public var winner: Group? { groups.filter { $0.finalLoss.mean.isFinite }.min { $0.finalLoss.mean < $1.finalLoss.mean } }
 
+    /// The winner's run (seed) with the lowest final eval loss: what `best-of-sweep:` names.
+    public var bestRun: Sweep.ArmResult? {
+        winner?.runs.filter { Group.final($0.result).isFinite }.min { Group.final($0.result) < Group.final($1.result) }
+    }
+
     var gridKeys: [String] { recipe.sweep.grid.map(\.key) }
     var seeds: [Int] { Array(Set(results.map(\.arm.seed))).sorted() }
 
@@ -122,7 +127,7 @@ public struct SweepReport {
         return s
     }
 
-    /// Whether the winner is distinguishable from the runner-up and from p = 0, in words.
+    /// Whether the winner is distinguishable from p = 0, in words.
     public func verdict(_ w: Group) -> String {
         guard w.finalLoss.count > 1 else { return "One seed per arm: the differences cannot be told from seed noise; run more seeds (sweep.seeds).\n" }
         var s = ""
@@ -190,6 +195,7 @@ public struct SweepReport {
             return o
         }
         let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys,
+                                     "best_run": bestRun.map { $0.result.runDirectory as Any } ?? NSNull(),
                                      "seeds": seeds, "arms": groupObjects, "runs": rows().map { Dictionary(uniqueKeysWithValues: zip(csvHeader, $0.map { $0 ?? NSNull() })) }]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
@@ -206,7 +212,7 @@ public struct SweepReport {
         return results.map { r in
             let res = r.result
             let byKey = Dictionary(uniqueKeysWithValues: r.arm.point.map { ($0.key, $0.json) })
-            let grid: [Any?] = gridKeys.map { key in byKey[key].map { (try? JSONSerialization.jsonObject(with: Data($0.utf8), options: .fragmentsAllowed)) ?? $0 } }
+            let grid: [Any?] = gridKeys.map { key in byKey[key].map(Recipe.jsonValue) }
             let s1 = res.stages.first { $0.stage == 1 }?.evalLoss ?? .nan
             let s2 = res.stages.first { $0.stage == 2 }?.evalLoss ?? .nan
             let g = res.evalCurve.last?.generation

@@ -266,7 +266,7 @@ public final class Trainer {
             return done
         }
         let inputs = try RunInputs.record(inputPaths())
-        if let latest { try folder.checkResumable(recipe, inputs: inputs, from: latest, say: say) } else {
+        if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
             if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
             try folder.recordStart(recipe, inputs: inputs)
         }

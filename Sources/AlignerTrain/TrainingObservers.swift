@@ -113,15 +113,6 @@ public final class TrainingRun {
         return point
     }
 
-    /// Writes the current weights as `checkpoints/best` (atomically replacing the previous best).
-    func checkpointBest() throws -> URL {
-        state.position = loop.batches.position
-        state.optimizerStep = loop.optimizer.step
-        state.elapsed = elapsed
-        return try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
-                                           extraFiles: extraFiles, base: base, keep: recipe.train.keepCheckpoints, as: CheckpointStore.bestName)
-    }
-
     /// The best stage-2 evaluation of `history` by `metric` and the evaluations after it (for a resumed run).
     func restoreBest(from history: [EvalPoint]) {
         let metric = recipe.train.bestMetric
@@ -139,15 +130,16 @@ public final class TrainingRun {
         evaluationsSinceBest = stage2.count - 1 - b
     }
 
-    /// Writes a checkpoint of the current state (atomically; older ones beyond `keep_checkpoints` are removed).
+    /// Writes a checkpoint of the current state (atomically; older ones beyond `keep_checkpoints` are removed). With
+    /// `name` (`CheckpointStore.bestName`) it replaces that checkpoint instead and is not the run's newest.
     @discardableResult
-    public func checkpoint() throws -> URL {
+    public func checkpoint(as name: String? = nil) throws -> URL {
         state.position = loop.batches.position
         state.optimizerStep = loop.optimizer.step
         state.elapsed = elapsed
-        let url = try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe,
-                                              tokenizerJSON: tokenizerJSON, extraFiles: extraFiles, base: base, keep: recipe.train.keepCheckpoints)
-        lastCheckpoint = url
+        let url = try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
+                                              extraFiles: extraFiles, base: base, keep: recipe.train.keepCheckpoints, as: name)
+        if name == nil { lastCheckpoint = url }
         return url
     }
 }
@@ -229,7 +221,7 @@ public final class BestCheckpointObserver: TrainingObserver {
             }
             return
         }
-        let url = try run.checkpointBest()
+        let url = try run.checkpoint(as: CheckpointStore.bestName)
         run.best = BestCheckpoint(metric: metric, value: value, stage: e.stage, step: e.step, globalStep: e.globalStep, path: url.path)
         run.evaluationsSinceBest = 0
     }
