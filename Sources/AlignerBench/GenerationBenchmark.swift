@@ -52,6 +52,7 @@ public enum GenerationBenchmark {
         where value < least {
             throw ModelInputError(field: name, message: "must be at least \(least), got \(value)")
         }
+        try model.checkGenerationMemory(prompts: batch, width: promptTokens, newTokens: newTokens)
         let prompt = promptIds(length: promptTokens, vocab: model.config.vocabSize)
         let options = GenerationOptions(maxNewTokens: newTokens, eosTokenIds: [])
         let clock = ContinuousClock()

@@ -82,6 +82,7 @@ extension LlamaModel {
                          onStep: (([Int]) -> Void)? = nil) throws -> GenerationResult {
         try options.validate()
         guard !prompts.isEmpty else { throw ModelInputError(field: "prompts", message: "no prompt to continue") }
+        try checkGenerationMemory(prompts: prompts.count, width: prompts.map(\.count).max()!, newTokens: options.maxNewTokens)
         for (i, p) in prompts.enumerated() {
             guard !p.isEmpty else { throw ModelInputError(field: "prompts", message: "prompt \(i) has no tokens") }
             do { try validateInput(ids: p, batch: 1, time: p.count) } catch let e as ModelInputError {
@@ -96,6 +97,14 @@ extension LlamaModel {
             state.onStep = onStep
             return options.useCache ? generateCached(prompts, &state) : generateRecomputing(prompts, &state)
         }
+    }
+
+    /// Throws `MemoryError` when generating for `prompts` prompts of up to `width` tokens plus `newTokens` would not fit
+    /// in memory: the prompts' forward pass and every layer's key/value cache (B, width + new, KV, D).
+    public func checkGenerationMemory(prompts: Int, width: Int, newTokens: Int) throws {
+        let cacheBytes = 8 * Double(config.numHiddenLayers) * Double(prompts) * Double(width + newTokens) * Double(config.numKeyValueHeads * config.headDim)
+        try MemoryBudget.check(bytes: config.memoryEstimate(training: false, batch: prompts, time: width) + cacheBytes,
+                               for: "generating for \(prompts) prompts of up to \(width) tokens (+ \(newTokens) new) with this model")
     }
 
     private func leftPadded(_ prompts: [[Int]]) -> (ids: [Int], mask: [Bool], positions: [Int], width: Int) {

@@ -90,6 +90,7 @@ final class BadInputTests: CLITestCase {
             (["data", "stats", qa, "--max-length", "0"], "--max-length"),
             (["tokenizer", "train", "--input", qa, "--vocab-size", "-5", "--output", out], "--vocab-size"),
         ]
+        try assertFails(["bench", "generate", "--model", m, "--batch", "100000000", "--prompt-tokens", "8", "--new-tokens", "4"], status: 69, saying: "would need")
         for (args, needle) in cases { try assertFails(args, status: 64, saying: needle) }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
