@@ -5,7 +5,8 @@
 //   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS), CDNNLRuntime (loads oneDNN) -> AlignerTensor (tensors, autodiff, kernels)
 //   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
 //   AlignerTokenizers (tokenizer.json BPE) -> AlignerData (records, conversion, templates, splits, batches; not the model)
-//   -> AlignerTrain (recipes, two-stage trainer, checkpoints, sweeps) -> AlignerBench (benchmarks)
+//   CMPIRuntime (loads Open MPI) -> AlignerDistributed (ranks and collectives for data-parallel training)
+//   -> AlignerTrain (recipes, two-stage trainer, checkpoints, sweeps, hand-off) -> AlignerBench (benchmarks)
 //   -> aligner (executable: wiring only)
 import PackageDescription
 
@@ -38,6 +39,7 @@ let package = Package(
         .library(name: "AlignerOptim", targets: ["AlignerOptim"]),
         .library(name: "AlignerTokenizers", targets: ["AlignerTokenizers"]),
         .library(name: "AlignerData", targets: ["AlignerData"]),
+        .library(name: "AlignerDistributed", targets: ["AlignerDistributed"]),
         .executable(name: "aligner", targets: ["aligner"]),
     ],
     dependencies: [
@@ -60,6 +62,9 @@ let package = Package(
         // oneDNN (bf16 and f32 matrix products), loaded with dlopen when present; its headers (libdnnl-dev) are used
         // when installed at build time, else the target builds without them and reports oneDNN as unavailable.
         .target(name: "CDNNLRuntime"),
+        // Open MPI (data-parallel training under mpirun), loaded with dlopen when present; no headers needed to build.
+        .target(name: "CMPIRuntime"),
+        .target(name: "AlignerDistributed", dependencies: ["CMPIRuntime"], swiftSettings: optimize),
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime", "CDNNLRuntime"], swiftSettings: kernelFlags),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerGGUF", dependencies: ["AlignerTensor"], swiftSettings: optimize),
@@ -73,7 +78,7 @@ let package = Package(
             name: "AlignerTrain",
             dependencies: [
                 "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
-                "AlignerGGUF", "CZlib",
+                "AlignerGGUF", "AlignerDistributed", "CZlib",
             ],
             swiftSettings: optimize),
         .target(
@@ -83,7 +88,7 @@ let package = Package(
             name: "aligner",
             dependencies: [
                 "AlignerTensor", "AlignerGGUF",
-                "AlignerBench",
+                "AlignerBench", "AlignerDistributed",
                 "AlignerData",
                 "AlignerTokenizers",
                 "AlignerTrain",

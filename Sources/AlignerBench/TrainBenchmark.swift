@@ -50,14 +50,17 @@ public enum TrainBenchmark {
         public let gflops: Double
         public let peakMiB: Double
         public let finalLoss: Float
+        /// Bytes each process of a data-parallel run sums with the others per optimiser step: every trainable
+        /// gradient in float32, plus 4 float64 totals (loss, token counts, stop requests).
+        public let allReduceBytes: Int
 
         public var stepMs: Double { forwardMs + backwardMs + optimizerMs }
 
         /// One line in the format the PyTorch script prints too.
         public var line: String {
-            String(format: "%-7@ %-9@ params %6.2fM  tokens/s %9.0f  step %8.2f ms (fwd %7.2f  bwd %7.2f  opt %6.2f)  %6.1f GFLOP/s  peak RSS %6.0f MiB  loss %.3f",
+            String(format: "%-7@ %-9@ params %6.2fM  tokens/s %9.0f  step %8.2f ms (fwd %7.2f  bwd %7.2f  opt %6.2f)  %6.1f GFLOP/s  peak RSS %6.0f MiB  loss %.3f  all-reduce %.2f MB/step",
                    preset.name as NSString, (mode.rawValue + (checkpointing ? "+ckpt" : "")) as NSString, Double(parameters) / 1e6, tokensPerSecond, stepMs, forwardMs, backwardMs,
-                   optimizerMs, gflops, peakMiB, finalLoss)
+                   optimizerMs, gflops, peakMiB, finalLoss, Double(allReduceBytes) / 1e6)
         }
     }
 
@@ -104,6 +107,7 @@ public enum TrainBenchmark {
         let flops = 3 * model.forwardFlopsPerToken(time: preset.seq) * Double(tokens)
         return Result(preset: preset, mode: mode, checkpointing: checkpointing, parameters: preset.config.parameterCount, steps: steps, forwardMs: f, backwardMs: b,
                       optimizerMs: o, tokensPerSecond: Double(tokens) / stepSeconds, gflops: flops / stepSeconds / 1e9,
-                      peakMiB: Double(peakResidentBytes()) / 1_048_576, finalLoss: lastLoss)
+                      peakMiB: Double(peakResidentBytes()) / 1_048_576, finalLoss: lastLoss,
+                      allReduceBytes: model.orderedTrainable.reduce(0) { $0 + 4 * $1.count } + 4 * 8)
     }
 }

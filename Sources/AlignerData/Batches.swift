@@ -21,6 +21,24 @@ public struct Batch: Sendable, Equatable {
     }
 }
 
+extension Batch {
+    /// Rows `rows` of this batch, with its width (`time`) kept, so that positions line up with the whole batch's.
+    public func rows(_ rows: Range<Int>) -> Batch {
+        precondition(rows.lowerBound >= 0 && rows.upperBound <= batch, "rows \(rows) of a batch of \(batch)")
+        let cells = (rows.lowerBound * time)..<(rows.upperBound * time)
+        return Batch(batch: rows.count, time: time, ids: Array(ids[cells]), labels: Array(labels[cells]), mask: Array(mask[cells]),
+                     examples: Array(examples[rows]))
+    }
+
+    /// The rows process `rank` of `ranks` takes: contiguous parts as equal as can be (the first `batch % ranks` parts
+    /// one row longer); empty when there are fewer rows than processes.
+    public static func share(of rows: Int, rank: Int, ranks: Int) -> Range<Int> {
+        let base = rows / ranks, extra = rows % ranks
+        let start = rank * base + min(rank, extra)
+        return start..<(start + base + (rank < extra ? 1 : 0))
+    }
+}
+
 /// Where a batch stream stands: a small value saved in checkpoints so that a run resumes exactly.
 public struct BatchPosition: Codable, Sendable, Equatable {
     public var epoch = 0

@@ -47,6 +47,9 @@ public final class LlamaModel {
     /// When set, adapter dropout is on (training) and its masks derive from this key: the same key, the same masks.
     /// nil (the default) runs the adapters without dropout, as in evaluation.
     public var adapterDropoutSeed: UInt64?
+    /// The position (row of the flattened batch × time) in the whole batch of this batch's first position, when the
+    /// batch is one process's part of a larger one: its dropout masks are then that part of the whole batch's masks.
+    public var adapterDropoutPositionOffset = 0
     /// Activation checkpointing per decoder block in training: each block keeps only its input and runs again in the
     /// backward pass (less memory for one more forward).
     public var activationCheckpointing = false

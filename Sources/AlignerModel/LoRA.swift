@@ -194,6 +194,7 @@ extension LlamaModel {
         guard let lora, let ad = adapterByWeight[ObjectIdentifier(weight)] else { return nil }
         let p = adapterDropoutSeed == nil ? 0 : Float(lora.dropout)
         let key = (adapterDropoutSeed ?? 0) &+ UInt64(ad.index) &* 0x9E37_79B9_7F4A_7C15
-        return Tensor.lowRankLinear(x, weight: weight, bias: bias, a: ad.a, b: ad.b, scale: Float(lora.scaling), dropout: p, dropoutKey: key)
+        return Tensor.lowRankLinear(x, weight: weight, bias: bias, a: ad.a, b: ad.b, scale: Float(lora.scaling), dropout: p, dropoutKey: key,
+                                   dropoutRowOffset: adapterDropoutPositionOffset)
     }
 }

@@ -15,14 +15,15 @@ public enum DropoutMask {
     /// The 24-bit threshold below which an element is dropped with probability `p`.
     @inline(__always) static func threshold(_ p: Float) -> UInt32 { UInt32((Double(p) * 16_777_216).rounded()) }
 
-    /// Writes `scale` (kept) or 0 (dropped) for elements `range` of the mask of `key` into `out[range]`.
-    static func fill(_ out: UnsafeMutablePointer<Float>, range: Range<Int>, p: Float, key: UInt64, scale: Float) {
+    /// Writes `scale` (kept) or 0 (dropped) for elements `range` of the mask of `key` into `out[range]`; element i of
+    /// `out` is element i + `offset` of the mask.
+    static func fill(_ out: UnsafeMutablePointer<Float>, range: Range<Int>, p: Float, key: UInt64, scale: Float, offset: Int = 0) {
         let (k1, k2) = (SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: key)), SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: key >> 32)))
         let limit = SIMD8<UInt32>(repeating: threshold(p)), lanes = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7)
         let keep = SIMD8<Float>(repeating: scale), zero = SIMD8<Float>(repeating: 0)
         var i = range.lowerBound
         while i < range.upperBound {
-            let idx = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: i)) &+ lanes
+            let idx = SIMD8<UInt32>(repeating: UInt32(truncatingIfNeeded: i &+ offset)) &+ lanes
             let h = mix(mix(idx ^ k1) ^ k2) &>> 8
             let v = zero.replacing(with: keep, where: h .>= limit)
             let n = min(8, range.upperBound - i)
@@ -38,8 +39,8 @@ public enum DropoutMask {
         return out
     }
 
-    /// y = x ⊙ mask(key), in parallel; `y` may be `x`.
-    static func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, p: Float, key: UInt64) {
+    /// y = x ⊙ mask(key)[offset ..< offset + count], in parallel; `y` may be `x`.
+    static func apply(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, p: Float, key: UInt64, offset: Int = 0) {
         let scale = 1 / (1 - p)
         parallelFor((count + 7) / 8, grain: 4096) { r in
             let range = (r.lowerBound * 8)..<min(count, r.upperBound * 8)
@@ -49,7 +50,7 @@ public enum DropoutMask {
                 var start = range.lowerBound
                 while start < range.upperBound {
                     let end = min(range.upperBound, start + 2048)
-                    fill(m - start, range: start..<end, p: p, key: key, scale: scale)
+                    fill(m - start, range: start..<end, p: p, key: key, scale: scale, offset: offset)
                     for i in start..<end { y[i] = x[i] * m[i - start] }
                     start = end
                 }
@@ -81,9 +82,11 @@ extension Tensor {
     /// x (…, in), W (out, in), bias (out) or nil, A (r, in), B (out, r); y (…, out). The adapter's product is added
     /// into the base product by GEMM (no extra (…, out) buffer); only x·Aᵀ (…, r) is kept for the backward, and a dropout
     /// mask (`dropout` > 0) is regenerated from `dropoutKey` instead of stored. Gradients go to every input that
-    /// requires them (a frozen W costs nothing).
+    /// requires them (a frozen W costs nothing). Row i of x takes row i + `dropoutRowOffset` of the mask (so that a
+    /// batch cut into parts between processes draws the masks the whole batch would).
     public static func lowRankLinear(
-        _ x: Tensor, weight w: Tensor, bias: Tensor?, a: Tensor, b: Tensor, scale: Float, dropout p: Float = 0, dropoutKey: UInt64 = 0
+        _ x: Tensor, weight w: Tensor, bias: Tensor?, a: Tensor, b: Tensor, scale: Float, dropout p: Float = 0, dropoutKey: UInt64 = 0,
+        dropoutRowOffset: Int = 0
     ) -> Tensor {
         let inputs = w.shape[1], outputs = w.shape[0], r = a.shape[0]
         precondition(x.shape.last == inputs && a.shape == [r, inputs] && b.shape == [outputs, r] && (bias?.shape ?? [outputs]) == [outputs],
@@ -102,7 +105,7 @@ extension Tensor {
         func dropped(_ body: (UnsafePointer<Float>) -> Void) {
             if p == 0 { body(x.data); return }
             let h = Tensor(uninitialized: [n, inputs])  // (n, in), freed after use
-            DropoutMask.apply(x.data, h.data, count: n * inputs, p: p, key: dropoutKey)
+            DropoutMask.apply(x.data, h.data, count: n * inputs, p: p, key: dropoutKey, offset: dropoutRowOffset &* inputs)
             body(h.data)
         }
         dropped { h in
@@ -150,7 +153,7 @@ extension Tensor {
                     let t = Tensor(uninitialized: [n, inputs])  // (n, in)
                     BLAS.sgemm(transA: false, transB: false, m: n, n: inputs, k: r, a: du.data, lda: r, b: a.data, ldb: inputs,
                                beta: 0, c: t.data, ldc: inputs)
-                    DropoutMask.apply(t.data, t.data, count: n * inputs, p: p, key: dropoutKey)
+                    DropoutMask.apply(t.data, t.data, count: n * inputs, p: p, key: dropoutKey, offset: dropoutRowOffset &* inputs)
                     let td = t.data
                     parallelFor(n * inputs, grain: 1 << 15) { range in for i in range { dx[i] += td[i] } }
                 }

@@ -138,6 +138,13 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
     /// Releases `.grad`.
     public func releaseGrad() { grad = nil }
 
+    /// `.grad`, created as zeros when there is none yet (a process whose share of a batch was empty still takes part in
+    /// the sum of gradients across processes).
+    public func gradOrZeros() -> Tensor {
+        _ = gradBuffer()
+        return grad!
+    }
+
     /// A copy that does not require gradients and records no history.
     public func detached() -> Tensor {
         let t = Tensor(uninitialized: shape)

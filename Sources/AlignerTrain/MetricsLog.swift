@@ -7,6 +7,13 @@ public struct MetricsLog {
     let url: URL
     private let fd: Int32
 
+    /// A log that encodes lines but writes nothing (the processes of a data-parallel run other than rank 0, which see
+    /// the same evaluations read back as rank 0 does).
+    init(discarding url: URL) {
+        self.url = url
+        fd = -1
+    }
+
     init(url: URL) throws {
         self.url = url
         let fd = open(url.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
@@ -14,7 +21,7 @@ public struct MetricsLog {
         self.fd = fd
     }
 
-    func close() { _ = Foundation.close(fd) }
+    func close() { if fd >= 0 { _ = Foundation.close(fd) } }
 
     /// The JSON line for `object` (sorted keys; NaN and infinity as null, listed under "non_finite").
     static func line(_ object: [String: Any]) throws -> Data {
@@ -34,6 +41,7 @@ public struct MetricsLog {
 
     /// Appends one encoded line.
     private func append(line data: Data) throws {
+        guard fd >= 0 else { return }
         let before = lseek(fd, 0, SEEK_END)
         var written = 0
         let failure: Int32? = data.withUnsafeBytes { raw -> Int32? in

@@ -3,10 +3,13 @@ import Foundation
 
 /// A run's folder and everything kept in it: the lock, checkpoints, metrics, the recipe and inputs it started with,
 /// and the result. It holds the lock from `init` until it is released (when the object goes away).
+/// The processes of a data-parallel run other than rank 0 open it read-only (`follower`): no lock, nothing written.
 public final class RunFolder {
     public let directory: URL
     public let checkpoints: CheckpointStore
-    private let lock: RunLock
+    private let lock: RunLock?
+    /// Whether this process writes the folder (false for a data-parallel run's ranks other than 0).
+    public let writes: Bool
     /// metrics.jsonl, open for appending once `startMetrics` has run.
     public private(set) var metrics: MetricsLog!
 
@@ -17,6 +20,7 @@ public final class RunFolder {
     /// Takes the folder's lock and removes what killed processes left half-written (reported through `say`).
     public init(directory: URL, say: (String) -> Void) throws {
         self.directory = directory
+        writes = true
         lock = try RunLock(folder: directory)
         checkpoints = CheckpointStore(directory: directory.appendingPathComponent("checkpoints"))
         for folder in ["", "checkpoints", "splits"] {
@@ -24,6 +28,15 @@ public final class RunFolder {
                 say("removed \(folder.isEmpty ? "" : folder + "/")\(name), left by an interrupted process")
             }
         }
+    }
+
+    /// The folder as a data-parallel run's rank other than 0 sees it: read, never written or locked (rank 0 holds the
+    /// lock).
+    public init(follower directory: URL) {
+        self.directory = directory
+        writes = false
+        lock = nil
+        checkpoints = CheckpointStore(directory: directory.appendingPathComponent("checkpoints"))
     }
 
     deinit { metrics?.close() }
@@ -96,6 +109,10 @@ public final class RunFolder {
     /// Opens metrics.jsonl: emptied for a fresh run; for a resumed one, cut back to the checkpoint being resumed so
     /// that the file reads as one uninterrupted run.
     func startMetrics(resumingAt state: TrainerState?) throws {
+        guard writes else {
+            metrics = MetricsLog(discarding: metricsURL)
+            return
+        }
         if let s = state {
             let keep = MetricsLog.lines(metricsURL).filter { line in
                 guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
@@ -109,6 +126,7 @@ public final class RunFolder {
     }
 
     func writeResult(_ result: RunResult) throws {
+        guard writes else { return }
         try StoreFiles.writeSynced(ResultJSON.encode(result), to: resultURL)
     }
 }

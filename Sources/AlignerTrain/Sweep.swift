@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerDistributed
 import Foundation
 
 /// The identity warm-up ablation: one two-stage run per warm-up proportion p, from the same initial weights, seed,
@@ -132,11 +133,53 @@ public final class Sweep {
     /// Before anything runs, every arm folder is checked against its recipe: a folder holding a run of another
     /// recipe is refused, naming the differing keys (with `restart`, it is retrained instead).
     public func run(say: (String) -> Void = { print($0) }) throws -> [ArmResult] {
-        // One sweep process per folder (each arm's run folder has its own lock too).
-        let lock = try RunLock(folder: directory)
-        defer { withExtendedLifetime(lock) {} }
-        TemporaryFiles.removeStale(in: directory, lockHeld: true)
         let arms = try Self.arms(of: recipe)
+        // Rank 0 (the only process outside MPI) locks the folder, checks it and decides what each arm does; the other
+        // processes of a data-parallel sweep follow that plan.
+        let group = ProcessGroup.current
+        var lock: RunLock?
+        defer { withExtendedLifetime(lock) {} }
+        let plan = try group.agree { () -> [ArmAction] in
+            guard group.isMain else { return [] }
+            // One sweep process per folder (each arm's run folder has its own lock too).
+            lock = try RunLock(folder: directory)
+            TemporaryFiles.removeStale(in: directory, lockHeld: true)
+            return try planArms(arms)
+        }
+        let actions = group.isDistributed ? try group.broadcast(plan, as: [ArmAction].self) : plan
+        var results: [ArmResult] = []
+        for (arm, action) in zip(arms, actions) {
+            let armDir = directory.appendingPathComponent(arm.name)
+            let resultURL = armDir.appendingPathComponent("result.json")
+            let label = "arm \(arm.name)"
+            if action == .finished, let data = try? Data(contentsOf: resultURL), let done = try? ResultJSON.decode(RunResult.self, from: data) {
+                say("\(label): already finished (\(resultURL.path))")
+                results.append(ArmResult(arm: arm, result: done))
+            } else {
+                say("\(label): \(action == .restart ? "retraining (its folder held a different recipe's run)" : action == .resume ? "resuming" : "starting") in \(armDir.path)")
+                let trainer = Trainer(recipe: arm.recipe, isTerminal: isTerminal)
+                results.append(ArmResult(arm: arm, result: try trainer.run(resume: action == .resume, restart: action == .restart)))
+            }
+        }
+        let report = SweepReport(recipe: recipe, results: results)
+        try group.agree {
+            guard group.isMain else { return }
+            try StoreFiles.writeSynced(Data(report.markdown().utf8), to: directory.appendingPathComponent("report.md"))
+            try StoreFiles.writeSynced(Data(report.svg().utf8), to: directory.appendingPathComponent("eval-loss.svg"))
+            try StoreFiles.writeSynced(report.json(), to: directory.appendingPathComponent("report.json"))
+            try StoreFiles.writeSynced(Data(report.csv().utf8), to: directory.appendingPathComponent("report.csv"))
+        }
+        return results
+    }
+
+    /// What the sweep does with an arm.
+    enum ArmAction: String, Codable {
+        case finished, start, resume, restart
+    }
+
+    /// Each arm's action, after checking every arm folder against its recipe (refusing, unless `restart`, folders that
+    /// hold another recipe's run); records the sweep's recipe.
+    func planArms(_ arms: [Arm]) throws -> [ArmAction] {
         var stale = Set<String>()
         var refusals: [String] = []
         for arm in arms {
@@ -148,27 +191,13 @@ public final class Sweep {
             throw RecipeError(key: "", message: "\(directory.path) holds arms trained with a different recipe (keys recorded → now):\n  " + refusals.joined(separator: "\n  ") + "\nRun the sweep with the recipe and overrides it was started with, give it another name, or pass --restart to retrain these arms")
         }
         try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
-        var results: [ArmResult] = []
-        for arm in arms {
+        return arms.map { arm in
             let armDir = directory.appendingPathComponent(arm.name)
-            let resultURL = armDir.appendingPathComponent("result.json")
-            let label = "arm \(arm.name)"
-            if !stale.contains(arm.name), let data = try? Data(contentsOf: resultURL), let done = try? ResultJSON.decode(RunResult.self, from: data) {
-                say("\(label): already finished (\(resultURL.path))")
-                results.append(ArmResult(arm: arm, result: done))
-            } else {
-                let restartArm = stale.contains(arm.name)
-                let resume = !restartArm && !CheckpointStore(directory: armDir.appendingPathComponent("checkpoints")).complete(verify: false).isEmpty
-                say("\(label): \(restartArm ? "retraining (its folder held a different recipe's run)" : resume ? "resuming" : "starting") in \(armDir.path)")
-                let trainer = Trainer(recipe: arm.recipe, isTerminal: isTerminal)
-                results.append(ArmResult(arm: arm, result: try trainer.run(resume: resume, restart: restartArm)))
+            if stale.contains(arm.name) { return .restart }
+            if let data = try? Data(contentsOf: armDir.appendingPathComponent("result.json")), (try? ResultJSON.decode(RunResult.self, from: data)) != nil {
+                return .finished
             }
+            return CheckpointStore(directory: armDir.appendingPathComponent("checkpoints")).complete(verify: false).isEmpty ? .start : .resume
         }
-        let report = SweepReport(recipe: recipe, results: results)
-        try StoreFiles.writeSynced(Data(report.markdown().utf8), to: directory.appendingPathComponent("report.md"))
-        try StoreFiles.writeSynced(Data(report.svg().utf8), to: directory.appendingPathComponent("eval-loss.svg"))
-        try StoreFiles.writeSynced(report.json(), to: directory.appendingPathComponent("report.json"))
-        try StoreFiles.writeSynced(Data(report.csv().utf8), to: directory.appendingPathComponent("report.csv"))
-        return results
     }
 }

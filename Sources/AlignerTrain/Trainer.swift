@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerDistributed
 import AlignerModel
 import AlignerOptim
 import AlignerTensor
@@ -108,6 +109,9 @@ public final class Trainer {
     public var compute: ComputeContext
     /// Stop (with a checkpoint) after this many steps of this process: a hook for tests of resumption, not a recipe key.
     public var stopAfterSteps: Int?
+    /// The processes training together (data-parallel under mpirun; `ProcessGroup.current` by default). Rank 0 alone
+    /// writes the run folder.
+    public var group: ProcessGroup = .current
 
     public init(recipe: Recipe, runDirectory: URL? = nil, isTerminal: Bool? = nil) {
         self.recipe = recipe
@@ -159,7 +163,7 @@ public final class Trainer {
         let holdOut: DataSplits.HoldOut = recipe.data.evalCount > 0 ? .count(recipe.data.evalCount) : .fraction(recipe.data.evalFraction)
         let splits = try DataSplits.make(records, holdOut: holdOut, warmupPercent: recipe.data.warmupPercent, seed: UInt64(recipe.seed),
                                          holdOutSeed: UInt64(recipe.data.splitSeed >= 0 ? recipe.data.splitSeed : recipe.seed))
-        try splits.write(to: runDirectory.appendingPathComponent("splits"))
+        if group.isMain { try splits.write(to: runDirectory.appendingPathComponent("splits")) }
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval (held out by question), \(splits.warmup.count) identity warm-up (p = \(recipe.data.warmupPercent)%)")
 
         // Tokenizer and model configuration.
@@ -220,8 +224,10 @@ public final class Trainer {
         let batchTokens = stages.map { s in s.batchTokens > 0 ? s.batchTokens : s.batchSize * recipe.data.maxLength }.max()!
         try MemoryBudget.check(bytes: config.memoryEstimate(training: true, batch: max(1, batchTokens / recipe.data.maxLength), time: recipe.data.maxLength),
                                for: "training this model (\(config.parameterCount) parameters, batches of up to \(batchTokens) tokens)")
-        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-        try tokenizer.save(to: saved)
+        if group.isMain {
+            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+            try tokenizer.save(to: saved)
+        }
         guard recipe.data.maxLength <= config.maxPositionEmbeddings else {
             throw RecipeError(key: "data.max_length", message: "\(recipe.data.maxLength) exceeds the model's max_position_embeddings \(config.maxPositionEmbeddings)")
         }
@@ -247,7 +253,18 @@ public final class Trainer {
     /// With `restart`, whatever the run folder holds (checkpoints, metrics, result) is deleted first and the run starts
     /// afresh.
     public func run(resume: Bool = false, restart: Bool = false) throws -> RunResult {
-        try compute.run { try runInContext(resume: resume && !restart, restart: restart) }
+        do {
+            return try compute.run { try runInContext(resume: resume && !restart, restart: restart) }
+        } catch let stop as TrainingStop {
+            group.noteAgreedFailure()  // every process stops at the same step for the same reason
+            throw stop
+        }
+    }
+
+    /// What rank 0 found in the run folder, for the other processes.
+    struct RunStart: Codable {
+        var latest: String?
+        var finished = false
     }
 
     /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.
@@ -257,20 +274,35 @@ public final class Trainer {
     }
 
     func runInContext(resume: Bool, restart: Bool) throws -> RunResult {
-        let folder = try RunFolder(directory: runDirectory, say: say)
-        if restart, try folder.clear() { say("--restart: removed what \(runDirectory.path) held; starting afresh") }
-        let latest = try folder.startingPoint(resume: resume)
-        if latest != nil { try folder.checkSameRecipe(recipe) }
-        if let done = folder.finishedResult(at: latest) {
+        // Rank 0 (the only process outside MPI) takes the folder's lock, checks it and records the start; the other
+        // processes learn how that went and open the folder read-only.
+        var writer: RunFolder?
+        let start = try group.agree { () -> RunStart in
+            guard group.isMain else { return RunStart() }
+            let folder = try RunFolder(directory: runDirectory, say: say)
+            writer = folder
+            if restart, try folder.clear() { say("--restart: removed what \(runDirectory.path) held; starting afresh") }
+            let latest = try folder.startingPoint(resume: resume)
+            if latest != nil { try folder.checkSameRecipe(recipe) }
+            if folder.finishedResult(at: latest) != nil { return RunStart(latest: latest?.path, finished: true) }
+            let inputs = try RunInputs.record(inputPaths())
+            if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
+                if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
+                try folder.recordStart(recipe, inputs: inputs)
+            }
+            return RunStart(latest: latest?.path)
+        }
+        let shared = group.isDistributed ? try group.broadcast(start, as: RunStart.self) : start
+        let folder = writer ?? RunFolder(follower: runDirectory)
+        let latest = shared.latest.map { URL(fileURLWithPath: $0) }
+        if shared.finished, let done = folder.finishedResult(at: latest) {
             say("\(runDirectory.path) has already finished; nothing to resume")
             return done
         }
-        let inputs = try RunInputs.record(inputPaths())
-        if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
-            if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
-            try folder.recordStart(recipe, inputs: inputs)
+        if group.isDistributed {
+            say("data-parallel: \(group.size) processes (MPI), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
         }
-        let prepared = try prepare(resuming: latest != nil)
+        let prepared = try group.agree { try prepare(resuming: latest != nil) }
         let model = try prepared.initialWeights.map { try LlamaModel(config: prepared.config, weights: $0) }
             ?? LlamaModel(config: prepared.config, seed: UInt64(recipe.seed))
         model.activationCheckpointing = recipe.train.activationCheckpointing
@@ -291,12 +323,12 @@ public final class Trainer {
             (state, optimizerToRestore) = try CheckpointStore.load(latest, into: model, verify: false)
             say("resuming from \(latest.path): stage \(state.stage), step \(state.step)/\(state.totalSteps)")
         }
-        try folder.startMetrics(resumingAt: latest != nil ? state : nil)
+        try group.agree { try folder.startMetrics(resumingAt: latest != nil ? state : nil) }  // others read it after rank 0 cut it back
         let run = TrainingRun(recipe: recipe, folder: folder, model: model, state: state, evalExamples: prepared.eval,
                               padId: prepared.padId, tokenizerJSON: try prepared.tokenizer.jsonData(),
-                              extraFiles: try prepared.checkpointFiles(), say: say)
+                              extraFiles: try prepared.checkpointFiles(), group: group, say: say)
         run.lastCheckpoint = latest
-        if recipe.train.generateEval > 0 {
+        if recipe.train.generateEval > 0 && group.isMain {  // rank 0 generates; the others receive the metrics
             run.generationRecords = Array(prepared.splits.eval.prefix(recipe.train.generateEval))
             run.generator = AlignerBundle(model: model, tokenizer: prepared.tokenizer, specialTokens: prepared.specials,
                                           template: try recipe.promptTemplate(), source: runDirectory, recipe: recipe, chat: prepared.chat)
@@ -322,6 +354,7 @@ public final class Trainer {
             var loop = TrainingLoop(stage: stageNumber, settings: settings, model: model,
                                     batches: try stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))
             loop.dropoutSeed = UInt64(recipe.seed)
+            loop.group = group
             if stageNumber == run.state.stage && run.state.step > 0, let saved = optimizerToRestore {
                 try loop.restore(optimizer: saved, optimizerStep: run.state.optimizerStep, step: run.state.step, position: run.state.position)
             } else {
@@ -391,7 +424,7 @@ public final class Trainer {
                 finalTrainLoss: losses.last(where: { $0.stage == stageNumber })?.loss ?? .nan,
                 evalLoss: evals.last?.evalLoss ?? .nan, bestEvalLoss: evals.map(\.evalLoss).min() ?? .nan))
         }
-        try folder.writeResult(result)
+        try group.agree { try folder.writeResult(result) }
         return result
     }
 

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerDistributed
 import AlignerModel
 import AlignerOptim
 import AlignerTensor
@@ -20,6 +21,8 @@ public struct StepStats: Sendable {
     public var tokens: Int
     /// Tokens the loss counted.
     public var countedTokens: Int
+    /// Some process asked the run to stop after this step (Ctrl-C); every process of a data-parallel run sees the same.
+    public var stopRequested = false
     /// False when the loss or the gradient was NaN or infinite; the weights were then left unchanged.
     public var isFinite: Bool { loss.isFinite && gradNorm.isFinite }
 }
@@ -27,6 +30,10 @@ public struct StepStats: Sendable {
 /// One stage's optimisation and nothing else: it draws batches, accumulates token-weighted gradients over
 /// `grad_accum` micro-batches, clips, and steps AdamW on the schedule. Evaluation, metrics, checkpoints and stopping
 /// are the observers' business (`TrainingObserver`).
+///
+/// Data-parallel (`group` of several processes): every process draws the same batches and computes its share of the
+/// rows of each (`Batch.share`); the gradient sums, loss sums and token counts are summed over the processes before
+/// the division by the counted tokens, so that every process takes the update one process takes on the whole batch.
 public struct TrainingLoop {
     public let stage: Int
     public let settings: StageSettings
@@ -41,6 +48,8 @@ public struct TrainingLoop {
     /// Adapter dropout masks derive from this seed, the stage, the step and the micro-batch (so a resumed run draws
     /// the same masks).
     public var dropoutSeed: UInt64 = 0
+    /// The processes sharing each batch (one process by default).
+    public var group: ProcessGroup = .single
 
     /// A loop for `settings` over `batches`: a fresh AdamW over the model's trainable parameters (its adapters when
     /// it has them, else every parameter; decay on matrices only) and the stage's schedule.
@@ -84,22 +93,45 @@ public struct TrainingLoop {
     /// One optimiser step. A non-finite loss or gradient leaves the weights unchanged (and the step uncounted).
     public mutating func takeStep() throws -> StepStats {
         var lossSum = 0.0, counted = 0, tokens = 0
-        defer { model.adapterDropoutSeed = nil }
+        defer {
+            model.adapterDropoutSeed = nil
+            model.adapterDropoutPositionOffset = 0
+        }
         for micro in 0..<settings.gradAccum {
-            let b = batches.next()
+            let whole = batches.next()
+            let rows = Batch.share(of: whole.batch, rank: group.rank, ranks: group.size)
+            guard !rows.isEmpty else { continue }
+            let b = group.isDistributed ? whole.rows(rows) : whole
             model.adapterDropoutSeed = Self.dropoutKey(seed: dropoutSeed, stage: stage, step: step, micro: micro)
+            model.adapterDropoutPositionOffset = rows.lowerBound * whole.time
             let loss = try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
             loss.backward()
             lossSum += Double(loss.item)
             counted += b.countedTokens
             tokens += b.mask.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
+        var stopRequested = Interrupt.isRequested
+        if group.isDistributed {
+            // Sums over the processes: every trainable gradient (zeros where this process had no rows), then the loss
+            // sum, the token counts and the stop requests.
+            for p in model.orderedTrainable {
+                let g = p.gradOrZeros()
+                try group.allReduceSum(g.data, count: g.count)
+            }
+            var totals = [lossSum, Double(counted), Double(tokens), stopRequested ? 1 : 0]
+            try group.allReduceSum(&totals)
+            lossSum = totals[0]
+            counted = Int(totals[1])
+            tokens = Int(totals[2])
+            stopRequested = totals[3] > 0
+        }
         let params = model.orderedTrainable
         scaleGradients(params, by: 1 / Float(max(counted, 1)))
         let norm = Double(clipGradientNorm(params, maxNorm: settings.clip > 0 ? Float(settings.clip) : .infinity))
         let lr = schedule.rate(at: step, base: Float(settings.lr))
         var stats = StepStats(stage: stage, step: step + 1, totalSteps: totalSteps, loss: lossSum / Double(max(counted, 1)),
-                              gradNorm: norm, learningRate: Double(lr), tokens: tokens, countedTokens: counted)
+                              gradNorm: norm, learningRate: Double(lr), tokens: tokens, countedTokens: counted,
+                              stopRequested: stopRequested)
         guard stats.isFinite else {
             model.releaseGradients()
             stats.step = step
@@ -114,21 +146,24 @@ public struct TrainingLoop {
 
 /// Evaluation of a model on examples (no gradients).
 public enum Evaluation {
-    /// Token-weighted mean loss of the corrections of `examples`, in batches of `batchSize`.
-    public static func loss(_ model: LlamaModel, _ examples: [Example], batchSize: Int, padId: Int) throws -> Double {
+    /// Token-weighted mean loss of the corrections of `examples`, in batches of `batchSize`. With a `group` of several
+    /// processes each computes every size-th batch and the sums are added up, so every process returns the same number.
+    public static func loss(_ model: LlamaModel, _ examples: [Example], batchSize: Int, padId: Int, group: ProcessGroup = .single) throws -> Double {
         guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
         var total = 0.0, counted = 0
         let stream = try BatchStream(examples: examples, size: .examples(batchSize), seed: 0, padId: padId, groupWindow: 1)
-        var start = 0
-        while start < examples.count {
-            let idx = Array(start..<min(examples.count, start + batchSize))
-            let b = stream.pad(idx)
+        for (index, start) in stride(from: 0, to: examples.count, by: batchSize).enumerated() where index % group.size == group.rank {
+            let b = stream.pad(Array(start..<min(examples.count, start + batchSize)))
             let loss = try withNoGrad {
                 try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
             }
             total += Double(loss.item)
             counted += b.countedTokens
-            start += batchSize
+        }
+        if group.isDistributed {
+            var sums = [total, Double(counted)]
+            try group.allReduceSum(&sums)
+            (total, counted) = (sums[0], Int(sums[1]))
         }
         return total / Double(max(counted, 1))
     }

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerDistributed
 import AlignerModel
 import AlignerTensor
 import Foundation
@@ -36,6 +37,8 @@ public final class TrainingRun {
     /// Further files of every checkpoint (the special tokens in `tokenizer_config.json`, a chat template).
     let extraFiles: [(String, Data)]
     let say: (String) -> Void
+    /// The processes training together; rank 0 writes.
+    let group: ProcessGroup
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
     private let elapsedBefore: Double
@@ -44,8 +47,9 @@ public final class TrainingRun {
     private(set) var stageStartStep = 0
 
     init(recipe: Recipe, folder: RunFolder, model: LlamaModel, state: TrainerState, evalExamples: [Example], padId: Int,
-         tokenizerJSON: Data, extraFiles: [(String, Data)] = [], say: @escaping (String) -> Void) {
+         tokenizerJSON: Data, extraFiles: [(String, Data)] = [], group: ProcessGroup = .single, say: @escaping (String) -> Void) {
         self.extraFiles = extraFiles
+        self.group = group
         self.recipe = recipe
         self.folder = folder
         self.model = model
@@ -85,7 +89,7 @@ public final class TrainingRun {
         let pool = ComputeContext.current.pool
         pool.trim()
         defer { pool.trim() }
-        return try Evaluation.loss(model, evalExamples, batchSize: recipe.stage2.batchSize, padId: padId)
+        return try Evaluation.loss(model, evalExamples, batchSize: recipe.stage2.batchSize, padId: padId, group: group)
     }
 
     /// Greedy corrections of the `train.generate_eval` held-out records by the current weights and their metrics
@@ -107,8 +111,12 @@ public final class TrainingRun {
         let loss = try evaluate()
         var fields: [String: Any] = ["stage": initial ? 0 : state.stage, "step": initial ? 0 : state.step,
                                      "global_step": initial ? 0 : globalStep, "eval_loss": loss]
-        if let g = try generationMetrics() { fields.merge(g.fields) { a, _ in a } }
-        let point = try folder.metrics.append(evaluation: fields)
+        // Rank 0 generates (the only process that has a generator); the others receive its metrics.
+        var generation = try group.agree { try generationMetrics() }
+        if group.isDistributed { generation = try group.broadcast(generation, as: GenerationMetrics?.self) }
+        if let g = generation { fields.merge(g.fields) { a, _ in a } }
+        // Every process reads the evaluation back from the same line (rank 0 also writes it).
+        let point = try group.agree { try folder.metrics.append(evaluation: fields) }
         lastEvaluation = point
         return point
     }
@@ -137,8 +145,12 @@ public final class TrainingRun {
         state.position = loop.batches.position
         state.optimizerStep = loop.optimizer.step
         state.elapsed = elapsed
-        let url = try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
-                                              extraFiles: extraFiles, base: base, keep: recipe.train.keepCheckpoints, as: name)
+        // Rank 0 writes; every process learns whether it could.
+        let url = try group.agree { () -> URL in
+            guard group.isMain else { return folder.checkpoints.directory.appendingPathComponent(name ?? CheckpointStore.folderName(state)) }
+            return try folder.checkpoints.save(model: model, optimizer: loop.optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
+                                               extraFiles: extraFiles, base: base, keep: recipe.train.keepCheckpoints, as: name)
+        }
         if name == nil { lastCheckpoint = url }
         return url
     }
@@ -243,7 +255,9 @@ public final class CheckpointPolicy: TrainingObserver {
         if atEnd { run.state.stageDone = true }
         if atEnd || (every > 0 && stats.step % every == 0) { try run.checkpoint() }
         let finished = atEnd && stats.stage == 2
-        if Interrupt.isRequested && !finished { throw TrainingStop.interrupted(checkpoint: try run.checkpoint()) }
+        // One process alone stops as soon as Ctrl-C came; processes of a data-parallel run at the step all agreed on.
+        let interrupted = run.group.isDistributed ? stats.stopRequested : Interrupt.isRequested
+        if interrupted && !finished { throw TrainingStop.interrupted(checkpoint: try run.checkpoint()) }
         if let n = stopAfterSteps, n > 0, run.stepsThisProcess >= n, !finished {
             throw TrainingStop.stoppedAfterSteps(checkpoint: try run.checkpoint())
         }

@@ -1,6 +1,7 @@
 import AlignerGGUF
 import AlignerBench
 import AlignerData
+import AlignerDistributed
 import AlignerModel
 import AlignerOptim
 import AlignerSafetensors
@@ -22,24 +23,66 @@ struct Aligner: ParsableCommand {
             ExportCommand.self, Info.self, DataCommand.self, TokenizerCommand.self, GGUFCommand.self, Bench.self,
         ])
 
-    /// Parses, runs, and maps errors to the exit codes of `ExitStatus`, with one line on standard error.
+    /// Parses, runs, and maps errors to the exit codes of `ExitStatus`, with one line on standard error. Started by
+    /// mpirun, the process first joins the MPI job (`ProcessGroup.start`) and ends its part in it on the way out.
     static func main() {
         var command: ParsableCommand
         do { command = try parseAsRoot() } catch { exit(withError: error) }
+        ProcessGroup.exitStatus = { error in
+            if let d = error as? DistributedError { return d.status }
+            return ExitStatus(for: error)?.rawValue ?? (error is ValidationError ? ExitStatus.usage.rawValue : exitCode(for: error).rawValue)
+        }
+        let group: ProcessGroup
+        do { group = try joinMPIJob(for: command) } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            Foundation.exit(ProcessGroup.exitStatus(error))
+        }
         do {
             try command.run()
+            group.end(status: 0)
         } catch {
-            if let status = ExitStatus(for: error) {
-                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-                Foundation.exit(status.rawValue)
-            }
-            if let v = error as? ValidationError {
+            let status = ProcessGroup.exitStatus(error)
+            let prefix = group.isDistributed && !(error is DistributedError) ? "rank \(group.rank) of \(group.size): " : ""
+            if let d = error as? DistributedError {
+                FileHandle.standardError.write(Data("error: \(d)\n".utf8))
+            } else if ExitStatus(for: error) != nil {
+                FileHandle.standardError.write(Data("error: \(prefix)\(error)\n".utf8))
+            } else if let v = error as? ValidationError {
                 // Found while running (a recipe value, an input file): the message is the help; no usage block.
-                FileHandle.standardError.write(Data("error: \(v.message)\n".utf8))
-                Foundation.exit(ExitStatus.usage.rawValue)
+                FileHandle.standardError.write(Data("error: \(prefix)\(v.message)\n".utf8))
+            } else if group.isDistributed {
+                let text = fullMessage(for: error)
+                if !text.isEmpty { FileHandle.standardError.write(Data("error: \(prefix)\(text)\n".utf8)) }
+            } else {
+                exit(withError: error)
             }
-            exit(withError: error)
+            group.end(status: status)
+            Foundation.exit(status)
         }
+    }
+
+    /// Joins the MPI job when mpirun started this process: only the training commands run data-parallel. The ranks
+    /// other than 0 print nothing on standard output (rank 0 reports for the job; errors still go to standard error)
+    /// and report a SIGTERM from mpirun; threads per rank default to the host's cores divided among its ranks.
+    static func joinMPIJob(for command: ParsableCommand) throws -> ProcessGroup {
+        guard let ranks = ProcessGroup.launchedRanks else { return .single }
+        guard command is TrainCommand || command is SweepCommand || command is FinetuneCommand else {
+            if ranks == 1 { return .single }
+            throw ValidationError("only train, sweep and finetune run data-parallel under mpirun; run this command as one process")
+        }
+        let group = try ProcessGroup.start()
+        let env = ProcessInfo.processInfo.environment
+        if env["ALIGNERKIT_THREADS"] == nil && env["OPENBLAS_NUM_THREADS"] == nil {
+            let online = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+            let threads = max(1, min(ProcessInfo.processInfo.activeProcessorCount, online / group.localSize))
+            setenv("ALIGNERKIT_THREADS", "\(threads)", 1)
+        }
+        if !group.isMain {
+            let null = open("/dev/null", O_WRONLY)
+            if null >= 0 { dup2(null, STDOUT_FILENO); close(null) }
+        }
+        if group.isDistributed { Interrupt.installTermination(rank: group.rank, size: group.size) }
+        return group
     }
 }
 

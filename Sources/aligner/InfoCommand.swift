@@ -1,3 +1,4 @@
+import AlignerDistributed
 import AlignerTensor
 import ArgumentParser
 import Foundation
@@ -20,6 +21,11 @@ struct Info: ParsableCommand {
         }
         print("fp32 matrix products: OpenBLAS (\(BLAS.coreName))")
         print("bf16 matrix products (train.precision = \"bf16\"): \(MatmulPrecision.bf16Engine)")
+        let mpi = ProcessGroup.availability
+        let launcher = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        print(mpi.available
+              ? "MPI: \(mpi.description); data-parallel training: mpirun -np N aligner train|sweep|finetune RECIPE\(launcher == nil ? " (mpirun not found: apt-get install openmpi-bin)" : "")"
+              : "MPI: not available (\(mpi.description)); training runs as one process")
         print("CPU: \(info.activeProcessorCount) cores, \(info.physicalMemory >> 20) MiB memory")
     }
 }
