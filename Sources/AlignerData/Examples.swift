@@ -60,7 +60,7 @@ public struct ExampleBuilder: Sendable {
     /// Prompt ids for a question and answer within `budget` tokens: the answer is shortened first, then the question.
     /// Returns nil when even an empty question and answer do not fit; the flags say what was shortened.
     public func fittingPrompt(question q: String, answer a: String, budget: Int)
-        -> (ids: [Int], answerShortened: Bool, questionShortened: Bool)? {
+        -> (ids: [Int], answerShortened: Bool, questionShortened: Bool, question: String, answer: String)? {
         var question = q, answer = a
         var prompt = promptIds(question: question, answer: answer)
         var shortenedAnswer = false, shortenedQuestion = false
@@ -81,14 +81,32 @@ public struct ExampleBuilder: Sendable {
             }
             prompt = promptIds(question: question, answer: answer)
         }
-        return prompt.count <= budget ? (prompt, shortenedAnswer, shortenedQuestion) : nil
+        return prompt.count <= budget ? (prompt, shortenedAnswer, shortenedQuestion, question, answer) : nil
+    }
+
+    /// The prompt as text that a Hugging Face tokenizer built from the same tokenizer.json (with its post-processor)
+    /// turns into `promptIds`: the chat template's rendering, or the template's with the BOS token's text in front when
+    /// AlignerKit adds it itself (a tokenizer without a post-processor).
+    public func promptText(question: String, answer: String) -> String {
+        if let chat { return chat.render(template.userMessage(question: question, answer: answer)) }
+        let bos = !tokenizer.hasPostProcessor && !promptPrefix.isEmpty ? promptPrefix.compactMap { tokenizer.token(of: $0) }.joined() : ""
+        return bos + template.render(question: question, answer: answer)
+    }
+
+    /// An example with its texts: the prompt as `promptText` (the question and answer shortened as in the example) and
+    /// the correction; nil when the correction alone does not fit.
+    public func buildWithText(_ r: QACRecord) -> (example: Example, prompt: String)? {
+        let target = tokenizer.encode(r.correction) + [eosId]
+        guard let fit = fittingPrompt(question: r.question, answer: r.answer, budget: maxLength - target.count) else { return nil }
+        return (Example(ids: fit.ids + target, labels: [Int](repeating: -100, count: fit.ids.count) + target),
+                promptText(question: fit.question, answer: fit.answer))
     }
 
     /// The example of a record, shortening the answer inside the prompt first, then the question, never the
     /// correction; nil when the correction alone does not fit. `report` counts what happened.
     public func build(_ r: QACRecord, report: inout Report) -> Example? {
         let target = tokenizer.encode(r.correction) + [eosId]
-        guard let (prompt, shortenedAnswer, shortenedQuestion) = fittingPrompt(question: r.question, answer: r.answer,
+        guard let (prompt, shortenedAnswer, shortenedQuestion, _, _) = fittingPrompt(question: r.question, answer: r.answer,
                                                                                budget: maxLength - target.count)
         else { report.dropped += 1; return nil }
         report.built += 1

@@ -86,3 +86,26 @@ struct SweepCommand: ParsableCommand {
         }
     }
 }
+
+struct HandoffCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "handoff",
+        abstract: "Hand a recipe's two-stage training to a GPU trainer (Hugging Face TRL): splits, initial model, SFTConfigs, script.",
+        discussion: "aligner handoff recipes/warmup-sweep.toml --to trl handoff/   then, on a GPU machine: python handoff/train_aligner.py")
+    @OptionGroup var options: RecipeOptions
+    @Option(name: .customLong("to"), help: "The trainer to hand off to (trl).") var target: String
+    @Argument(help: "Output folder (new, empty, or an earlier hand-off's).") var output: String
+
+    func validate() throws {
+        guard target == "trl" else { throw ValidationError("--to must be trl (Hugging Face TRL), got '\(target)'") }
+    }
+
+    func run() throws {
+        let recipe = try options.load()
+        let s = try TRLHandoff(recipe: recipe, directory: URL(fileURLWithPath: output)).write()
+        print("wrote the hand-off of \(recipe.name) to TRL in \(output): stages \(s.stages.map(String.init).joined(separator: ", ")); "
+              + "\(s.warmup) warm-up, \(s.train) train, \(s.eval) eval examples (\(s.dropped) left out: correction longer than max_length); "
+              + "initial model (\(s.parameters) parameters) in model/")
+        print("next: python \(output)/train_aligner.py   (see \(output)/README.md; accelerate and DeepSpeed commands there)")
+    }
+}
