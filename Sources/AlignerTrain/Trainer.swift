@@ -299,8 +299,13 @@ public final class Trainer {
             say("\(runDirectory.path) has already finished; nothing to resume")
             return done
         }
+        let (bytesBefore, callsBefore) = (group.bytesAllReduced, group.allReduceCalls)
         if group.isDistributed {
             say("data-parallel: \(group.size) processes (MPI), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
+            for (n, s) in [(1, recipe.stage1), (2, recipe.stage2)]
+            where (n == 2 || recipe.data.warmupPercent > 0) && s.batchTokens == 0 && s.batchSize % group.size != 0 {
+                say("note: stage \(n)'s batches of \(s.batchSize) rows do not split evenly over \(group.size) ranks (each takes a share of every batch); a multiple of \(group.size) keeps every rank busy")
+            }
         }
         let prepared = try group.agree { try prepare(resuming: latest != nil) }
         let model = try prepared.initialWeights.map { try LlamaModel(config: prepared.config, weights: $0) }
@@ -379,6 +384,11 @@ public final class Trainer {
                 for observer in observers { try observer.stepEnded(stats, run) }
             }
             run.state.stageDone = true
+        }
+        if group.isDistributed && run.stepsThisProcess > 0 {
+            let megabytes = Double(group.bytesAllReduced - bytesBefore) / 1e6
+            say(String(format: "data-parallel: each rank all-reduced %.1f MB in %d calls of float32 sums over %d steps (%.2f MB per step)",
+                       megabytes, group.allReduceCalls - callsBefore, run.stepsThisProcess, megabytes / Double(run.stepsThisProcess)))
         }
         return try finish(run, folder: folder, stages: stages, prepared: prepared)
     }

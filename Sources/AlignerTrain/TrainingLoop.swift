@@ -114,10 +114,10 @@ public struct TrainingLoop {
         if group.isDistributed {
             // Sums over the processes: every trainable gradient (zeros where this process had no rows), then the loss
             // sum, the token counts and the stop requests.
-            for p in model.orderedTrainable {
+            try group.allReduceSum(model.orderedTrainable.map { p in
                 let g = p.gradOrZeros()
-                try group.allReduceSum(g.data, count: g.count)
-            }
+                return (g.data, g.count)
+            })
             var totals = [lossSum, Double(counted), Double(tokens), stopRequested ? 1 : 0]
             try group.allReduceSum(&totals)
             lossSum = totals[0]
