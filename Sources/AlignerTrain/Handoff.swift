@@ -31,11 +31,17 @@ public struct TRLHandoff {
 
     public func write(say: @escaping (String) -> Void = { print($0) }) throws -> Summary {
         let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: directory.path, isDirectory: &isDirectory) && !isDirectory.boolValue {
+            throw RecipeError(key: "", message: "\(directory.path) is a file, not a folder; name a new or empty folder for the hand-off")
+        }
         if let names = try? fm.contentsOfDirectory(atPath: directory.path), !names.isEmpty,
            !names.contains(Self.manifestName) {
             throw RecipeError(key: "", message: "\(directory.path) is not empty and holds no earlier hand-off (\(Self.manifestName)); choose an empty or new folder")
         }
-        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw StoreError(file: directory.path, message: "cannot create the hand-off folder: \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+        }
         let trainer = Trainer(recipe: recipe, runDirectory: directory, isTerminal: false)
         trainer.group = .single
         trainer.progress = ProgressPrinter(every: 0, isTerminal: false)

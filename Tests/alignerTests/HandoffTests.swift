@@ -49,5 +49,10 @@ final class HandoffTests: CLITestCase {
         try run(["handoff", "recipes/smoke.toml", "--to", "trl", out.path, "--set", "data.limit=60", "--set", "data.eval_count=10"])
         XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", dir.path], expect: 64).contains("holds no earlier hand-off"))
         XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "axolotl", out.path], expect: 64).contains("--to must be trl"))
+        let file = dir.appendingPathComponent("a-file")
+        try Data("x".utf8).write(to: file)
+        XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", file.path], expect: 64).contains("is a file, not a folder"))
+        XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", "/proc/alignerkit-handoff"], expect: 74)
+            .contains("cannot create the hand-off folder"))
     }
 }
