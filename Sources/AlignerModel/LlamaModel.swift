@@ -184,8 +184,24 @@ public final class LlamaModel {
         }
     }
 
+    /// The final normalised hidden states (B, T, C) for `ids` (B·T): what the language-model head reads, and what other
+    /// heads (a reward model's score) read instead. Checked like `forward`.
+    public func hiddenStates(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil) throws -> Tensor {
+        try validateInput(ids: ids, batch: batch, time: time)
+        if let attentionMask, attentionMask.count != ids.count {
+            throw ModelInputError(field: "attention_mask", message: "\(attentionMask.count) entries for \(ids.count) ids")
+        }
+        return uncheckedHidden(ids: ids, batch: batch, time: time, attentionMask: attentionMask, positions: nil)
+    }
+
     /// `forward` without input checks, for callers that validated already.
     func unchecked(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]?, positions: [Int]?) -> Tensor {
+        uncheckedHidden(ids: ids, batch: batch, time: time, attentionMask: attentionMask, positions: positions)
+            .matmul(head, transposeOther: true)  // (B, T, V)
+    }
+
+    /// `hiddenStates` without input checks: (B, T, C).
+    func uncheckedHidden(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]?, positions: [Int]?) -> Tensor {
         let pos = positions ?? Array(0..<time)
         let mask = attentionMask.flatMap { $0.allSatisfy { $0 } ? nil : $0 }
         // As Hugging Face's nn.Embedding(padding_idx=pad_token_id): the pad row receives no gradient.
@@ -200,7 +216,7 @@ public final class LlamaModel {
                 x = blockForward(block, x, batch: batch, time: time, positions: pos, mask: mask)
             }
         }
-        return finalNormed(x).matmul(head, transposeOther: true)  // (B, T, V)
+        return finalNormed(x)  // (B, T, C)
     }
 
     /// Every tensor a block's forward reads: its weights, biases and norms, and their adapters.

@@ -273,6 +273,12 @@ enum SiLUKernel: UnaryKernel {
         return g * s * (1 + x * (1 - s))
     }
 }
+/// log σ(x) = min(x, 0) − log(1 + e^−|x|), finite for any x (the Bradley-Terry loss is −log σ(r_better − r_worse)).
+enum LogSigmoidKernel: UnaryKernel {
+    @inline(__always) static func forward(_ x: Vec8) -> Vec8 { lanes(x) { min($0, 0) - Foundation.log1p(Foundation.exp(-abs($0))) } }
+    /// d/dx log σ(x) = σ(−x).
+    @inline(__always) static func backward(x: Vec8, y: Vec8, g: Vec8) -> Vec8 { g * vsigmoid(-x) }
+}
 /// GELU, tanh approximation: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))).
 enum GELUTanhKernel: UnaryKernel {
     static let c: Float = 0.797_884_560_802_865_4  // √(2/π)
@@ -357,6 +363,8 @@ extension Tensor {
     public func reciprocal() -> Tensor { unary(ReciprocalKernel.self, "reciprocal") }
     /// x · sigmoid(x).
     public func silu() -> Tensor { unary(SiLUKernel.self, "silu") }
+    /// log sigmoid(x), stable for large |x| (PyTorch's `F.logsigmoid`).
+    public func logSigmoid() -> Tensor { unary(LogSigmoidKernel.self, "log_sigmoid") }
     public func gelu(approximate: GELUApproximation = .none) -> Tensor {
         approximate == .tanh ? unary(GELUTanhKernel.self, "gelu_tanh") : unary(GELUErfKernel.self, "gelu")
     }

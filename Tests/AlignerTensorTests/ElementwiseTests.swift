@@ -68,6 +68,14 @@ final class ElementwiseTests: XCTestCase {
         check.check("square", inputs: [a], op: { $0[0].square() }, reference: { $0[0].map { $0 * $0 } })
         check.check("reciprocal", inputs: [positive], op: { $0[0].reciprocal() }, reference: { $0[0].map { 1 / $0 } })
         check.check("silu", inputs: [a], op: { $0[0].silu() }, reference: { $0[0].map { $0 / (1 + Foundation.exp(-$0)) } })
+        let wide = Tensor.randomUniform([4, 5], low: -30, high: 30, generator: &g, requiresGrad: true)
+        for x in [a, wide] {
+            check.check("log_sigmoid", inputs: [x], op: { $0[0].logSigmoid() }, reference: { $0[0].map { -Foundation.log1p(Foundation.exp(-$0)) } })
+        }
+        // Far out it stays finite: log σ(−100) = −100, log σ(100) ≈ −3.7e-44.
+        let far = Tensor([-100, 100], shape: [2]).logSigmoid().scalars
+        XCTAssertEqual(far[0], -100, accuracy: 1e-5)
+        XCTAssertEqual(far[1], 0, accuracy: 1e-30)
         check.check("gelu tanh", inputs: [a], op: { $0[0].gelu(approximate: .tanh) }) { x in
             x[0].map { v in 0.5 * v * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (v + 0.044715 * v * v * v))) }
         }
