@@ -1,0 +1,40 @@
+import AlignerData
+import AlignerModel
+import AlignerSafetensors
+import AlignerTensor
+import AlignerTokenizers
+import Foundation
+
+/// Reward models as Hugging Face folders in the sequence-classification layout that transformers'
+/// `AutoModelForSequenceClassification` loads: `config.json` (architectures `<Family>ForSequenceClassification`,
+/// one label), `model.safetensors` (the decoder's weights without a language-model head, and `score.weight`), and
+/// the tokenizer files of an Aligner export.
+public enum RewardExport {
+    /// Writes `model` into `directory` (new, empty, or an earlier export, replaced whole).
+    public static func export(_ model: RewardModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate,
+                              to directory: URL) throws {
+        try HuggingFaceExport.replaceFolder(directory, marker: "config.json", kind: "a model folder") { dir in
+            guard var config = try JSONSerialization.jsonObject(with: model.config.jsonData()) as? [String: Any] else {
+                throw StoreError(file: dir.path, message: "the model's configuration does not encode as a JSON object")
+            }
+            config["architectures"] = [model.config.family.architecture.replacingOccurrences(of: "ForCausalLM", with: "ForSequenceClassification")]
+            config["id2label"] = ["0": "LABEL_0"]
+            config["label2id"] = ["LABEL_0": 0]
+            try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+                .write(to: dir.appendingPathComponent("config.json"), options: .atomic)
+            try SafetensorsWriter.write(model.parameters, metadata: ["format": "pt"], to: dir.appendingPathComponent("model.safetensors"))
+            let bundle = AlignerBundle(model: model.decoder, tokenizer: tokenizer, specialTokens: specialTokens, template: template,
+                                       source: directory, recipe: nil)
+            try HuggingFaceExport.writeTokenizer(bundle, to: dir)
+        }
+    }
+
+    /// A reward model folder (an export, or one transformers wrote): the model, its tokenizer and special tokens.
+    public static func load(path: String) throws -> (model: RewardModel, tokenizer: Tokenizer, specialTokens: SpecialTokens) {
+        let folder = try HuggingFaceDirectory(path: path)
+        guard folder.weights[RewardModel.scoreName] != nil else {
+            throw WeightError(name: path, message: "is not a reward model (no \(RewardModel.scoreName); a language model's folder?)")
+        }
+        return (try RewardModel(config: folder.config, weights: folder.weights), folder.tokenizer, folder.specialTokens)
+    }
+}
