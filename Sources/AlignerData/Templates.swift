@@ -19,6 +19,22 @@ public struct PromptTemplate: Sendable, Equatable {
         self.text = text
     }
 
+    /// The conversation wrapper of the built-in templates (`templates.json`'s "wrapper", with `{input}`), in which a
+    /// reward model reads a question: "BEGINNING OF CONVERSATION: USER: {input} ASSISTANT:" — the response follows.
+    public static let conversationWrapper: String = {
+        guard let url = Bundle.module.url(forResource: "templates", withExtension: "json"),
+              let data = try? Data(contentsOf: url),
+              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let wrapper = root["wrapper"] as? String
+        else { fatalError("AlignerData: the templates.json resource is missing or malformed") }
+        return wrapper
+    }()
+
+    /// A question in the conversation wrapper (braces in the question are left alone).
+    public static func conversation(question: String) -> String {
+        fill(conversationWrapper.replacingOccurrences(of: "{input}", with: "{question}"), question: question, answer: "")
+    }
+
     /// The built-in templates by name.
     public static let builtIn: [String: PromptTemplate] = {
         guard let url = Bundle.module.url(forResource: "templates", withExtension: "json"),

@@ -1,0 +1,133 @@
+import AlignerData
+import AlignerModel
+import AlignerOptim
+import AlignerTensor
+import Foundation
+
+/// A reward model's quality on preference pairs: how often it scores the better response higher (pairwise accuracy;
+/// a random judge scores 0.5), the mean margin r_better − r_worse, and the Bradley-Terry loss.
+public struct RewardEvaluation: Codable, Equatable, Sendable {
+    public var pairs: Int
+    public var accuracy: Double
+    public var meanMargin: Double
+    public var loss: Double
+
+    /// Scores `pairs` in batches of `batchSize` pairs (no gradients). Ties count as half right.
+    public static func evaluate(_ model: RewardModel, _ pairs: [PreferencePair], batchSize: Int) throws -> RewardEvaluation {
+        guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        guard let pad = model.config.padTokenId else { throw SettingError(setting: "pad_token_id", message: "the reward model has none") }
+        var right = 0.0, margin = 0.0, loss = 0.0
+        for start in stride(from: 0, to: pairs.count, by: batchSize) {
+            let part = Array(pairs[start..<min(pairs.count, start + batchSize)])
+            let b = RewardExampleBuilder.batch(part, padId: pad)
+            let s = try withNoGrad { try model.scores(ids: b.ids, batch: b.batch, time: b.time) }.scalars
+            for i in 0..<part.count {
+                let d = Double(s[i]) - Double(s[part.count + i])
+                right += d > 0 ? 1 : d == 0 ? 0.5 : 0
+                margin += d
+                loss += d >= 0 ? Foundation.log1p(Foundation.exp(-d)) : -d + Foundation.log1p(Foundation.exp(d))
+            }
+        }
+        let n = Double(max(pairs.count, 1))
+        return RewardEvaluation(pairs: pairs.count, accuracy: right / n, meanMargin: margin / n, loss: loss / n)
+    }
+}
+
+/// What one reward-model step did.
+public struct RewardStepStats: Sendable {
+    public var step: Int
+    /// Mean Bradley-Terry loss over the step's pairs.
+    public var loss: Double
+    /// Pairwise accuracy on the step's pairs (before the update).
+    public var accuracy: Double
+    public var gradNorm: Double
+    public var learningRate: Double
+    public var isFinite: Bool { loss.isFinite && gradNorm.isFinite }
+}
+
+/// Bradley-Terry training of a reward model: `settings.batchSize` pairs per micro-batch, `grad_accum` micro-batches
+/// per step (the loss is the mean over all the step's pairs), clipping, AdamW on every parameter (decay on matrices)
+/// on the stage's schedule. Pairs are reshuffled each epoch from the seed.
+public struct RewardTrainingLoop {
+    public let model: RewardModel
+    public let settings: StageSettings
+    public let optimizer: AdamW
+    public let schedule: LearningRateSchedule
+    public let totalSteps: Int
+    public let pairs: [PreferencePair]
+    public let seed: UInt64
+    /// Steps done.
+    public internal(set) var step = 0
+    /// Where the pair stream stands (epoch, pairs taken in it).
+    public internal(set) var position = BatchPosition()
+
+    public init(model: RewardModel, pairs: [PreferencePair], settings: StageSettings, seed: UInt64) throws {
+        guard !pairs.isEmpty else { throw SettingError(setting: "data", message: "no preference pairs to train on") }
+        guard settings.batchSize >= 1, settings.gradAccum >= 1 else {
+            throw SettingError(setting: "batch_size", message: "batch_size and grad_accum must be at least 1")
+        }
+        self.model = model
+        self.pairs = pairs
+        self.settings = settings
+        self.seed = seed
+        let perEpoch = (pairs.count + settings.batchSize - 1) / settings.batchSize
+        totalSteps = settings.steps > 0 ? settings.steps : max(1, Int((settings.epochs * Double(perEpoch) / Double(settings.gradAccum)).rounded(.up)))
+        let warmup = settings.warmupSteps > 0 ? settings.warmupSteps : LearningRateSchedule.warmupSteps(ratio: settings.warmupRatio, totalSteps: totalSteps)
+        schedule = settings.schedule == "constant"
+            ? .constant(warmupSteps: warmup) : .cosine(warmupSteps: warmup, totalSteps: totalSteps, minRatio: settings.minLRRatio)
+        optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: Float(settings.weightDecay)),
+                          beta1: Float(settings.beta1), beta2: Float(settings.beta2), eps: Float(settings.eps))
+    }
+
+    /// The order of the pairs in `epoch`.
+    func order(epoch: Int) -> [Int] {
+        var rng = SeededGenerator(seed: seed ^ (0xA5A5_5A5A_0F0F_F0F0 &* UInt64(epoch + 1)))
+        return seededShuffle(Array(pairs.indices), &rng)
+    }
+
+    mutating func nextPairs() -> [PreferencePair] {
+        var out: [PreferencePair] = []
+        var order = self.order(epoch: position.epoch)
+        while out.count < settings.batchSize {
+            if position.cursor >= order.count {
+                if !out.isEmpty { break }  // an epoch's last, shorter batch
+                position = BatchPosition(epoch: position.epoch + 1, cursor: 0)
+                order = self.order(epoch: position.epoch)
+            }
+            out.append(pairs[order[position.cursor]])
+            position.cursor += 1
+        }
+        return out
+    }
+
+    /// One optimiser step; a non-finite loss or gradient leaves the weights unchanged and the step uncounted.
+    public mutating func takeStep() throws -> RewardStepStats {
+        guard let pad = model.config.padTokenId else { throw SettingError(setting: "pad_token_id", message: "the reward model has none") }
+        let micro = (0..<settings.gradAccum).map { _ in nextPairs() }
+        let total = Double(micro.reduce(0) { $0 + $1.count })
+        var lossSum = 0.0, right = 0.0
+        for part in micro {
+            let b = RewardExampleBuilder.batch(part, padId: pad)
+            let s = try model.scores(ids: b.ids, batch: b.batch, time: b.time)  // (2P)
+            let p = part.count
+            let loss = RewardModel.pairwiseLoss(better: s.slice(axis: 0, 0..<p), worse: s.slice(axis: 0, p..<(2 * p))) * Float(Double(p) / total)
+            loss.backward()
+            lossSum += Double(loss.item)
+            let v = s.scalars
+            for i in 0..<p { right += v[i] > v[p + i] ? 1 : v[i] == v[p + i] ? 0.5 : 0 }
+        }
+        let names = model.parameterNames, params = model.parameters
+        let ordered = names.map { params[$0]! }
+        let norm = Double(clipGradientNorm(ordered, maxNorm: settings.clip > 0 ? Float(settings.clip) : .infinity))
+        let lr = schedule.rate(at: step, base: Float(settings.lr))
+        var stats = RewardStepStats(step: step + 1, loss: lossSum, accuracy: right / total, gradNorm: norm, learningRate: Double(lr))
+        defer { for p in ordered { p.releaseGrad() } }
+        guard stats.isFinite else {
+            stats.step = step
+            return stats
+        }
+        optimizer.update(params, lr: lr)
+        step += 1
+        return stats
+    }
+}
