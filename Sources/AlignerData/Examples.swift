@@ -96,23 +96,25 @@ public struct ExampleBuilder: Sendable {
     /// An example with its texts: the prompt as `promptText` (the question and answer shortened as in the example) and
     /// the correction; nil when the correction alone does not fit.
     public func buildWithText(_ r: QACRecord) -> (example: Example, prompt: String)? {
-        let target = tokenizer.encode(r.correction) + [eosId]
-        guard let fit = fittingPrompt(question: r.question, answer: r.answer, budget: maxLength - target.count) else { return nil }
-        return (Example(ids: fit.ids + target, labels: [Int](repeating: -100, count: fit.ids.count) + target),
-                promptText(question: fit.question, answer: fit.answer))
+        fitted(r).map { ($0.example, promptText(question: $0.fit.question, answer: $0.fit.answer)) }
     }
 
     /// The example of a record, shortening the answer inside the prompt first, then the question, never the
     /// correction; nil when the correction alone does not fit. `report` counts what happened.
     public func build(_ r: QACRecord, report: inout Report) -> Example? {
-        let target = tokenizer.encode(r.correction) + [eosId]
-        guard let (prompt, shortenedAnswer, shortenedQuestion, _, _) = fittingPrompt(question: r.question, answer: r.answer,
-                                                                               budget: maxLength - target.count)
-        else { report.dropped += 1; return nil }
+        guard let (example, fit) = fitted(r) else { report.dropped += 1; return nil }
         report.built += 1
-        if shortenedAnswer { report.answerShortened += 1 }
-        if shortenedQuestion { report.questionShortened += 1 }
-        return Example(ids: prompt + target, labels: [Int](repeating: -100, count: prompt.count) + target)
+        if fit.answerShortened { report.answerShortened += 1 }
+        if fit.questionShortened { report.questionShortened += 1 }
+        return example
+    }
+
+    /// The example of a record and how its prompt was fitted (nil when the correction alone does not fit).
+    private func fitted(_ r: QACRecord)
+        -> (example: Example, fit: (ids: [Int], answerShortened: Bool, questionShortened: Bool, question: String, answer: String))? {
+        let target = tokenizer.encode(r.correction) + [eosId]
+        guard let fit = fittingPrompt(question: r.question, answer: r.answer, budget: maxLength - target.count) else { return nil }
+        return (Example(ids: fit.ids + target, labels: [Int](repeating: -100, count: fit.ids.count) + target), fit)
     }
 
     /// Examples of all records, in order, with the report.

@@ -19,16 +19,19 @@ public struct PromptTemplate: Sendable, Equatable {
         self.text = text
     }
 
-    /// The conversation wrapper of the built-in templates (`templates.json`'s "wrapper", with `{input}`), in which a
-    /// reward model reads a question: "BEGINNING OF CONVERSATION: USER: {input} ASSISTANT:" — the response follows.
-    public static let conversationWrapper: String = {
+    /// `templates.json`: the conversation wrapper (with `{input}`) and the built-in inputs by name.
+    static let resource: (wrapper: String, inputs: [String: String]) = {
         guard let url = Bundle.module.url(forResource: "templates", withExtension: "json"),
               let data = try? Data(contentsOf: url),
               let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let wrapper = root["wrapper"] as? String
+              let wrapper = root["wrapper"] as? String, let inputs = root["inputs"] as? [String: String]
         else { fatalError("AlignerData: the templates.json resource is missing or malformed") }
-        return wrapper
+        return (wrapper, inputs)
     }()
+
+    /// The conversation wrapper of the built-in templates, in which a reward model reads a question: "BEGINNING OF
+    /// CONVERSATION: USER: {input} ASSISTANT:" — the response follows.
+    public static var conversationWrapper: String { resource.wrapper }
 
     /// A question in the conversation wrapper (braces in the question are left alone).
     public static func conversation(question: String) -> String {
@@ -37,11 +40,7 @@ public struct PromptTemplate: Sendable, Equatable {
 
     /// The built-in templates by name.
     public static let builtIn: [String: PromptTemplate] = {
-        guard let url = Bundle.module.url(forResource: "templates", withExtension: "json"),
-              let data = try? Data(contentsOf: url),
-              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let wrapper = root["wrapper"] as? String, let inputs = root["inputs"] as? [String: String]
-        else { fatalError("AlignerData: the templates.json resource is missing or malformed") }
+        let (wrapper, inputs) = resource
         var out: [String: PromptTemplate] = [:]
         for (name, input) in inputs {
             var t = try! PromptTemplate(name: name, text: wrapper.replacingOccurrences(of: "{input}", with: input))

@@ -121,9 +121,7 @@ public struct TRLHandoff {
     /// The `SFTConfig` arguments of a stage (in key order), as the recipe trains it.
     func sftConfig(stage: Int, settings s: StageSettings, examples: Int) -> [(String, Any)] {
         let batch = s.batchTokens > 0 ? max(1, s.batchTokens / recipe.data.maxLength) : s.batchSize
-        let perEpoch = (examples + batch - 1) / batch
-        let total = s.steps > 0 ? s.steps : max(1, Int((s.epochs * Double(perEpoch) / Double(s.gradAccum)).rounded(.up)))
-        let warmup = s.warmupSteps > 0 ? s.warmupSteps : Int((s.warmupRatio * Double(total)).rounded(.up))
+        let warmup = s.warmupSteps(totalSteps: s.totalSteps(batchesPerEpoch: (examples + batch - 1) / batch))
         var c: [(String, Any)] = [
             ("output_dir", "trl-output/stage\(stage)"),
             ("seed", recipe.seed),

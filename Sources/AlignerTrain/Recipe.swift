@@ -1,5 +1,6 @@
 import AlignerData
 import AlignerModel
+import AlignerOptim
 import AlignerTensor
 import Foundation
 
@@ -42,6 +43,23 @@ public struct StageSettings: Equatable, Sendable {
     /// "full" trains every weight; "lora" trains low-rank adapters (the `lora` section) on a frozen model. When both
     /// stages use LoRA, stage 2 continues stage 1's adapters; a full stage after a LoRA stage first merges them.
     public var finetune = "full"
+
+    /// Optimiser steps of the stage over `batchesPerEpoch` micro-batches: `steps` when set, else `epochs` passes.
+    public func totalSteps(batchesPerEpoch: Int) -> Int {
+        steps > 0 ? steps : max(1, Int((epochs * Double(batchesPerEpoch) / Double(gradAccum)).rounded(.up)))
+    }
+
+    /// Linear warm-up steps: `warmupSteps` when set, else `warmupRatio` of `totalSteps` (rounded up).
+    public func warmupSteps(totalSteps: Int) -> Int {
+        warmupSteps > 0 ? warmupSteps : LearningRateSchedule.warmupSteps(ratio: warmupRatio, totalSteps: totalSteps)
+    }
+
+    /// The learning-rate schedule of a stage of `totalSteps` steps: constant or cosine (to `minLRRatio`) after the
+    /// linear warm-up.
+    public func learningRateSchedule(totalSteps: Int) -> LearningRateSchedule {
+        let warmup = warmupSteps(totalSteps: totalSteps)
+        return schedule == "constant" ? .constant(warmupSteps: warmup) : .cosine(warmupSteps: warmup, totalSteps: totalSteps, minRatio: minLRRatio)
+    }
 }
 
 /// A training run's description: data, tokenizer, model, the two stages, logging and checkpoints.

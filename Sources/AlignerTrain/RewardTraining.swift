@@ -70,11 +70,8 @@ public struct RewardTrainingLoop {
         self.pairs = pairs
         self.settings = settings
         self.seed = seed
-        let perEpoch = (pairs.count + settings.batchSize - 1) / settings.batchSize
-        totalSteps = settings.steps > 0 ? settings.steps : max(1, Int((settings.epochs * Double(perEpoch) / Double(settings.gradAccum)).rounded(.up)))
-        let warmup = settings.warmupSteps > 0 ? settings.warmupSteps : LearningRateSchedule.warmupSteps(ratio: settings.warmupRatio, totalSteps: totalSteps)
-        schedule = settings.schedule == "constant"
-            ? .constant(warmupSteps: warmup) : .cosine(warmupSteps: warmup, totalSteps: totalSteps, minRatio: settings.minLRRatio)
+        totalSteps = settings.totalSteps(batchesPerEpoch: (pairs.count + settings.batchSize - 1) / settings.batchSize)
+        schedule = settings.learningRateSchedule(totalSteps: totalSteps)
         optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: Float(settings.weightDecay)),
                           beta1: Float(settings.beta1), beta2: Float(settings.beta2), eps: Float(settings.eps))
     }

@@ -59,9 +59,8 @@ public struct TrainingLoop {
         self.model = model
         self.batches = batches
         totalSteps = Self.totalSteps(settings, batches)
-        warmupSteps = settings.warmupSteps > 0 ? settings.warmupSteps : LearningRateSchedule.warmupSteps(ratio: settings.warmupRatio, totalSteps: totalSteps)
-        schedule = settings.schedule == "constant"
-            ? .constant(warmupSteps: warmupSteps) : .cosine(warmupSteps: warmupSteps, totalSteps: totalSteps, minRatio: settings.minLRRatio)
+        warmupSteps = settings.warmupSteps(totalSteps: totalSteps)
+        schedule = settings.learningRateSchedule(totalSteps: totalSteps)
         optimizer = AdamW(groups: ParameterGroup.standard(model.trainableParameters, order: model.trainableNames, weightDecay: Float(settings.weightDecay)),
                           beta1: Float(settings.beta1), beta2: Float(settings.beta2), eps: Float(settings.eps))
         step = 0
@@ -69,7 +68,7 @@ public struct TrainingLoop {
 
     /// Steps a stage takes: `steps` when set, else `epochs` passes over the batches.
     public static func totalSteps(_ s: StageSettings, _ stream: BatchStream) -> Int {
-        s.steps > 0 ? s.steps : max(1, Int((s.epochs * Double(stream.batchesPerEpoch) / Double(s.gradAccum)).rounded(.up)))
+        s.totalSteps(batchesPerEpoch: stream.batchesPerEpoch)
     }
 
     /// Continues a stopped stage: optimiser state, step and batch position from a checkpoint.
@@ -110,11 +109,12 @@ public struct TrainingLoop {
             counted += b.countedTokens
             tokens += b.mask.reduce(0) { $0 + ($1 ? 1 : 0) }
         }
+        let params = model.orderedTrainable
         var stopRequested = Interrupt.isRequested
         if group.isDistributed {
             // Sums over the processes: every trainable gradient (zeros where this process had no rows), then the loss
             // sum, the token counts and the stop requests.
-            try group.allReduceSum(model.orderedTrainable.map { p in
+            try group.allReduceSum(params.map { p in
                 let g = p.gradOrZeros()
                 return (g.data, g.count)
             })
@@ -125,7 +125,6 @@ public struct TrainingLoop {
             tokens = Int(totals[2])
             stopRequested = totals[3] > 0
         }
-        let params = model.orderedTrainable
         scaleGradients(params, by: 1 / Float(max(counted, 1)))
         let norm = Double(clipGradientNorm(params, maxNorm: settings.clip > 0 ? Float(settings.clip) : .infinity))
         let lr = schedule.rate(at: step, base: Float(settings.lr))
