@@ -98,6 +98,7 @@ struct HandoffCommand: ParsableCommand {
 
     func validate() throws {
         guard target == "trl" else { throw ValidationError("--to must be trl (Hugging Face TRL), got '\(target)'") }
+        guard !output.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("the output folder is an empty path; name a new or empty folder") }
     }
 
     func run() throws {

@@ -49,6 +49,7 @@ final class HandoffTests: CLITestCase {
         try run(["handoff", "recipes/smoke.toml", "--to", "trl", out.path, "--set", "data.limit=60", "--set", "data.eval_count=10"])
         XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", dir.path], expect: 64).contains("holds no earlier hand-off"))
         XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "axolotl", out.path], expect: 64).contains("--to must be trl"))
+        XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", ""], expect: 64).contains("empty path"))
         let file = dir.appendingPathComponent("a-file")
         try Data("x".utf8).write(to: file)
         XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", file.path], expect: 64).contains("is a file, not a folder"))
