@@ -15,16 +15,22 @@ public struct PreferencePair: Sendable, Equatable {
     }
 }
 
-/// Reward-model inputs: the question in the conversation wrapper (`PromptTemplate.conversation`), the response right
-/// after it (as an Aligner's correction follows its prompt), then EOS; the prompt prefix (BOS) in front as for
+/// Reward-model inputs: the question in a question template (by default the conversation wrapper,
+/// `PromptTemplate.conversation`), the response right after it (as an Aligner's correction follows its prompt), then EOS; the prompt prefix (BOS) in front as for
 /// Aligner examples. Too long: the question is shortened first, then the end of the response (EOS kept).
 public struct RewardExampleBuilder {
     public let tokenizer: Tokenizer
     public let maxLength: Int
     public let eosId: Int
+    /// "conversation" or a text with a {question} placeholder (`PromptTemplate.question(_:in:)`).
+    public let template: String
     let promptPrefix: [Int]
 
-    public init(tokenizer: Tokenizer, specialTokens: SpecialTokens, maxLength: Int) throws {
+    public init(tokenizer: Tokenizer, specialTokens: SpecialTokens, maxLength: Int, template: String = "conversation") throws {
+        guard template == "conversation" || template.contains("{question}") else {
+            throw SettingError(setting: "reward.template", message: "must be \"conversation\" or a text with a {question} placeholder")
+        }
+        self.template = template
         guard maxLength >= 8 else { throw SettingError(setting: "data.max_length", message: "must be at least 8 for reward examples, got \(maxLength)") }
         guard let eos = specialTokens.eos, let eosId = tokenizer.id(of: eos) else {
             throw SettingError(setting: "tokenizer.eos", message: "the tokenizer has no EOS token (name one, e.g. </s>)")
@@ -36,7 +42,7 @@ public struct RewardExampleBuilder {
         promptPrefix = tokenizer.hasPostProcessor ? tokenizer.prefixIds : (bos.map { [$0] } ?? [])
     }
 
-    func promptIds(_ question: String) -> [Int] { promptPrefix + tokenizer.encode(PromptTemplate.conversation(question: question)) }
+    func promptIds(_ question: String) -> [Int] { promptPrefix + tokenizer.encode(PromptTemplate.question(question, in: template)) }
 
     /// The ids of `question` answered by `response` within `maxLength`.
     public func sequence(question: String, response: String) -> [Int] {

@@ -50,8 +50,12 @@ public struct QACRecord: Hashable, Sendable {
     }
 
     /// The record as a JSON object with the given field names (one JSON Lines line).
-    public func jsonLine(_ fields: FieldNames = FieldNames()) -> String {
-        let object = [fields.question: question, fields.answer: answer, fields.correction: correction]
+    /// The record as one JSON line in `fields`' names, with `extra` fields (numbers, strings) after them.
+    public func jsonLine(_ fields: FieldNames = FieldNames(), extra: [String: Any] = [:]) -> String {
+        var object: [String: Any] = extra
+        object[fields.question] = question
+        object[fields.answer] = answer
+        object[fields.correction] = correction
         let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
@@ -216,9 +220,11 @@ public enum RecordReader {
     }
 
     /// Writes records as JSON Lines (gzip when the path ends in `.gz`), atomically.
-    public static func write(_ records: [QACRecord], to path: String, fields: FieldNames = FieldNames()) throws {
+    /// Writes `records` as JSON Lines (gzip for a .gz path); `extras[i]` adds fields to record i's line.
+    public static func write(_ records: [QACRecord], to path: String, fields: FieldNames = FieldNames(), extras: [[String: Any]]? = nil) throws {
+        precondition(extras == nil || extras!.count == records.count, "RecordReader.write: one extra object per record")
         let w = try LineWriter(path: path)
-        for r in records { try w.write(line: r.jsonLine(fields)) }
+        for (i, r) in records.enumerated() { try w.write(line: r.jsonLine(fields, extra: extras?[i] ?? [:])) }
         try w.close()
     }
 }

@@ -35,7 +35,15 @@ public struct PromptTemplate: Sendable, Equatable {
 
     /// A question in the conversation wrapper (braces in the question are left alone).
     public static func conversation(question: String) -> String {
-        fill(conversationWrapper.replacingOccurrences(of: "{input}", with: "{question}"), question: question, answer: "")
+        fill(conversationQuestionTemplate, question: question, answer: "")
+    }
+
+    /// The conversation wrapper with a {question} placeholder: "BEGINNING OF CONVERSATION: USER: {question} ASSISTANT:".
+    public static var conversationQuestionTemplate: String { conversationWrapper.replacingOccurrences(of: "{input}", with: "{question}") }
+
+    /// `template` ("conversation" for the wrapper, else a text with {question}) filled with `question` in one pass.
+    public static func question(_ question: String, in template: String) -> String {
+        fill(template == "conversation" ? conversationQuestionTemplate : template, question: question, answer: "")
     }
 
     /// The built-in templates by name.

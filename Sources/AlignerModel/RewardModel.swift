@@ -49,6 +49,15 @@ public final class RewardModel {
         score.name = Self.scoreName
     }
 
+    /// A reward model on a pretrained decoder (`decoderWeights` in Hugging Face's names, e.g. a base language model's)
+    /// with a new head drawn from `seed` as `init(config:seed:)` draws it.
+    public convenience init(config: LlamaConfig, decoderWeights: [String: Tensor], seed: UInt64) throws {
+        var weights = decoderWeights
+        var g = SeededGenerator(seed: seed ^ 0x5C0E_5C0E)
+        weights[Self.scoreName] = Tensor.randomNormal([1, config.hiddenSize], std: Float(config.initializerRange), generator: &g)
+        try self.init(config: config, weights: weights)
+    }
+
     static func check(_ config: LlamaConfig) throws {
         try config.validate()
         guard config.padTokenId != nil else {
@@ -69,6 +78,18 @@ public final class RewardModel {
     public var parameterNames: [String] {
         decoder.parameterNames.filter { config.tieWordEmbeddings || $0 != "lm_head.weight" } + [Self.scoreName]
     }
+
+    /// What training updates: the decoder's adapters and the head when the decoder has LoRA adapters, else every
+    /// parameter.
+    public var trainableParameters: [String: Tensor] {
+        guard decoder.lora != nil else { return parameters }
+        var p = decoder.adapters
+        p[Self.scoreName] = score
+        return p
+    }
+
+    /// `trainableParameters`' names in order.
+    public var trainableNames: [String] { decoder.lora != nil ? decoder.trainableNames + [Self.scoreName] : parameterNames }
 
     /// The rows (one per sequence) whose hidden state is scored: the rightmost token that is not the pad token.
     public func lastTokens(ids: [Int], batch: Int, time: Int) -> [Int] {

@@ -60,6 +60,28 @@ public struct CheckpointStore {
     /// atomically, and is not counted among the newest.
     public func save(model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
                      extraFiles: [(String, Data)] = [], base: BaseReference? = nil, keep: Int, as name: String? = nil) throws -> URL {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        var weights: [(String, Data)] = []
+        if let base, model.lora != nil {
+            weights.append((BaseReference.file, try encoder.encode(base)))
+        } else {
+            weights.append(("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])))
+        }
+        if model.lora != nil { weights += try PEFTAdapter.files(of: model, base: base?.path) }
+        let files: [(String, Data)] = weights + [
+            ("optimizer.safetensors", try SafetensorsWriter.encode(optimizer.stateDict().tensors)),
+            ("trainer_state.json", try encoder.encode(state)),
+            ("config.json", try model.config.jsonData()),
+            ("recipe.json", try recipe.jsonData()),
+            ("tokenizer.json", tokenizerJSON),
+        ] + extraFiles
+        return try save(files: files, state: state, keep: keep, as: name)
+    }
+
+    /// Writes `files` as one checkpoint atomically (with a manifest of sizes and checksums) and keeps only the newest
+    /// `keep`; named after `state` or, with `name`, under that name (replacing the previous one atomically).
+    public func save(files: [(String, Data)], state: TrainerState, keep: Int, as name: String? = nil) throws -> URL {
         let fm = FileManager.default
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
         let final = directory.appendingPathComponent(name ?? Self.folderName(state))
@@ -67,8 +89,7 @@ public struct CheckpointStore {
         try? fm.removeItem(at: tmp)
         try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
         do {
-            try write(into: tmp, final: final, model: model, optimizer: optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
-                      extraFiles: extraFiles, base: base)
+            try write(files, into: tmp, final: final)
         } catch {
             try? fm.removeItem(at: tmp)
             let previous = complete(verify: false).last.map { "the previous checkpoint \($0.lastPathComponent) is intact" } ?? "no earlier checkpoint exists"
@@ -81,27 +102,9 @@ public struct CheckpointStore {
         return final
     }
 
-    /// Writes the checkpoint's files into `tmp`, then renames it to `final`.
-    private func write(into tmp: URL, final: URL, model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe,
-                       tokenizerJSON: Data, extraFiles: [(String, Data)], base: BaseReference?) throws {
+    /// Writes `files` and their manifest into `tmp`, then renames it to `final`.
+    private func write(_ files: [(String, Data)], into tmp: URL, final: URL) throws {
         let fm = FileManager.default
-        let (optTensors, _) = optimizer.stateDict()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var weights: [(String, Data)] = []
-        if let base, model.lora != nil {
-            weights.append((BaseReference.file, try encoder.encode(base)))
-        } else {
-            weights.append(("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])))
-        }
-        if model.lora != nil { weights += try PEFTAdapter.files(of: model, base: base?.path) }
-        let files: [(String, Data)] = weights + [
-            ("optimizer.safetensors", try SafetensorsWriter.encode(optTensors)),
-            ("trainer_state.json", try encoder.encode(state)),
-            ("config.json", try model.config.jsonData()),
-            ("recipe.json", try recipe.jsonData()),
-            ("tokenizer.json", tokenizerJSON),
-        ] + extraFiles
         var manifest: [String: [String: Int]] = [:]
         for (name, data) in files {
             try StoreFiles.writeSynced(data, to: tmp.appendingPathComponent(name))
@@ -203,6 +206,11 @@ public struct CheckpointStore {
         } else {
             try assign(weightsURL, to: model)
         }
+        return try loadState(url)
+    }
+
+    /// A checkpoint's trainer state (checked to be in range) and optimiser state tensors.
+    public static func loadState(_ url: URL) throws -> (state: TrainerState, optimizer: [String: Tensor]) {
         let stateURL = url.appendingPathComponent("trainer_state.json")
         let state: TrainerState
         do { state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: stateURL)) } catch {

@@ -139,6 +139,8 @@ public struct EvalSummary: Codable, Sendable {
     public var nearCopyRate: Double?
     public var editDistanceToAnswer: Double?
     public var editDistanceToReference: Double?
+    /// A reward model's verdict on the generated corrections (`--judge`).
+    public var judge: JudgeSummary?
 
     public var table: String {
         var s = "| metric | value |\n|---|---:|\n"
@@ -151,13 +153,16 @@ public struct EvalSummary: Codable, Sendable {
             s += String(format: "| mean normalised edit distance to the answer | %.3f |\n", editDistanceToAnswer ?? .nan)
             s += String(format: "| mean normalised edit distance to the reference | %.3f |\n", editDistanceToReference ?? .nan)
         }
+        if let judge { s += judge.tableRows }
         return s
     }
 
     /// Loss and perplexity of the corrections of `records` under `aligner` (masked as in training) and, when
     /// `generate` > 0, generation metrics on the first `generate` records.
+    /// With `judge`, the generated corrections, their answers and references are scored by that reward model.
     public static func compute(_ aligner: AlignerBundle, records: [QACRecord], generate: Int, options: GenerationOptions,
-                               batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in },
+                               batchSize: Int, judge: RewardJudge? = nil, tieMargin: Double = JudgeSummary.defaultTieMargin,
+                               progress: (Int, Int, Int) -> Void = { _, _, _ in },
                                note: (String) -> Void = { _ in }) throws -> EvalSummary {
         guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
         guard generate >= 0 else { throw SettingError(setting: "generate", message: "must be 0 or more, got \(generate)") }
@@ -181,6 +186,10 @@ public struct EvalSummary: Codable, Sendable {
             summary.nearCopyRate = m.nearCopyRate
             summary.editDistanceToAnswer = m.editToAnswer
             summary.editDistanceToReference = m.editToReference
+            if let judge {
+                summary.judge = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs,
+                                                       references: subset.map(\.correction), tieMargin: tieMargin, batchSize: batchSize).summary
+            }
         }
         return summary
     }

@@ -18,10 +18,11 @@ public final class ProgressPrinter {
     }
 
     /// One progress update; on a terminal every step redraws the line, elsewhere every `every` steps print one.
+    /// `label` replaces "stage N" (e.g. "reward").
     public func update(stage: Int, step: Int, total: Int, loss: Double, lr: Double, gradNorm: Double,
-                                tokensPerSecond: Double, elapsed: Double, eta: Double) {
-        let text = String(format: "stage %d  step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  elapsed %@  eta %@",
-                          stage, step, total, loss, lr, gradNorm, tokensPerSecond, Self.duration(elapsed) as NSString,
+                       tokensPerSecond: Double, elapsed: Double, eta: Double, label: String? = nil) {
+        let text = String(format: "%@  step %d/%d  loss %.4f  lr %.2e  grad %.3f  %.0f tok/s  elapsed %@  eta %@",
+                          (label ?? "stage \(stage)") as NSString, step, total, loss, lr, gradNorm, tokensPerSecond, Self.duration(elapsed) as NSString,
                           Self.duration(eta) as NSString)
         if isTerminal {
             let pad = max(0, lastWidth - text.count)

@@ -44,6 +44,14 @@ public struct StageSettings: Equatable, Sendable {
     /// stages use LoRA, stage 2 continues stage 1's adapters; a full stage after a LoRA stage first merges them.
     public var finetune = "full"
 
+    public init() {}
+
+    init(epochs: Double, lr: Double, batchSize: Int) {
+        self.epochs = epochs
+        self.lr = lr
+        self.batchSize = batchSize
+    }
+
     /// Optimiser steps of the stage over `batchesPerEpoch` micro-batches: `steps` when set, else `epochs` passes.
     public func totalSteps(batchesPerEpoch: Int) -> Int {
         steps > 0 ? steps : max(1, Int((epochs * Double(batchesPerEpoch) / Double(gradAccum)).rounded(.up)))
@@ -167,6 +175,15 @@ public struct Recipe: Equatable, Sendable {
         public var seeds: [Int] = []
         /// Further recipe keys and their values, crossed with the warm-up proportions (and seeds).
         public var grid: [GridAxis] = []
+        /// A reward model (folder, or reward run) that judges each run's greedy corrections of the first
+        /// `judgeRecords` held-out records against their answers and references ("" = no judging).
+        public var judge = ""
+        public var judgeRecords = 128
+        /// Score differences up to this are ties.
+        public var judgeTieMargin = 0.05
+        /// How the best arm is chosen: "eval_loss" (lowest mean final eval loss) or "win_rate" (highest mean win
+        /// rate of correction over answer under `judge`).
+        public var bestBy = "eval_loss"
     }
 
     /// One varied key of a sweep grid: the key ("section.key") and its values as JSON text (numbers, strings,
@@ -194,6 +211,17 @@ public struct Recipe: Equatable, Sendable {
     public var train = TrainSection()
     public var lora = LoRASection()
     public var sweep = SweepSection()
+    /// `aligner reward train`: the reward model's one training stage (Bradley-Terry on preference pairs).
+    public var reward = RewardSection()
+
+    /// The `[reward]` section: the stage's settings (as a stage's keys; `batch_size` counts pairs) and how a
+    /// question is shown to the reward model.
+    public struct RewardSection: Equatable, Sendable {
+        public var stage = StageSettings(epochs: 1, lr: 1e-4, batchSize: 8)
+        /// "conversation" (the built-in wrapper "BEGINNING OF CONVERSATION: USER: {question} ASSISTANT:") or a text
+        /// with a {question} placeholder; the response follows it with no space.
+        public var template = "conversation"
+    }
 
     public init() {}
 }
@@ -319,7 +347,7 @@ extension Recipe {
                   "model.num_key_value_heads", "must divide model.num_attention_heads")
         try check(model.numHiddenLayers > 0, "model.num_hidden_layers", "must be positive")
         try check(model.intermediateSize > 0, "model.intermediate_size", "must be positive")
-        for (section, s) in [("stage1", stage1), ("stage2", stage2)] {
+        for (section, s) in [("stage1", stage1), ("stage2", stage2), ("reward", reward.stage)] {
             try check(s.lr > 0 && s.lr.isFinite, "\(section).lr", "must be positive, got \(s.lr)")
             try check(s.steps > 0 || s.epochs > 0, "\(section).epochs", "must be positive (or set steps)")
             try check(s.steps >= 0, "\(section).steps", "must not be negative")
@@ -344,6 +372,9 @@ extension Recipe {
             try check(s.eps > 0, "\(section).eps", "must be positive")
             try check(["full", "lora"].contains(s.finetune), "\(section).finetune", "must be \"full\" or \"lora\", got \"\(s.finetune)\"")
         }
+        try check(reward.stage.batchTokens == 0, "reward.batch_tokens", "is not supported for reward training: batches count pairs (reward.batch_size)")
+        try check(reward.template == "conversation" || reward.template.contains("{question}"), "reward.template",
+                  "must be \"conversation\" or a text with a {question} placeholder")
         do { try lora.config.validate() } catch let e as ModelInputError { throw RecipeError(key: e.field, message: e.message) }
         try check(train.evalEvery >= 0, "train.eval_every", "must not be negative")
         try check(train.logEvery > 0, "train.log_every", "must be positive")
@@ -362,6 +393,10 @@ extension Recipe {
         try check(data.splitSeed >= -1 && data.splitSeed <= Int(UInt32.max), "data.split_seed", "must be -1 (= seed) or within 0...\(UInt32.max), got \(data.splitSeed)")
         try check(sweep.seeds.allSatisfy { $0 >= 0 && $0 <= Int(UInt32.max) }, "sweep.seeds", "must be within 0...\(UInt32.max)")
         try check(Set(sweep.seeds).count == sweep.seeds.count, "sweep.seeds", "lists a seed twice")
+        try check(sweep.judgeRecords >= 1 && sweep.judgeRecords <= 100_000, "sweep.judge_records", "must be within 1...100000, got \(sweep.judgeRecords)")
+        try check(sweep.judgeTieMargin >= 0, "sweep.judge_tie_margin", "must not be negative, got \(sweep.judgeTieMargin)")
+        try check(["eval_loss", "win_rate"].contains(sweep.bestBy), "sweep.best_by", "must be \"eval_loss\" or \"win_rate\", got \"\(sweep.bestBy)\"")
+        try check(sweep.bestBy == "eval_loss" || !sweep.judge.isEmpty, "sweep.best_by", "\"win_rate\" needs a reward model: set sweep.judge")
         let keys = Set(Self.fields.map(\.key))
         for axis in sweep.grid {
             try check(keys.contains(axis.key), "sweep.grid", "'\(axis.key)' is not a recipe key")
@@ -465,6 +500,8 @@ extension Recipe {
             RecipeField("data.split_seed", \.data.splitSeed, int),
             RecipeField("sweep.warmup_percents", \.sweep.warmupPercents, doubles),
             RecipeField("sweep.seeds", \.sweep.seeds, { (r: inout R, k: String, d: [Int]) in try r.ints(k, d) }),
+            RecipeField("sweep.judge", \.sweep.judge, string), RecipeField("sweep.judge_records", \.sweep.judgeRecords, int),
+            RecipeField("sweep.judge_tie_margin", \.sweep.judgeTieMargin, double), RecipeField("sweep.best_by", \.sweep.bestBy, string),
             RecipeField("sweep.grid", \.sweep.grid, { (r: inout R, k: String, d: [GridAxis]) in try r.grid(k, d) },
                         value: { recipe in
                             Dictionary(uniqueKeysWithValues: recipe.sweep.grid.map { axis in
@@ -472,7 +509,8 @@ extension Recipe {
                             })
                         }),
         ]
-        let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2)]
+        f.append(RecipeField("reward.template", \.reward.template, string))
+        let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2), ("reward", \.reward.stage)]
         for (name, stage) in stages {
             f += [
                 RecipeField("\(name).epochs", stage.appending(path: \StageSettings.epochs), double),
@@ -614,34 +652,56 @@ extension Recipe {
     static let operationalKeys: Set<String> = ["name", "output_dir", "train.log_every", "train.checkpoint_every",
                                                "train.keep_checkpoints", "train.threads", "train.activation_checkpointing"]
 
-    /// Every key that decides a run's result, with its value as canonical JSON text (the split seed resolved).
-    public func resultDefiningValues() -> [(key: String, value: String)] {
+    /// Every key that decides a run's result, with its value as canonical JSON text (the split seed resolved). An
+    /// Aligner run ignores the `[reward]` section; a reward run ignores the stages, the warm-up proportion, the Aligner
+    /// template and the generation and best-checkpoint keys.
+    public func resultDefiningValues(for kind: RunKind = .aligner) -> [(key: String, value: String)] {
         var resolved = self
         if resolved.data.splitSeed < 0 { resolved.data.splitSeed = resolved.seed }
-        return Self.fields.filter { !Self.operationalKeys.contains($0.key) && !$0.key.hasPrefix("sweep.") }.map { field in
-            return (field.key, Recipe.canonicalJSON(field.value(resolved)) ?? "")
-        }
+        return Self.fields.filter { field in
+            !Self.operationalKeys.contains(field.key) && !field.key.hasPrefix("sweep.") && !kind.ignores(field.key)
+        }.map { field in (field.key, Recipe.canonicalJSON(field.value(resolved)) ?? "") }
     }
 
-    /// The keys (with both values) whose values differ from `other`'s, ignoring operational keys; empty when the
-    /// two recipes produce the same run.
-    public func differences(from other: Recipe) -> [String] {
-        zip(resultDefiningValues(), other.resultDefiningValues()).compactMap { mine, theirs in
+    /// The keys (with both values) whose values differ from `other`'s, ignoring operational keys and those `kind`
+    /// ignores; empty when the two recipes produce the same run.
+    public func differences(from other: Recipe, for kind: RunKind = .aligner) -> [String] {
+        zip(resultDefiningValues(for: kind), other.resultDefiningValues(for: kind)).compactMap { mine, theirs in
             mine.value == theirs.value ? nil : "\(mine.key) (\(theirs.value) → \(mine.value))"
         }
     }
 
-    /// A hash of the result-defining keys and values (64-bit FNV-1a, hex): runs with equal fingerprints compute the
-    /// same thing from the same input files.
-    public var fingerprint: String {
+    /// A hash of the result-defining keys and values of an Aligner run (64-bit FNV-1a, hex): runs with equal
+    /// fingerprints compute the same thing from the same input files.
+    public var fingerprint: String { fingerprint(for: .aligner) }
+
+    /// The fingerprint of the run of `kind` this recipe describes.
+    public func fingerprint(for kind: RunKind) -> String {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for (key, value) in resultDefiningValues() {
+        for (key, value) in resultDefiningValues(for: kind) {
             for byte in "\(key)=\(value)\n".utf8 {
                 h ^= UInt64(byte)
                 h = h &* 0x0000_0100_0000_01B3
             }
         }
         return String(h, radix: 16).leftPadded(to: 16)
+    }
+}
+
+/// What a recipe trains: an Aligner (`train`, `sweep`, `finetune`) or a reward model (`reward train`).
+public enum RunKind: String, Sendable {
+    case aligner, reward
+
+    /// Whether a run of this kind leaves `key` unused.
+    func ignores(_ key: String) -> Bool {
+        switch self {
+        case .aligner: return key.hasPrefix("reward.")
+        case .reward:
+            return key.hasPrefix("stage1.") || key.hasPrefix("stage2.") || [
+                "data.warmup_percent", "data.template", "data.custom_template", "data.chat_template", "train.generate_eval",
+                "train.generate_max_new_tokens", "train.best_metric", "train.early_stopping_patience",
+            ].contains(key)
+        }
     }
 }
 

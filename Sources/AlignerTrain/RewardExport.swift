@@ -8,10 +8,15 @@ import Foundation
 /// Reward models as Hugging Face folders in the sequence-classification layout that transformers'
 /// `AutoModelForSequenceClassification` loads: `config.json` (architectures `<Family>ForSequenceClassification`,
 /// one label), `model.safetensors` (the decoder's weights without a language-model head, and `score.weight`), and
-/// the tokenizer files of an Aligner export.
+/// the tokenizer files of an Aligner export; and `alignerkit_reward.json`, the question template the model was
+/// trained with (transformers ignores it).
 public enum RewardExport {
-    /// Writes `model` into `directory` (new, empty, or an earlier export, replaced whole).
-    public static func export(_ model: RewardModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate,
+    /// The file holding the question template.
+    public static let settingsFile = "alignerkit_reward.json"
+
+    /// Writes `model` into `directory` (new, empty, or an earlier export, replaced whole). `questionTemplate`:
+    /// "conversation" or a text with {question} (how the model reads a question; the response follows it).
+    public static func export(_ model: RewardModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, questionTemplate: String = "conversation",
                               to directory: URL) throws {
         try HuggingFaceExport.replaceFolder(directory, marker: "config.json", kind: "a model folder") { dir in
             guard var config = try JSONSerialization.jsonObject(with: model.config.jsonData()) as? [String: Any] else {
@@ -23,10 +28,25 @@ public enum RewardExport {
             try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
                 .write(to: dir.appendingPathComponent("config.json"), options: .atomic)
             try SafetensorsWriter.write(model.parameters, metadata: ["format": "pt"], to: dir.appendingPathComponent("model.safetensors"))
-            let bundle = AlignerBundle(model: model.decoder, tokenizer: tokenizer, specialTokens: specialTokens, template: template,
+            let bundle = AlignerBundle(model: model.decoder, tokenizer: tokenizer, specialTokens: specialTokens, template: .v1,
                                        source: directory, recipe: nil)
             try HuggingFaceExport.writeTokenizer(bundle, to: dir)
+            let settings: [String: Any] = ["format": "alignerkit-reward-model", "version": 1, "question_template": questionTemplate]
+            try JSONSerialization.data(withJSONObject: settings, options: [.prettyPrinted, .sortedKeys])
+                .write(to: dir.appendingPathComponent(settingsFile), options: .atomic)
         }
+    }
+
+    /// The question template recorded in a reward model folder ("conversation" when the folder has none, e.g. one
+    /// written by transformers).
+    public static func questionTemplate(in directory: URL) throws -> String {
+        let url = directory.appendingPathComponent(settingsFile)
+        guard let data = try? Data(contentsOf: url) else { return "conversation" }
+        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let t = root["question_template"] as? String,
+              t == "conversation" || t.contains("{question}") else {
+            throw StoreError(file: url.path, message: "needs \"question_template\": \"conversation\" or a text with {question}", kind: .badContent)
+        }
+        return t
     }
 
     /// A reward model folder (an export, or one transformers wrote): the model, its tokenizer and special tokens.

@@ -42,6 +42,10 @@ public struct RewardStepStats: Sendable {
     public var accuracy: Double
     public var gradNorm: Double
     public var learningRate: Double
+    /// Pairs the step trained on.
+    public var pairs: Int
+    /// Tokens scored (both responses of each pair, padding not counted).
+    public var tokens: Int
     public var isFinite: Bool { loss.isFinite && gradNorm.isFinite }
 }
 
@@ -60,6 +64,12 @@ public struct RewardTrainingLoop {
     public internal(set) var step = 0
     /// Where the pair stream stands (epoch, pairs taken in it).
     public internal(set) var position = BatchPosition()
+    /// Adapter dropout masks derive from this seed, the step and the micro-batch (a resumed run draws the same).
+    public var dropoutSeed: UInt64 = 0
+    /// Linear warm-up steps of the schedule.
+    public var warmupSteps: Int { settings.warmupSteps(totalSteps: totalSteps) }
+    /// Micro-batches (of `settings.batchSize` pairs) per pass over the pairs.
+    public var batchesPerEpoch: Int { (pairs.count + settings.batchSize - 1) / settings.batchSize }
 
     public init(model: RewardModel, pairs: [PreferencePair], settings: StageSettings, seed: UInt64) throws {
         guard !pairs.isEmpty else { throw SettingError(setting: "data", message: "no preference pairs to train on") }
@@ -72,8 +82,18 @@ public struct RewardTrainingLoop {
         self.seed = seed
         totalSteps = settings.totalSteps(batchesPerEpoch: (pairs.count + settings.batchSize - 1) / settings.batchSize)
         schedule = settings.learningRateSchedule(totalSteps: totalSteps)
-        optimizer = AdamW(groups: ParameterGroup.standard(model.parameters, order: model.parameterNames, weightDecay: Float(settings.weightDecay)),
+        optimizer = AdamW(groups: ParameterGroup.standard(model.trainableParameters, order: model.trainableNames, weightDecay: Float(settings.weightDecay)),
                           beta1: Float(settings.beta1), beta2: Float(settings.beta2), eps: Float(settings.eps))
+    }
+
+    /// Continues a stopped run: optimiser state, step and pair-stream position from a checkpoint.
+    public mutating func restore(optimizer state: [String: Tensor], optimizerStep: Int, step: Int, position: BatchPosition) throws {
+        guard (0...totalSteps).contains(step), (0...pairs.count).contains(position.cursor) else {
+            throw SettingError(setting: "checkpoint", message: "step \(step) of \(totalSteps) at pair \(position.cursor) of \(pairs.count) does not fit this run")
+        }
+        try optimizer.load(tensors: state, step: optimizerStep, parameters: model.trainableParameters)
+        self.position = position
+        self.step = step
     }
 
     /// The order of the pairs in `epoch`.
@@ -102,9 +122,11 @@ public struct RewardTrainingLoop {
         guard let pad = model.config.padTokenId else { throw SettingError(setting: "pad_token_id", message: "the reward model has none") }
         let micro = (0..<settings.gradAccum).map { _ in nextPairs() }
         let total = Double(micro.reduce(0) { $0 + $1.count })
-        var lossSum = 0.0, right = 0.0
-        for part in micro {
+        var lossSum = 0.0, right = 0.0, tokens = 0
+        defer { model.decoder.adapterDropoutSeed = nil }
+        for (k, part) in micro.enumerated() {
             let b = RewardExampleBuilder.batch(part, padId: pad)
+            model.decoder.adapterDropoutSeed = TrainingLoop.dropoutKey(seed: dropoutSeed, stage: 3, step: step, micro: k)
             let s = try model.scores(ids: b.ids, batch: b.batch, time: b.time)  // (2P)
             let p = part.count
             let loss = RewardModel.pairwiseLoss(better: s.slice(axis: 0, 0..<p), worse: s.slice(axis: 0, p..<(2 * p))) * Float(Double(p) / total)
@@ -112,12 +134,14 @@ public struct RewardTrainingLoop {
             lossSum += Double(loss.item)
             let v = s.scalars
             for i in 0..<p { right += v[i] > v[p + i] ? 1 : v[i] == v[p + i] ? 0.5 : 0 }
+            tokens += b.ids.reduce(0) { $0 + ($1 != pad ? 1 : 0) }
         }
-        let names = model.parameterNames, params = model.parameters
-        let ordered = names.map { params[$0]! }
+        let params = model.trainableParameters
+        let ordered = model.trainableNames.map { params[$0]! }
         let norm = Double(clipGradientNorm(ordered, maxNorm: settings.clip > 0 ? Float(settings.clip) : .infinity))
         let lr = schedule.rate(at: step, base: Float(settings.lr))
-        var stats = RewardStepStats(step: step + 1, loss: lossSum, accuracy: right / total, gradNorm: norm, learningRate: Double(lr))
+        var stats = RewardStepStats(step: step + 1, loss: lossSum, accuracy: right / total, gradNorm: norm, learningRate: Double(lr),
+                                    pairs: Int(total), tokens: tokens)
         defer { for p in ordered { p.releaseGrad() } }
         guard stats.isFinite else {
             stats.step = step

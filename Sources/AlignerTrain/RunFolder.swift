@@ -66,9 +66,9 @@ public final class RunFolder {
 
     /// Throws `RecipeError` naming every result-defining key whose value differs from the recipe the run started with
     /// (logging, checkpoint cadence and threads may change).
-    func checkSameRecipe(_ recipe: Recipe) throws {
+    func checkSameRecipe(_ recipe: Recipe, kind: RunKind = .aligner) throws {
         guard let saved = try recordedRecipe() else { return }
-        let changed = recipe.differences(from: saved)
+        let changed = recipe.differences(from: saved, for: kind)
         guard changed.isEmpty else {
             throw RecipeError(key: changed.count == 1 ? String(changed[0].prefix { $0 != " " }) : "",
                               message: "\(directory.path) was trained with a different recipe; these keys differ (recorded → now): \(changed.joined(separator: ", ")). Use the recipe and overrides it was started with, another name, or --restart to delete it and start afresh")

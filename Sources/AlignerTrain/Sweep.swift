@@ -35,6 +35,14 @@ public final class Sweep {
     public struct ArmResult: Sendable {
         public var arm: Arm
         public var result: RunResult
+        /// The run's corrections judged by `sweep.judge` (nil without one).
+        public var judgement: RunJudgement?
+
+        public init(arm: Arm, result: RunResult, judgement: RunJudgement? = nil) {
+            self.arm = arm
+            self.result = result
+            self.judgement = judgement
+        }
     }
 
     static func armName(_ p: Double) -> String {
@@ -159,6 +167,15 @@ public final class Sweep {
                 say("\(label): \(action == .restart ? "retraining (its folder held a different recipe's run)" : action == .resume ? "resuming" : "starting") in \(armDir.path)")
                 let trainer = Trainer(recipe: arm.recipe, isTerminal: isTerminal)
                 results.append(ArmResult(arm: arm, result: try trainer.run(resume: action == .resume, restart: action == .restart)))
+            }
+        }
+        try group.agree {
+            guard group.isMain, !recipe.sweep.judge.isEmpty else { return }
+            // Rank 0 judges every run (reusing each run's judge.json while it applies); the others wait.
+            let judge = try SweepJudge(recipe: recipe)
+            say("judging each run's corrections of \(recipe.sweep.judgeRecords) held-out records with \(judge.judge.source.path)")
+            for i in results.indices {
+                results[i].judgement = try judge.judgement(of: URL(fileURLWithPath: results[i].result.runDirectory), say: say)
             }
         }
         let report = SweepReport(recipe: recipe, results: results)

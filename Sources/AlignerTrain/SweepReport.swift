@@ -51,6 +51,11 @@ public struct SweepReport {
         public var pairedDifference: SampleSummary?
 
         static func final(_ r: RunResult) -> Double { r.stages.last?.evalLoss ?? .nan }
+        /// The judge's verdicts on the runs' corrections (runs without a judgement left out).
+        public var judged: [JudgeSummary] { runs.compactMap { $0.judgement?.summary } }
+        /// Win rate of correction over answer under `sweep.judge`, over seeds.
+        public var winRate: SampleSummary { SampleSummary(judged.map(\.correctionVsAnswer.winRate)) }
+        static func winRate(_ r: Sweep.ArmResult) -> Double { r.judgement?.summary.correctionVsAnswer.winRate ?? .nan }
         /// Generation metrics of the last evaluation of each run (when the recipe generated corrections).
         public var finalGeneration: [GenerationMetrics] { runs.compactMap { $0.result.evalCurve.last?.generation } }
         public var label: String {
@@ -83,12 +88,20 @@ public struct SweepReport {
         }
     }
 
-    /// The group with the lowest mean final eval loss.
-    public var winner: Group? { groups.filter { $0.finalLoss.mean.isFinite }.min { $0.finalLoss.mean < $1.finalLoss.mean } }
+    /// Whether the best arm is chosen by the judge's win rate (`sweep.best_by = "win_rate"`) and runs were judged.
+    var byWinRate: Bool { recipe.sweep.bestBy == "win_rate" && groups.contains { $0.winRate.mean.isFinite } }
 
-    /// The winner's run (seed) with the lowest final eval loss: what `best-of-sweep:` names.
+    /// The group with the lowest mean final eval loss, or with `sweep.best_by = "win_rate"` the highest mean win rate.
+    public var winner: Group? {
+        if byWinRate { return groups.filter { $0.winRate.mean.isFinite }.max { $0.winRate.mean < $1.winRate.mean } }
+        return groups.filter { $0.finalLoss.mean.isFinite }.min { $0.finalLoss.mean < $1.finalLoss.mean }
+    }
+
+    /// The winner's run (seed) with the lowest final eval loss (the highest win rate, by win rate): what
+    /// `best-of-sweep:` names.
     public var bestRun: Sweep.ArmResult? {
-        winner?.runs.filter { Group.final($0.result).isFinite }.min { Group.final($0.result) < Group.final($1.result) }
+        if byWinRate { return winner?.runs.filter { Group.winRate($0).isFinite }.max { Group.winRate($0) < Group.winRate($1) } }
+        return winner?.runs.filter { Group.final($0.result).isFinite }.min { Group.final($0.result) < Group.final($1.result) }
     }
 
     var gridKeys: [String] { recipe.sweep.grid.map(\.key) }
@@ -111,11 +124,19 @@ public struct SweepReport {
         if let n = results.first?.result.evalCurve.last?.generation?.generated {
             s += "Generation columns: greedy corrections of the first \(n) held-out records at the last evaluation, means over seeds; near copy = normalised edit distance to the answer ≤ \(GenerationMetrics.nearCopyThreshold).\n\n"
         }
+        if let j = results.compactMap(\.judgement).first {
+            s += "Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n\n"
+        }
         s += summaryTable()
         if let w = winner {
-            s += "\nLowest mean eval loss after stage 2: \(w.label) (\(Self.f4(w.finalLoss.mean))"
-            s += w.finalLoss.count > 1 ? String(format: " ± %.4f sd over %d seeds).\n", w.finalLoss.standardDeviation, w.finalLoss.count) : ", one seed).\n"
-            s += verdict(w)
+            if byWinRate {
+                s += "\nHighest mean win rate of correction over answer: \(w.label) (\(String(format: "%.3f", w.winRate.mean))"
+                s += w.winRate.count > 1 ? String(format: " ± %.3f sd over %d seeds).\n", w.winRate.standardDeviation, w.winRate.count) : ", one seed).\n"
+            } else {
+                s += "\nLowest mean eval loss after stage 2: \(w.label) (\(Self.f4(w.finalLoss.mean))"
+                s += w.finalLoss.count > 1 ? String(format: " ± %.4f sd over %d seeds).\n", w.finalLoss.standardDeviation, w.finalLoss.count) : ", one seed).\n"
+                s += verdict(w)
+            }
         }
         if groups.contains(where: { $0.percent > 0 }) {
             s += "\nEvery arm has the same stage-2 budget; stage 1 comes on top, so arms with a larger p train more steps in all (tokens seen per run below).\n"
@@ -144,8 +165,11 @@ public struct SweepReport {
         let keys = gridKeys
         let generated = groups.contains { !$0.finalGeneration.isEmpty }
         var s = "| p (%) |" + keys.map { " \($0) |" }.joined() + " seeds | eval loss mean | sd | per seed | Δ vs p = 0 (paired) | 95% interval of Δ | best eval loss mean | warm-up records |"
-        s += (generated ? " copy rate | near-copy rate | edit distance to answer | edit distance to reference |" : "") + "\n"
-        s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---|---:|---|---:|---:|" + (generated ? "---:|---:|---:|---:|" : "") + "\n"
+        let judged = groups.contains { !$0.judged.isEmpty }
+        s += (generated ? " copy rate | near-copy rate | edit distance to answer | edit distance to reference |" : "")
+        s += (judged ? " win rate vs answer | sd | tie | lose | mean score change | win rate vs reference |" : "") + "\n"
+        s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---|---:|---|---:|---:|" + (generated ? "---:|---:|---:|---:|" : "")
+        s += (judged ? "---:|---:|---:|---:|---:|---:|" : "") + "\n"
         for g in groups {
             let f = g.finalLoss
             let d = g.pairedDifference
@@ -157,6 +181,16 @@ public struct SweepReport {
                 let m = g.finalGeneration
                 func mean(_ f: (GenerationMetrics) -> Double) -> String { m.isEmpty ? "–" : String(format: "%.3f", m.map(f).reduce(0, +) / Double(m.count)) }
                 s += " \(mean(\.copyRate)) | \(mean(\.nearCopyRate)) | \(mean(\.editToAnswer)) | \(mean(\.editToReference)) |"
+            }
+            if judged {
+                let j = g.judged
+                func mean(_ f: (JudgeSummary) -> Double?, _ format: String = "%.3f") -> String {
+                    let v = j.compactMap(f)
+                    return v.isEmpty ? "–" : String(format: format, v.reduce(0, +) / Double(v.count))
+                }
+                s += " \(mean { $0.correctionVsAnswer.winRate }) | \(g.winRate.count > 1 ? String(format: "%.3f", g.winRate.standardDeviation) : "–") |"
+                s += " \(mean { $0.correctionVsAnswer.tieRate }) | \(mean { $0.correctionVsAnswer.loseRate }) | \(mean({ $0.correctionVsAnswer.meanChange }, "%+.4f")) |"
+                s += " \(mean { $0.correctionVsReference?.winRate }) |"
             }
             s += "\n"
         }
@@ -188,13 +222,18 @@ public struct SweepReport {
                                     "seeds": g.runs.map(\.arm.seed), "final_eval_loss": g.runs.map { num(Group.final($0.result)) },
                                     "final_eval_loss_mean": num(g.finalLoss.mean), "final_eval_loss_sd": num(g.finalLoss.standardDeviation),
                                     "best_eval_loss_mean": num(g.bestLoss.mean)]
+            if !g.judged.isEmpty {
+                o["win_rate"] = g.runs.map { num(Group.winRate($0)) }
+                o["win_rate_mean"] = num(g.winRate.mean)
+                o["win_rate_sd"] = num(g.winRate.standardDeviation)
+            }
             if let d = g.pairedDifference {
                 o["paired_difference_to_p0"] = ["mean": num(d.mean), "sd": num(d.standardDeviation), "ci95_low": num(d.mean - d.halfWidth95),
                                                 "ci95_high": num(d.mean + d.halfWidth95), "n": d.count]
             }
             return o
         }
-        let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys,
+        let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys, "best_by": byWinRate ? "win_rate" : "eval_loss",
                                      "best_run": bestRun.map { $0.result.runDirectory as Any } ?? NSNull(),
                                      "seeds": seeds, "arms": groupObjects, "runs": rows().map { Dictionary(uniqueKeysWithValues: zip(csvHeader, $0.map { $0 ?? NSNull() })) }]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
@@ -203,7 +242,8 @@ public struct SweepReport {
     var csvHeader: [String] {
         ["warmup_percent"] + gridKeys + ["seed", "arm", "warmup_records", "train_records", "eval_records", "initial_eval_loss",
                                          "eval_loss_stage1", "eval_loss_stage2", "best_eval_loss", "copy_rate", "near_copy_rate", "edit_to_answer",
-                                         "edit_to_reference", "tokens_seen", "wall_seconds", "recipe_fingerprint", "run_directory"]
+                                         "edit_to_reference", "judged_records", "win_rate", "tie_rate", "lose_rate", "mean_score_change",
+                                         "win_rate_vs_reference", "tokens_seen", "wall_seconds", "recipe_fingerprint", "run_directory"]
     }
 
     /// One row per run, as values (nil = missing).
@@ -216,9 +256,13 @@ public struct SweepReport {
             let s1 = res.stages.first { $0.stage == 1 }?.evalLoss ?? .nan
             let s2 = res.stages.first { $0.stage == 2 }?.evalLoss ?? .nan
             let g = res.evalCurve.last?.generation
+            let j = r.judgement?.summary
             return [r.arm.percent] + grid + [r.arm.seed, r.arm.name, res.warmupRecords, res.trainRecords, res.evalRecords, num(res.initialEvalLoss),
                                               num(s1), num(s2), num(res.bestEvalLoss), g.map { num($0.copyRate) } ?? nil, g.map { num($0.nearCopyRate) } ?? nil,
                                               g.map { num($0.editToAnswer) } ?? nil, g.map { num($0.editToReference) } ?? nil,
+                                              j.map { $0.records }, j.map { num($0.correctionVsAnswer.winRate) } ?? nil,
+                                              j.map { num($0.correctionVsAnswer.tieRate) } ?? nil, j.map { num($0.correctionVsAnswer.loseRate) } ?? nil,
+                                              j.map { num($0.correctionVsAnswer.meanChange) } ?? nil, j.flatMap { $0.correctionVsReference.map { num($0.winRate) } } ?? nil,
                                               res.tokensSeen, res.wallSeconds, res.recipeFingerprint, res.runDirectory]
         }
     }

@@ -152,95 +152,27 @@ public final class Trainer {
 
     /// Reads the data, splits it, gets the tokenizer (loaded, or trained on the training split), builds examples.
     public func prepare(resuming: Bool = false) throws -> Prepared {
-        let fields = FieldNames(question: recipe.data.fields[0], answer: recipe.data.fields[1], correction: recipe.data.fields[2])
-        var records: [QACRecord] = []
-        for path in recipe.data.train {
-            let load = try RecordReader.read(path: path, fields: fields, policy: recipe.data.badRecords == "skip" ? .skip : .fail)
-            say("data: \(path): \(load.records.count) records (\(load.duplicates) duplicates removed, \(load.skippedTotal) bad skipped)")
-            records += load.records
-        }
-        if recipe.data.limit > 0 { records = Array(records.prefix(recipe.data.limit)) }
-        let holdOut: DataSplits.HoldOut = recipe.data.evalCount > 0 ? .count(recipe.data.evalCount) : .fraction(recipe.data.evalFraction)
-        let splits = try DataSplits.make(records, holdOut: holdOut, warmupPercent: recipe.data.warmupPercent, seed: UInt64(recipe.seed),
-                                         holdOutSeed: UInt64(recipe.data.splitSeed >= 0 ? recipe.data.splitSeed : recipe.seed))
-        if group.isMain { try splits.write(to: runDirectory.appendingPathComponent("splits")) }
+        let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: group.isMain, say: say)
+        let splits = try preparation.splits(preparation.records(), warmupPercent: recipe.data.warmupPercent)
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval (held out by question), \(splits.warmup.count) identity warm-up (p = \(recipe.data.warmupPercent)%)")
-
-        // Tokenizer and model configuration.
-        var tokenizer: Tokenizer
-        var specials: SpecialTokens
-        var config: LlamaConfig
-        var initialWeights: [String: Tensor]?
-        var chat: ChatPrompt?
-        var reference: BaseReference?
-        let saved = runDirectory.appendingPathComponent("tokenizer.json")
-        if recipe.model.initFrom != "scratch" {
-            let base = try PretrainedBase(path: recipe.model.initFrom)
-            let hasPad = base.specialTokens.pad.map { base.tokenizer.id(of: $0) != nil } ?? false
-            if [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == "lora" }) {
-                reference = try BaseReference.record(path: recipe.model.initFrom, addedPad: hasPad ? nil : recipe.tokenizer.pad)
-            }
-            (config, initialWeights, tokenizer, specials) = addPadTokenIfMissing(
-                config: base.config, weights: base.weights, tokenizer: base.tokenizer, specialTokens: base.specialTokens, padName: recipe.tokenizer.pad)
-            say("model: \(recipe.model.initFrom) (\(config.parameterCount) parameters)")
-            if recipe.data.chatTemplate == "base" {
-                guard let source = base.chatTemplate else {
-                    throw RecipeError(key: "data.chat_template", message: "\(recipe.model.initFrom) has no chat template (chat_template.jinja or chat_template in tokenizer_config.json)")
-                }
-                do { chat = try ChatPrompt(source: source, bosToken: specials.bos, eosToken: specials.eos) } catch let e as SettingError {
-                    throw RecipeError(key: "data.chat_template", message: "\(recipe.model.initFrom): \(e.message)")
-                }
-                say("prompts: the \(try recipe.promptTemplate().name) instruction as a user message through the chat template of \(recipe.model.initFrom)")
-            }
-        } else {
-            if resuming, FileManager.default.fileExists(atPath: saved.path) {
-                // The run's own tokenizer; a fresh run never reuses one left by an earlier, failed start.
-                tokenizer = try Tokenizer.load(from: saved)
-            } else if !recipe.tokenizer.path.isEmpty {
-                tokenizer = try Tokenizer.load(from: URL(fileURLWithPath: recipe.tokenizer.path))
-            } else {
-                let texts = splits.train.flatMap { [$0.question, $0.answer, $0.correction] }
-                tokenizer = try BPETrainer(vocabSize: recipe.tokenizer.vocabSize, specialTokens: recipe.tokenizer.specialTokens,
-                                           minFrequency: recipe.tokenizer.minFrequency).train(texts)
-                say("tokenizer: trained byte-level BPE on the training split, vocabulary \(tokenizer.vocabularySize)")
-            }
-            specials = SpecialTokens(bos: recipe.tokenizer.bos, eos: recipe.tokenizer.eos, pad: recipe.tokenizer.pad)
-            for (key, name) in [("tokenizer.eos", specials.eos), ("tokenizer.pad", specials.pad)] where tokenizer.id(of: name!) == nil {
-                throw RecipeError(key: key, message: "'\(name!)' is not a token of the tokenizer")
-            }
-            if let bos = specials.bos, tokenizer.id(of: bos) == nil { specials.bos = nil }
-            let m = recipe.model
-            config = LlamaConfig(
-                vocabSize: tokenizer.vocabularySize, hiddenSize: m.hiddenSize, intermediateSize: m.intermediateSize,
-                numHiddenLayers: m.numHiddenLayers, numAttentionHeads: m.numAttentionHeads, numKeyValueHeads: m.numKeyValueHeads,
-                rmsNormEps: m.rmsNormEps, ropeTheta: m.ropeTheta, maxPositionEmbeddings: m.maxPositionEmbeddings,
-                tieWordEmbeddings: m.tieWordEmbeddings, bosTokenId: specials.bos.flatMap { tokenizer.id(of: $0) },
-                eosTokenIds: [tokenizer.id(of: specials.eos!)!], padTokenId: tokenizer.id(of: specials.pad!),
-                initializerRange: m.initializerRange)
-        }
-        try config.validate()
+        let usesLoRA = [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == "lora" })
+        let setup = try preparation.model(splits: splits, resuming: resuming, loraReference: usesLoRA, chatTemplate: recipe.data.chatTemplate == "base")
+        let config = setup.config
         // Weights, gradients, AdamW's moments and one batch's activations must fit before anything is allocated.
         let stages = splits.warmup.isEmpty ? [recipe.stage2] : [recipe.stage1, recipe.stage2]  // stage 1 runs only with a warm-up set
         let batchTokens = stages.map { s in s.batchTokens > 0 ? s.batchTokens : s.batchSize * recipe.data.maxLength }.max()!
         try MemoryBudget.check(bytes: config.memoryEstimate(training: true, batch: max(1, batchTokens / recipe.data.maxLength), time: recipe.data.maxLength),
                                for: "training this model (\(config.parameterCount) parameters, batches of up to \(batchTokens) tokens)")
-        if group.isMain {
-            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-            try tokenizer.save(to: saved)
-        }
-        guard recipe.data.maxLength <= config.maxPositionEmbeddings else {
-            throw RecipeError(key: "data.max_length", message: "\(recipe.data.maxLength) exceeds the model's max_position_embeddings \(config.maxPositionEmbeddings)")
-        }
-        let builder = try ExampleBuilder(tokenizer: tokenizer, template: recipe.promptTemplate(), specialTokens: specials,
-                                         maxLength: recipe.data.maxLength, chat: chat)
+        try preparation.saveTokenizer(setup.tokenizer)
+        let builder = try ExampleBuilder(tokenizer: setup.tokenizer, template: recipe.promptTemplate(), specialTokens: setup.specials,
+                                         maxLength: recipe.data.maxLength, chat: setup.chat)
         let (eval, er) = builder.buildAll(splits.eval)
         let (warmup, wr) = builder.buildAll(splits.warmup)
         let (train, tr) = builder.buildAll(splits.train)
         say("examples (max \(recipe.data.maxLength) tokens): train \(tr.summary); warm-up \(wr.summary); eval \(er.summary)")
         guard !eval.isEmpty, !train.isEmpty else { throw RecipeError(key: "data.max_length", message: "no example fits") }
-        let padId = tokenizer.id(of: specials.pad ?? specials.eos!)!
-        return Prepared(splits: splits, tokenizer: tokenizer, specials: specials, config: config, initialWeights: initialWeights,
-                        eval: eval, warmup: warmup, train: train, padId: padId, chat: chat, base: reference)
+        return Prepared(splits: splits, tokenizer: setup.tokenizer, specials: setup.specials, config: config, initialWeights: setup.initialWeights,
+                        eval: eval, warmup: warmup, train: train, padId: setup.padId, chat: setup.chat, base: setup.base)
     }
 
     func stream(for examples: [Example], settings s: StageSettings, stage: Int, padId: Int) throws -> BatchStream {
@@ -285,7 +217,7 @@ public final class Trainer {
             let latest = try folder.startingPoint(resume: resume)
             if latest != nil { try folder.checkSameRecipe(recipe) }
             if folder.finishedResult(at: latest) != nil { return RunStart(latest: latest?.path, finished: true) }
-            let inputs = try RunInputs.record(inputPaths())
+            let inputs = try RunInputs.record(RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say).inputPaths())
             if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
                 if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
                 try folder.recordStart(recipe, inputs: inputs)
@@ -438,16 +370,5 @@ public final class Trainer {
         return result
     }
 
-    /// The files a run reads: its data files, a tokenizer file, and the folder of the model it starts from.
-    func inputPaths() throws -> [(role: String, path: String)] {
-        var paths = recipe.data.train.map { (role: "data file", path: $0) }
-        if recipe.model.initFrom == "scratch" {
-            if !recipe.tokenizer.path.isEmpty { paths.append((role: "tokenizer", path: recipe.tokenizer.path)) }
-        } else {
-            paths.append((role: "base model", path: PretrainedBase.isGGUF(recipe.model.initFrom) ? recipe.model.initFrom
-                                                                   : try AlignerBundle.resolve(recipe.model.initFrom).path))
-        }
-        return paths
-    }
 
 }

@@ -20,7 +20,7 @@ struct Aligner: ParsableCommand {
         version: AlignerKitVersion.string,
         subcommands: [
             TrainCommand.self, SweepCommand.self, FinetuneCommand.self, CorrectCommand.self, GenerateCommand.self, EvalCommand.self,
-            ExportCommand.self, HandoffCommand.self, Info.self, DataCommand.self, TokenizerCommand.self, GGUFCommand.self, Bench.self,
+            ExportCommand.self, HandoffCommand.self, RewardCommand.self, Info.self, DataCommand.self, TokenizerCommand.self, GGUFCommand.self, Bench.self,
         ])
 
     /// Parses, runs, and maps errors to the exit codes of `ExitStatus`, with one line on standard error. Started by

@@ -23,16 +23,21 @@ struct RecipeOptions: ParsableArguments {
     }
 }
 
-struct TrainCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Two-stage Aligner training (identity warm-up, then Q-A-C) from a recipe.")
-    @OptionGroup var options: RecipeOptions
+/// How a training command treats the run folder: continue it, or empty it first.
+struct RunStartOptions: ParsableArguments {
     @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
     @Flag(help: "Delete what the run folder holds (checkpoints, metrics, result) and start afresh.") var restart = false
 
     func validate() throws {
         if resume && restart { throw ValidationError("--resume and --restart exclude each other") }
     }
+}
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Two-stage Aligner training (identity warm-up, then Q-A-C) from a recipe.")
+    @OptionGroup var options: RecipeOptions
+    @OptionGroup var start: RunStartOptions
 
     func run() throws {
         let recipe = try options.prepareRun()
@@ -40,7 +45,7 @@ struct TrainCommand: ParsableCommand {
         // For tests of resumption: stop (with a checkpoint) after N steps of this process. Not a recipe key.
         if let n = ProcessInfo.processInfo.environment["ALIGNERKIT_STOP_AFTER_STEPS"].flatMap(Int.init), n > 0 { trainer.stopAfterSteps = n }
         do {
-            let r = try trainer.run(resume: resume, restart: restart)
+            let r = try trainer.run(resume: start.resume, restart: start.restart)
             print("\nrun \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)); \(r.tokensSeen) tokens seen; peak memory \(Int(r.peakResidentMiB ?? 0)) MiB")
             print(String(format: "eval loss before training: %.4f", r.initialEvalLoss))
             for s in r.stages {

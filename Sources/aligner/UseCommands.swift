@@ -69,6 +69,8 @@ struct CorrectCommand: ParsableCommand {
     @OptionGroup var prompt: PromptOptions
     @Option(help: "Records generated together.") var batchSize = 8
     @Option(help: "Only the first N records.") var limit: Int?
+    @Option(help: "A reward model (folder, or a reward run) that scores each answer and correction: answer_score and correction_score on each line.")
+    var judge: String?
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
@@ -78,6 +80,7 @@ struct CorrectCommand: ParsableCommand {
     func run() throws {
         guard !checkpoints.isEmpty else { throw ValidationError("give at least one --checkpoint") }
         let aligners = try checkpoints.map { try prompt.apply(AlignerBundle.load($0)) }
+        let judge = try self.judge.map { try RewardJudge(path: $0) }  // refused before any generation
         let fields = try records.fieldNames()
         var load = try RecordReader.read(path: input, fields: fields, policy: records.policy, requireCorrection: false)
         if let limit { load.records = Array(load.records.prefix(limit)) }
@@ -86,8 +89,19 @@ struct CorrectCommand: ParsableCommand {
                                             batchSize: batchSize, progress: { progress.update(pass: $0, done: $1, total: $2) },
                                             note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         let corrected = zip(load.records, outputs).map { QACRecord(question: $0.question, answer: $0.answer, correction: $1) }
-        try RecordReader.write(corrected, to: output, fields: fields)
+        var extras: [[String: Any]]?
+        var verdict: JudgeSummary?
+        if let judge, !corrected.isEmpty {
+            let j = try JudgeSummary.judge(judge, questions: corrected.map(\.question), answers: corrected.map(\.answer),
+                                           corrections: outputs, references: nil, batchSize: batchSize)
+            extras = zip(j.answer, j.correction).map { ["answer_score": $0, "correction_score": $1] }
+            verdict = j.summary
+        }
+        try RecordReader.write(corrected, to: output, fields: fields, extras: extras)
         print("wrote \(corrected.count) corrections by \(aligners.count) Aligner(s) to \(output)")
+        if let verdict {
+            print("judged by \(verdict.judge) (tie when the scores differ by ≤ \(verdict.tieMargin) or the texts are equal): correction vs answer: \(verdict.correctionVsAnswer.line)")
+        }
     }
 }
 
@@ -162,18 +176,25 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Generate corrections for the first N records (0 = loss only).") var generate = 64
     @Option(help: "Batch size.") var batchSize = 8
     @Option(help: "Write the JSON summary here.") var output: String?
+    @Option(help: "A reward model (folder, or a reward run) that judges the generated corrections: win/tie/lose against the answer and the reference.")
+    var judge: String?
+    @Option(help: "With --judge: score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         guard generate >= 0 else { throw ValidationError("--generate must be 0 or more, got \(generate)") }
+        guard tieMargin >= 0 && tieMargin.isFinite else { throw ValidationError("--tie-margin must be a finite number ≥ 0, got \(tieMargin)") }
+        if judge != nil && generate == 0 { throw ValidationError("--judge scores generated corrections: --generate must be at least 1") }
     }
 
     func run() throws {
         let aligner = try prompt.apply(AlignerBundle.load(checkpoint))
+        let judge = try self.judge.map { try RewardJudge(path: $0) }
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         let progress = RecordProgress("eval")
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
-                                              batchSize: batchSize, progress: { progress.update(pass: $0, done: $1, total: $2) },
+                                              batchSize: batchSize, judge: judge, tieMargin: tieMargin,
+                                              progress: { progress.update(pass: $0, done: $1, total: $2) },
                                               note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)
         // Next to the run when the Aligner is a checkpoint of one (checkpoint folders stay as written).
@@ -249,12 +270,7 @@ struct FinetuneCommand: ParsableCommand {
         abstract: "Continue training an existing Aligner on a new corpus (its tokenizer and configuration kept, a fresh optimiser and schedule).",
         discussion: "The recipe's model.init_from names the Aligner (a run, checkpoint or Hugging Face directory); data.warmup_percent is usually 0.")
     @OptionGroup var options: RecipeOptions
-    @Flag(help: "Continue from the newest complete checkpoint of the run.") var resume = false
-    @Flag(help: "Delete what the run folder holds (checkpoints, metrics, result) and start afresh.") var restart = false
-
-    func validate() throws {
-        if resume && restart { throw ValidationError("--resume and --restart exclude each other") }
-    }
+    @OptionGroup var start: RunStartOptions
 
     func run() throws {
         guard try options.load().model.initFrom != "scratch" else {
@@ -262,7 +278,7 @@ struct FinetuneCommand: ParsableCommand {
         }
         let recipe = try options.prepareRun()
         do {
-            let r = try Trainer(recipe: recipe).run(resume: resume, restart: restart)
+            let r = try Trainer(recipe: recipe).run(resume: start.resume, restart: start.restart)
             print(String(format: "\nfinetuned %@ on %@: eval loss %.4f before, %.4f after (%d held-out records)", recipe.model.initFrom,
                          recipe.data.train.joined(separator: ", "), r.initialEvalLoss, r.stages.last?.evalLoss ?? .nan, r.evalRecords))
             print("run folder: \(r.runDirectory); final checkpoint: \(r.finalCheckpoint)")

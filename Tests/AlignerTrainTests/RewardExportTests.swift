@@ -30,9 +30,9 @@ final class RewardExportTests: XCTestCase {
         let keep = ProcessInfo.processInfo.environment["ALIGNERKIT_REWARD_EXPORT_DIR"]
         let dir = keep.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("reward-export-\(UUID().uuidString)")
         defer { if keep == nil { try? FileManager.default.removeItem(at: dir) } }
-        let template = try PromptTemplate(name: "custom", text: "Q: {question} A: {answer} C:")
         try RewardExport.export(model, tokenizer: try GGUFExportTests.tokenizer(), specialTokens: SpecialTokens(bos: "<s>", eos: "</s>", pad: "<pad>"),
-                                template: template, to: dir)
+                                questionTemplate: "Q: {question}\nA:", to: dir)
+        XCTAssertEqual(try RewardExport.questionTemplate(in: dir), "Q: {question}\nA:")
 
         let config2 = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("config.json"))) as? [String: Any])
         XCTAssertEqual(config2["architectures"] as? [String], ["LlamaForSequenceClassification"])

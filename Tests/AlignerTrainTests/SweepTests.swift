@@ -86,6 +86,47 @@ final class SweepTests: XCTestCase {
 
     /// Two seeds × two proportions: the report has means, spreads and paired differences in Markdown, JSON and CSV;
     /// the same sweep run again reuses every arm; a changed key is refused naming it; --restart retrains.
+    func testJudgedSweepReportsWinRatesAndChoosesTheBestArmByThem() throws {
+        // A tiny reward model on the same records and held-out questions (same seed and split).
+        let rm = RewardTrainer(recipe: try tinyRecipe("rm", in: dir, ["reward.epochs=1", "reward.lr=3e-3", "train.checkpoint_every=0"]), isTerminal: false)
+        rm.quiet = true
+        _ = try rm.run()
+        let overrides = ["sweep.warmup_percents=[0,50]", "sweep.seeds=[1,2]", "stage1.epochs=1", "stage2.epochs=1", "train.generate_max_new_tokens=6",
+                         "sweep.judge=\(dir.appendingPathComponent("rm").path)", "sweep.judge_records=10", "sweep.best_by=win_rate"]
+        let recipe = try tinyRecipe("judged", in: dir, overrides)
+        let sweep = Sweep(recipe: recipe, isTerminal: false)
+        var lines: [String] = []
+        let results = try sweep.run { lines.append($0) }
+        XCTAssertEqual(lines.filter { $0.hasPrefix("judged arm-") }.count, 4, lines.joined(separator: "\n"))
+        let judgements = try results.map { try XCTUnwrap($0.judgement) }
+        XCTAssertTrue(judgements.allSatisfy { $0.records == 10 && $0.summary.correctionVsReference != nil })
+        for j in judgements {
+            let c = j.summary.correctionVsAnswer
+            XCTAssertEqual(c.wins + c.ties + c.losses, 10)
+        }
+        // The same answers and references are scored for every run (memoised): one mean answer score.
+        XCTAssertEqual(Set(judgements.map(\.summary.meanAnswerScore)).count, 1)
+        let report = SweepReport(recipe: recipe, results: results)
+        let winner = try XCTUnwrap(report.winner)
+        XCTAssertEqual(winner.winRate.mean, report.groups.map(\.winRate.mean).max())
+        let best = try XCTUnwrap(report.bestRun)
+        XCTAssertEqual(SweepReport.Group.winRate(best), winner.runs.map(SweepReport.Group.winRate).max())
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: sweep.directory.appendingPathComponent("report.json"))) as? [String: Any])
+        XCTAssertEqual(json["best_by"] as? String, "win_rate")
+        XCTAssertEqual(json["best_run"] as? String, best.result.runDirectory)
+        let md = try String(contentsOf: sweep.directory.appendingPathComponent("report.md"), encoding: .utf8)
+        XCTAssertTrue(md.contains("| win rate vs answer |") && md.contains("Highest mean win rate"), md)
+        let csv = try String(contentsOf: sweep.directory.appendingPathComponent("report.csv"), encoding: .utf8).split(separator: "\n")
+        let column = try XCTUnwrap(csv[0].split(separator: ",").firstIndex(of: "win_rate"))
+        XCTAssertTrue(csv.dropFirst().allSatisfy { Double($0.split(separator: ",", omittingEmptySubsequences: false)[column]) != nil })
+        // Run again: every judgement is reused from its judge.json.
+        lines = []
+        _ = try Sweep(recipe: recipe, isTerminal: false).run { lines.append($0) }
+        XCTAssertEqual(lines.filter { $0.hasPrefix("judged arm-") }.count, 0, lines.joined(separator: "\n"))
+        // best_by = win_rate without a judge is refused by name.
+        XCTAssertThrowsError(try tinyRecipe("x", in: dir, ["sweep.best_by=win_rate"])) { XCTAssertEqual(($0 as? RecipeError)?.key, "sweep.best_by") }
+    }
+
     func testSeededSweepReportsAndRefusesAChangedRecipe() throws {
         let overrides = ["sweep.warmup_percents=[0,50]", "sweep.seeds=[1,2]", "stage1.epochs=1", "stage2.epochs=1", "data.limit=80", "data.eval_count=16",
                          "train.generate_eval=2", "train.generate_max_new_tokens=4"]

@@ -1,0 +1,62 @@
+import AlignerData
+import AlignerModel
+import Foundation
+
+/// A run's corrections judged by a reward model: the run's Aligner (as `AlignerBundle.resolve` picks it: the best
+/// checkpoint, else the newest) corrects the first `records` held-out records greedily, and the judge compares each
+/// correction with its answer and its reference. Kept as `judge.json` in the run folder and reused while the judge's
+/// weights, the checkpoint and the settings stay the same.
+public struct RunJudgement: Codable, Sendable {
+    public var judge: String
+    /// Sizes and checksums of the judge's weights.
+    public var judgeFiles: RunInputs
+    public var checkpoint: String
+    public var records: Int
+    public var tieMargin: Double
+    public var maxNewTokens: Int
+    public var summary: JudgeSummary
+
+    public static let file = "judge.json"
+}
+
+/// Judges the runs of a sweep with `sweep.judge` (answers and references are scored once for all runs).
+final class SweepJudge {
+    let judge: RewardJudge
+    let judgeFiles: RunInputs
+    let records: Int
+    let tieMargin: Double
+    let maxNewTokens: Int
+
+    init(recipe: Recipe) throws {
+        judge = try RewardJudge(path: recipe.sweep.judge)
+        judge.memoize = true
+        judgeFiles = try RunInputs.record([(role: "judge", path: judge.source.appendingPathComponent("model.safetensors").path)])
+        records = recipe.sweep.judgeRecords
+        tieMargin = recipe.sweep.judgeTieMargin
+        maxNewTokens = recipe.train.generateMaxNewTokens
+    }
+
+    /// The judgement of the run in `runDirectory`: the saved one when it still applies, else a new one (saved).
+    func judgement(of runDirectory: URL, say: (String) -> Void) throws -> RunJudgement {
+        let checkpoint = try AlignerBundle.resolve(runDirectory.path).path
+        let url = runDirectory.appendingPathComponent(RunJudgement.file)
+        let held = try RecordReader.read(path: runDirectory.appendingPathComponent("splits/eval.jsonl").path, fields: FieldNames()).records
+        let subset = Array(held.prefix(records))
+        guard !subset.isEmpty else { throw RecipeError(key: "sweep.judge", message: "\(runDirectory.path) has no held-out records to judge") }
+        if let data = try? Data(contentsOf: url), let saved = try? ResultJSON.decode(RunJudgement.self, from: data),
+           saved.judge == judge.source.path, saved.judgeFiles.differences(from: judgeFiles) == nil, saved.checkpoint == checkpoint,
+           saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.records == subset.count {
+            return saved
+        }
+        let aligner = try AlignerBundle.load(checkpoint)
+        let outputs = try Corrector.correct(subset.map { ($0.question, $0.answer) }, with: [aligner],
+                                            options: GenerationOptions(maxNewTokens: maxNewTokens), batchSize: 16)
+        let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs,
+                                             references: subset.map(\.correction), tieMargin: tieMargin, batchSize: 8).summary
+        let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,
+                                  tieMargin: tieMargin, maxNewTokens: maxNewTokens, summary: summary)
+        try StoreFiles.writeSynced(ResultJSON.encode(result), to: url)
+        say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): correction vs answer: \(summary.correctionVsAnswer.line)")
+        return result
+    }
+}

@@ -1,0 +1,80 @@
+import AlignerData
+import AlignerTrain
+import ArgumentParser
+import Foundation
+
+struct RewardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reward", abstract: "Reward models: train one on preference pairs, score responses with one.",
+        subcommands: [RewardTrainCommand.self, RewardScoreCommand.self])
+}
+
+struct RewardTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a reward model (Bradley-Terry) on a recipe's Q-A-C records read as preferences: the correction better than the answer.",
+        discussion: """
+            The recipe's [data], [tokenizer], [model], [train] and [lora] sections are read as for Aligners (pairs are \
+            held out by question as records are); the [reward] section holds the stage's settings (epochs, lr, \
+            batch_size in pairs, grad_accum, finetune = "full" or "lora", ...) and template ("conversation" or a text \
+            with {question}). The model is exported to <run>/model, which --judge takes.
+            """)
+    @OptionGroup var options: RecipeOptions
+    @OptionGroup var start: RunStartOptions
+
+    func run() throws {
+        let recipe = try options.prepareRun()
+        let trainer = RewardTrainer(recipe: recipe)
+        if let n = ProcessInfo.processInfo.environment["ALIGNERKIT_STOP_AFTER_STEPS"].flatMap(Int.init), n > 0 { trainer.stopAfterSteps = n }
+        do {
+            let r = try trainer.run(resume: start.resume, restart: start.restart)
+            print("\nreward model \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)): \(r.steps) steps on \(r.trainPairs) pairs; \(r.tokensSeen) tokens; peak memory \(Int(r.peakResidentMiB)) MiB")
+            print(String(format: "held-out pairs (%d): pairwise accuracy %.4f before, %.4f after (a random judge scores 0.5); mean margin %.4f → %.4f",
+                         r.evalPairs, r.initial.accuracy, r.final.accuracy, r.initial.meanMargin, r.final.meanMargin))
+            print("run folder: \(r.runDirectory) (metrics.jsonl, splits/, result.json); the reward model for --judge: \(r.model)")
+        } catch let stop as TrainingStop {
+            print("\n\(stop)")
+            throw ExitCode(ExitStatus(for: stop)?.rawValue ?? 1)
+        }
+    }
+}
+
+struct RewardScoreCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "score",
+        abstract: "Score the answers and corrections of a Q-A-C file with a reward model; with --output, write them per record.",
+        discussion: "Prints the pairwise accuracy of the file's own preference (correction over answer) and the win/tie/lose rates.")
+    @Option(help: "A reward model folder, or a reward run folder.") var judge: String
+    @Argument(help: "A Q-A-C file (JSON or JSON Lines).") var input: String
+    @OptionGroup var records: RecordOptions
+    @Option(help: "Write the records with answer_score and correction_score (JSON Lines, .gz to compress).") var output: String?
+    @Option(help: "Only the first N records.") var limit: Int?
+    @Option(help: "Sequences scored together.") var batchSize = 8
+    @Option(help: "Score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        guard tieMargin >= 0 && tieMargin.isFinite else { throw ValidationError("--tie-margin must be a finite number ≥ 0, got \(tieMargin)") }
+    }
+
+    func run() throws {
+        let judge = try RewardJudge(path: self.judge)
+        let fields = try records.fieldNames()
+        var load = try RecordReader.read(path: input, fields: fields, policy: records.policy)
+        if let limit { load.records = Array(load.records.prefix(limit)) }
+        guard !load.records.isEmpty else { throw ValidationError("\(input) holds no record") }
+        let j = try JudgeSummary.judge(judge, questions: load.records.map(\.question), answers: load.records.map(\.answer),
+                                       corrections: load.records.map(\.correction), references: nil, tieMargin: tieMargin, batchSize: batchSize)
+        let v = j.summary.correctionVsAnswer
+        print("\(load.records.count) records judged by \(judge.source.path)")
+        print(String(format: "mean score: answer %.4f, correction %.4f", j.summary.meanAnswerScore, j.summary.meanCorrectionScore))
+        print(String(format: "pairwise accuracy (correction scored above answer, ties half): %.4f", (Double(v.wins) + 0.5 * Double(v.ties)) / Double(v.records)))
+        print("correction vs answer (tie when the scores differ by ≤ \(tieMargin) or the texts are equal): \(v.line)")
+        if let output {
+            try RecordReader.write(load.records, to: output, fields: fields,
+                                   extras: zip(j.answer, j.correction).map { ["answer_score": $0, "correction_score": $1] })
+            print("wrote \(output)")
+        }
+    }
+}
