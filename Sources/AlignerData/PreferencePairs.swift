@@ -17,7 +17,8 @@ public struct PreferencePair: Sendable, Equatable {
 
 /// Reward-model inputs: the question in a question template (by default the conversation wrapper,
 /// `PromptTemplate.conversation`), the response right after it (as an Aligner's correction follows its prompt), then EOS; the prompt prefix (BOS) in front as for
-/// Aligner examples. Too long: the question is shortened first, then the end of the response (EOS kept).
+/// Aligner examples. Too long: the question loses its beginning first (a dialogue keeps its last turns), then the
+/// response its end (EOS kept).
 public struct RewardExampleBuilder {
     public let tokenizer: Tokenizer
     public let maxLength: Int
@@ -55,7 +56,8 @@ public struct RewardExampleBuilder {
             rounds += 1
             let ids = tokenizer.encode(q)
             if ids.isEmpty { break }
-            q = tokenizer.decode(Array(ids.prefix(max(0, ids.count - (prompt.count + responseIds.count - maxLength) - rounds))))
+            // The end of the question is kept: in a dialogue it is the last turn, the one the response answers.
+            q = tokenizer.decode(Array(ids.suffix(max(0, ids.count - (prompt.count + responseIds.count - maxLength) - rounds))))
             prompt = promptIds(q)
         }
         if prompt.count + responseIds.count > maxLength {

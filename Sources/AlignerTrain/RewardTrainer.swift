@@ -25,6 +25,8 @@ public struct RewardResult: Codable, Sendable {
     public var initial: RewardEvaluation
     public var final: RewardEvaluation
     public var evalCurve: [RewardEvalPoint]
+    /// Held-out accuracy of "the shorter response is better" (length alone; ties half).
+    public var shorterResponseBaseline: Double
     public var tokensSeen: Int
     public var wallSeconds: Double
     public var runDirectory: String
@@ -103,6 +105,7 @@ public final class RewardTrainer {
         let (train, trainIdentical) = pairs(splits.train)
         let (eval, evalIdentical) = pairs(splits.eval)
         say("pairs (max \(recipe.data.maxLength) tokens per response, question shortened first): \(train.count) train, \(eval.count) eval; \(trainIdentical + evalIdentical) left out (both responses the same text)")
+        say(String(format: "held-out baseline: preferring the shorter response scores %.4f (length alone)", RewardEvaluation.shorterResponseAccuracy(eval)))
         guard !train.isEmpty, !eval.isEmpty else { throw RecipeError(key: "data.train", message: "no preference pair to train on or to evaluate (train \(train.count), eval \(eval.count))") }
 
         // The model: a new head on the base's decoder, or everything from the seed.
@@ -114,6 +117,9 @@ public final class RewardTrainer {
             do { try model.decoder.attachAdapters(recipe.lora.config, seed: seed &+ 0x4C_6F_52_41) } catch let e as ModelInputError {
                 throw RecipeError(key: e.field, message: e.message)
             }
+        }
+        if compute.matmul == .bf16 {
+            say("matrix products in bf16: \(MatmulPrecision.bf16Engine)\(MatmulPrecision.bf16IsNative ? "" : "; slower than fp32 on this CPU")")
         }
         compute.pool.limitBytes = min(4 << 30, max(256 << 20, 8 * config.parameterCount))
         // A checkpoint's weights (and adapters) go in before the optimiser is built over the trainable tensors.
@@ -204,7 +210,8 @@ public final class RewardTrainer {
         }
         let result = RewardResult(
             name: recipe.name, trainPairs: train.count, evalPairs: eval.count, identicalPairsSkipped: trainIdentical + evalIdentical,
-            steps: loop.totalSteps, initial: points.first?.evaluation ?? final, final: final, evalCurve: points, tokensSeen: state.tokensSeen,
+            steps: loop.totalSteps, initial: points.first?.evaluation ?? final, final: final, evalCurve: points,
+            shorterResponseBaseline: RewardEvaluation.shorterResponseAccuracy(eval), tokensSeen: state.tokensSeen,
             wallSeconds: state.elapsed, runDirectory: runDirectory.path, finalCheckpoint: lastCheckpoint?.path ?? "", model: exportURL.path,
             peakResidentMiB: Double(peakResidentBytes()) / 1_048_576, recipeFingerprint: recipe.fingerprint(for: .reward))
         try StoreFiles.writeSynced(ResultJSON.encode(result), to: folder.resultURL)

@@ -12,6 +12,14 @@ public struct RewardEvaluation: Codable, Equatable, Sendable {
     public var meanMargin: Double
     public var loss: Double
 
+    /// The pairwise accuracy of a judge that prefers the shorter response (fewer tokens; ties half): what length
+    /// alone predicts, a baseline a trained reward model should beat.
+    public static func shorterResponseAccuracy(_ pairs: [PreferencePair]) -> Double {
+        guard !pairs.isEmpty else { return .nan }
+        let right = pairs.reduce(0.0) { $0 + ($1.better.count < $1.worse.count ? 1 : $1.better.count == $1.worse.count ? 0.5 : 0) }
+        return right / Double(pairs.count)
+    }
+
     /// Scores `pairs` in batches of `batchSize` pairs (no gradients). Ties count as half right.
     public static func evaluate(_ model: RewardModel, _ pairs: [PreferencePair], batchSize: Int) throws -> RewardEvaluation {
         guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
@@ -96,20 +104,52 @@ public struct RewardTrainingLoop {
         self.step = step
     }
 
-    /// The order of the pairs in `epoch`.
+    /// Batches per chunk of similar lengths (`order(epoch:)`).
+    static let chunkBatches = 16
+
+    /// The order of the pairs in `epoch`: shuffled from the seed, then, within chunks of `chunkBatches` batches,
+    /// sorted by the pair's longer sequence, cut into batches and the full batches shuffled again; a batch is padded
+    /// to its longest row, so similar lengths save most of the padding. The epoch's short last batch stays last.
     func order(epoch: Int) -> [Int] {
         var rng = SeededGenerator(seed: seed ^ (0xA5A5_5A5A_0F0F_F0F0 &* UInt64(epoch + 1)))
-        return seededShuffle(Array(pairs.indices), &rng)
+        let shuffled = seededShuffle(Array(pairs.indices), &rng)
+        let size = settings.batchSize, chunk = size * Self.chunkBatches
+        var out: [Int] = []
+        out.reserveCapacity(shuffled.count)
+        for start in stride(from: 0, to: shuffled.count, by: chunk) {
+            // (length, place in the shuffle): a total order, so the result does not depend on the sort's stability.
+            let part = (start..<min(shuffled.count, start + chunk)).sorted { a, b in
+                let (la, lb) = (max(pairs[shuffled[a]].better.count, pairs[shuffled[a]].worse.count),
+                                max(pairs[shuffled[b]].better.count, pairs[shuffled[b]].worse.count))
+                return la != lb ? la < lb : a < b
+            }.map { shuffled[$0] }
+            var batches = stride(from: 0, to: part.count, by: size).map { Array(part[$0..<min(part.count, $0 + size)]) }
+            let last = batches.last!.count < size ? batches.removeLast() : nil
+            batches = seededShuffle(batches, &rng)
+            out += batches.joined()
+            if let last { out += last }
+        }
+        return out
+    }
+
+    /// The current epoch's order (computed once per epoch).
+    var orderCache: (epoch: Int, order: [Int])?
+
+    mutating func currentOrder() -> [Int] {
+        if let c = orderCache, c.epoch == position.epoch { return c.order }
+        let o = order(epoch: position.epoch)
+        orderCache = (position.epoch, o)
+        return o
     }
 
     mutating func nextPairs() -> [PreferencePair] {
         var out: [PreferencePair] = []
-        var order = self.order(epoch: position.epoch)
+        var order = currentOrder()
         while out.count < settings.batchSize {
             if position.cursor >= order.count {
                 if !out.isEmpty { break }  // an epoch's last, shorter batch
                 position = BatchPosition(epoch: position.epoch + 1, cursor: 0)
-                order = self.order(epoch: position.epoch)
+                order = currentOrder()
             }
             out.append(pairs[order[position.cursor]])
             position.cursor += 1

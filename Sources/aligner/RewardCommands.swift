@@ -31,6 +31,7 @@ struct RewardTrainCommand: ParsableCommand {
             print("\nreward model \(r.name) finished in \(ProgressPrinter.duration(r.wallSeconds)): \(r.steps) steps on \(r.trainPairs) pairs; \(r.tokensSeen) tokens; peak memory \(Int(r.peakResidentMiB)) MiB")
             print(String(format: "held-out pairs (%d): pairwise accuracy %.4f before, %.4f after (a random judge scores 0.5); mean margin %.4f → %.4f",
                          r.evalPairs, r.initial.accuracy, r.final.accuracy, r.initial.meanMargin, r.final.meanMargin))
+            print(String(format: "length alone (the shorter response preferred) scores %.4f on the same pairs", r.shorterResponseBaseline))
             print("run folder: \(r.runDirectory) (metrics.jsonl, splits/, result.json); the reward model for --judge: \(r.model)")
         } catch let stop as TrainingStop {
             print("\n\(stop)")

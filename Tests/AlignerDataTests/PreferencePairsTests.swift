@@ -32,6 +32,11 @@ final class PreferencePairsTests: XCTestCase {
         XCTAssertLessThanOrEqual(s.count, 64)
         XCTAssertEqual(s.last, 2)
         XCTAssertTrue(smallTokenizer.decode(s).hasSuffix("ASSISTANT:Mix flour and water.</s>"), smallTokenizer.decode(s))
+        // The question keeps its end (a dialogue's last turn), not its beginning.
+        let dialogue = "Human: " + String(repeating: "Tell me about flour. ", count: 20) + "Human: And the water?"
+        let d = smallTokenizer.decode(builder.sequence(question: dialogue, response: "Warm."))
+        XCTAssertTrue(d.contains("Human: And the water? ASSISTANT:Warm."), d)
+        XCTAssertFalse(d.contains("USER: Human:"), d)
         // A response longer than the room: its end is cut, EOS kept.
         let long = builder.sequence(question: "Q?", response: String(repeating: "Mix flour and water. ", count: 40))
         XCTAssertEqual(long.count, 64)

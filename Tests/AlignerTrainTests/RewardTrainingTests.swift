@@ -69,4 +69,37 @@ final class RewardTrainingTests: XCTestCase {
         XCTAssertThrowsError(try RewardEvaluation.evaluate(model, ties, batchSize: 0))
         XCTAssertThrowsError(try RewardTrainingLoop(model: model, pairs: [], settings: StageSettings(), seed: 1))
     }
+
+    func testPairOrderIsAPermutationGroupedByLengthWithTheShortBatchLast() throws {
+        let builder = try RewardExampleBuilder(tokenizer: Self.tokenizer, specialTokens: SpecialTokens(bos: "<s>", eos: "</s>", pad: "<pad>"), maxLength: 64)
+        var g = SeededGenerator(seed: 5)
+        let words = ["flour", "water", "salt", "yeast", "oven"]
+        let pairs = (0..<203).map { i -> PreferencePair in
+            let n = 1 + g.nextInt(below: 12)
+            let text = { (k: Int) in (0..<k).map { _ in words[g.nextInt(below: words.count)] }.joined(separator: " ") }
+            return builder.pair(QACRecord(question: "Q\(i)?", answer: text(max(1, n - g.nextInt(below: 2))), correction: text(n)))
+        }
+        var settings = StageSettings()
+        settings.batchSize = 4
+        let loop = try RewardTrainingLoop(model: try model(), pairs: pairs, settings: settings, seed: 9)
+        let e0 = loop.order(epoch: 0), e1 = loop.order(epoch: 1)
+        XCTAssertEqual(e0.sorted(), Array(pairs.indices))
+        XCTAssertEqual(e1.sorted(), Array(pairs.indices))
+        XCTAssertNotEqual(e0, e1)
+        XCTAssertEqual(e0, loop.order(epoch: 0), "the same seed and epoch give the same order")
+        func padding(_ order: [Int]) -> Int {
+            stride(from: 0, to: order.count, by: 4).map { s -> Int in
+                let rows = order[s..<min(order.count, s + 4)].flatMap { [pairs[$0].better.count, pairs[$0].worse.count] }
+                return rows.count * rows.max()! - rows.reduce(0, +)
+            }.reduce(0, +)
+        }
+        var r = SeededGenerator(seed: 1)
+        let random = seededShuffle(Array(pairs.indices), &r)
+        XCTAssertLessThan(Double(padding(e0)), 0.8 * Double(padding(random)), "length grouping saves padding")
+        // 203 = 50 batches of 4 and one of 3, which comes last; the chunks' batches are not in length order.
+        XCTAssertEqual(Set(e0.suffix(3)).count, 3)
+        XCTAssertTrue(Set(e0.prefix(200)).isDisjoint(with: Set(e0.suffix(3))))
+        let lengths = stride(from: 0, to: 64, by: 4).map { s in pairs[e0[s]].better.count }
+        XCTAssertNotEqual(lengths, lengths.sorted())
+    }
 }
