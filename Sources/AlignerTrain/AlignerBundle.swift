@@ -39,7 +39,8 @@ public struct AlignerBundle {
     public static let bestOfSweepPrefix = "best-of-sweep:"
 
     /// The run folder of a sweep's best arm, as its report.json names it (`SweepReport.bestRun`: the arm with the lowest
-    /// mean final eval loss over seeds, and of its seeds the run with the lowest final eval loss).
+    /// mean final eval loss over seeds, and of its seeds the run with the lowest final eval loss; by win rate instead
+    /// with `sweep.best_by = "win_rate"`).
     public static func bestRunOfSweep(_ sweepFolder: String) throws -> URL {
         let reportURL = URL(fileURLWithPath: sweepFolder).appendingPathComponent("report.json")
         guard let data = try? Data(contentsOf: reportURL) else {

@@ -16,8 +16,9 @@ public enum RewardExport {
 
     /// Writes `model` into `directory` (new, empty, or an earlier export, replaced whole). `questionTemplate`:
     /// "conversation" or a text with {question} (how the model reads a question; the response follows it).
+    /// `maxLength`: the longest sequence the model was trained on, recorded for judges (nil: not recorded).
     public static func export(_ model: RewardModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, questionTemplate: String = "conversation",
-                              to directory: URL) throws {
+                              maxLength: Int? = nil, to directory: URL) throws {
         try HuggingFaceExport.replaceFolder(directory, marker: "config.json", kind: "a model folder") { dir in
             guard var config = try JSONSerialization.jsonObject(with: model.config.jsonData()) as? [String: Any] else {
                 throw StoreError(file: dir.path, message: "the model's configuration does not encode as a JSON object")
@@ -31,7 +32,8 @@ public enum RewardExport {
             let bundle = AlignerBundle(model: model.decoder, tokenizer: tokenizer, specialTokens: specialTokens, template: .v1,
                                        source: directory, recipe: nil)
             try HuggingFaceExport.writeTokenizer(bundle, to: dir)
-            let settings: [String: Any] = ["format": "alignerkit-reward-model", "version": 1, "question_template": questionTemplate]
+            var settings: [String: Any] = ["format": "alignerkit-reward-model", "version": 1, "question_template": questionTemplate]
+            if let maxLength { settings["max_length"] = maxLength }
             try JSONSerialization.data(withJSONObject: settings, options: [.prettyPrinted, .sortedKeys])
                 .write(to: dir.appendingPathComponent(settingsFile), options: .atomic)
         }
@@ -39,14 +41,19 @@ public enum RewardExport {
 
     /// The question template recorded in a reward model folder ("conversation" when the folder has none, e.g. one
     /// written by transformers).
-    public static func questionTemplate(in directory: URL) throws -> String {
+    public static func questionTemplate(in directory: URL) throws -> String { try settings(in: directory).template }
+
+    /// The question template and the training length recorded in a reward model folder (defaults when it has none).
+    public static func settings(in directory: URL) throws -> (template: String, maxLength: Int?) {
         let url = directory.appendingPathComponent(settingsFile)
-        guard let data = try? Data(contentsOf: url) else { return "conversation" }
+        guard let data = try? Data(contentsOf: url) else { return ("conversation", nil) }
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let t = root["question_template"] as? String,
               t == "conversation" || t.contains("{question}") else {
             throw StoreError(file: url.path, message: "needs \"question_template\": \"conversation\" or a text with {question}", kind: .badContent)
         }
-        return t
+        let length = root["max_length"] as? Int
+        if let length, length < 8 { throw StoreError(file: url.path, message: "max_length \(length) is below 8", kind: .badContent) }
+        return (t, length)
     }
 
     /// A reward model folder (an export, or one transformers wrote): the model, its tokenizer and special tokens.

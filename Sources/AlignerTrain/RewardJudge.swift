@@ -19,12 +19,17 @@ public final class RewardJudge {
     private var memo: [String: Double] = [:]
 
     /// Loads a reward model folder (an export, `aligner reward train`'s `<run>/model`, or one transformers wrote) or
-    /// a reward run folder (its `model/`). Sequences longer than `maxLength` tokens (default: the model's context,
-    /// at most 1024) are shortened as in training, the question first.
+    /// a reward run folder (its `model/`). Sequences longer than `maxLength` tokens are shortened as in training (the
+    /// question loses its beginning first); by default the length the model was trained with (recorded in the folder,
+    /// or the run's recipe), else the model's context up to 1024.
     public init(path: String, maxLength: Int? = nil) throws {
         var url = URL(fileURLWithPath: path)
+        var trainedLength: Int?
         let inRun = url.appendingPathComponent(RewardTrainer.modelFolder)
-        if FileManager.default.fileExists(atPath: inRun.appendingPathComponent("config.json").path) { url = inRun }
+        if FileManager.default.fileExists(atPath: inRun.appendingPathComponent("config.json").path) {
+            trainedLength = (try? Recipe.load(path: url.appendingPathComponent("recipe.json").path))?.data.maxLength
+            url = inRun
+        }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
             throw StoreError(file: path, message: "no such reward model folder", kind: .missing)
@@ -35,12 +40,13 @@ public final class RewardJudge {
         }
         let loaded = try RewardExport.load(path: url.path)
         (model, tokenizer, specialTokens, source) = (loaded.model, loaded.tokenizer, loaded.specialTokens, url)
-        let length = maxLength ?? min(loaded.model.config.maxPositionEmbeddings, 1024)
+        let settings = try RewardExport.settings(in: url)
+        let length = maxLength ?? settings.maxLength ?? trainedLength ?? min(loaded.model.config.maxPositionEmbeddings, 1024)
         guard length >= 8 && length <= loaded.model.config.maxPositionEmbeddings else {
             throw SettingError(setting: "max_length", message: "\(length) is not within 8...\(loaded.model.config.maxPositionEmbeddings) (the judge's context)")
         }
         builder = try RewardExampleBuilder(tokenizer: tokenizer, specialTokens: specialTokens, maxLength: length,
-                                           template: RewardExport.questionTemplate(in: url))
+                                           template: settings.template)
     }
 
     /// The score of each (question, response), in order; sequences are batched by length, `batchSize` at a time.

@@ -104,7 +104,7 @@ public final class RewardTrainer {
         }
         let (train, trainIdentical) = pairs(splits.train)
         let (eval, evalIdentical) = pairs(splits.eval)
-        say("pairs (max \(recipe.data.maxLength) tokens per response, question shortened first): \(train.count) train, \(eval.count) eval; \(trainIdentical + evalIdentical) left out (both responses the same text)")
+        say("pairs (max \(recipe.data.maxLength) tokens per sequence; a long question loses its beginning first): \(train.count) train, \(eval.count) eval; \(trainIdentical + evalIdentical) left out (both responses the same text)")
         say(String(format: "held-out baseline: preferring the shorter response scores %.4f (length alone)", RewardEvaluation.shorterResponseAccuracy(eval)))
         guard !train.isEmpty, !eval.isEmpty else { throw RecipeError(key: "data.train", message: "no preference pair to train on or to evaluate (train \(train.count), eval \(eval.count))") }
 
@@ -201,7 +201,8 @@ public final class RewardTrainer {
         // The export `--judge` reads: adapters merged into the decoder.
         if model.decoder.lora != nil { model.decoder.mergeAdapters() }
         let exportURL = runDirectory.appendingPathComponent(Self.modelFolder)
-        try RewardExport.export(model, tokenizer: setup.tokenizer, specialTokens: setup.specials, questionTemplate: recipe.reward.template, to: exportURL)
+        try RewardExport.export(model, tokenizer: setup.tokenizer, specialTokens: setup.specials, questionTemplate: recipe.reward.template,
+                                maxLength: recipe.data.maxLength, to: exportURL)
         let points = MetricsLog.lines(folder.metricsURL).compactMap { line -> RewardEvalPoint? in
             let o = line.object
             guard let step = o["step"] as? Int, let a = MetricsLog.number(o["eval_accuracy"]), let m = MetricsLog.number(o["eval_margin"]),

@@ -41,6 +41,7 @@ final class RewardTrainerTests: XCTestCase {
         XCTAssertNotEqual(r.initial.meanMargin, r.final.meanMargin)
         let judge = try RewardJudge(path: dir.appendingPathComponent("rm").path)  // the run folder: its model/
         XCTAssertEqual(judge.source.lastPathComponent, "model")
+        XCTAssertEqual(judge.builder.maxLength, 160, "the judge reads sequences as long as the model was trained on")
         // The judge reproduces the run's held-out evaluation from the exported folder.
         let held = try RecordReader.read(path: dir.appendingPathComponent("rm/splits/eval.jsonl").path, fields: FieldNames()).records.filter { $0.correction != $0.answer }
         let j = try JudgeSummary.judge(judge, questions: held.map(\.question), answers: held.map(\.answer), corrections: held.map(\.correction),

@@ -80,7 +80,7 @@ final class CommandLineTests: CLITestCase {
         let bad = dir.appendingPathComponent("bad.jsonl").path
         try "{\"question\": \"Q\", \"answer\": 3, \"correction\": \"C\"}\n".write(toFile: bad, atomically: true, encoding: .utf8)
         XCTAssertTrue(try run(["data", "stats", bad], expect: 65).contains("\(bad):1: field 'answer': is a number or boolean, not a string"))
-        for command in ["train", "sweep", "finetune", "correct", "generate", "eval", "export", "info", "data", "tokenizer", "bench"] {
+        for command in ["train", "sweep", "finetune", "correct", "generate", "eval", "export", "reward", "info", "data", "tokenizer", "bench"] {
             XCTAssertTrue(try run([command, "--help"]).contains("USAGE"), command)
         }
     }
