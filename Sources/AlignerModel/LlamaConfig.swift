@@ -143,12 +143,14 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     /// Bytes of memory to hold the weights in float32 and, when `training`, their gradients, AdamW's two moments and
     /// the activations kept for the backward pass of a batch of `batch` sequences of `time` tokens (an estimate that
     /// errs high: every intermediate of a block, the attention probabilities and the logits with their gradient).
+    /// Without `training`, a forward pass without gradients keeps no layer's activations for later: one layer's
+    /// intermediates are live at a time, and one set of logits.
     public func memoryEstimate(training: Bool, batch: Int = 1, time: Int = 1) -> Double {
         let params = Double(parameterCount)
         let (c, f, h, v, l) = (Double(hiddenSize), Double(intermediateSize), Double(numAttentionHeads), Double(vocabSize), Double(numHiddenLayers))
         let tokens = Double(batch) * Double(time)
         let perTokenPerLayer = 10 * c + 4 * f + 2 * h * Double(time)
-        let activations = tokens * (l * perTokenPerLayer + 3 * v)
+        let activations = training ? tokens * (l * perTokenPerLayer + 3 * v) : tokens * (perTokenPerLayer + v)
         let rope = Double(maxPositionEmbeddings) * Double(headDim)
         return 4 * (training ? 4 * params + 2 * activations : params + activations + rope)
     }

@@ -140,7 +140,7 @@ public final class Sweep {
     /// Runs every arm not yet finished and writes the reports. Returns the arms' results in the order they run.
     /// Before anything runs, every arm folder is checked against its recipe: a folder holding a run of another
     /// recipe is refused, naming the differing keys (with `restart`, it is retrained instead).
-    public func run(say: (String) -> Void = { print($0) }) throws -> [ArmResult] {
+    public func run(say: (String) -> Void = { print($0); fflush(nil) }) throws -> [ArmResult] {
         let arms = try Self.arms(of: recipe)
         // Rank 0 (the only process outside MPI) locks the folder, checks it and decides what each arm does; the other
         // processes of a data-parallel sweep follow that plan.

@@ -128,16 +128,7 @@ public struct SweepReport {
             s += "Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n\n"
         }
         s += summaryTable()
-        if let w = winner {
-            if byWinRate {
-                s += "\nHighest mean win rate of correction over answer: \(w.label) (\(String(format: "%.3f", w.winRate.mean))"
-                s += w.winRate.count > 1 ? String(format: " ± %.3f sd over %d seeds).\n", w.winRate.standardDeviation, w.winRate.count) : ", one seed).\n"
-            } else {
-                s += "\nLowest mean eval loss after stage 2: \(w.label) (\(Self.f4(w.finalLoss.mean))"
-                s += w.finalLoss.count > 1 ? String(format: " ± %.4f sd over %d seeds).\n", w.finalLoss.standardDeviation, w.finalLoss.count) : ", one seed).\n"
-                s += verdict(w)
-            }
-        }
+        if winner != nil { s += "\n" + winnerSummary() }
         if groups.contains(where: { $0.percent > 0 }) {
             s += "\nEvery arm has the same stage-2 budget; stage 1 comes on top, so arms with a larger p train more steps in all (tokens seen per run below).\n"
         }
@@ -146,6 +137,18 @@ public struct SweepReport {
         s += "bottom left: the last half of stage 2, aligned at stage 2's start; bottom right: final eval loss per arm, each seed a dot, mean ± sd). "
         s += "Machine-readable: report.json, report.csv (one row per arm and seed).\n"
         return s
+    }
+
+    /// The best arm in words (by `sweep.best_by`), with the verdict against p = 0 when chosen by eval loss.
+    public func winnerSummary() -> String {
+        guard let w = winner else { return "" }
+        if byWinRate {
+            return "Highest mean win rate of correction over answer: \(w.label) (\(String(format: "%.3f", w.winRate.mean))"
+                + (w.winRate.count > 1 ? String(format: " ± %.3f sd over %d seeds).\n", w.winRate.standardDeviation, w.winRate.count) : ", one seed).\n")
+        }
+        return "Lowest mean eval loss after stage 2: \(w.label) (\(Self.f4(w.finalLoss.mean))"
+            + (w.finalLoss.count > 1 ? String(format: " ± %.4f sd over %d seeds).\n", w.finalLoss.standardDeviation, w.finalLoss.count) : ", one seed).\n")
+            + verdict(w)
     }
 
     /// Whether the winner is distinguishable from p = 0, in words.

@@ -77,11 +77,7 @@ struct SweepCommand: ParsableCommand {
             let results = try sweep.run()
             let report = SweepReport(recipe: recipe, results: results)
             print("\n" + report.summaryTable())
-            if let w = report.winner {
-                let f = w.finalLoss
-                print("lowest mean eval loss after stage 2: \(w.label) (\(String(format: "%.4f", f.mean))\(f.count > 1 ? String(format: " ± %.4f sd, %d seeds", f.standardDeviation, f.count) : ", one seed"))")
-                print(report.verdict(w), terminator: "")
-            }
+            print(report.winnerSummary(), terminator: "")
             print("sweep wall time (this process): \(clock.now - start)")
             print("report: \(sweep.directory.appendingPathComponent("report.md").path) (and report.json, report.csv)")
             print("chart:  \(sweep.directory.appendingPathComponent("eval-loss.svg").path)")
