@@ -69,14 +69,34 @@ public struct CheckpointStore {
             weights.append(("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])))
         }
         if model.lora != nil { weights += try PEFTAdapter.files(of: model, base: base?.path) }
-        let files: [(String, Data)] = weights + [
+        let files = weights + (try Self.trainingFiles(optimizer: optimizer, state: state, config: model.config, recipe: recipe,
+                                                      tokenizerJSON: tokenizerJSON)) + extraFiles
+        return try save(files: files, state: state, keep: keep, as: name)
+    }
+
+    /// What every checkpoint holds besides its weights: the optimiser's state, the trainer state, the model's
+    /// configuration, the recipe and the tokenizer.
+    static func trainingFiles(optimizer: AdamW, state: TrainerState, config: LlamaConfig, recipe: Recipe, tokenizerJSON: Data) throws -> [(String, Data)] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return [
             ("optimizer.safetensors", try SafetensorsWriter.encode(optimizer.stateDict().tensors)),
             ("trainer_state.json", try encoder.encode(state)),
-            ("config.json", try model.config.jsonData()),
+            ("config.json", try config.jsonData()),
             ("recipe.json", try recipe.jsonData()),
             ("tokenizer.json", tokenizerJSON),
-        ] + extraFiles
-        return try save(files: files, state: state, keep: keep, as: name)
+        ]
+    }
+
+    /// `tokenizer_config.json` with the special tokens examples were built with, and `chat_template.jinja` when
+    /// prompts go through a chat template.
+    public static func tokenizerFiles(specials: SpecialTokens, chat: ChatPrompt?) throws -> [(String, Data)] {
+        func token(_ s: String?) -> Any { s.map { $0 as Any } ?? NSNull() }
+        var config: [String: Any] = ["bos_token": token(specials.bos), "eos_token": token(specials.eos), "pad_token": token(specials.pad)]
+        if let chat { config["chat_template"] = chat.template.source }
+        var files = [("tokenizer_config.json", try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]))]
+        if let chat { files.append(("chat_template.jinja", Data(chat.template.source.utf8))) }
+        return files
     }
 
     /// Writes `files` as one checkpoint atomically (with a manifest of sizes and checksums) and keeps only the newest

@@ -227,7 +227,6 @@ public final class RewardTrainer {
         return try? ResultJSON.decode(RewardResult.self, from: Data(contentsOf: folder.resultURL))
     }
 
-
     /// A reward checkpoint's files. Weights: `model.safetensors` with every parameter in Hugging Face's
     /// sequence-classification names; with LoRA, PEFT's adapter files and, in `model.safetensors`, the head alone when
     /// the frozen decoder is the pretrained base (`base_model.json` refers to it), else the head and the decoder.
@@ -236,27 +235,14 @@ public final class RewardTrainer {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         var files: [(String, Data)] = []
-        if model.decoder.lora != nil {
-            if let base {
-                files.append((BaseReference.file, try encoder.encode(base)))
-                files.append(("model.safetensors", try SafetensorsWriter.encode([RewardModel.scoreName: model.score], metadata: ["format": "pt"])))
-            } else {
-                files.append(("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])))
-            }
-            files += try PEFTAdapter.files(of: model.decoder, base: base?.path)
-        } else {
-            files.append(("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])))
-        }
-        func token(_ s: String?) -> Any { s.map { $0 as Any } ?? NSNull() }
-        let tokenizerConfig: [String: Any] = ["bos_token": token(specials.bos), "eos_token": token(specials.eos), "pad_token": token(specials.pad)]
-        return files + [
-            ("optimizer.safetensors", try SafetensorsWriter.encode(loop.optimizer.stateDict().tensors)),
-            ("trainer_state.json", try encoder.encode(state)),
-            ("config.json", try model.config.jsonData()),
-            ("recipe.json", try recipe.jsonData()),
-            ("tokenizer.json", tokenizerJSON),
-            ("tokenizer_config.json", try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys])),
-        ]
+        let referToBase = model.decoder.lora != nil ? base : nil
+        if let referToBase { files.append((BaseReference.file, try encoder.encode(referToBase))) }
+        files.append(("model.safetensors", try SafetensorsWriter.encode(referToBase != nil ? [RewardModel.scoreName: model.score] : model.parameters,
+                                                                         metadata: ["format": "pt"])))
+        if model.decoder.lora != nil { files += try PEFTAdapter.files(of: model.decoder, base: base?.path) }
+        return files + (try CheckpointStore.trainingFiles(optimizer: loop.optimizer, state: state, config: model.config, recipe: recipe,
+                                                          tokenizerJSON: tokenizerJSON))
+            + (try CheckpointStore.tokenizerFiles(specials: specials, chat: nil))
     }
 
     /// Restores a reward checkpoint into `model` (built as the run builds it); returns its state and optimiser tensors.

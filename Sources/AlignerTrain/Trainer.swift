@@ -140,14 +140,7 @@ public final class Trainer {
 
         /// Files every checkpoint carries besides weights and state: `tokenizer_config.json` with the special tokens
         /// the examples were built with, and `chat_template.jinja` when prompts go through a chat template.
-        public func checkpointFiles() throws -> [(String, Data)] {
-            func token(_ s: String?) -> Any { s.map { $0 as Any } ?? NSNull() }
-            var config: [String: Any] = ["bos_token": token(specials.bos), "eos_token": token(specials.eos), "pad_token": token(specials.pad)]
-            if let chat { config["chat_template"] = chat.template.source }
-            var files = [("tokenizer_config.json", try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys]))]
-            if let chat { files.append(("chat_template.jinja", Data(chat.template.source.utf8))) }
-            return files
-        }
+        public func checkpointFiles() throws -> [(String, Data)] { try CheckpointStore.tokenizerFiles(specials: specials, chat: chat) }
     }
 
     /// Reads the data, splits it, gets the tokenizer (loaded, or trained on the training split), builds examples.
