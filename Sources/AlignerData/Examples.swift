@@ -94,27 +94,69 @@ public struct ExampleBuilder: Sendable {
     }
 
     /// An example with its texts: the prompt as `promptText` (the question and answer shortened as in the example) and
-    /// the correction; nil when the correction alone does not fit.
-    public func buildWithText(_ r: QACRecord) -> (example: Example, prompt: String)? {
-        fitted(r).map { ($0.example, promptText(question: $0.fit.question, answer: $0.fit.answer)) }
+    /// the target text (the correction; for an identity record, the answer as the prompt shows it); nil when the
+    /// correction alone does not fit.
+    public func buildWithText(_ r: QACRecord) -> (example: Example, prompt: String, target: String)? {
+        fitted(r).map { ($0.example, promptText(question: $0.fit.question, answer: $0.fit.answer), $0.target) }
     }
 
     /// The example of a record, shortening the answer inside the prompt first, then the question, never the
     /// correction; nil when the correction alone does not fit. `report` counts what happened.
+    ///
+    /// An identity record (correction equal to the answer: the Q-A-A examples of the warm-up stage) is the exception:
+    /// its target is the answer *as the prompt shows it*, so when the answer must be shortened to fit, the target is
+    /// shortened with it (the longest answer prefix whose prompt and copy fit together), and the model is never asked
+    /// to write text it cannot see.
     public func build(_ r: QACRecord, report: inout Report) -> Example? {
-        guard let (example, fit) = fitted(r) else { report.dropped += 1; return nil }
+        guard let (example, fit, _) = fitted(r) else { report.dropped += 1; return nil }
         report.built += 1
         if fit.answerShortened { report.answerShortened += 1 }
         if fit.questionShortened { report.questionShortened += 1 }
         return example
     }
 
-    /// The example of a record and how its prompt was fitted (nil when the correction alone does not fit).
-    private func fitted(_ r: QACRecord)
-        -> (example: Example, fit: (ids: [Int], answerShortened: Bool, questionShortened: Bool, question: String, answer: String))? {
+    typealias Fit = (ids: [Int], answerShortened: Bool, questionShortened: Bool, question: String, answer: String)
+
+    /// The example of a record, how its prompt was fitted and its target text (nil when the correction alone does
+    /// not fit).
+    private func fitted(_ r: QACRecord) -> (example: Example, fit: Fit, target: String)? {
+        if r.correction == r.answer { return fittedIdentity(r) }
         let target = tokenizer.encode(r.correction) + [eosId]
         guard let fit = fittingPrompt(question: r.question, answer: r.answer, budget: maxLength - target.count) else { return nil }
-        return (Example(ids: fit.ids + target, labels: [Int](repeating: -100, count: fit.ids.count) + target), fit)
+        return (example(prompt: fit.ids, target: target), fit, r.correction)
+    }
+
+    /// An identity example: prompt(question, a′) + a′ + EOS within `maxLength`, with a′ the longest prefix (in
+    /// tokens) of the answer that fits twice (once shown, once as the target); when even an empty answer does not fit,
+    /// the question is shortened as usual and the target is EOS alone (the prompt shows an empty answer).
+    private func fittedIdentity(_ r: QACRecord) -> (example: Example, fit: Fit, target: String)? {
+        func attempt(_ answer: String) -> (example: Example, fit: Fit, target: String)? {
+            let target = tokenizer.encode(answer) + [eosId]
+            let prompt = promptIds(question: r.question, answer: answer)
+            guard prompt.count + target.count <= maxLength else { return nil }
+            return (example(prompt: prompt, target: target), (prompt, answer != r.answer, false, r.question, answer), answer)
+        }
+        if let whole = attempt(r.answer) { return whole }
+        let answerIds = tokenizer.encode(r.answer)
+        // Binary search for the most answer tokens that fit (the fitted length grows with the prefix).
+        var lo = 0, hi = answerIds.count - 1, best: (example: Example, fit: Fit, target: String)?
+        while lo <= hi {
+            let mid = (lo + hi) / 2
+            if let found = attempt(tokenizer.decode(Array(answerIds.prefix(mid)))) {
+                best = found
+                lo = mid + 1
+            } else {
+                hi = mid - 1
+            }
+        }
+        if let best { return best }
+        // Not even an empty answer fits: shorten the question, the target is EOS alone.
+        guard let fit = fittingPrompt(question: r.question, answer: "", budget: maxLength - 1) else { return nil }
+        return (example(prompt: fit.ids, target: [eosId]), (fit.ids, !r.answer.isEmpty, fit.questionShortened, fit.question, ""), "")
+    }
+
+    private func example(prompt: [Int], target: [Int]) -> Example {
+        Example(ids: prompt + target, labels: [Int](repeating: -100, count: prompt.count) + target)
     }
 
     /// Examples of all records, in order, with the report.

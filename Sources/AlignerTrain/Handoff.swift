@@ -52,12 +52,13 @@ public struct TRLHandoff {
         var summary = Summary()
         let data = directory.appendingPathComponent("data")
         try fm.createDirectory(at: data, withIntermediateDirectories: true)
-        // Stage 1 trains on the warm-up records as Q-A-A (their splits already hold the answer as the correction).
+        // Stage 1 trains on the warm-up records as Q-A-A (their splits already hold the answer as the correction); the
+        // completion is the target as AlignerKit trains on it (an identity target is the answer as the prompt shows it).
         for (name, records) in [("stage1-warmup", prepared.splits.warmup), ("stage2-train", prepared.splits.train), ("eval", prepared.splits.eval)] {
             var text = Data(), tokens = Data(), kept: [[String: String]] = []
             for r in records {
-                guard let (example, prompt) = builder.buildWithText(r) else { summary.dropped += 1; continue }
-                text += try jsonLine(["prompt": prompt, "completion": r.correction + eos])
+                guard let (example, prompt, target) = builder.buildWithText(r) else { summary.dropped += 1; continue }
+                text += try jsonLine(["prompt": prompt, "completion": target + eos])
                 let mask = example.labels.map { $0 == -100 ? 0 : 1 }
                 tokens += try jsonLine(["input_ids": example.ids, "completion_mask": mask])
                 kept.append(["question": r.question, "answer": r.answer, "correction": r.correction])
@@ -82,8 +83,11 @@ public struct TRLHandoff {
                                    source: directory, recipe: recipe, chat: prepared.chat)
         try HuggingFaceExport.export(bundle, to: directory.appendingPathComponent("model"))
 
-        let stages = summary.warmup > 0 ? [(1, recipe.stage1, summary.warmup, "stage1-warmup"), (2, recipe.stage2, summary.train, "stage2-train")]
-                                        : [(2, recipe.stage2, summary.train, "stage2-train")]
+        // Stage 2's settings as AlignerKit plans them (shortened under a fixed `train.budget`).
+        let planned = Dictionary(try trainer.plannedStages(prepared).stages.map { ($0.0, $0.1) }, uniquingKeysWith: { a, _ in a })
+        let stage2 = planned[2] ?? recipe.stage2
+        let stages = summary.warmup > 0 ? [(1, recipe.stage1, summary.warmup, "stage1-warmup"), (2, stage2, summary.train, "stage2-train")]
+                                        : [(2, stage2, summary.train, "stage2-train")]
         var manifestStages: [[String: Any]] = []
         for (number, s, count, file) in stages {
             let config = sftConfig(stage: number, settings: s, examples: count)
@@ -196,7 +200,7 @@ public struct TRLHandoff {
 
         - `model/`: the initial weights in Hugging Face's Llama layout (\(s.parameters) parameters\(recipe.model.initFrom == "scratch" ? ", random from seed \(recipe.seed)" : ", from \(recipe.model.initFrom)")), with the tokenizer.
         - `data/*.jsonl`: TRL's prompt-completion form, one record per line: `prompt` = the rendered template (the question and answer
-          shortened exactly as AlignerKit shortens them to fit `max_length` = \(recipe.data.maxLength)), `completion` = correction + EOS.
+          shortened exactly as AlignerKit shortens them to fit `max_length` = \(recipe.data.maxLength)), `completion` = the target + EOS (the correction; in stage1-warmup, the answer as the prompt shows it, shortened with it).
           `stage1-warmup` (\(s.warmup) identity warm-up records, Q-A-A), `stage2-train` (\(s.train), Q-A-C), `eval` (\(s.eval), held out by question).
           \(s.dropped) records whose correction alone does not fit were left out, as AlignerKit leaves them out.
         - `data/*.tokenized.jsonl`: the same examples as AlignerKit's token ids (`input_ids`, `completion_mask`); TRL uses them as they are.

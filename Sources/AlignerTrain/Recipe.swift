@@ -70,6 +70,25 @@ public struct StageSettings: Equatable, Sendable {
     }
 }
 
+/// How a two-stage run counts the warm-up stage against its training budget (`train.budget`).
+public enum TrainingBudget: String, Codable, Sendable, CaseIterable {
+    /// Stage 1 runs on top of a full stage 2 (more warm-up, more training).
+    case additive
+    /// Stage 2 takes the optimiser steps it would take alone minus stage 1's steps.
+    case fixedSteps = "fixed_steps"
+    /// Stage 2 stops when stage 1 and stage 2 together have seen the tokens stage 2 alone would see.
+    case fixedTokens = "fixed_tokens"
+
+    /// One line for logs and reports.
+    public var explanation: String {
+        switch self {
+        case .additive: return "additive (stage 1 runs on top of a full stage 2: arms with more warm-up train longer)"
+        case .fixedSteps: return "fixed_steps (stage 2 shortened by stage 1's optimiser steps: every arm takes the same number of steps)"
+        case .fixedTokens: return "fixed_tokens (stage 2 shortened by the tokens stage 1 saw: every arm sees about the same number of tokens)"
+        }
+    }
+}
+
 /// A training run's description: data, tokenizer, model, the two stages, logging and checkpoints.
 /// Read from TOML (`recipes/*.toml`) or from the JSON a run writes (`recipe.json`); every key can be overridden
 /// with `--set section.key=value`. Unknown keys, wrong types and impossible values are errors naming the key.
@@ -154,6 +173,11 @@ public struct Recipe: Equatable, Sendable {
         public var bestMetric = "eval_loss"
         /// Stop stage 2 after this many evaluations without a new best (0 = never).
         public var earlyStoppingPatience = 0
+        /// How the warm-up stage's cost is counted, so that warm-up sweeps compare arms fairly: "additive" (stage 1
+        /// runs on top of a full stage 2: an arm with more warm-up trains longer), "fixed_steps" (stage 2 is shortened
+        /// by stage 1's optimiser steps: every arm takes the steps stage 2 alone would take) or "fixed_tokens" (stage 2
+        /// is shortened until stage 1 and stage 2 together see no more tokens than stage 2 alone would).
+        public var budget = TrainingBudget.additive
         /// Stop each stage after this many steps (0 = no limit); for tests of interrupted runs.
     }
 
@@ -494,6 +518,13 @@ extension Recipe {
             RecipeField("train.generate_max_new_tokens", \.train.generateMaxNewTokens, int),
             RecipeField("train.best_metric", \.train.bestMetric, string),
             RecipeField("train.early_stopping_patience", \.train.earlyStoppingPatience, int),
+            RecipeField("train.budget", \.train.budget, { (r: inout R, k: String, d: TrainingBudget) in
+                let name = try r.string(k, d.rawValue)
+                guard let value = TrainingBudget(rawValue: name) else {
+                    throw RecipeError(key: k, message: "must be \"additive\", \"fixed_steps\" or \"fixed_tokens\", got \"\(name)\"")
+                }
+                return value
+            }, value: { $0.train.budget.rawValue }),
             RecipeField("lora.rank", \.lora.rank, int), RecipeField("lora.alpha", \.lora.alpha, double),
             RecipeField("lora.dropout", \.lora.dropout, double), RecipeField("lora.targets", \.lora.targets, strings),
             RecipeField("lora.rslora", \.lora.rslora, bool),
@@ -699,7 +730,7 @@ public enum RunKind: String, Sendable {
         case .reward:
             return key.hasPrefix("stage1.") || key.hasPrefix("stage2.") || [
                 "data.warmup_percent", "data.template", "data.custom_template", "data.chat_template", "train.generate_eval",
-                "train.generate_max_new_tokens", "train.best_metric", "train.early_stopping_patience",
+                "train.generate_max_new_tokens", "train.best_metric", "train.early_stopping_patience", "train.budget",
             ].contains(key)
         }
     }

@@ -119,6 +119,7 @@ public struct SweepReport {
         s += "; stage 1 \(recipe.stage1.finetune), stage 2 \(recipe.stage2.finetune); recipe fingerprint \(recipe.fingerprint).\n"
         s += "Seeds: \(seeds.map(String.init).joined(separator: ", ")) (each drives initialisation, the warm-up subset, data order and dropout; every seed is evaluated on the same held-out questions).\n"
         if !gridKeys.isEmpty { s += "Grid: " + recipe.sweep.grid.map { "\($0.key) ∈ {\($0.values.joined(separator: ", "))}" }.joined(separator: "; ") + ".\n" }
+        s += "Budget: \(recipe.train.budget.explanation).\n"
         if let r = results.first?.result { s += "Train \(r.trainRecords) records, eval \(r.evalRecords) (held out by question); eval loss before training \(Self.f4(r.initialEvalLoss)).\n" }
         s += "\n## Final eval loss (after stage 2) by arm\n\n"
         if let n = results.first?.result.evalCurve.last?.generation?.generated {
@@ -130,7 +131,14 @@ public struct SweepReport {
         s += summaryTable()
         if winner != nil { s += "\n" + winnerSummary() }
         if groups.contains(where: { $0.percent > 0 }) {
-            s += "\nEvery arm has the same stage-2 budget; stage 1 comes on top, so arms with a larger p train more steps in all (tokens seen per run below).\n"
+            switch recipe.train.budget {
+            case .additive:
+                s += "\nBudget additive: every arm has the same stage-2 budget; stage 1 comes on top, so arms with a larger p train more steps in all (tokens seen per run below). Set train.budget = \"fixed_steps\" or \"fixed_tokens\" to separate the warm-up's effect from more training.\n"
+            case .fixedSteps:
+                s += "\nBudget fixed_steps: every arm takes the optimiser steps of stage 2 alone; stage 2 is shortened by stage 1's steps (tokens seen per run below).\n"
+            case .fixedTokens:
+                s += "\nBudget fixed_tokens: every arm sees at most the tokens of stage 2 alone; stage 2 is shortened by what stage 1 saw (tokens seen per run below).\n"
+            }
         }
         s += "\n## Every run\n\n" + table()
         s += "\nChart: eval-loss.svg (top: eval loss against optimiser steps, mean over seeds with the range shaded; "
@@ -237,6 +245,7 @@ public struct SweepReport {
             return o
         }
         let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys, "best_by": byWinRate ? "win_rate" : "eval_loss",
+                                     "budget": recipe.train.budget.rawValue,
                                      "best_run": bestRun.map { $0.result.runDirectory as Any } ?? NSNull(),
                                      "seeds": seeds, "arms": groupObjects, "runs": rows().map { Dictionary(uniqueKeysWithValues: zip(csvHeader, $0.map { $0 ?? NSNull() })) }]
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])

@@ -93,6 +93,8 @@ public struct RunResult: Codable, Sendable {
     public var best: BestCheckpoint?
     /// Stage 2 stopped early (`train.early_stopping_patience`) after this many steps.
     public var stoppedEarlyAtStep: Int?
+    /// `train.budget` and how it was spent ("fixed_steps: 200 steps in all = ..."; absent in older results).
+    public var budget: String?
 
     public var bestEvalLoss: Double { evalCurve.map(\.evalLoss).min() ?? .nan }
 }
@@ -242,10 +244,10 @@ public final class Trainer {
         // The pool keeps what the next step reuses: about a step's activations, bounded relative to the model.
         compute.pool.limitBytes = min(4 << 30, max(256 << 20, 8 * prepared.config.parameterCount))
 
-        let stages: [(Int, StageSettings, [Example])] =
-            (prepared.warmup.isEmpty ? [] : [(1, recipe.stage1, prepared.warmup)]) + [(2, recipe.stage2, prepared.train)]
-        let stage1Steps = try prepared.warmup.isEmpty ? 0
-            : TrainingLoop.totalSteps(recipe.stage1, stream(for: prepared.warmup, settings: recipe.stage1, stage: 1, padId: prepared.padId))
+        let plan = try plannedStages(prepared)
+        let stages = plan.stages
+        let stage1Steps = plan.stage1Steps
+        if recipe.train.budget != .additive { say("budget: \(plan.note)") }
         var state = TrainerState(stage: stages[0].0, step: 0, totalSteps: 0, position: BatchPosition(), optimizerStep: 0,
                                  tokensSeen: 0, stageDone: false, elapsed: 0, stage1Steps: stage1Steps)
         var optimizerToRestore: [String: Tensor]?
@@ -318,6 +320,60 @@ public final class Trainer {
         return try finish(run, folder: folder, stages: stages, prepared: prepared)
     }
 
+    /// The stages a run trains, in order, with their settings and examples (stage 1 only with a warm-up set), and
+    /// stage 1's optimiser steps. Under `train.budget` = "fixed_steps" or "fixed_tokens", stage 2's steps are
+    /// shortened by what stage 1 uses, so that every warm-up proportion trains on the budget stage 2 alone would take
+    /// (stage 2's examples are the same for every proportion: all the training records). A warm-up that uses the
+    /// whole budget is refused, naming `train.budget`.
+    public func plannedStages(_ prepared: Prepared) throws
+        -> (stages: [(Int, StageSettings, [Example])], stage1Steps: Int, note: String) {
+        let padId = prepared.padId
+        let stage2Stream = try stream(for: prepared.train, settings: recipe.stage2, stage: 2, padId: padId)
+        let stage2Alone = TrainingLoop.totalSteps(recipe.stage2, stage2Stream)
+        guard !prepared.warmup.isEmpty else {
+            return ([(2, recipe.stage2, prepared.train)], 0, "\(recipe.train.budget.rawValue): no warm-up; stage 2 takes its \(stage2Alone) steps")
+        }
+        let stage1Stream = try stream(for: prepared.warmup, settings: recipe.stage1, stage: 1, padId: padId)
+        let stage1Steps = TrainingLoop.totalSteps(recipe.stage1, stage1Stream)
+        var stage2 = recipe.stage2
+        let note: String
+        switch recipe.train.budget {
+        case .additive:
+            note = "additive: stage 1 \(stage1Steps) steps + stage 2 \(stage2Alone) steps"
+        case .fixedSteps:
+            stage2.steps = stage2Alone - stage1Steps
+            guard stage2.steps >= 1 else {
+                throw RecipeError(key: "train.budget", message: "fixed_steps: stage 1's \(stage1Steps) steps use the whole budget of \(stage2Alone) steps (stage 2 alone); lower data.warmup_percent or stage1.epochs, or use \"additive\"")
+            }
+            note = "fixed_steps: \(stage2Alone) steps in all = stage 1 \(stage1Steps) + stage 2 \(stage2.steps) (of its \(stage2Alone))"
+        case .fixedTokens:
+            let budget = Self.plannedTokens(stage2Stream, steps: stage2Alone, gradAccum: recipe.stage2.gradAccum)
+            let used = Self.plannedTokens(stage1Stream, steps: stage1Steps, gradAccum: recipe.stage1.gradAccum)
+            // The most stage-2 steps whose tokens, with stage 1's, stay within the budget.
+            var s2 = stage2Stream, steps = 0, seen = used
+            while steps < stage2Alone {
+                var step = 0
+                for _ in 0..<recipe.stage2.gradAccum { step += s2.next().mask.reduce(0) { $0 + ($1 ? 1 : 0) } }
+                if seen + step > budget { break }
+                seen += step
+                steps += 1
+            }
+            guard steps >= 1 else {
+                throw RecipeError(key: "train.budget", message: "fixed_tokens: stage 1's \(used) tokens use the whole budget of \(budget) tokens (stage 2 alone); lower data.warmup_percent or stage1.epochs, or use \"additive\"")
+            }
+            stage2.steps = steps
+            note = "fixed_tokens: \(budget) tokens at most = stage 1 \(used) + stage 2 \(seen - used) (\(steps) of its \(stage2Alone) steps)"
+        }
+        return ([(1, recipe.stage1, prepared.warmup), (2, stage2, prepared.train)], stage1Steps, note)
+    }
+
+    /// The real (unpadded) tokens of a stage's first `steps` optimiser steps.
+    static func plannedTokens(_ stream: BatchStream, steps: Int, gradAccum: Int) -> Int {
+        var s = stream, tokens = 0
+        for _ in 0..<(steps * gradAccum) { tokens += s.next().mask.reduce(0) { $0 + ($1 ? 1 : 0) } }
+        return tokens
+    }
+
     /// Attaches fresh adapters for a LoRA stage (stage 2 continues stage 1's when both use LoRA) and merges them
     /// before a full stage.
     func adapt(_ model: LlamaModel, for settings: StageSettings) throws {
@@ -350,6 +406,7 @@ public final class Trainer {
         // Early stopping ended stage 2 before its planned steps (also when a resumed run finds it so).
         if run.state.stage == 2 && run.state.stageDone && run.state.step < run.state.totalSteps { result.stoppedEarlyAtStep = run.state.step }
         result.best = run.best
+        result.budget = try plannedStages(prepared).note
         for (stageNumber, settings, examples) in stages {
             let evals = history.filter { $0.stage == stageNumber }
             var steps = try TrainingLoop.totalSteps(settings, stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))

@@ -98,6 +98,44 @@ final class ExampleTests: XCTestCase {
         XCTAssertEqual(report3.dropped, 1)
         XCTAssertEqual(tight.buildAll([r, r]).report.dropped, 2)
     }
+
+    /// An identity (Q-A-A) example's target is the answer exactly as its prompt shows it: when the answer is shortened
+    /// to fit, the target is shortened with it, and the example still uses the room it has.
+    func testIdentityTargetIsTheAnswerAsThePromptShowsIt() throws {
+        let long = String(repeating: "Mix flour and water. ", count: 40)
+        let r = QACRecord(question: "How do I bake bread?", answer: long, correction: long)
+        let templateOnly = 1 + smallTokenizer.encode(PromptTemplate.v1.render(question: r.question, answer: "")).count
+        for maxLength in [templateOnly + 4, templateOnly + 20, templateOnly + 57, templateOnly + 110, 4096] {
+            let builder = try ExampleBuilder(tokenizer: smallTokenizer, template: .v1, specialTokens: specials, maxLength: maxLength)
+            var report = ExampleBuilder.Report()
+            let e = try XCTUnwrap(builder.build(r, report: &report), "max_length \(maxLength)")
+            XCTAssertLessThanOrEqual(e.count, maxLength)
+            let targetIds = e.labels.filter { $0 != -100 }
+            XCTAssertEqual(targetIds.last, 2)
+            let promptIds = Array(e.ids.prefix(e.count - targetIds.count))
+            // Read back from the token ids alone: the text between "| " and " ASSISTANT:" in the prompt is the target.
+            let shown = smallTokenizer.decode(promptIds)
+            let target = smallTokenizer.decode(Array(targetIds.dropLast()))
+            XCTAssertTrue(shown.hasSuffix("How do I bake bread? | \(target) ASSISTANT:"), "max_length \(maxLength): \(shown) / \(target)")
+            if maxLength == 4096 {
+                XCTAssertEqual(target, long)
+                XCTAssertEqual(report.answerShortened, 0)
+            } else {
+                XCTAssertTrue(long.hasPrefix(target) && target.count < long.count, "max_length \(maxLength)")
+                XCTAssertEqual(report.answerShortened, 1)
+                // The longest prefix that fits: one more answer token would not (prompt and target each grow).
+                XCTAssertGreaterThan(e.count, maxLength - 2 * 3 - 2, "max_length \(maxLength): only \(e.count) tokens used")
+            }
+            // The text form (the TRL hand-off's completion) is the same target.
+            let withText = try XCTUnwrap(builder.buildWithText(r))
+            XCTAssertEqual(withText.target, target)
+            XCTAssertEqual(withText.example, e)
+        }
+        // A non-identity record keeps its whole correction while its answer is shortened.
+        let builder = try ExampleBuilder(tokenizer: smallTokenizer, template: .v1, specialTokens: specials, maxLength: templateOnly + 40)
+        let qac = QACRecord(question: r.question, answer: long, correction: "Mix flour and water.")
+        XCTAssertEqual(builder.buildWithText(qac)?.target, "Mix flour and water.")
+    }
 }
 
 final class SplitTests: XCTestCase {

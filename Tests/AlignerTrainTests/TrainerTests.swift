@@ -148,6 +148,40 @@ final class TrainerTests: XCTestCase {
         try Data(contentsOf: URL(fileURLWithPath: r.finalCheckpoint).appendingPathComponent("model.safetensors"))
     }
 
+    /// `train.budget`: under fixed_steps every arm takes stage 2's steps in all; under fixed_tokens every arm sees at
+    /// most stage 2's tokens (and not a whole step fewer); additive puts stage 1 on top. Checked on the steps and
+    /// tokens the runs really logged.
+    func testFixedBudgetsShortenStageTwoByWhatStageOneUsed() throws {
+        let alone = try quietTrainer(tinyRecipe("p0", in: dir, ["data.warmup_percent=0", "train.eval_every=0"])).run()
+        let stage2Alone = try XCTUnwrap(alone.stages.first { $0.stage == 2 }?.steps)
+        let additive = try quietTrainer(tinyRecipe("add", in: dir, ["train.eval_every=0"])).run()
+        let fixedSteps = try quietTrainer(tinyRecipe("steps", in: dir, ["train.budget=fixed_steps", "train.eval_every=0"])).run()
+        let fixedTokens = try quietTrainer(tinyRecipe("tokens", in: dir, ["train.budget=fixed_tokens", "train.eval_every=0"])).run()
+        func logged(_ name: String) throws -> (steps: Int, tokens: Int) {
+            let lines = try String(contentsOf: dir.appendingPathComponent("\(name)/metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            let steps = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.filter { $0["loss"] != nil && $0["eval_loss"] == nil }
+            return (steps.count, steps.compactMap { $0["tokens"] as? Int }.max() ?? 0)
+        }
+        let stage1 = try XCTUnwrap(additive.stages.first { $0.stage == 1 }?.steps)
+        XCTAssertGreaterThan(stage1, 0)
+        XCTAssertEqual(additive.stages.map(\.steps), [stage1, stage2Alone])
+        XCTAssertEqual(fixedSteps.stages.map(\.steps), [stage1, stage2Alone - stage1])
+        XCTAssertEqual(fixedSteps.stages.map(\.steps).reduce(0, +), stage2Alone)
+        XCTAssertEqual(try logged("steps").steps, stage2Alone, "steps really taken")
+        XCTAssertEqual(try logged("add").steps, stage1 + stage2Alone)
+        // Tokens: within the p = 0 run's tokens, and closer than the largest step (2 micro-batches of 8 rows × 160).
+        XCTAssertLessThanOrEqual(fixedTokens.tokensSeen, alone.tokensSeen)
+        XCTAssertGreaterThan(fixedTokens.tokensSeen, alone.tokensSeen - 2 * 8 * 160)
+        XCTAssertGreaterThan(additive.tokensSeen, alone.tokensSeen)
+        XCTAssertEqual(fixedTokens.budget?.hasPrefix("fixed_tokens"), true)
+        XCTAssertEqual(fixedSteps.budget?.hasPrefix("fixed_steps: \(stage2Alone) steps in all"), true, fixedSteps.budget ?? "")
+        // A warm-up that uses the whole budget is refused, naming the key.
+        XCTAssertThrowsError(try quietTrainer(tinyRecipe("over", in: dir, ["train.budget=fixed_steps", "stage1.epochs=40"])).run()) {
+            XCTAssertEqual(($0 as? RecipeError)?.key, "train.budget", "\($0)")
+        }
+        XCTAssertThrowsError(try tinyRecipe("bad", in: dir, ["train.budget=fixed"])) { XCTAssertEqual(($0 as? RecipeError)?.key, "train.budget") }
+    }
+
     func testResumeContinuesBitForBit() throws {
         let straight = try quietTrainer(tinyRecipe("straight", in: dir)).run()
         let s1 = straight.stages[0].steps
