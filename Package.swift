@@ -6,6 +6,7 @@
 //   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
 //   AlignerTokenizers (tokenizer.json BPE) -> AlignerData (records, conversion, templates, splits, batches; not the model)
 //   CMPIRuntime (loads Open MPI) -> AlignerDistributed (ranks and collectives for data-parallel training)
+//   AlignerMeasures (refusals, degeneration, 95% intervals; Foundation only)
 //   -> AlignerTrain (recipes, two-stage trainer, checkpoints, sweeps, hand-off) -> AlignerBench (benchmarks)
 //   -> aligner (executable: wiring only)
 import PackageDescription
@@ -40,6 +41,7 @@ let package = Package(
         .library(name: "AlignerTokenizers", targets: ["AlignerTokenizers"]),
         .library(name: "AlignerData", targets: ["AlignerData"]),
         .library(name: "AlignerDistributed", targets: ["AlignerDistributed"]),
+        .library(name: "AlignerMeasures", targets: ["AlignerMeasures"]),
         .executable(name: "aligner", targets: ["aligner"]),
     ],
     dependencies: [
@@ -74,11 +76,13 @@ let package = Package(
             name: "AlignerData", dependencies: ["AlignerTokenizers", "AlignerTensor", "CZlib"],
             resources: [.copy("Resources/templates.json")], swiftSettings: optimize),
         .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
+        .target(name: "AlignerMeasures", swiftSettings: optimize),
         .target(
             name: "AlignerTrain",
             dependencies: [
                 "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
-                "AlignerGGUF", "AlignerDistributed", "CZlib",
+                "AlignerGGUF", "AlignerDistributed", "AlignerMeasures", "CZlib",
             ],
             swiftSettings: optimize),
         .target(
@@ -107,6 +111,7 @@ let package = Package(
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),
     ]

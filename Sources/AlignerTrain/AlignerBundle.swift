@@ -177,6 +177,12 @@ public struct AlignerBundle {
                              baseChatTemplate: baseChatTemplate, chat: chat)
     }
 
+    /// This model used zero-shot as an Aligner: prompted through its own chat template (the template's instruction
+    /// as one user message) when it has one, else as it is.
+    public func zeroShot() throws -> AlignerBundle {
+        baseChatTemplate != nil || chat != nil ? try prompted(template: nil, chatTemplate: "base") : self
+    }
+
     /// The example builder matching this Aligner (template, BOS/EOS).
     public func exampleBuilder(maxLength: Int? = nil) throws -> ExampleBuilder {
         try ExampleBuilder(tokenizer: tokenizer, template: template, specialTokens: specialTokens,

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerMeasures
 import AlignerModel
 import AlignerTensor
 import Foundation
@@ -13,9 +14,18 @@ public enum Corrector {
         _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
         batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
     ) throws -> [String] {
+        try corrections(pairs, with: aligners, options: options, batchSize: batchSize, progress: progress, note: note).texts
+    }
+
+    /// As `correct`, with whether each last correction ended with an end token (false: it stopped at `maxNewTokens`).
+    public static func corrections(
+        _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
+        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
+    ) throws -> (texts: [String], ended: [Bool]) {
         guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
         try options.validate()
         var answers = pairs.map(\.answer)
+        var ended = [Bool](repeating: true, count: pairs.count)
         for (k, aligner) in aligners.enumerated() {
             let builder = try aligner.exampleBuilder()
             var opts = options
@@ -38,6 +48,7 @@ public enum Corrector {
                 let result = try aligner.model.generate(prompts: prompts, options: opts)
                 for (j, i) in range.enumerated() {
                     out[i] = aligner.tokenizer.decode(result.tokens[j], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
+                    ended[i] = result.stoppedAtEOS[j]
                 }
                 start = range.upperBound
                 progress(k, start, pairs.count)
@@ -47,7 +58,7 @@ public enum Corrector {
             }
             answers = out
         }
-        return answers
+        return (answers, ended)
     }
 }
 
@@ -126,6 +137,12 @@ public struct GenerationMetrics: Codable, Equatable, Sendable {
     }
 }
 
+/// Text measures of one set of responses, by name.
+public struct NamedTextMeasures: Codable, Equatable, Sendable {
+    public var name: String
+    public var measures: TextMeasures
+}
+
 /// `aligner eval`'s results.
 public struct EvalSummary: Codable, Sendable {
     public var source: String
@@ -139,7 +156,10 @@ public struct EvalSummary: Codable, Sendable {
     public var nearCopyRate: Double?
     public var editDistanceToAnswer: Double?
     public var editDistanceToReference: Double?
-    /// A reward model's verdict on the generated corrections (`--judge`).
+    /// Refusal and degeneration measures of the answers, the references and the generated corrections (and of the
+    /// control models' corrections), on the generated records.
+    public var textMeasures: [NamedTextMeasures]?
+    /// A reward model's verdict on the generated corrections (`--judge`), with its controls.
     public var judge: JudgeSummary?
 
     public var table: String {
@@ -154,14 +174,25 @@ public struct EvalSummary: Codable, Sendable {
             s += String(format: "| mean normalised edit distance to the reference | %.3f |\n", editDistanceToReference ?? .nan)
         }
         if let judge { s += judge.tableRows }
+        if let judge {
+            s += "\n" + judge.controlsTable
+        } else if let measures = textMeasures {
+            s += "\n| responses (\(generated) records) | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished | mean words |\n|---|---:|---:|---:|---:|---:|---:|\n"
+            for m in measures {
+                s += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f | ", m.name, m.measures.refusalRate, m.measures.degenerateRate, m.measures.repeated4, m.measures.distinct2)
+                s += (m.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–") + String(format: " | %.1f |\n", m.measures.meanWords)
+            }
+        }
         return s
     }
 
     /// Loss and perplexity of the corrections of `records` under `aligner` (masked as in training) and, when
-    /// `generate` > 0, generation metrics on the first `generate` records.
-    /// With `judge`, the generated corrections, their answers and references are scored by that reward model.
+    /// `generate` > 0, generation metrics and text measures on the first `generate` records.
+    /// With `judge`, the generated corrections are judged beside their controls (the answers, a fixed refusal, the
+    /// references, and the corrections of each of `controls`, e.g. the base model used zero-shot).
     public static func compute(_ aligner: AlignerBundle, records: [QACRecord], generate: Int, options: GenerationOptions,
                                batchSize: Int, judge: RewardJudge? = nil, tieMargin: Double = JudgeSummary.defaultTieMargin,
+                               controls: [(name: String, aligner: AlignerBundle)] = [],
                                progress: (Int, Int, Int) -> Void = { _, _, _ in },
                                note: (String) -> Void = { _ in }) throws -> EvalSummary {
         guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
@@ -178,17 +209,26 @@ public struct EvalSummary: Codable, Sendable {
         let n = min(generate, records.count)
         if n > 0 {
             let subset = Array(records.prefix(n))
-            let outputs = try Corrector.correct(subset.map { ($0.question, $0.answer) }, with: [aligner], options: options,
-                                                batchSize: batchSize, progress: progress, note: note)
-            let m = try GenerationMetrics(outputs: outputs, records: subset)
+            let pairs = subset.map { (question: $0.question, answer: $0.answer) }
+            let outputs = try Corrector.corrections(pairs, with: [aligner], options: options, batchSize: batchSize, progress: progress, note: note)
+            let m = try GenerationMetrics(outputs: outputs.texts, records: subset)
             summary.generated = m.generated
             summary.copyRate = m.copyRate
             summary.nearCopyRate = m.nearCopyRate
             summary.editDistanceToAnswer = m.editToAnswer
             summary.editDistanceToReference = m.editToReference
+            let controlOutputs = try controls.map { c in
+                (c.name, try Corrector.corrections(pairs, with: [c.aligner], options: options, batchSize: batchSize, progress: progress, note: note))
+            }
+            summary.textMeasures = [NamedTextMeasures(name: "answers", measures: TextMeasures(texts: subset.map(\.answer))),
+                                    NamedTextMeasures(name: "references", measures: TextMeasures(texts: subset.map(\.correction)))]
+                + controlOutputs.map { NamedTextMeasures(name: $0.0, measures: TextMeasures(texts: $0.1.texts, ended: $0.1.ended)) }
+                + [NamedTextMeasures(name: "corrections", measures: TextMeasures(texts: outputs.texts, ended: outputs.ended))]
             if let judge {
-                summary.judge = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs,
-                                                       references: subset.map(\.correction), tieMargin: tieMargin, batchSize: batchSize).summary
+                summary.judge = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs.texts,
+                                                       references: subset.map(\.correction), ended: outputs.ended,
+                                                       controls: controlOutputs.map { JudgeSummary.Control(name: $0.0, texts: $0.1.texts, ended: $0.1.ended) },
+                                                       tieMargin: tieMargin, batchSize: batchSize).summary
             }
         }
         return summary

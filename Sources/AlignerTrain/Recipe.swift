@@ -205,8 +205,9 @@ public struct Recipe: Equatable, Sendable {
         public var judgeRecords = 128
         /// Score differences up to this are ties.
         public var judgeTieMargin = 0.05
-        /// How the best arm is chosen: "eval_loss" (lowest mean final eval loss) or "win_rate" (highest mean win
-        /// rate of correction over answer under `judge`).
+        /// How the best arm is chosen: "eval_loss" (lowest mean final eval loss), "win_rate" (highest mean win rate
+        /// of correction over answer under `judge`) or "useful_rate" (highest mean useful-correction rate under
+        /// `judge`, see `JudgeSummary`).
         public var bestBy = "eval_loss"
     }
 
@@ -419,8 +420,8 @@ extension Recipe {
         try check(Set(sweep.seeds).count == sweep.seeds.count, "sweep.seeds", "lists a seed twice")
         try check(sweep.judgeRecords >= 1 && sweep.judgeRecords <= 100_000, "sweep.judge_records", "must be within 1...100000, got \(sweep.judgeRecords)")
         try check(sweep.judgeTieMargin >= 0, "sweep.judge_tie_margin", "must not be negative, got \(sweep.judgeTieMargin)")
-        try check(["eval_loss", "win_rate"].contains(sweep.bestBy), "sweep.best_by", "must be \"eval_loss\" or \"win_rate\", got \"\(sweep.bestBy)\"")
-        try check(sweep.bestBy == "eval_loss" || !sweep.judge.isEmpty, "sweep.best_by", "\"win_rate\" needs a reward model: set sweep.judge")
+        try check(["eval_loss", "win_rate", "useful_rate"].contains(sweep.bestBy), "sweep.best_by", "must be \"eval_loss\", \"win_rate\" or \"useful_rate\", got \"\(sweep.bestBy)\"")
+        try check(sweep.bestBy == "eval_loss" || !sweep.judge.isEmpty, "sweep.best_by", "\"\(sweep.bestBy)\" needs a reward model: set sweep.judge")
         let keys = Set(Self.fields.map(\.key))
         for axis in sweep.grid {
             try check(keys.contains(axis.key), "sweep.grid", "'\(axis.key)' is not a recipe key")

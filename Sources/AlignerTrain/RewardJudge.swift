@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerMeasures
 import AlignerModel
 import AlignerTensor
 import AlignerTokenizers
@@ -115,20 +116,11 @@ public struct JudgeComparison: Codable, Equatable, Sendable {
         (wins, ties, losses) = (w, t, l)
         (winRate, tieRate, loseRate) = (Double(w) / Double(n), Double(t) / Double(n), Double(l) / Double(n))
         (winInterval, tieInterval, loseInterval) = (Self.wilson(w, n), Self.wilson(t, n), Self.wilson(l, n))
-        let mean = diffs.reduce(0, +) / Double(n)
-        let sd = n > 1 ? (diffs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(n - 1)).squareRoot() : .nan
-        let half = 1.959964 * sd / Double(n).squareRoot()
-        meanChange = mean
-        meanChangeInterval = [mean - half, mean + half]
+        (meanChange, meanChangeInterval) = Intervals.mean(diffs)
     }
 
     /// The 95% Wilson score interval of k successes in n trials.
-    public static func wilson(_ k: Int, _ n: Int) -> [Double] {
-        let z = 1.959964, p = Double(k) / Double(n), nn = Double(n)
-        let centre = (p + z * z / (2 * nn)) / (1 + z * z / nn)
-        let half = z / (1 + z * z / nn) * (p * (1 - p) / nn + z * z / (4 * nn * nn)).squareRoot()
-        return [max(0, centre - half), min(1, centre + half)]
-    }
+    public static func wilson(_ k: Int, _ n: Int) -> [Double] { Intervals.wilson(k, n) }
 
     /// "win 0.412 [0.35, 0.48] · tie 0.100 · lose 0.488 [..]; mean change +0.123 [..]".
     public var line: String {
@@ -138,8 +130,47 @@ public struct JudgeComparison: Codable, Equatable, Sendable {
     }
 }
 
-/// A judge's verdict on corrections: correction against the answer it corrects, against the reference correction
-/// (when records have one), and the reference against the answer (how the judge sees the data's own preference).
+/// One set of responses to the judged records, scored by the judge: the answers themselves (the copy control), a
+/// fixed refusal, the reference corrections, another model's corrections, or the Aligner's.
+public struct JudgedResponses: Codable, Equatable, Sendable {
+    public var name: String
+    public var meanScore: Double
+    /// These responses against the answers they replace.
+    public var vsAnswer: JudgeComparison
+    /// Useful responses (`JudgeSummary`'s rule), their share and its 95% Wilson interval.
+    public var useful: Int
+    public var usefulRate: Double
+    public var usefulInterval: [Double]
+    public var measures: TextMeasures
+}
+
+/// The corrections against one control, paired per record.
+public struct ControlVerdict: Codable, Equatable, Sendable {
+    public enum Outcome: String, Codable, Sendable {
+        case beats, indistinguishable = "not_distinguishable", worse
+    }
+    public var control: String
+    /// The judge's preference for the correction over the control's response, record by record.
+    public var judged: JudgeComparison
+    /// Useful rate of the corrections minus the control's, on the same records, with its 95% interval (Newcombe's
+    /// paired square-and-add interval).
+    public var usefulDifference: Double
+    public var usefulDifferenceInterval: [Double]
+    /// `beats` when the interval of the difference lies above 0, `worse` when below, else `not_distinguishable`.
+    public var outcome: Outcome
+    /// The verdict in words.
+    public var sentence: String
+}
+
+/// A judge's verdict on corrections, with the controls that make it readable: the same judge on the same records
+/// scores the answer itself (copying), a fixed refusal, the reference correction (when records have one) and any
+/// other controls given (e.g. the base model used zero-shot), and the corrections are compared with each, paired per
+/// record.
+///
+/// A response is *useful* when the judge prefers it to the answer by more than the tie margin, it is not the answer
+/// itself, it is not degenerate (`Degeneration`; an unfinished generation counts as degenerate), and it is not a
+/// refusal (`RefusalDetector`) unless the record's reference is one too (without references, a refusal is never
+/// useful). The useful rate of the corrections, with its interval, is the headline.
 public struct JudgeSummary: Codable, Equatable, Sendable {
     public var judge: String
     public var tieMargin: Double
@@ -150,44 +181,161 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
     public var correctionVsAnswer: JudgeComparison
     public var correctionVsReference: JudgeComparison?
     public var referenceVsAnswer: JudgeComparison?
+    /// The fixed refusal used as a control.
+    public var refusalText: String
+    /// Every set judged, controls first, the corrections last.
+    public var responses: [JudgedResponses]
+    /// The corrections against each control.
+    public var verdicts: [ControlVerdict]
+    /// One line: the corrections' useful rate and whether they beat copying and refusing.
+    public var headline: String
 
     /// The default tie margin: score differences this small are ties.
     public static let defaultTieMargin = 0.05
+    /// The fixed refusal control.
+    public static let defaultRefusal = "I'm sorry, but I can't help with that."
+    static let copyName = "answer (copy control)", refusalName = "fixed refusal", referenceName = "reference", correctionName = "corrections"
 
-    /// Scores answers, corrections and (when `references` is given) reference corrections of `questions`.
+    /// A set of other responses judged as a control beside the corrections (`ended` as for corrections).
+    public struct Control {
+        public var name: String
+        public var texts: [String]
+        public var ended: [Bool]?
+        public init(name: String, texts: [String], ended: [Bool]? = nil) {
+            self.name = name
+            self.texts = texts
+            self.ended = ended
+        }
+    }
+
+    /// Scores answers, corrections, the fixed refusal, (when `references` is given) reference corrections and the
+    /// `controls` of `questions`, and compares the corrections with each. `ended[i]` = false marks a correction that
+    /// stopped at its token limit (nil: not generated here).
     public static func judge(_ judge: RewardJudge, questions: [String], answers: [String], corrections: [String], references: [String]?,
+                             ended: [Bool]? = nil, controls: [Control] = [], refusal: String = defaultRefusal,
                              tieMargin: Double = defaultTieMargin, batchSize: Int = 8) throws -> (summary: JudgeSummary, answer: [Double], correction: [Double], reference: [Double]?) {
         let n = questions.count
-        guard n > 0, answers.count == n, corrections.count == n, references.map({ $0.count == n }) ?? true else {
+        guard n > 0, answers.count == n, corrections.count == n, references.map({ $0.count == n }) ?? true, ended.map({ $0.count == n }) ?? true,
+              controls.allSatisfy({ $0.texts.count == n && ($0.ended.map { $0.count == n } ?? true) }) else {
             throw SettingError(setting: "records", message: "nothing to judge, or the lists differ in length")
         }
-        var items = zip(questions, answers).map { (question: $0, response: $1) } + zip(questions, corrections).map { (question: $0, response: $1) }
-        if let references { items += zip(questions, references).map { (question: $0, response: $1) } }
-        let all = try judge.scores(items, batchSize: batchSize)
-        let a = Array(all[0..<n]), c = Array(all[n..<(2 * n)])
-        let r = references.map { _ in Array(all[(2 * n)..<(3 * n)]) }
+        let refusals = [String](repeating: refusal, count: n)
+        var sets: [Scored] = [Scored(name: copyName, texts: answers), Scored(name: refusalName, texts: refusals)]
+        if let references { sets.append(Scored(name: referenceName, texts: references)) }
+        sets += controls.map { Scored(name: $0.name, texts: $0.texts, ended: $0.ended) }
+        sets.append(Scored(name: correctionName, texts: corrections, ended: ended))
+        let all = try judge.scores(sets.flatMap { set in zip(questions, set.texts).map { (question: $0, response: $1) } }, batchSize: batchSize)
+        for k in sets.indices { sets[k].scores = Array(all[(k * n)..<((k + 1) * n)]) }
+        let summary = try summarize(judge: judge.source.path, sets: sets, hasReferences: references != nil, refusal: refusal, tieMargin: tieMargin)
+        return (summary, sets[0].scores, sets[sets.count - 1].scores, references.map { _ in sets[2].scores })
+    }
+
+    /// One set of responses with the judge's scores, for `summarize`.
+    public struct Scored {
+        public var name: String
+        public var texts: [String]
+        public var ended: [Bool]?
+        public var scores: [Double]
+        public init(name: String, texts: [String], ended: [Bool]? = nil, scores: [Double] = []) {
+            (self.name, self.texts, self.ended, self.scores) = (name, texts, ended, scores)
+        }
+    }
+
+    /// The verdict from scored sets: the answers first (the copy control), then the fixed refusal, the references when
+    /// `hasReferences`, other controls, and the corrections last; every set scored on the same records.
+    public static func summarize(judge: String, sets: [Scored], hasReferences: Bool, refusal: String, tieMargin: Double) throws -> JudgeSummary {
+        let n = sets.first?.texts.count ?? 0
+        guard sets.count >= 3, n > 0, sets.allSatisfy({ $0.texts.count == n && $0.scores.count == n && ($0.ended?.count ?? n) == n }) else {
+            throw SettingError(setting: "records", message: "nothing to judge, or the lists differ in length")
+        }
+        let answers = sets[0].texts, a = sets[0].scores
+        let last = sets.count - 1
+        let corrections = sets[last].texts, c = sets[last].scores
         func same(_ x: [String], _ y: [String]) -> [Bool] { zip(x, y).map { CorrectionMetrics.isCopy($0, of: $1) } }
         let mean = { (v: [Double]) in v.reduce(0, +) / Double(v.count) }
-        var summary = JudgeSummary(judge: judge.source.path, tieMargin: tieMargin, records: n, meanAnswerScore: mean(a), meanCorrectionScore: mean(c),
-                                   correctionVsAnswer: try JudgeComparison(new: c, old: a, same: same(corrections, answers), tieMargin: tieMargin))
-        if let references, let r {
+        let referenceRefuses = hasReferences ? sets[2].texts.map(RefusalDetector.isRefusal) : [Bool](repeating: false, count: n)
+        func useful(_ set: Scored) -> [Bool] {
+            (0..<n).map { i in
+                set.scores[i] - a[i] > tieMargin && !CorrectionMetrics.isCopy(set.texts[i], of: answers[i])
+                    && !Degeneration.isDegenerate(set.texts[i], ended: set.ended?[i] ?? true)
+                    && (!RefusalDetector.isRefusal(set.texts[i]) || referenceRefuses[i])
+            }
+        }
+        let usefulFlags = sets.map(useful)
+        let responses = try sets.indices.map { k -> JudgedResponses in
+            let u = usefulFlags[k].filter { $0 }.count
+            return JudgedResponses(name: sets[k].name, meanScore: mean(sets[k].scores),
+                                   vsAnswer: try JudgeComparison(new: sets[k].scores, old: a, same: same(sets[k].texts, answers), tieMargin: tieMargin),
+                                   useful: u, usefulRate: Double(u) / Double(n), usefulInterval: Intervals.wilson(u, n),
+                                   measures: TextMeasures(texts: sets[k].texts, ended: sets[k].ended))
+        }
+        let verdicts = try (0..<last).map { k -> ControlVerdict in
+            let judged = try JudgeComparison(new: c, old: sets[k].scores, same: same(corrections, sets[k].texts), tieMargin: tieMargin)
+            let (d, interval) = Intervals.pairedDifference(usefulFlags[last], usefulFlags[k])
+            let outcome: ControlVerdict.Outcome = interval[0] > 0 ? .beats : interval[1] < 0 ? .worse : .indistinguishable
+            let words: String
+            switch outcome {
+            case .beats: words = "beat"
+            case .worse: words = "are worse than"
+            case .indistinguishable: words = "are NOT distinguishable from"
+            }
+            let sentence = String(format: "the corrections %@ the %@: useful %.3f vs %.3f, paired difference %+.3f [%+.3f, %+.3f]; the judge prefers the correction on %.3f of records, the control on %.3f",
+                                  words, sets[k].name, responses[last].usefulRate, responses[k].usefulRate, d, interval[0], interval[1],
+                                  judged.winRate, judged.loseRate)
+            return ControlVerdict(control: sets[k].name, judged: judged, usefulDifference: d, usefulDifferenceInterval: interval,
+                                  outcome: outcome, sentence: sentence)
+        }
+        let top = responses[last]
+        func beats(_ name: String) -> String {
+            switch verdicts.first(where: { $0.control == name })?.outcome {
+            case .beats?: return "yes"
+            case .worse?: return "NO (worse)"
+            default: return "NO (not distinguishable)"
+            }
+        }
+        let headline = String(format: "useful corrections %.3f [%.3f, %.3f] of %d records; beats copying the answer: %@; beats the fixed refusal: %@",
+                              top.usefulRate, top.usefulInterval[0], top.usefulInterval[1], n, beats(copyName), beats(refusalName))
+        var summary = JudgeSummary(judge: judge, tieMargin: tieMargin, records: n, meanAnswerScore: mean(a), meanCorrectionScore: mean(c),
+                                   correctionVsAnswer: top.vsAnswer, refusalText: refusal, responses: responses, verdicts: verdicts,
+                                   headline: headline)
+        if hasReferences {
+            let references = sets[2].texts, r = sets[2].scores
             summary.meanReferenceScore = mean(r)
             summary.correctionVsReference = try JudgeComparison(new: c, old: r, same: same(corrections, references), tieMargin: tieMargin)
             summary.referenceVsAnswer = try JudgeComparison(new: r, old: a, same: same(references, answers), tieMargin: tieMargin)
         }
-        return (summary, a, c, r)
+        return summary
     }
 
-    /// Markdown rows for `aligner eval`'s table.
+    /// Markdown rows for `aligner eval`'s metric table.
     public var tableRows: String {
         var s = "| judge | \(judge) (tie when the scores differ by ≤ \(tieMargin) or the texts are equal) |\n"
         s += "| judged records | \(records) |\n"
+        s += "| **verdict** | \(headline) |\n"
         s += String(format: "| mean score: answer / correction | %.4f / %.4f |\n", meanAnswerScore, meanCorrectionScore)
         s += "| correction vs answer | \(correctionVsAnswer.line) |\n"
         if let v = correctionVsReference { s += "| correction vs reference | \(v.line) |\n" }
         if let v = referenceVsAnswer, let m = meanReferenceScore {
             s += "| reference vs answer (the judge on the data's own preference) | \(v.line); mean reference score \(String(format: "%.4f", m)) |\n"
         }
+        return s
+    }
+
+    /// The controls and the corrections side by side, then the verdicts in words (Markdown).
+    public var controlsTable: String {
+        func r(_ x: Double, _ i: [Double]) -> String { String(format: "%.3f [%.3f, %.3f]", x, i[0], i[1]) }
+        var s = "| responses (same \(records) records, same judge) | mean score | judge prefers it to the answer | useful rate [95%] | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished |\n"
+        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        for x in responses {
+            let name = x.name == Self.refusalName ? "fixed refusal \"\(refusalText)\"" : x.name
+            s += "| \(name) | \(String(format: "%.4f", x.meanScore)) | \(String(format: "%.3f", x.vsAnswer.winRate)) | \(r(x.usefulRate, x.usefulInterval)) | "
+            s += String(format: "%.3f | %.3f | %.3f | %.3f | ", x.measures.refusalRate, x.measures.degenerateRate, x.measures.repeated4, x.measures.distinct2)
+            s += x.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–"
+            s += " |\n"
+        }
+        s += "\nVerdict: \(headline).\n"
+        for v in verdicts { s += "- \(v.sentence)\n" }
+        s += "\nUseful = preferred by the judge to the answer by more than \(tieMargin), not the answer itself, not degenerate (a repetition, empty, or unfinished at the token limit), and not a refusal unless the reference is one.\n"
         return s
     }
 }

@@ -19,7 +19,8 @@ public struct RunJudgement: Codable, Sendable {
     public static let file = "judge.json"
 }
 
-/// Judges the runs of a sweep with `sweep.judge` (answers and references are scored once for all runs).
+/// Judges the runs of a sweep with `sweep.judge`, beside the controls (answers, the fixed refusal and references are
+/// scored once for all runs).
 final class SweepJudge {
     let judge: RewardJudge
     let judgeFiles: RunInputs
@@ -49,14 +50,14 @@ final class SweepJudge {
             return saved
         }
         let aligner = try AlignerBundle.load(checkpoint)
-        let outputs = try Corrector.correct(subset.map { ($0.question, $0.answer) }, with: [aligner],
-                                            options: GenerationOptions(maxNewTokens: maxNewTokens), batchSize: 16)
-        let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs,
-                                             references: subset.map(\.correction), tieMargin: tieMargin, batchSize: 8).summary
+        let outputs = try Corrector.corrections(subset.map { ($0.question, $0.answer) }, with: [aligner],
+                                                options: GenerationOptions(maxNewTokens: maxNewTokens), batchSize: 16)
+        let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs.texts,
+                                             references: subset.map(\.correction), ended: outputs.ended, tieMargin: tieMargin, batchSize: 8).summary
         let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,
                                   tieMargin: tieMargin, maxNewTokens: maxNewTokens, summary: summary)
         try StoreFiles.writeSynced(ResultJSON.encode(result), to: url)
-        say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): correction vs answer: \(summary.correctionVsAnswer.line)")
+        say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): \(summary.headline)")
         return result
     }
 }

@@ -56,6 +56,12 @@ public struct SweepReport {
         /// Win rate of correction over answer under `sweep.judge`, over seeds.
         public var winRate: SampleSummary { SampleSummary(judged.map(\.correctionVsAnswer.winRate)) }
         static func winRate(_ r: Sweep.ArmResult) -> Double { r.judgement?.summary.correctionVsAnswer.winRate ?? .nan }
+        /// Useful-correction rate (`JudgeSummary`) under `sweep.judge`, over seeds.
+        public var usefulRate: SampleSummary { SampleSummary(judged.compactMap { $0.responses.last?.usefulRate }) }
+        static func usefulRate(_ r: Sweep.ArmResult) -> Double { r.judgement?.summary.responses.last?.usefulRate ?? .nan }
+        /// The judged measure `sweep.best_by` names ("win_rate" or "useful_rate"), over seeds and for one run.
+        func judged(by name: String) -> SampleSummary { name == "useful_rate" ? usefulRate : winRate }
+        static func judged(_ r: Sweep.ArmResult, by name: String) -> Double { name == "useful_rate" ? usefulRate(r) : winRate(r) }
         /// Generation metrics of the last evaluation of each run (when the recipe generated corrections).
         public var finalGeneration: [GenerationMetrics] { runs.compactMap { $0.result.evalCurve.last?.generation } }
         public var label: String {
@@ -88,19 +94,26 @@ public struct SweepReport {
         }
     }
 
-    /// Whether the best arm is chosen by the judge's win rate (`sweep.best_by = "win_rate"`) and runs were judged.
-    var byWinRate: Bool { recipe.sweep.bestBy == "win_rate" && groups.contains { $0.winRate.mean.isFinite } }
+    /// The judged measure that picks the best arm (`sweep.best_by` = "win_rate" or "useful_rate"), when runs were
+    /// judged; nil when the best arm is chosen by eval loss.
+    var judgedBest: String? {
+        let name = recipe.sweep.bestBy
+        return name != "eval_loss" && groups.contains { $0.judged(by: name).mean.isFinite } ? name : nil
+    }
+    var byWinRate: Bool { judgedBest != nil }
 
-    /// The group with the lowest mean final eval loss, or with `sweep.best_by = "win_rate"` the highest mean win rate.
+    /// The group with the lowest mean final eval loss, or with a judged `sweep.best_by` the highest mean of it.
     public var winner: Group? {
-        if byWinRate { return groups.filter { $0.winRate.mean.isFinite }.max { $0.winRate.mean < $1.winRate.mean } }
+        if let by = judgedBest { return groups.filter { $0.judged(by: by).mean.isFinite }.max { $0.judged(by: by).mean < $1.judged(by: by).mean } }
         return groups.filter { $0.finalLoss.mean.isFinite }.min { $0.finalLoss.mean < $1.finalLoss.mean }
     }
 
-    /// The winner's run (seed) with the lowest final eval loss (the highest win rate, by win rate): what
+    /// The winner's run (seed) with the lowest final eval loss (the highest judged measure, by one): what
     /// `best-of-sweep:` names.
     public var bestRun: Sweep.ArmResult? {
-        if byWinRate { return winner?.runs.filter { Group.winRate($0).isFinite }.max { Group.winRate($0) < Group.winRate($1) } }
+        if let by = judgedBest {
+            return winner?.runs.filter { Group.judged($0, by: by).isFinite }.max { Group.judged($0, by: by) < Group.judged($1, by: by) }
+        }
         return winner?.runs.filter { Group.final($0.result).isFinite }.min { Group.final($0.result) < Group.final($1.result) }
     }
 
@@ -126,7 +139,12 @@ public struct SweepReport {
             s += "Generation columns: greedy corrections of the first \(n) held-out records at the last evaluation, means over seeds; near copy = normalised edit distance to the answer ≤ \(GenerationMetrics.nearCopyThreshold).\n\n"
         }
         if let j = results.compactMap(\.judgement).first {
-            s += "Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n\n"
+            s += "Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n"
+            s += "Useful = preferred by the judge to the answer beyond the tie margin, not the answer itself, not degenerate (repetition, empty, or unfinished at the token limit), not a refusal unless the reference is one. "
+            s += "Controls on the same records and judge: " + j.summary.responses.dropLast().map { x in
+                String(format: "%@ useful %.3f [%.3f, %.3f] (refusal rate %.3f, degenerate %.3f)", x.name, x.usefulRate, x.usefulInterval[0], x.usefulInterval[1],
+                       x.measures.refusalRate, x.measures.degenerateRate)
+            }.joined(separator: "; ") + ". \"vs copy\" and \"vs refusal\" count the seeds whose corrections beat that control (paired useful-rate difference with a 95% interval above 0).\n\n"
         }
         s += summaryTable()
         if winner != nil { s += "\n" + winnerSummary() }
@@ -150,9 +168,10 @@ public struct SweepReport {
     /// The best arm in words (by `sweep.best_by`), with the verdict against p = 0 when chosen by eval loss.
     public func winnerSummary() -> String {
         guard let w = winner else { return "" }
-        if byWinRate {
-            return "Highest mean win rate of correction over answer: \(w.label) (\(String(format: "%.3f", w.winRate.mean))"
-                + (w.winRate.count > 1 ? String(format: " ± %.3f sd over %d seeds).\n", w.winRate.standardDeviation, w.winRate.count) : ", one seed).\n")
+        if let by = judgedBest {
+            let v = w.judged(by: by)
+            return "Highest mean \(by == "useful_rate" ? "useful-correction rate" : "win rate of correction over answer"): \(w.label) (\(String(format: "%.3f", v.mean))"
+                + (v.count > 1 ? String(format: " ± %.3f sd over %d seeds).\n", v.standardDeviation, v.count) : ", one seed).\n")
         }
         return "Lowest mean eval loss after stage 2: \(w.label) (\(Self.f4(w.finalLoss.mean))"
             + (w.finalLoss.count > 1 ? String(format: " ± %.4f sd over %d seeds).\n", w.finalLoss.standardDeviation, w.finalLoss.count) : ", one seed).\n")
@@ -178,9 +197,9 @@ public struct SweepReport {
         var s = "| p (%) |" + keys.map { " \($0) |" }.joined() + " seeds | eval loss mean | sd | per seed | Δ vs p = 0 (paired) | 95% interval of Δ | best eval loss mean | warm-up records |"
         let judged = groups.contains { !$0.judged.isEmpty }
         s += (generated ? " copy rate | near-copy rate | edit distance to answer | edit distance to reference |" : "")
-        s += (judged ? " win rate vs answer | sd | tie | lose | mean score change | win rate vs reference |" : "") + "\n"
+        s += (judged ? " useful rate | sd | beats copy | beats refusal | refusal rate | degenerate | unfinished | win rate vs answer | sd | tie | lose | mean score change | win rate vs reference |" : "") + "\n"
         s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---|---:|---|---:|---:|" + (generated ? "---:|---:|---:|---:|" : "")
-        s += (judged ? "---:|---:|---:|---:|---:|---:|" : "") + "\n"
+        s += (judged ? "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" : "") + "\n"
         for g in groups {
             let f = g.finalLoss
             let d = g.pairedDifference
@@ -199,6 +218,12 @@ public struct SweepReport {
                     let v = j.compactMap(f)
                     return v.isEmpty ? "–" : String(format: format, v.reduce(0, +) / Double(v.count))
                 }
+                func beats(_ control: String) -> String {
+                    "\(j.filter { $0.verdicts.first { $0.control == control }?.outcome == .beats }.count)/\(j.count)"
+                }
+                s += " \(mean { $0.responses.last?.usefulRate }) | \(g.usefulRate.count > 1 ? String(format: "%.3f", g.usefulRate.standardDeviation) : "–") |"
+                s += " \(beats(JudgeSummary.copyName)) | \(beats(JudgeSummary.refusalName)) |"
+                s += " \(mean { $0.responses.last?.measures.refusalRate }) | \(mean { $0.responses.last?.measures.degenerateRate }) | \(mean { $0.responses.last?.measures.unfinishedRate }) |"
                 s += " \(mean { $0.correctionVsAnswer.winRate }) | \(g.winRate.count > 1 ? String(format: "%.3f", g.winRate.standardDeviation) : "–") |"
                 s += " \(mean { $0.correctionVsAnswer.tieRate }) | \(mean { $0.correctionVsAnswer.loseRate }) | \(mean({ $0.correctionVsAnswer.meanChange }, "%+.4f")) |"
                 s += " \(mean { $0.correctionVsReference?.winRate }) |"
@@ -237,6 +262,9 @@ public struct SweepReport {
                 o["win_rate"] = g.runs.map { num(Group.winRate($0)) }
                 o["win_rate_mean"] = num(g.winRate.mean)
                 o["win_rate_sd"] = num(g.winRate.standardDeviation)
+                o["useful_rate"] = g.runs.map { num(Group.usefulRate($0)) }
+                o["useful_rate_mean"] = num(g.usefulRate.mean)
+                o["useful_rate_sd"] = num(g.usefulRate.standardDeviation)
             }
             if let d = g.pairedDifference {
                 o["paired_difference_to_p0"] = ["mean": num(d.mean), "sd": num(d.standardDeviation), "ci95_low": num(d.mean - d.halfWidth95),
@@ -244,7 +272,7 @@ public struct SweepReport {
             }
             return o
         }
-        let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys, "best_by": byWinRate ? "win_rate" : "eval_loss",
+        let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys, "best_by": judgedBest ?? "eval_loss",
                                      "budget": recipe.train.budget.rawValue,
                                      "best_run": bestRun.map { $0.result.runDirectory as Any } ?? NSNull(),
                                      "seeds": seeds, "arms": groupObjects, "runs": rows().map { Dictionary(uniqueKeysWithValues: zip(csvHeader, $0.map { $0 ?? NSNull() })) }]
@@ -255,7 +283,8 @@ public struct SweepReport {
         ["warmup_percent"] + gridKeys + ["seed", "arm", "warmup_records", "train_records", "eval_records", "initial_eval_loss",
                                          "eval_loss_stage1", "eval_loss_stage2", "best_eval_loss", "copy_rate", "near_copy_rate", "edit_to_answer",
                                          "edit_to_reference", "judged_records", "win_rate", "tie_rate", "lose_rate", "mean_score_change",
-                                         "win_rate_vs_reference", "tokens_seen", "wall_seconds", "recipe_fingerprint", "run_directory"]
+                                         "win_rate_vs_reference", "useful_rate", "useful_low", "useful_high", "vs_copy", "vs_refusal",
+                                         "refusal_rate", "degenerate_rate", "unfinished_rate", "tokens_seen", "wall_seconds", "recipe_fingerprint", "run_directory"]
     }
 
     /// One row per run, as values (nil = missing).
@@ -275,6 +304,12 @@ public struct SweepReport {
                                               j.map { $0.records }, j.map { num($0.correctionVsAnswer.winRate) } ?? nil,
                                               j.map { num($0.correctionVsAnswer.tieRate) } ?? nil, j.map { num($0.correctionVsAnswer.loseRate) } ?? nil,
                                               j.map { num($0.correctionVsAnswer.meanChange) } ?? nil, j.flatMap { $0.correctionVsReference.map { num($0.winRate) } } ?? nil,
+                                              j?.responses.last.map { num($0.usefulRate) } ?? nil, j?.responses.last.map { num($0.usefulInterval[0]) } ?? nil,
+                                              j?.responses.last.map { num($0.usefulInterval[1]) } ?? nil,
+                                              j?.verdicts.first { $0.control == JudgeSummary.copyName }?.outcome.rawValue,
+                                              j?.verdicts.first { $0.control == JudgeSummary.refusalName }?.outcome.rawValue,
+                                              j?.responses.last.map { num($0.measures.refusalRate) } ?? nil, j?.responses.last.map { num($0.measures.degenerateRate) } ?? nil,
+                                              j?.responses.last?.measures.unfinishedRate.flatMap { num($0) },
                                               res.tokensSeen, res.wallSeconds, res.recipeFingerprint, res.runDirectory]
         }
     }

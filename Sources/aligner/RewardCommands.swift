@@ -52,6 +52,7 @@ struct RewardScoreCommand: ParsableCommand {
     @Option(help: "Only the first N records.") var limit: Int?
     @Option(help: "Sequences scored together.") var batchSize = 8
     @Option(help: "Score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
+    @Option(help: "Write the verdict (controls, useful rates, intervals) as JSON here.") var summary: String?
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
@@ -72,6 +73,12 @@ struct RewardScoreCommand: ParsableCommand {
         print(String(format: "mean score: answer %.4f, correction %.4f", j.summary.meanAnswerScore, j.summary.meanCorrectionScore))
         print(String(format: "pairwise accuracy (correction scored above answer, ties half): %.4f", (Double(v.wins) + 0.5 * Double(v.ties)) / Double(v.records)))
         print("correction vs answer (tie when the scores differ by ≤ \(tieMargin) or the texts are equal): \(v.line)")
+        print("")
+        print(j.summary.controlsTable, terminator: "")
+        if let summary {
+            try StoreFiles.writeSynced(ResultJSON.encode(j.summary), to: URL(fileURLWithPath: summary))
+            print("verdict: \(summary)")
+        }
         if let output {
             try RecordReader.write(load.records, to: output, fields: fields,
                                    extras: zip(j.answer, j.correction).map { ["answer_score": $0, "correction_score": $1] })

@@ -71,10 +71,12 @@ struct CorrectCommand: ParsableCommand {
     @Option(help: "Only the first N records.") var limit: Int?
     @Option(help: "A reward model (folder, or a reward run) that scores each answer and correction: answer_score and correction_score on each line.")
     var judge: String?
+    @Option(help: "With --judge: write the verdict (controls, useful rates, intervals) as JSON here.") var summary: String?
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
+        if summary != nil && judge == nil { throw ValidationError("--summary writes the judge's verdict: give --judge too") }
     }
 
     func run() throws {
@@ -85,15 +87,15 @@ struct CorrectCommand: ParsableCommand {
         var load = try RecordReader.read(path: input, fields: fields, policy: records.policy, requireCorrection: false)
         if let limit { load.records = Array(load.records.prefix(limit)) }
         let progress = RecordProgress("correct")
-        let outputs = try Corrector.correct(load.records.map { ($0.question, $0.answer) }, with: aligners, options: sampling.options,
+        let outputs = try Corrector.corrections(load.records.map { ($0.question, $0.answer) }, with: aligners, options: sampling.options,
                                             batchSize: batchSize, progress: { progress.update(pass: $0, done: $1, total: $2) },
                                             note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
-        let corrected = zip(load.records, outputs).map { QACRecord(question: $0.question, answer: $0.answer, correction: $1) }
+        let corrected = zip(load.records, outputs.texts).map { QACRecord(question: $0.question, answer: $0.answer, correction: $1) }
         var extras: [[String: Any]]?
         var verdict: JudgeSummary?
         if let judge, !corrected.isEmpty {
             let j = try JudgeSummary.judge(judge, questions: corrected.map(\.question), answers: corrected.map(\.answer),
-                                           corrections: outputs, references: nil, batchSize: batchSize)
+                                           corrections: outputs.texts, references: nil, ended: outputs.ended, batchSize: batchSize)
             extras = zip(j.answer, j.correction).map { ["answer_score": $0, "correction_score": $1] }
             verdict = j.summary
         }
@@ -101,6 +103,12 @@ struct CorrectCommand: ParsableCommand {
         print("wrote \(corrected.count) corrections by \(aligners.count) Aligner(s) to \(output)")
         if let verdict {
             print("judged by \(verdict.judge) (tie when the scores differ by ≤ \(verdict.tieMargin) or the texts are equal): correction vs answer: \(verdict.correctionVsAnswer.line)")
+            print("")
+            print(verdict.controlsTable, terminator: "")
+            if let summary {
+                try StoreFiles.writeSynced(ResultJSON.encode(verdict), to: URL(fileURLWithPath: summary))
+                print("verdict: \(summary)")
+            }
         }
     }
 }
@@ -179,10 +187,14 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A reward model (folder, or a reward run) that judges the generated corrections: win/tie/lose against the answer and the reference.")
     var judge: String?
     @Option(help: "With --judge: score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
+    @Option(help: ArgumentHelp("Another model whose corrections of the same records are measured (and judged) as a control, e.g. the base model used zero-shot as an Aligner (repeatable).",
+                               discussion: "A model with a chat template of its own is prompted through it (the template's instruction as the user message); otherwise with its own Aligner template."))
+    var controlModel: [String] = []
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
         guard generate >= 0 else { throw ValidationError("--generate must be 0 or more, got \(generate)") }
+        if !controlModel.isEmpty && generate == 0 { throw ValidationError("--control-model corrects records: --generate must be at least 1") }
         guard tieMargin >= 0 && tieMargin.isFinite else { throw ValidationError("--tie-margin must be a finite number ≥ 0, got \(tieMargin)") }
         if judge != nil && generate == 0 { throw ValidationError("--judge scores generated corrections: --generate must be at least 1") }
     }
@@ -190,10 +202,11 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let aligner = try prompt.apply(AlignerBundle.load(checkpoint))
         let judge = try self.judge.map { try RewardJudge(path: $0) }
+        let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try AlignerBundle.load(path).zeroShot()) }
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         let progress = RecordProgress("eval")
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
-                                              batchSize: batchSize, judge: judge, tieMargin: tieMargin,
+                                              batchSize: batchSize, judge: judge, tieMargin: tieMargin, controls: controls,
                                               progress: { progress.update(pass: $0, done: $1, total: $2) },
                                               note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)
