@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "AlignerTokenizers", dependencies: ["CPCRE2"], swiftSettings: optimize),
         .target(
             name: "AlignerData", dependencies: ["AlignerTokenizers", "AlignerTensor", "CZlib"],
-            resources: [.copy("Resources/templates.json")], swiftSettings: optimize),
+            resources: [.copy("Resources/templates.json"), .copy("Resources/non-answers.json")], swiftSettings: optimize),
         .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
         .target(name: "AlignerMeasures", swiftSettings: optimize),
@@ -110,7 +110,7 @@ let package = Package(
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "AlignerMeasures", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),

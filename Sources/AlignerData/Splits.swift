@@ -10,6 +10,9 @@ public struct DataSplits: Sendable {
     /// p% of the training records with correction := answer (Q-A-A).
     public var warmup: [QACRecord]
     public var warmupPercent: Double
+    /// With several sources (`make(sources:)`), how many held-out and training records each gave, in order: `eval`
+    /// and `train` hold each source's records together, in this order.
+    public var sourceCounts: [(eval: Int, train: Int)] = []
 
     /// How large the hold-out is.
     public enum HoldOut: Sendable, Equatable {
@@ -45,13 +48,47 @@ public struct DataSplits: Sendable {
         for q in questions where evalIdx.count < target { evalIdx.formUnion(byQuestion[q]!) }
         let eval = records.indices.filter { evalIdx.contains($0) }.map { records[$0] }
         let train = records.indices.filter { !evalIdx.contains($0) }.map { records[$0] }
+        return DataSplits(eval: eval, train: train, warmup: warmupSet(train, percent: p, seed: seed), warmupPercent: p,
+                          sourceCounts: [(eval.count, train.count)])
+    }
+
+    /// Splits several sources (the files of a recipe, in order): each source is held out on its own, exactly as
+    /// `make` holds out a single source (a fraction of each, or, with `.count`, the count in proportion to the sources'
+    /// sizes), so that a source's held-out records are the same whatever other sources a run adds. The warm-up set is
+    /// drawn from all the training records. One source gives exactly what `make` gives.
+    public static func make(sources: [[QACRecord]], holdOut: HoldOut, warmupPercent p: Double, seed: UInt64,
+                            holdOutSeed: UInt64? = nil) throws -> DataSplits {
+        if sources.count == 1 { return try make(sources[0], holdOut: holdOut, warmupPercent: p, seed: seed, holdOutSeed: holdOutSeed) }
+        guard p >= 0 && p <= 100 else { throw SettingError(setting: "data.warmup_percent", message: "\(p) is not within 0...100") }
+        let total = sources.reduce(0) { $0 + $1.count }
+        var eval: [QACRecord] = [], train: [QACRecord] = [], counts: [(eval: Int, train: Int)] = []
+        for source in sources {
+            guard !source.isEmpty else {
+                counts.append((0, 0))
+                continue
+            }
+            var share = holdOut
+            if case .count(let n) = holdOut {
+                guard n >= 0 && n < total else { throw SettingError(setting: "data.eval_count", message: "\(n) is not below the \(total) records") }
+                share = .count(min(source.count - 1, Int((Double(n) * Double(source.count) / Double(total)).rounded())))
+            }
+            let part = try make(source, holdOut: share, warmupPercent: 0, seed: seed, holdOutSeed: holdOutSeed)
+            eval += part.eval
+            train += part.train
+            counts.append((part.eval.count, part.train.count))
+        }
+        return DataSplits(eval: eval, train: train, warmup: warmupSet(train, percent: p, seed: seed), warmupPercent: p, sourceCounts: counts)
+    }
+
+    /// The first round(p% × N) training records in a seeded order, as Q-A-A, in their original order (for p1 < p2 with
+    /// the same seed, the p1 set is inside the p2 set).
+    static func warmupSet(_ train: [QACRecord], percent p: Double, seed: UInt64) -> [QACRecord] {
         var orderRng = SeededGenerator(seed: seed &+ 0x5EED)
         let order = seededShuffle(Array(train.indices), &orderRng)
         let k = Int((p / 100 * Double(train.count)).rounded())
-        let warmup = order.prefix(k).sorted().map { i in
+        return order.prefix(k).sorted().map { i in
             QACRecord(question: train[i].question, answer: train[i].answer, correction: train[i].answer)
         }
-        return DataSplits(eval: eval, train: train, warmup: warmup, warmupPercent: p)
     }
 
     /// Writes `eval.jsonl`, `train.jsonl` and `warmup.jsonl` into `directory` (reference field names).

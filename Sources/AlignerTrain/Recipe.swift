@@ -246,6 +246,11 @@ public struct Recipe: Equatable, Sendable {
         /// "conversation" (the built-in wrapper "BEGINNING OF CONVERSATION: USER: {question} ASSISTANT:") or a text
         /// with a {question} placeholder; the response follows it with no space.
         public var template = "conversation"
+        /// Share of the training records that also give a pair "reference better than a non-answer" (a refusal, a
+        /// knowledge disclaimer, a lecture, an echo of the question, a repetition, or the answer with a disclaimer:
+        /// `NonAnswers`), so that a constant cannot fool the judge; 0 = none. Declining kinds are not used where the
+        /// reference itself is a refusal. Held-out records never give such pairs.
+        public var nonAnswers = 0.0
     }
 
     public init() {}
@@ -397,6 +402,7 @@ extension Recipe {
             try check(s.eps > 0, "\(section).eps", "must be positive")
             try check(["full", "lora"].contains(s.finetune), "\(section).finetune", "must be \"full\" or \"lora\", got \"\(s.finetune)\"")
         }
+        try check(reward.nonAnswers >= 0 && reward.nonAnswers <= 1, "reward.non_answers", "must be within 0...1 (a share of the training records), got \(reward.nonAnswers)")
         try check(reward.stage.batchTokens == 0, "reward.batch_tokens", "is not supported for reward training: batches count pairs (reward.batch_size)")
         try check(reward.template == "conversation" || reward.template.contains("{question}"), "reward.template",
                   "must be \"conversation\" or a text with a {question} placeholder")
@@ -542,6 +548,7 @@ extension Recipe {
                         }),
         ]
         f.append(RecipeField("reward.template", \.reward.template, string))
+        f.append(RecipeField("reward.non_answers", \.reward.nonAnswers, double))
         let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2), ("reward", \.reward.stage)]
         for (name, stage) in stages {
             f += [

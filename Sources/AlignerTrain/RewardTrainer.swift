@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerMeasures
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -36,6 +37,8 @@ public struct RewardResult: Codable, Sendable {
     public var peakResidentMiB: Double
     /// `Recipe.fingerprint(for: .reward)`.
     public var recipeFingerprint: String
+    /// With several data files: the final held-out evaluation per file (absent with one file, and in older results).
+    public var perSource: [SourceEvaluation]?
 }
 
 /// `aligner reward train`: a reward model (a decoder from scratch or from `model.init_from`, with a scalar head)
@@ -102,8 +105,21 @@ public final class RewardTrainer {
             }
             return (out, identical)
         }
-        let (train, trainIdentical) = pairs(splits.train)
-        let (eval, evalIdentical) = pairs(splits.eval)
+        var (train, trainIdentical) = pairs(splits.train)
+        let nonAnswerRecords = Self.nonAnswerRecords(splits.train, share: recipe.reward.nonAnswers, seed: UInt64(recipe.seed))
+        if !nonAnswerRecords.isEmpty {
+            train += pairs(nonAnswerRecords).pairs
+            say("non-answer pairs (reward.non_answers = \(recipe.reward.nonAnswers)): \(nonAnswerRecords.count) from training records, reference better than " + NonAnswers.kinds.joined(separator: ", "))
+        }
+        // Held-out pairs source by source (the split keeps each file's records together), with each pair's source.
+        var eval: [PreferencePair] = [], evalSource: [Int] = [], evalIdentical = 0, offset = 0
+        for (k, count) in splits.sourceCounts.enumerated() {
+            let part = pairs(Array(splits.eval[offset..<(offset + count.eval)]))
+            eval += part.pairs
+            evalSource += [Int](repeating: k, count: part.pairs.count)
+            evalIdentical += part.identical
+            offset += count.eval
+        }
         say("pairs (max \(recipe.data.maxLength) tokens per sequence; a long question loses its beginning first): \(train.count) train, \(eval.count) eval; \(trainIdentical + evalIdentical) left out (both responses the same text)")
         say(String(format: "held-out baseline: preferring the shorter response scores %.4f (length alone)", RewardEvaluation.shorterResponseAccuracy(eval)))
         guard !train.isEmpty, !eval.isEmpty else { throw RecipeError(key: "data.train", message: "no preference pair to train on or to evaluate (train \(train.count), eval \(eval.count))") }
@@ -138,8 +154,10 @@ public final class RewardTrainer {
         }
         try folder.startMetrics(resumingAt: latest != nil ? state : nil)
         let evalBatch = max(1, settings.batchSize)
+        var lastMargins: [Double] = []
         func evaluate(step: Int) throws -> RewardEvaluation {
-            let e = try RewardEvaluation.evaluate(model, eval, batchSize: evalBatch)
+            lastMargins = try RewardEvaluation.margins(model, eval, batchSize: evalBatch)
+            let e = RewardEvaluation.summary(of: lastMargins)
             try folder.metrics.append(["stage": 1, "step": step, "eval_accuracy": e.accuracy, "eval_margin": e.meanMargin, "eval_loss": e.loss, "eval_pairs": e.pairs])
             say(String(format: "step %d: held-out pairwise accuracy %.4f (%d pairs), mean margin %.4f, loss %.4f", step, e.accuracy, e.pairs, e.meanMargin, e.loss))
             return e
@@ -197,6 +215,19 @@ public final class RewardTrainer {
         }
         if lastCheckpoint == nil || !state.stageDone { _ = try checkpoint() }
         let final = try evaluate(step: loop.step)
+        var perSource: [SourceEvaluation]?
+        if splits.sourceCounts.count > 1 {
+            perSource = recipe.data.train.indices.map { k in
+                let idx = evalSource.indices.filter { evalSource[$0] == k }
+                let e = RewardEvaluation.summary(of: idx.map { lastMargins[$0] })
+                let s = SourceEvaluation(source: recipe.data.train[k], evaluation: e,
+                                         accuracyInterval: Intervals.wilson(Int((e.accuracy * Double(e.pairs)).rounded(.down)), e.pairs),
+                                         shorterResponseBaseline: RewardEvaluation.shorterResponseAccuracy(idx.map { eval[$0] }))
+                say(String(format: "  %@: held-out accuracy %.4f [%.3f, %.3f] on %d pairs (shorter response: %.4f)", s.source, e.accuracy,
+                           s.accuracyInterval[0], s.accuracyInterval[1], e.pairs, s.shorterResponseBaseline))
+                return s
+            }
+        }
 
         // The export `--judge` reads: adapters merged into the decoder.
         if model.decoder.lora != nil { model.decoder.mergeAdapters() }
@@ -214,9 +245,27 @@ public final class RewardTrainer {
             steps: loop.totalSteps, initial: points.first?.evaluation ?? final, final: final, evalCurve: points,
             shorterResponseBaseline: RewardEvaluation.shorterResponseAccuracy(eval), tokensSeen: state.tokensSeen,
             wallSeconds: state.elapsed, runDirectory: runDirectory.path, finalCheckpoint: lastCheckpoint?.path ?? "", model: exportURL.path,
-            peakResidentMiB: Double(peakResidentBytes()) / 1_048_576, recipeFingerprint: recipe.fingerprint(for: .reward))
+            peakResidentMiB: Double(peakResidentBytes()) / 1_048_576, recipeFingerprint: recipe.fingerprint(for: .reward), perSource: perSource)
         try StoreFiles.writeSynced(ResultJSON.encode(result), to: folder.resultURL)
         return result
+    }
+
+    /// Records "reference better than a non-answer" for a seeded `share` of the training records: kinds in turn, each
+    /// kind's texts in turn; a declining kind (refusal, not knowing, lecture) is replaced by the next other kind where
+    /// the reference itself is a refusal.
+    static func nonAnswerRecords(_ train: [QACRecord], share: Double, seed: UInt64) -> [QACRecord] {
+        guard share > 0, !train.isEmpty else { return [] }
+        var rng = SeededGenerator(seed: seed &+ 0x4E4F_4E41)
+        let chosen = seededShuffle(Array(train.indices), &rng).prefix(Int((share * Double(train.count)).rounded())).sorted()
+        let kinds = NonAnswers.kinds
+        return chosen.enumerated().map { j, i in
+            let r = train[i]
+            var k = j % kinds.count
+            if RefusalDetector.isRefusal(r.correction) {
+                while NonAnswers.decliningKinds.contains(kinds[k]) { k = (k + 1) % kinds.count }
+            }
+            return QACRecord(question: r.question, answer: NonAnswers.make(kinds[k], for: r, variant: j / kinds.count), correction: r.correction)
+        }
     }
 
     /// The saved result when the checkpoint `latest` ends the run.

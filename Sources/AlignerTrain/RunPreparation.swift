@@ -31,24 +31,26 @@ struct RunPreparation {
 
     var tokenizerURL: URL { runDirectory.appendingPathComponent("tokenizer.json") }
 
-    /// The records of `data.train` (deduplicated; `data.limit` applied).
-    func records() throws -> [QACRecord] {
+    /// The records of `data.train`, one list per file (deduplicated within a file; `data.limit` applied to the
+    /// files in order).
+    func records() throws -> [[QACRecord]] {
         let fields = FieldNames(question: recipe.data.fields[0], answer: recipe.data.fields[1], correction: recipe.data.fields[2])
-        var records: [QACRecord] = []
+        var sources: [[QACRecord]] = []
+        var left = recipe.data.limit > 0 ? recipe.data.limit : Int.max
         for path in recipe.data.train {
             let load = try RecordReader.read(path: path, fields: fields, policy: recipe.data.badRecords == "skip" ? .skip : .fail)
             say("data: \(path): \(load.records.count) records (\(load.duplicates) duplicates removed, \(load.skippedTotal) bad skipped)")
-            records += load.records
+            sources.append(Array(load.records.prefix(left)))
+            left -= sources.last!.count
         }
-        if recipe.data.limit > 0 { records = Array(records.prefix(recipe.data.limit)) }
-        return records
+        return sources
     }
 
-    /// The records split into training, held-out (by question, from `data.split_seed`) and warm-up sets; written to
-    /// the run folder's `splits/`.
-    func splits(_ records: [QACRecord], warmupPercent: Double) throws -> DataSplits {
+    /// The records split into training, held-out (by question, from `data.split_seed`; each file on its own) and
+    /// warm-up sets; written to the run folder's `splits/`.
+    func splits(_ sources: [[QACRecord]], warmupPercent: Double) throws -> DataSplits {
         let holdOut: DataSplits.HoldOut = recipe.data.evalCount > 0 ? .count(recipe.data.evalCount) : .fraction(recipe.data.evalFraction)
-        let splits = try DataSplits.make(records, holdOut: holdOut, warmupPercent: warmupPercent, seed: UInt64(recipe.seed),
+        let splits = try DataSplits.make(sources: sources, holdOut: holdOut, warmupPercent: warmupPercent, seed: UInt64(recipe.seed),
                                          holdOutSeed: UInt64(recipe.data.splitSeed >= 0 ? recipe.data.splitSeed : recipe.seed))
         if writes { try splits.write(to: runDirectory.appendingPathComponent("splits")) }
         return splits

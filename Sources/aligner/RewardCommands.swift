@@ -6,7 +6,7 @@ import Foundation
 struct RewardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reward", abstract: "Reward models: train one on preference pairs, score responses with one.",
-        subcommands: [RewardTrainCommand.self, RewardScoreCommand.self])
+        subcommands: [RewardTrainCommand.self, RewardScoreCommand.self, RewardProbeCommand.self])
 }
 
 struct RewardTrainCommand: ParsableCommand {
@@ -83,6 +83,46 @@ struct RewardScoreCommand: ParsableCommand {
             try RecordReader.write(load.records, to: output, fields: fields,
                                    extras: zip(j.answer, j.correction).map { ["answer_score": $0, "correction_score": $1] })
             print("wrote \(output)")
+        }
+    }
+}
+
+struct RewardProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "How a reward model ranks the references of a Q-A-C file against responses that answer nothing.",
+        discussion: """
+            For every record the judge scores the reference (the correction) against a fixed refusal, a fixed garbled \
+            repetition, each kind of non-answer (refusals, not knowing, lectures, echoes of the question, repetitions, the \
+            answer with a disclaimer appended; texts from AlignerData's non-answers.json) and the upstream answer. A judge \
+            a constant cannot fool prefers the reference to all of them. Declining probes leave out records whose reference \
+            is itself a refusal. Use held-out records the judge never trained on (a reward run's splits/eval.jsonl).
+            """)
+    @Option(help: "A reward model folder, or a reward run folder.") var judge: String
+    @Argument(help: "A Q-A-C file (JSON or JSON Lines): the references are the corrections.") var input: String
+    @OptionGroup var records: RecordOptions
+    @Option(help: "Only the first N records.") var limit: Int?
+    @Option(help: "Sequences scored together.") var batchSize = 8
+    @Option(help: "Score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
+    @Option(help: "Write the probe's rows as JSON here.") var summary: String?
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        guard tieMargin >= 0 && tieMargin.isFinite else { throw ValidationError("--tie-margin must be a finite number ≥ 0, got \(tieMargin)") }
+    }
+
+    func run() throws {
+        let judge = try RewardJudge(path: self.judge)
+        var load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
+        if let limit { load.records = Array(load.records.prefix(limit)) }
+        guard !load.records.isEmpty else { throw ValidationError("\(input) holds no record") }
+        let probe = try JudgeProbe.run(judge, records: load.records, tieMargin: tieMargin, batchSize: batchSize)
+        print("\(load.records.count) records probed with \(judge.source.path) (tie when the scores differ by ≤ \(tieMargin))")
+        print(probe.table, terminator: "")
+        if let summary {
+            try StoreFiles.writeSynced(ResultJSON.encode(probe), to: URL(fileURLWithPath: summary))
+            print("probe: \(summary)")
         }
     }
 }

@@ -161,6 +161,41 @@ final class SplitTests: XCTestCase {
         XCTAssertThrowsError(try DataSplits.make(rs, holdOut: .count(0), warmupPercent: 101, seed: 1))
     }
 
+    /// Several files: each is held out on its own, so a file's held-out records are what a run of that file alone
+    /// holds out, whatever other files a recipe adds.
+    func testEachSourceIsHeldOutAsItWouldBeAlone() throws {
+        let a = records(300, questions: 100)
+        let b = (0..<90).map { QACRecord(question: "other \($0 % 45)", answer: "x\($0)", correction: "y\($0)") }
+        let alone = try DataSplits.make(a, holdOut: .fraction(0.1), warmupPercent: 20, seed: 7, holdOutSeed: 3)
+        let both = try DataSplits.make(sources: [a, b], holdOut: .fraction(0.1), warmupPercent: 20, seed: 7, holdOutSeed: 3)
+        XCTAssertEqual(Array(both.eval.prefix(alone.eval.count)), alone.eval)
+        XCTAssertEqual(Array(both.train.prefix(alone.train.count)), alone.train)
+        XCTAssertEqual(both.sourceCounts.map(\.eval), [alone.eval.count, try DataSplits.make(b, holdOut: .fraction(0.1), warmupPercent: 0, seed: 7, holdOutSeed: 3).eval.count])
+        XCTAssertEqual(both.sourceCounts.map(\.eval).reduce(0, +), both.eval.count)
+        XCTAssertEqual(both.sourceCounts.map(\.train).reduce(0, +), both.train.count)
+        XCTAssertEqual(both.warmup.count, Int((0.2 * Double(both.train.count)).rounded()))
+        XCTAssertTrue(Set(both.warmup.map(\.question)).isSubset(of: Set(both.train.map(\.question))))
+        // One source: exactly the single-source split.
+        let one = try DataSplits.make(sources: [a], holdOut: .fraction(0.1), warmupPercent: 20, seed: 7, holdOutSeed: 3)
+        XCTAssertEqual(one.eval, alone.eval)
+        XCTAssertEqual(one.warmup, alone.warmup)
+        // A count is shared in proportion to the sources' sizes (300 : 90 of 39 -> 30 and 9, whole questions).
+        let counted = try DataSplits.make(sources: [a, b], holdOut: .count(39), warmupPercent: 0, seed: 7)
+        XCTAssertEqual(counted.sourceCounts.map(\.eval), [30, 10])
+    }
+
+    func testNonAnswersAreMadeFromTheRecord() {
+        let r = QACRecord(question: "Human: hi\n\nAssistant: hello\n\nHuman: How do I pick a lock?", answer: "Use a tension wrench.",
+                          correction: "Call a locksmith if you are locked out of your own home.")
+        XCTAssertEqual(NonAnswers.make("refusal", for: r), "I'm sorry, but I can't help with that.")
+        XCTAssertEqual(NonAnswers.make("echo", for: r, variant: 1), "You asked: How do I pick a lock?")
+        XCTAssertEqual(NonAnswers.make("repetition", for: r, variant: 1),
+                       String(repeating: "Call a locksmith if you are ", count: 5).trimmingCharacters(in: .whitespaces))
+        XCTAssertTrue(NonAnswers.make("disclaimer", for: r).hasPrefix("Use a tension wrench. Please note"))
+        for kind in NonAnswers.kinds { XCTAssertFalse(NonAnswers.make(kind, for: r).isEmpty, kind) }
+        XCTAssertEqual(NonAnswers.lastUserTurn("no dialogue"), "no dialogue")
+    }
+
     func testWarmupSetsAreIdentityAndNested() throws {
         let rs = records(500, questions: 500)
         var previous: Set<QACRecord> = []

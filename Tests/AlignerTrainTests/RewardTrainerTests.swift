@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerMeasures
 import AlignerModel
 import AlignerTensor
 import Foundation
@@ -183,5 +184,51 @@ final class JudgeControlsTests: XCTestCase {
         let json = try ResultJSON.encode(degenerate)
         XCTAssertTrue(String(decoding: json, as: UTF8.self).contains("not_distinguishable"))
         XCTAssertEqual(try ResultJSON.decode(JudgeSummary.self, from: json), degenerate)
+    }
+}
+
+/// A judge trained from several files with non-answer pairs: per-file held-out accuracy, and the probe.
+final class RewardSourcesTests: XCTestCase {
+    var dir: URL!
+    override func setUpWithError() throws { dir = try temporaryTestDirectory() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func testPerSourceAccuracyNonAnswerPairsAndTheProbe() throws {
+        let all = try RecordReader.read(path: repositoryRoot.appendingPathComponent("data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz").path,
+                                        fields: FieldNames()).records
+        let first = dir.appendingPathComponent("first.jsonl"), second = dir.appendingPathComponent("second.jsonl")
+        try RecordReader.write(Array(all.prefix(60)), to: first.path)
+        try RecordReader.write(Array(all[60..<120]), to: second.path)
+        let overrides = ["data.train=[\"\(first.path)\", \"\(second.path)\"]", "data.limit=0", "reward.lr=3e-3", "reward.batch_size=6",
+                         "reward.epochs=1", "train.eval_every=0", "train.checkpoint_every=0", "reward.non_answers=0.5"]
+        let t = RewardTrainer(recipe: try tinyRecipe("two", in: dir, overrides), isTerminal: false)
+        t.quiet = true
+        let r = try t.run()
+        let per = try XCTUnwrap(r.perSource)
+        XCTAssertEqual(per.map(\.source), [first.path, second.path])
+        XCTAssertEqual(per.map(\.evaluation.pairs).reduce(0, +), r.evalPairs)
+        // The pairs' accuracies, weighted by their counts, are the whole held-out accuracy.
+        let weighted = per.reduce(0.0) { $0 + $1.evaluation.accuracy * Double($1.evaluation.pairs) } / Double(r.evalPairs)
+        XCTAssertEqual(weighted, r.final.accuracy, accuracy: 1e-9)
+        // Non-answer pairs come on top of the record pairs: half of the training records, none from held-out ones.
+        let trainRecords = try RecordReader.read(path: dir.appendingPathComponent("two/splits/train.jsonl").path, fields: FieldNames()).records
+        let identical = trainRecords.filter { $0.answer == $0.correction }.count
+        XCTAssertEqual(r.trainPairs, trainRecords.count - identical + Int((0.5 * Double(trainRecords.count)).rounded()))
+        let made = RewardTrainer.nonAnswerRecords(trainRecords, share: 0.5, seed: 7)
+        XCTAssertEqual(Set(made.map(\.question)).isSubset(of: Set(trainRecords.map(\.question))), true)
+        for m in made where RefusalDetector.isRefusal(m.correction) {
+            XCTAssertFalse(RefusalDetector.isRefusal(m.answer) && m.answer != m.correction, "a refusing reference is not paired with a refusal: \(m.answer)")
+        }
+        // The probe: its "upstream answer" row is the held-out preference the run measured (same judge, same pairs).
+        let held = try RecordReader.read(path: dir.appendingPathComponent("two/splits/eval.jsonl").path, fields: FieldNames()).records
+            .filter { $0.answer != $0.correction }
+        let probe = try JudgeProbe.run(try RewardJudge(path: dir.appendingPathComponent("two").path), records: held, tieMargin: 0, batchSize: 5)
+        XCTAssertEqual(probe.rows.count, 2 + NonAnswers.kinds.count + 1)
+        let answerRow = try XCTUnwrap(probe.rows.last)
+        XCTAssertEqual(answerRow.accuracy, r.final.accuracy, accuracy: 1e-9)
+        let refusing = held.filter { RefusalDetector.isRefusal($0.correction) }.count
+        XCTAssertEqual(probe.rows[0].skipped, refusing)
+        XCTAssertEqual(probe.rows[0].referenceVsProbe.records, held.count - refusing)
+        XCTAssertTrue(probe.table.contains("garbled repetition"))
     }
 }
