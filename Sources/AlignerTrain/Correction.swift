@@ -177,13 +177,39 @@ public struct EvalSummary: Codable, Sendable {
         if let judge {
             s += "\n" + judge.controlsTable
         } else if let measures = textMeasures {
-            s += "\n| responses (\(generated) records) | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished | mean words |\n|---|---:|---:|---:|---:|---:|---:|\n"
+            s += "\n| responses (\(generated) records) | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished | mean words | fluency (loss/token) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
             for m in measures {
                 s += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f | ", m.name, m.measures.refusalRate, m.measures.degenerateRate, m.measures.repeated4, m.measures.distinct2)
-                s += (m.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–") + String(format: " | %.1f |\n", m.measures.meanWords)
+                s += (m.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–") + String(format: " | %.1f | ", m.measures.meanWords)
+                s += (m.measures.fluencyLoss.map { String(format: "%.3f", $0) } ?? "–") + " |\n"
             }
+            if let model = measures.first?.measures.fluencyModel { s += "\nFluency: mean per-token loss of each text under \(model) (lower reads more fluently).\n" }
         }
         return s
+    }
+
+    /// Mean per-token loss under `fluency` for every set of responses measured (in `textMeasures` and, when judged,
+    /// in the judge's rows, the fixed refusal included).
+    mutating func addFluency(_ fluency: FluencyScorer, answers: [String], references: [String], controls: [[String]], corrections: [String]) throws {
+        let sets = [answers, references] + controls + [corrections]
+        let losses = try sets.map { try fluency.meanLoss($0) }
+        if var measures = textMeasures, measures.count == sets.count {
+            for k in measures.indices {
+                measures[k].measures.fluencyLoss = losses[k]
+                measures[k].measures.fluencyModel = fluency.name
+            }
+            textMeasures = measures
+        }
+        guard var judge else { return }
+        // The judge's rows: the answers, the fixed refusal, the references, the controls, the corrections.
+        let judged = [losses[0], try fluency.meanLoss([judge.refusalText])] + Array(losses[1...])
+        if judge.responses.count == judged.count {
+            for k in judge.responses.indices {
+                judge.responses[k].measures.fluencyLoss = judged[k]
+                judge.responses[k].measures.fluencyModel = fluency.name
+            }
+        }
+        self.judge = judge
     }
 
     /// Loss and perplexity of the corrections of `records` under `aligner` (masked as in training) and, when
@@ -192,7 +218,7 @@ public struct EvalSummary: Codable, Sendable {
     /// references, and the corrections of each of `controls`, e.g. the base model used zero-shot).
     public static func compute(_ aligner: AlignerBundle, records: [QACRecord], generate: Int, options: GenerationOptions,
                                batchSize: Int, judge: RewardJudge? = nil, tieMargin: Double = JudgeSummary.defaultTieMargin,
-                               controls: [(name: String, aligner: AlignerBundle)] = [],
+                               controls: [(name: String, aligner: AlignerBundle)] = [], fluency: FluencyScorer? = nil,
                                progress: (Int, Int, Int) -> Void = { _, _, _ in },
                                note: (String) -> Void = { _ in }) throws -> EvalSummary {
         guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
@@ -230,6 +256,8 @@ public struct EvalSummary: Codable, Sendable {
                                                        controls: controlOutputs.map { JudgeSummary.Control(name: $0.0, texts: $0.1.texts, ended: $0.1.ended) },
                                                        tieMargin: tieMargin, batchSize: batchSize).summary
             }
+            if let fluency { try summary.addFluency(fluency, answers: subset.map(\.answer), references: subset.map(\.correction),
+                                                    controls: controlOutputs.map(\.1.texts), corrections: outputs.texts) }
         }
         return summary
     }

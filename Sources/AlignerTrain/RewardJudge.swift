@@ -324,17 +324,18 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
     /// The controls and the corrections side by side, then the verdicts in words (Markdown).
     public var controlsTable: String {
         func r(_ x: Double, _ i: [Double]) -> String { String(format: "%.3f [%.3f, %.3f]", x, i[0], i[1]) }
-        var s = "| responses (same \(records) records, same judge) | mean score | judge prefers it to the answer | useful rate [95%] | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished |\n"
-        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        var s = "| responses (same \(records) records, same judge) | mean score | judge prefers it to the answer | useful rate [95%] | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished | fluency (loss/token) |\n"
+        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for x in responses {
             let name = x.name == Self.refusalName ? "fixed refusal \"\(refusalText)\"" : x.name
             s += "| \(name) | \(String(format: "%.4f", x.meanScore)) | \(String(format: "%.3f", x.vsAnswer.winRate)) | \(r(x.usefulRate, x.usefulInterval)) | "
             s += String(format: "%.3f | %.3f | %.3f | %.3f | ", x.measures.refusalRate, x.measures.degenerateRate, x.measures.repeated4, x.measures.distinct2)
             s += x.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–"
-            s += " |\n"
+            s += " | " + (x.measures.fluencyLoss.map { String(format: "%.3f", $0) } ?? "–") + " |\n"
         }
         s += "\nVerdict: \(headline).\n"
         for v in verdicts { s += "- \(v.sentence)\n" }
+        if let model = responses.first?.measures.fluencyModel { s += "\nFluency: mean per-token loss of each text under \(model) (lower reads more fluently).\n" }
         s += "\nUseful = preferred by the judge to the answer by more than \(tieMargin), not the answer itself, not degenerate (a repetition, empty, or unfinished at the token limit), and not a refusal unless the reference is one.\n"
         return s
     }

@@ -45,29 +45,15 @@ struct RewardScoreCommand: ParsableCommand {
         commandName: "score",
         abstract: "Score the answers and corrections of a Q-A-C file with a reward model; with --output, write them per record.",
         discussion: "Prints the pairwise accuracy of the file's own preference (correction over answer) and the win/tie/lose rates.")
-    @Option(help: "A reward model folder, or a reward run folder.") var judge: String
-    @Argument(help: "A Q-A-C file (JSON or JSON Lines).") var input: String
-    @OptionGroup var records: RecordOptions
+    @OptionGroup var file: JudgedFileOptions
     @Option(help: "Write the records with answer_score and correction_score (JSON Lines, .gz to compress).") var output: String?
-    @Option(help: "Only the first N records.") var limit: Int?
-    @Option(help: "Sequences scored together.") var batchSize = 8
-    @Option(help: "Score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
-    @Option(help: "Write the verdict (controls, useful rates, intervals) as JSON here.") var summary: String?
-
-    func validate() throws {
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
-        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
-        guard tieMargin >= 0 && tieMargin.isFinite else { throw ValidationError("--tie-margin must be a finite number ≥ 0, got \(tieMargin)") }
-    }
 
     func run() throws {
-        let judge = try RewardJudge(path: self.judge)
-        let fields = try records.fieldNames()
-        var load = try RecordReader.read(path: input, fields: fields, policy: records.policy)
-        if let limit { load.records = Array(load.records.prefix(limit)) }
-        guard !load.records.isEmpty else { throw ValidationError("\(input) holds no record") }
+        let (judge, load) = try file.load()
+        let fields = try file.records.fieldNames()
+        let tieMargin = file.tieMargin, summary = file.summary
         let j = try JudgeSummary.judge(judge, questions: load.records.map(\.question), answers: load.records.map(\.answer),
-                                       corrections: load.records.map(\.correction), references: nil, tieMargin: tieMargin, batchSize: batchSize)
+                                       corrections: load.records.map(\.correction), references: nil, tieMargin: tieMargin, batchSize: file.batchSize)
         let v = j.summary.correctionVsAnswer
         print("\(load.records.count) records judged by \(judge.source.path)")
         print(String(format: "mean score: answer %.4f, correction %.4f", j.summary.meanAnswerScore, j.summary.meanCorrectionScore))
@@ -98,13 +84,29 @@ struct RewardProbeCommand: ParsableCommand {
             a constant cannot fool prefers the reference to all of them. Declining probes leave out records whose reference \
             is itself a refusal. Use held-out records the judge never trained on (a reward run's splits/eval.jsonl).
             """)
+    @OptionGroup var file: JudgedFileOptions
+
+    func run() throws {
+        let (judge, load) = try file.load()
+        let probe = try JudgeProbe.run(judge, records: load.records, tieMargin: file.tieMargin, batchSize: file.batchSize)
+        print("\(load.records.count) records probed with \(judge.source.path) (tie when the scores differ by ≤ \(file.tieMargin))")
+        print(probe.table, terminator: "")
+        if let summary = file.summary {
+            try StoreFiles.writeSynced(ResultJSON.encode(probe), to: URL(fileURLWithPath: summary))
+            print("probe: \(summary)")
+        }
+    }
+}
+
+/// A judge and a Q-A-C file it scores: the options `reward score` and `reward probe` share.
+struct JudgedFileOptions: ParsableArguments {
     @Option(help: "A reward model folder, or a reward run folder.") var judge: String
-    @Argument(help: "A Q-A-C file (JSON or JSON Lines): the references are the corrections.") var input: String
+    @Argument(help: "A Q-A-C file (JSON or JSON Lines).") var input: String
     @OptionGroup var records: RecordOptions
     @Option(help: "Only the first N records.") var limit: Int?
     @Option(help: "Sequences scored together.") var batchSize = 8
     @Option(help: "Score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
-    @Option(help: "Write the probe's rows as JSON here.") var summary: String?
+    @Option(help: "Write the verdict (controls, useful rates, intervals; or the probe's rows) as JSON here.") var summary: String?
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
@@ -112,17 +114,12 @@ struct RewardProbeCommand: ParsableCommand {
         guard tieMargin >= 0 && tieMargin.isFinite else { throw ValidationError("--tie-margin must be a finite number ≥ 0, got \(tieMargin)") }
     }
 
-    func run() throws {
+    /// The judge (loaded first, so that a bad folder is refused before the file is read) and the records.
+    func load() throws -> (RewardJudge, RecordLoad) {
         let judge = try RewardJudge(path: self.judge)
         var load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         if let limit { load.records = Array(load.records.prefix(limit)) }
         guard !load.records.isEmpty else { throw ValidationError("\(input) holds no record") }
-        let probe = try JudgeProbe.run(judge, records: load.records, tieMargin: tieMargin, batchSize: batchSize)
-        print("\(load.records.count) records probed with \(judge.source.path) (tie when the scores differ by ≤ \(tieMargin))")
-        print(probe.table, terminator: "")
-        if let summary {
-            try StoreFiles.writeSynced(ResultJSON.encode(probe), to: URL(fileURLWithPath: summary))
-            print("probe: \(summary)")
-        }
+        return (judge, load)
     }
 }

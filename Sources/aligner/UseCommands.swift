@@ -190,6 +190,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Another model whose corrections of the same records are measured (and judged) as a control, e.g. the base model used zero-shot as an Aligner (repeatable).",
                                discussion: "A model with a chat template of its own is prompted through it (the template's instruction as the user message); otherwise with its own Aligner template."))
     var controlModel: [String] = []
+    @Option(help: ArgumentHelp("A language model under which the fluency of every set of responses is measured (mean per-token loss).",
+                               discussion: "Default: the base the Aligner was trained from (its recipe's model.init_from), when it is one; 'none' to skip."))
+    var fluencyModel: String?
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
@@ -203,10 +206,12 @@ struct EvalCommand: ParsableCommand {
         let aligner = try prompt.apply(AlignerBundle.load(checkpoint))
         let judge = try self.judge.map { try RewardJudge(path: $0) }
         let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try AlignerBundle.load(path).zeroShot()) }
+        let fluencyPath = fluencyModel ?? aligner.recipe.map(\.model.initFrom).flatMap { $0 == "scratch" || $0.isEmpty ? nil : $0 }
+        let fluency = try fluencyPath.flatMap { path in generate > 0 && path != "none" ? FluencyScorer(try AlignerBundle.load(path), name: path) : nil }
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         let progress = RecordProgress("eval")
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
-                                              batchSize: batchSize, judge: judge, tieMargin: tieMargin, controls: controls,
+                                              batchSize: batchSize, judge: judge, tieMargin: tieMargin, controls: controls, fluency: fluency,
                                               progress: { progress.update(pass: $0, done: $1, total: $2) },
                                               note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)

@@ -251,6 +251,32 @@ final class UseTests: XCTestCase {
         XCTAssertEqual(summary.copyRate!, copies, accuracy: 1e-12)
         let toRef = zip(outputs, records).map { CorrectionMetrics.normalizedEditDistance($0, $1.correction) }.reduce(0, +) / 3
         XCTAssertEqual(summary.editDistanceToReference!, toRef, accuracy: 1e-12)
+
+        // Fluency: each text after the BOS token, its tokens' negative log-likelihood by hand, averaged per text.
+        let fluency = FluencyScorer(aligner, name: "c1")
+        let texts = ["I can help with baking.", "Mix flour and water.", ""]
+        let losses = try fluency.losses(texts)
+        XCTAssertTrue(losses[2].isNaN)
+        let bos = try XCTUnwrap(aligner.specialTokens.bos.flatMap { aligner.tokenizer.id(of: $0) })
+        for (text, loss) in zip(texts.prefix(2), losses) {
+            let ids = [bos] + aligner.tokenizer.encode(text)
+            let logits = try withNoGrad { try aligner.model.forward(ids: ids, batch: 1, time: ids.count) }.scalars
+            let v = aligner.model.config.vocabSize
+            var sum = 0.0
+            for t in 0..<(ids.count - 1) {
+                let row = logits[(t * v)..<((t + 1) * v)].map(Double.init)
+                let top = row.max()!
+                sum += top + Foundation.log(row.reduce(0) { $0 + Foundation.exp($1 - top) }) - row[ids[t + 1]]
+            }
+            XCTAssertEqual(loss, sum / Double(ids.count - 1), accuracy: 1e-5 * loss)
+        }
+        // Eval measures every set of responses, with the fluency of each when a reference model is given.
+        let measured = try EvalSummary.compute(aligner, records: records, generate: 3, options: options, batchSize: 2,
+                                               controls: [(name: "again", aligner: aligner)], fluency: fluency)
+        XCTAssertEqual(measured.textMeasures?.map(\.name), ["answers", "references", "again", "corrections"])
+        XCTAssertEqual(measured.textMeasures?.last?.measures.unfinished.map { $0 <= 3 }, true)
+        XCTAssertEqual(measured.textMeasures?[1].measures.fluencyLoss ?? .nan, try fluency.meanLoss(records.map(\.correction)), accuracy: 1e-9)
+        XCTAssertTrue(measured.table.contains("fluency (loss/token)"))
     }
 
     func testFinetuneKeepsTokenizerAndConfigWithAFreshOptimiser() throws {
