@@ -17,9 +17,14 @@ public struct GenerationOptions: Sendable {
     public var eosTokenIds: [Int]?
     /// Use the key/value cache (false recomputes the whole sequence every step; for checking).
     public var useCache: Bool
+    /// When n > 0, a token that would repeat an n-gram the row has already generated is never chosen (end tokens
+    /// excepted), as transformers' `no_repeat_ngram_size` but over the generated tokens only: an Aligner may copy
+    /// n-grams of the answer its prompt shows, and must not loop on its own. 0 = off.
+    public var noRepeatNgramSize: Int
 
     public init(maxNewTokens: Int = 64, temperature: Float = 0, topK: Int? = nil, topP: Float? = nil, seed: UInt64 = 0,
-                eosTokenIds: [Int]? = nil, useCache: Bool = true) {
+                eosTokenIds: [Int]? = nil, useCache: Bool = true, noRepeatNgramSize: Int = 0) {
+        self.noRepeatNgramSize = noRepeatNgramSize
         self.maxNewTokens = maxNewTokens
         self.temperature = temperature
         self.topK = topK
@@ -37,6 +42,9 @@ public struct GenerationOptions: Sendable {
         }
         if let topK, topK < 1 { throw ModelInputError(field: "top_k", message: "must be at least 1, got \(topK)") }
         if let topP, !(topP > 0 && topP <= 1) { throw ModelInputError(field: "top_p", message: "must be in (0, 1], got \(topP)") }
+        guard noRepeatNgramSize >= 0 && noRepeatNgramSize <= 64 else {
+            throw ModelInputError(field: "no_repeat_ngram_size", message: "must be within 0...64 (0 = off), got \(noRepeatNgramSize)")
+        }
     }
 }
 
@@ -206,7 +214,16 @@ struct SamplerState {
         var streamed: [Int] = []
         for bi in 0..<finished.count {
             if finished[bi] { tokens.append(padToken); streamed.append(-1); continue }
-            let t = Sampler.pick(lastLogits.data + bi * vocab, vocab, options, &rng)
+            let row = lastLogits.data + bi * vocab
+            let banned = Sampler.repeatingTokens(result.tokens[bi], n: options.noRepeatNgramSize).subtracting(eos)
+            let t: Int
+            if banned.isEmpty {
+                t = Sampler.pick(row, vocab, options, &rng)
+            } else {
+                var masked = Array(UnsafeBufferPointer(start: row, count: vocab))  // (vocab) logits of this row
+                for b in banned where b >= 0 && b < vocab { masked[b] = -.infinity }
+                t = masked.withUnsafeBufferPointer { Sampler.pick($0.baseAddress!, vocab, options, &rng) }
+            }
             tokens.append(t)
             streamed.append(eos.contains(t) ? -1 : t)
             if eos.contains(t) {
@@ -225,6 +242,19 @@ struct SamplerState {
 
 /// Greedy choice or temperature / top-k / top-p sampling (in Hugging Face's order) from one row of logits.
 public enum Sampler {
+    /// The tokens that would complete an n-gram already in `tokens` (the last n−1 tokens seen before, followed by
+    /// them); empty for n < 1 or too few tokens.
+    public static func repeatingTokens(_ tokens: [Int], n: Int) -> Set<Int> {
+        guard n >= 1 else { return [] }
+        if n == 1 { return Set(tokens) }
+        guard tokens.count >= n else { return [] }
+        let k = n - 1
+        let tail = tokens[(tokens.count - k)...]
+        var banned = Set<Int>()
+        for start in 0...(tokens.count - n) where tokens[start..<(start + k)].elementsEqual(tail) { banned.insert(tokens[start + k]) }
+        return banned
+    }
+
     public static func pick(_ logits: UnsafePointer<Float>, _ n: Int, _ options: GenerationOptions, _ rng: inout SeededGenerator) -> Int {
         if options.temperature <= 0 {
             var best = 0

@@ -168,6 +168,8 @@ public struct Recipe: Equatable, Sendable {
         public var generateEval = 0
         /// New-token budget of those corrections.
         public var generateMaxNewTokens = 128
+        /// Their `no_repeat_ngram_size` (over the generated tokens; 0 = off), also for the sweep judge's corrections.
+        public var generateNoRepeatNgramSize = 0
         /// The metric that picks the best checkpoint (`checkpoints/best`, kept besides the newest ones) among stage 2's
         /// evaluations: "eval_loss", or "edit_to_reference" (needs generate_eval); lower is better for both.
         public var bestMetric = "eval_loss"
@@ -414,6 +416,7 @@ extension Recipe {
         try check(MatmulPrecision(rawValue: train.precision) != nil, "train.precision", "must be \"fp32\" or \"bf16\", got \"\(train.precision)\"")
         try check(train.generateEval >= 0 && train.generateEval <= 100_000, "train.generate_eval", "must be within 0...100000, got \(train.generateEval)")
         try check(train.generateMaxNewTokens >= 1 && train.generateMaxNewTokens <= 8192, "train.generate_max_new_tokens", "must be within 1...8192, got \(train.generateMaxNewTokens)")
+        try check(train.generateNoRepeatNgramSize >= 0 && train.generateNoRepeatNgramSize <= 64, "train.generate_no_repeat_ngram_size", "must be within 0...64 (0 = off), got \(train.generateNoRepeatNgramSize)")
         try check(["eval_loss", "edit_to_reference"].contains(train.bestMetric), "train.best_metric", "must be \"eval_loss\" or \"edit_to_reference\", got \"\(train.bestMetric)\"")
         try check(train.bestMetric == "eval_loss" || train.generateEval > 0, "train.best_metric", "\"edit_to_reference\" needs generated corrections: set train.generate_eval")
         try check(train.earlyStoppingPatience >= 0, "train.early_stopping_patience", "must not be negative")
@@ -523,6 +526,7 @@ extension Recipe {
             RecipeField("train.precision", \.train.precision, string),
             RecipeField("train.generate_eval", \.train.generateEval, int),
             RecipeField("train.generate_max_new_tokens", \.train.generateMaxNewTokens, int),
+            RecipeField("train.generate_no_repeat_ngram_size", \.train.generateNoRepeatNgramSize, int),
             RecipeField("train.best_metric", \.train.bestMetric, string),
             RecipeField("train.early_stopping_patience", \.train.earlyStoppingPatience, int),
             RecipeField("train.budget", \.train.budget, { (r: inout R, k: String, d: TrainingBudget) in
@@ -738,7 +742,7 @@ public enum RunKind: String, Sendable {
         case .reward:
             return key.hasPrefix("stage1.") || key.hasPrefix("stage2.") || [
                 "data.warmup_percent", "data.template", "data.custom_template", "data.chat_template", "train.generate_eval",
-                "train.generate_max_new_tokens", "train.best_metric", "train.early_stopping_patience", "train.budget",
+                "train.generate_max_new_tokens", "train.generate_no_repeat_ngram_size", "train.best_metric", "train.early_stopping_patience", "train.budget",
             ].contains(key)
         }
     }

@@ -14,6 +14,7 @@ public struct RunJudgement: Codable, Sendable {
     public var records: Int
     public var tieMargin: Double
     public var maxNewTokens: Int
+    public var noRepeatNgramSize: Int
     public var summary: JudgeSummary
 
     public static let file = "judge.json"
@@ -27,6 +28,7 @@ final class SweepJudge {
     let records: Int
     let tieMargin: Double
     let maxNewTokens: Int
+    let noRepeatNgramSize: Int
 
     init(recipe: Recipe) throws {
         judge = try RewardJudge(path: recipe.sweep.judge)
@@ -35,6 +37,7 @@ final class SweepJudge {
         records = recipe.sweep.judgeRecords
         tieMargin = recipe.sweep.judgeTieMargin
         maxNewTokens = recipe.train.generateMaxNewTokens
+        noRepeatNgramSize = recipe.train.generateNoRepeatNgramSize
     }
 
     /// The judgement of the run in `runDirectory`: the saved one when it still applies, else a new one (saved).
@@ -46,16 +49,16 @@ final class SweepJudge {
         guard !subset.isEmpty else { throw RecipeError(key: "sweep.judge", message: "\(runDirectory.path) has no held-out records to judge") }
         if let data = try? Data(contentsOf: url), let saved = try? ResultJSON.decode(RunJudgement.self, from: data),
            saved.judge == judge.source.path, saved.judgeFiles.differences(from: judgeFiles) == nil, saved.checkpoint == checkpoint,
-           saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.records == subset.count {
+           saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.records == subset.count {
             return saved
         }
         let aligner = try AlignerBundle.load(checkpoint)
         let outputs = try Corrector.corrections(subset.map { ($0.question, $0.answer) }, with: [aligner],
-                                                options: GenerationOptions(maxNewTokens: maxNewTokens), batchSize: 16)
+                                                options: GenerationOptions(maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize), batchSize: 16)
         let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs.texts,
                                              references: subset.map(\.correction), ended: outputs.ended, tieMargin: tieMargin, batchSize: 8).summary
         let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,
-                                  tieMargin: tieMargin, maxNewTokens: maxNewTokens, summary: summary)
+                                  tieMargin: tieMargin, maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize, summary: summary)
         try StoreFiles.writeSynced(ResultJSON.encode(result), to: url)
         say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): \(summary.headline)")
         return result

@@ -100,7 +100,7 @@ public final class TrainingRun {
         pool.trim()
         defer { pool.trim() }
         let outputs = try Corrector.correct(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
-                                            options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens),
+                                            options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize),
                                             batchSize: recipe.stage2.batchSize)
         return try GenerationMetrics(outputs: outputs, records: generationRecords)
     }

@@ -13,9 +13,11 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Sample from the k most likely tokens.") var topK: Int?
     @Option(help: "Sample from the smallest set of tokens reaching this probability.") var topP: Float?
     @Option(help: "Sampling seed.") var seed: UInt64 = 0
+    @Option(help: "Never generate a token that repeats an n-gram of this size the output already holds (0 = off; the prompt is not counted).")
+    var noRepeatNgramSize = 0
 
     var options: GenerationOptions {
-        GenerationOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK, topP: topP, seed: seed)
+        GenerationOptions(maxNewTokens: maxNewTokens, temperature: temperature, topK: topK, topP: topP, seed: seed, noRepeatNgramSize: noRepeatNgramSize)
     }
 
     func validate() throws {

@@ -106,6 +106,27 @@ final class LlamaModelTests: XCTestCase {
         XCTAssertEqual(try model.generate(prompts: prompt, options: noCache), s1)
     }
 
+    /// no_repeat_ngram_size over the generated tokens: a greedy loop is broken, no n-gram of the output repeats, and
+    /// until the first would-be repeat the output is the plain greedy one.
+    func testNoRepeatNgramBreaksGreedyLoops() throws {
+        XCTAssertEqual(Sampler.repeatingTokens([5, 6, 7, 5, 6], n: 3), [7])
+        XCTAssertEqual(Sampler.repeatingTokens([5, 6, 5, 6, 5], n: 2), [6])
+        XCTAssertEqual(Sampler.repeatingTokens([5, 6], n: 3), [])
+        XCTAssertEqual(Sampler.repeatingTokens([5, 6, 5], n: 1), [5, 6])
+        let model = try LlamaModel(config: Self.tinyConfig(), seed: 6)
+        let prompt = [[1, 9, 10]]
+        let greedy = try model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 40, eosTokenIds: [])).tokens[0]
+        func ngrams(_ t: [Int], _ n: Int) -> [[Int]] { t.count < n ? [] : (0...(t.count - n)).map { Array(t[$0..<($0 + n)]) } }
+        XCTAssertLessThan(Set(ngrams(greedy, 3)).count, ngrams(greedy, 3).count, "the tiny model's greedy output loops: \(greedy)")
+        let free = try model.generate(prompts: prompt, options: GenerationOptions(maxNewTokens: 40, eosTokenIds: [], noRepeatNgramSize: 3)).tokens[0]
+        XCTAssertEqual(Set(ngrams(free, 3)).count, ngrams(free, 3).count, "\(free)")
+        // Identical to greedy up to the first token greedy would take to repeat a 3-gram.
+        let firstRepeat = (2..<greedy.count).first { i in Sampler.repeatingTokens(Array(greedy[..<i]), n: 3).contains(greedy[i]) }!
+        XCTAssertEqual(Array(free.prefix(firstRepeat)), Array(greedy.prefix(firstRepeat)))
+        XCTAssertNotEqual(free[firstRepeat], greedy[firstRepeat])
+        XCTAssertThrowsError(try GenerationOptions(noRepeatNgramSize: -1).validate())
+    }
+
     func testSamplerFiltersHandComputed() {
         // logits → probabilities ∝ [1, 2, 4, 8] at temperature 1 (log-values).
         let logits: [Float] = [0, Float(Foundation.log(2.0)), Float(Foundation.log(4.0)), Float(Foundation.log(8.0))]
