@@ -57,9 +57,10 @@ public struct ExampleBuilder: Sendable {
         return promptPrefix + tokenizer.encode(template.render(question: question, answer: answer))
     }
 
-    /// Prompt ids for a question and answer within `budget` tokens: the answer is shortened first, then the question.
-    /// Returns nil when even an empty question and answer do not fit; the flags say what was shortened.
-    public func fittingPrompt(question q: String, answer a: String, budget: Int)
+    /// Prompt ids for a question and answer within `budget` tokens: the answer is shortened first (unless
+    /// `keepAnswer`), then the question. Returns nil when even an empty question (and answer) do not fit; the flags
+    /// say what was shortened.
+    public func fittingPrompt(question q: String, answer a: String, budget: Int, keepAnswer: Bool = false)
         -> (ids: [Int], answerShortened: Bool, questionShortened: Bool, question: String, answer: String)? {
         var question = q, answer = a
         var prompt = promptIds(question: question, answer: answer)
@@ -69,7 +70,7 @@ public struct ExampleBuilder: Sendable {
         while prompt.count > budget && rounds < 16 {
             rounds += 1
             let excess = prompt.count - budget
-            let answerIds = tokenizer.encode(answer)
+            let answerIds = keepAnswer ? [] : tokenizer.encode(answer)
             if !answerIds.isEmpty {
                 answer = tokenizer.decode(Array(answerIds.prefix(max(0, answerIds.count - excess - rounds))))
                 shortenedAnswer = true
@@ -126,9 +127,14 @@ public struct ExampleBuilder: Sendable {
         return (example(prompt: fit.ids, target: target), fit, r.correction)
     }
 
+    /// Answer tokens an identity example keeps before its question is shortened instead.
+    public static let identityAnswerFloor = 64
+
     /// An identity example: prompt(question, a′) + a′ + EOS within `maxLength`, with a′ the longest prefix (in
-    /// tokens) of the answer that fits twice (once shown, once as the target); when even an empty answer does not fit,
-    /// the question is shortened as usual and the target is EOS alone (the prompt shows an empty answer).
+    /// tokens) of the answer that fits twice (once shown, once as the target) beside the whole question; when that is
+    /// shorter than `identityAnswerFloor` tokens, a′ is that floor and the question is shortened instead (as in any
+    /// example), if the template leaves room for it; when nothing else fits, the answer is empty and the target is EOS
+    /// alone.
     private func fittedIdentity(_ r: QACRecord) -> (example: Example, fit: Fit, target: String)? {
         func attempt(_ answer: String) -> (example: Example, fit: Fit, target: String)? {
             let target = tokenizer.encode(answer) + [eosId]
@@ -139,18 +145,26 @@ public struct ExampleBuilder: Sendable {
         if let whole = attempt(r.answer) { return whole }
         let answerIds = tokenizer.encode(r.answer)
         // Binary search for the most answer tokens that fit (the fitted length grows with the prefix).
-        var lo = 0, hi = answerIds.count - 1, best: (example: Example, fit: Fit, target: String)?
+        let floor = min(answerIds.count, Self.identityAnswerFloor)
+        var lo = 0, hi = answerIds.count - 1, best: (example: Example, fit: Fit, target: String)?, bestCount = -1
         while lo <= hi {
             let mid = (lo + hi) / 2
             if let found = attempt(tokenizer.decode(Array(answerIds.prefix(mid)))) {
-                best = found
+                (best, bestCount) = (found, mid)
                 lo = mid + 1
             } else {
                 hi = mid - 1
             }
         }
+        if let best, bestCount >= floor { return best }
+        // The floor beside a shortened question.
+        let shown = tokenizer.decode(Array(answerIds.prefix(floor)))
+        let target = tokenizer.encode(shown) + [eosId]
+        if floor > 0, let fit = fittingPrompt(question: r.question, answer: shown, budget: maxLength - target.count, keepAnswer: true) {
+            return (example(prompt: fit.ids, target: target), (fit.ids, shown != r.answer, fit.questionShortened, fit.question, shown), shown)
+        }
         if let best { return best }
-        // Not even an empty answer fits: shorten the question, the target is EOS alone.
+        // Not even that: shorten the question beside an empty answer, the target is EOS alone.
         guard let fit = fittingPrompt(question: r.question, answer: "", budget: maxLength - 1) else { return nil }
         return (example(prompt: fit.ids, target: [eosId]), (fit.ids, !r.answer.isEmpty, fit.questionShortened, fit.question, ""), "")
     }

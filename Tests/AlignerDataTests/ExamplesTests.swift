@@ -131,6 +131,20 @@ final class ExampleTests: XCTestCase {
             XCTAssertEqual(withText.target, target)
             XCTAssertEqual(withText.example, e)
         }
+        // A question too long for any answer: the answer keeps its floor of tokens (shown and copied), the question
+        // is shortened instead.
+        let longQuestion = QACRecord(question: "How do I bake bread? " + long, answer: long, correction: long)
+        let room = templateOnly + 2 * ExampleBuilder.identityAnswerFloor + 30
+        let squeezed = try ExampleBuilder(tokenizer: smallTokenizer, template: .v1, specialTokens: specials, maxLength: room)
+        var squeezedReport = ExampleBuilder.Report()
+        let e = try XCTUnwrap(squeezed.build(longQuestion, report: &squeezedReport))
+        XCTAssertLessThanOrEqual(e.count, room)
+        let targetIds = e.labels.filter { $0 != -100 }
+        let target = smallTokenizer.decode(Array(targetIds.dropLast()))
+        XCTAssertEqual(smallTokenizer.encode(target).count, ExampleBuilder.identityAnswerFloor, accuracy: 2)
+        XCTAssertTrue(smallTokenizer.decode(Array(e.ids.prefix(e.count - targetIds.count))).hasSuffix("| \(target) ASSISTANT:"))
+        XCTAssertEqual(squeezedReport.questionShortened, 1)
+        XCTAssertEqual(squeezedReport.answerShortened, 1)
         // A non-identity record keeps its whole correction while its answer is shortened.
         let builder = try ExampleBuilder(tokenizer: smallTokenizer, template: .v1, specialTokens: specials, maxLength: templateOnly + 40)
         let qac = QACRecord(question: r.question, answer: long, correction: "Mix flour and water.")
