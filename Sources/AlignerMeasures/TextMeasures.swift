@@ -17,6 +17,10 @@ public struct TextMeasures: Codable, Equatable, Sendable {
     /// distinct-1 and distinct-2 over the whole set.
     public var distinct1: Double
     public var distinct2: Double
+    /// Texts that are the same (after trimming) for at least `genericRepeats` texts of the set: a constant in
+    /// disguise ("I’s a lot of the person." for every question), whatever the judge thinks of it.
+    public var generic: Int
+    public var genericRate: Double
     /// Mean words per text.
     public var meanWords: Double
     /// Generations that stopped at the token limit without their end token (nil for texts that were not generated).
@@ -26,6 +30,18 @@ public struct TextMeasures: Codable, Equatable, Sendable {
     /// more fluently to that model), and the model's name.
     public var fluencyLoss: Double?
     public var fluencyModel: String?
+
+    /// How many texts of a set must share one text for it to count as generic.
+    public static let genericRepeats = 3
+
+    /// Whether each text is generic: non-empty and the same (after trimming) as at least `genericRepeats` − 1 other
+    /// texts of the set.
+    public static func genericFlags(_ texts: [String]) -> [Bool] {
+        let trimmed = texts.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        var counts: [String: Int] = [:]
+        for t in trimmed where !t.isEmpty { counts[t, default: 0] += 1 }
+        return trimmed.map { !$0.isEmpty && counts[$0, default: 0] >= genericRepeats }
+    }
 
     /// The measures of `texts`; `ended[i]` = false marks a generation that hit its token limit (nil: not generated).
     public init(texts: [String], ended: [Bool]? = nil) {
@@ -44,6 +60,8 @@ public struct TextMeasures: Codable, Equatable, Sendable {
         distinct1 = Degeneration.distinct(texts, n: 1)
         distinct2 = Degeneration.distinct(texts, n: 2)
         meanWords = n == 0 ? 0 : Double(texts.map { Degeneration.words($0).count }.reduce(0, +)) / Double(n)
+        generic = Self.genericFlags(texts).filter { $0 }.count
+        genericRate = n == 0 ? 0 : Double(generic) / Double(n)
         if let ended {
             unfinished = ended.filter { !$0 }.count
             unfinishedRate = n == 0 ? 0 : Double(unfinished!) / Double(n)

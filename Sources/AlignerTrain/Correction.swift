@@ -177,9 +177,9 @@ public struct EvalSummary: Codable, Sendable {
         if let judge {
             s += "\n" + judge.controlsTable
         } else if let measures = textMeasures {
-            s += "\n| responses (\(generated) records) | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished | mean words | fluency (loss/token) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            s += "\n| responses (\(generated) records) | refusal rate | degenerate | generic | repeated 4-grams | distinct-2 | unfinished | mean words | fluency (loss/token) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
             for m in measures {
-                s += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f | ", m.name, m.measures.refusalRate, m.measures.degenerateRate, m.measures.repeated4, m.measures.distinct2)
+                s += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f | %.3f | ", m.name, m.measures.refusalRate, m.measures.degenerateRate, m.measures.genericRate, m.measures.repeated4, m.measures.distinct2)
                 s += (m.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–") + String(format: " | %.1f | ", m.measures.meanWords)
                 s += (m.measures.fluencyLoss.map { String(format: "%.3f", $0) } ?? "–") + " |\n"
             }

@@ -4,8 +4,8 @@ import Foundation
 
 /// How a judge ranks the references of held-out records against responses that answer nothing (`NonAnswers`): a
 /// judge a constant cannot fool prefers the reference to every kind. One row per probe: the fixed refusal and the
-/// garbled repetition (the same text for every record), each kind of non-answer (its texts in turn), and the
-/// upstream answer (the data's own preference).
+/// garbled repetition (the same text for every record), each kind of non-answer (its texts in turn), an off-topic
+/// answer (another record's reference), and the upstream answer (the data's own preference).
 public struct JudgeProbe: Codable, Sendable {
     public struct Row: Codable, Equatable, Sendable {
         public var probe: String
@@ -33,6 +33,8 @@ public struct JudgeProbe: Codable, Sendable {
         for kind in NonAnswers.kinds {
             probes.append(("\(kind) (texts in turn)", NonAnswers.decliningKinds.contains(kind), { i, r in NonAnswers.make(kind, for: r, variant: i) }))
         }
+        // A real, fluent answer to another question: what a judge that does not read the question cannot tell apart.
+        probes.append(("off-topic (the next record's reference)", false, { i, _ in records[(i + 1) % records.count].correction }))
         probes.append(("upstream answer (the data's own preference)", false, { _, r in r.answer }))
         // Every (question, response) scored in one pass; the references once.
         var items = records.map { (question: $0.question, response: $0.correction) }

@@ -168,9 +168,11 @@ public struct ControlVerdict: Codable, Equatable, Sendable {
 /// record.
 ///
 /// A response is *useful* when the judge prefers it to the answer by more than the tie margin, it is not the answer
-/// itself, it is not degenerate (`Degeneration`; an unfinished generation counts as degenerate), and it is not a
-/// refusal (`RefusalDetector`) unless the record's reference is one too (without references, a refusal is never
-/// useful). The useful rate of the corrections, with its interval, is the headline.
+/// itself, it is not degenerate (`Degeneration`; an unfinished generation counts as degenerate), it is not a refusal
+/// (`RefusalDetector`) unless the record's reference is one too (without references, a refusal is never useful),
+/// and it is not generic (the same text for 3 or more of the records: `TextMeasures.genericFlags`), except a refusal
+/// where the reference refuses too (refusals are formulaic).
+/// `usefulRule` names this rule's version; saved verdicts of another version are judged again. The useful rate of the corrections, with its interval, is the headline.
 public struct JudgeSummary: Codable, Equatable, Sendable {
     public var judge: String
     public var tieMargin: Double
@@ -190,6 +192,8 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
     /// One line: the corrections' useful rate and whether they beat copying and refusing.
     public var headline: String
 
+    /// The version of the useful-response rule (2: generic texts are not useful).
+    public static let usefulRule = 2
     /// The default tie margin: score differences this small are ties.
     public static let defaultTieMargin = 0.05
     /// The fixed refusal control.
@@ -255,10 +259,13 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
         let mean = { (v: [Double]) in v.reduce(0, +) / Double(v.count) }
         let referenceRefuses = hasReferences ? sets[2].texts.map(RefusalDetector.isRefusal) : [Bool](repeating: false, count: n)
         func useful(_ set: Scored) -> [Bool] {
-            (0..<n).map { i in
-                set.scores[i] - a[i] > tieMargin && !CorrectionMetrics.isCopy(set.texts[i], of: answers[i])
+            let generic = TextMeasures.genericFlags(set.texts)
+            return (0..<n).map { i in
+                let refuses = RefusalDetector.isRefusal(set.texts[i])
+                return set.scores[i] - a[i] > tieMargin && !CorrectionMetrics.isCopy(set.texts[i], of: answers[i])
                     && !Degeneration.isDegenerate(set.texts[i], ended: set.ended?[i] ?? true)
-                    && (!RefusalDetector.isRefusal(set.texts[i]) || referenceRefuses[i])
+                    && (!refuses || referenceRefuses[i])
+                    && (!generic[i] || (refuses && referenceRefuses[i]))  // refusals are formulaic where refusing is right
             }
         }
         let usefulFlags = sets.map(useful)
@@ -324,19 +331,19 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
     /// The controls and the corrections side by side, then the verdicts in words (Markdown).
     public var controlsTable: String {
         func r(_ x: Double, _ i: [Double]) -> String { String(format: "%.3f [%.3f, %.3f]", x, i[0], i[1]) }
-        var s = "| responses (same \(records) records, same judge) | mean score | judge prefers it to the answer | useful rate [95%] | refusal rate | degenerate | repeated 4-grams | distinct-2 | unfinished | fluency (loss/token) |\n"
-        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        var s = "| responses (same \(records) records, same judge) | mean score | judge prefers it to the answer | useful rate [95%] | refusal rate | degenerate | generic | repeated 4-grams | distinct-2 | unfinished | fluency (loss/token) |\n"
+        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for x in responses {
             let name = x.name == Self.refusalName ? "fixed refusal \"\(refusalText)\"" : x.name
             s += "| \(name) | \(String(format: "%.4f", x.meanScore)) | \(String(format: "%.3f", x.vsAnswer.winRate)) | \(r(x.usefulRate, x.usefulInterval)) | "
-            s += String(format: "%.3f | %.3f | %.3f | %.3f | ", x.measures.refusalRate, x.measures.degenerateRate, x.measures.repeated4, x.measures.distinct2)
+            s += String(format: "%.3f | %.3f | %.3f | %.3f | %.3f | ", x.measures.refusalRate, x.measures.degenerateRate, x.measures.genericRate, x.measures.repeated4, x.measures.distinct2)
             s += x.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–"
             s += " | " + (x.measures.fluencyLoss.map { String(format: "%.3f", $0) } ?? "–") + " |\n"
         }
         s += "\nVerdict: \(headline).\n"
         for v in verdicts { s += "- \(v.sentence)\n" }
         if let model = responses.first?.measures.fluencyModel { s += "\nFluency: mean per-token loss of each text under \(model) (lower reads more fluently).\n" }
-        s += "\nUseful = preferred by the judge to the answer by more than \(tieMargin), not the answer itself, not degenerate (a repetition, empty, or unfinished at the token limit), and not a refusal unless the reference is one.\n"
+        s += "\nUseful = preferred by the judge to the answer by more than \(tieMargin), not the answer itself, not degenerate (a repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), and not a refusal unless the reference is one.\n"
         return s
     }
 }

@@ -15,6 +15,8 @@ public struct RunJudgement: Codable, Sendable {
     public var tieMargin: Double
     public var maxNewTokens: Int
     public var noRepeatNgramSize: Int
+    /// `JudgeSummary.usefulRule` when judged.
+    public var usefulRule: Int
     public var summary: JudgeSummary
 
     public static let file = "judge.json"
@@ -49,7 +51,7 @@ final class SweepJudge {
         guard !subset.isEmpty else { throw RecipeError(key: "sweep.judge", message: "\(runDirectory.path) has no held-out records to judge") }
         if let data = try? Data(contentsOf: url), let saved = try? ResultJSON.decode(RunJudgement.self, from: data),
            saved.judge == judge.source.path, saved.judgeFiles.differences(from: judgeFiles) == nil, saved.checkpoint == checkpoint,
-           saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.records == subset.count {
+           saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.usefulRule == JudgeSummary.usefulRule, saved.records == subset.count {
             return saved
         }
         let aligner = try AlignerBundle.load(checkpoint)
@@ -58,7 +60,7 @@ final class SweepJudge {
         let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs.texts,
                                              references: subset.map(\.correction), ended: outputs.ended, tieMargin: tieMargin, batchSize: 8).summary
         let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,
-                                  tieMargin: tieMargin, maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize, summary: summary)
+                                  tieMargin: tieMargin, maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize, usefulRule: JudgeSummary.usefulRule, summary: summary)
         try StoreFiles.writeSynced(ResultJSON.encode(result), to: url)
         say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): \(summary.headline)")
         return result

@@ -140,7 +140,7 @@ public struct SweepReport {
         }
         if let j = results.compactMap(\.judgement).first {
             s += "Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n"
-            s += "Useful = preferred by the judge to the answer beyond the tie margin, not the answer itself, not degenerate (repetition, empty, or unfinished at the token limit), not a refusal unless the reference is one. "
+            s += "Useful = preferred by the judge to the answer beyond the tie margin, not the answer itself, not degenerate (repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), not a refusal unless the reference is one. "
             s += "Controls on the same records and judge: " + j.summary.responses.dropLast().map { x in
                 String(format: "%@ useful %.3f [%.3f, %.3f] (refusal rate %.3f, degenerate %.3f)", x.name, x.usefulRate, x.usefulInterval[0], x.usefulInterval[1],
                        x.measures.refusalRate, x.measures.degenerateRate)
@@ -197,9 +197,9 @@ public struct SweepReport {
         var s = "| p (%) |" + keys.map { " \($0) |" }.joined() + " seeds | eval loss mean | sd | per seed | Δ vs p = 0 (paired) | 95% interval of Δ | best eval loss mean | warm-up records |"
         let judged = groups.contains { !$0.judged.isEmpty }
         s += (generated ? " copy rate | near-copy rate | edit distance to answer | edit distance to reference |" : "")
-        s += (judged ? " useful rate | sd | beats copy | beats refusal | refusal rate | degenerate | unfinished | win rate vs answer | sd | tie | lose | mean score change | win rate vs reference |" : "") + "\n"
+        s += (judged ? " useful rate | sd | beats copy | beats refusal | refusal rate | degenerate | generic | unfinished | win rate vs answer | sd | tie | lose | mean score change | win rate vs reference |" : "") + "\n"
         s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---|---:|---|---:|---:|" + (generated ? "---:|---:|---:|---:|" : "")
-        s += (judged ? "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" : "") + "\n"
+        s += (judged ? "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" : "") + "\n"
         for g in groups {
             let f = g.finalLoss
             let d = g.pairedDifference
@@ -223,7 +223,7 @@ public struct SweepReport {
                 }
                 s += " \(mean { $0.responses.last?.usefulRate }) | \(g.usefulRate.count > 1 ? String(format: "%.3f", g.usefulRate.standardDeviation) : "–") |"
                 s += " \(beats(JudgeSummary.copyName)) | \(beats(JudgeSummary.refusalName)) |"
-                s += " \(mean { $0.responses.last?.measures.refusalRate }) | \(mean { $0.responses.last?.measures.degenerateRate }) | \(mean { $0.responses.last?.measures.unfinishedRate }) |"
+                s += " \(mean { $0.responses.last?.measures.refusalRate }) | \(mean { $0.responses.last?.measures.degenerateRate }) | \(mean { $0.responses.last?.measures.genericRate }) | \(mean { $0.responses.last?.measures.unfinishedRate }) |"
                 s += " \(mean { $0.correctionVsAnswer.winRate }) | \(g.winRate.count > 1 ? String(format: "%.3f", g.winRate.standardDeviation) : "–") |"
                 s += " \(mean { $0.correctionVsAnswer.tieRate }) | \(mean { $0.correctionVsAnswer.loseRate }) | \(mean({ $0.correctionVsAnswer.meanChange }, "%+.4f")) |"
                 s += " \(mean { $0.correctionVsReference?.winRate }) |"
@@ -284,7 +284,7 @@ public struct SweepReport {
                                          "eval_loss_stage1", "eval_loss_stage2", "best_eval_loss", "copy_rate", "near_copy_rate", "edit_to_answer",
                                          "edit_to_reference", "judged_records", "win_rate", "tie_rate", "lose_rate", "mean_score_change",
                                          "win_rate_vs_reference", "useful_rate", "useful_low", "useful_high", "vs_copy", "vs_refusal",
-                                         "refusal_rate", "degenerate_rate", "unfinished_rate", "tokens_seen", "wall_seconds", "recipe_fingerprint", "run_directory"]
+                                         "refusal_rate", "degenerate_rate", "generic_rate", "unfinished_rate", "tokens_seen", "wall_seconds", "recipe_fingerprint", "run_directory"]
     }
 
     /// One row per run, as values (nil = missing).
@@ -309,6 +309,7 @@ public struct SweepReport {
                                               j?.verdicts.first { $0.control == JudgeSummary.copyName }?.outcome.rawValue,
                                               j?.verdicts.first { $0.control == JudgeSummary.refusalName }?.outcome.rawValue,
                                               j?.responses.last.map { num($0.measures.refusalRate) } ?? nil, j?.responses.last.map { num($0.measures.degenerateRate) } ?? nil,
+                                              j?.responses.last.map { num($0.measures.genericRate) } ?? nil,
                                               j?.responses.last?.measures.unfinishedRate.flatMap { num($0) },
                                               res.tokensSeen, res.wallSeconds, res.recipeFingerprint, res.runDirectory]
         }

@@ -106,6 +106,9 @@ final class DegenerationTests: XCTestCase {
         XCTAssertEqual(m.unfinished, 1)
         XCTAssertEqual(m.unfinishedRate, 0.25)
         XCTAssertNil(TextMeasures(texts: texts).unfinished)
+        XCTAssertEqual(m.generic, 0)
+        // Generic: the same text (trimmed) three times or more; twice is not enough; empty texts are not generic.
+        XCTAssertEqual(TextMeasures.genericFlags(["a b", " a b", "a b\n", "c", "c", "", "", ""]), [true, true, true, false, false, false, false, false])
         XCTAssertEqual(m.meanWords, Double(3 + 6 + 9 + 5) / 4, accuracy: 1e-12)
     }
 }

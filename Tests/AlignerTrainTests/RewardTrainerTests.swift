@@ -180,6 +180,11 @@ final class JudgeControlsTests: XCTestCase {
         XCTAssertEqual(degenerate.responses.last?.measures.degenerate, n)
         XCTAssertEqual(degenerate.verdicts.first { $0.control == JudgeSummary.copyName }?.outcome, .indistinguishable)
         XCTAssertEqual(degenerate.verdicts.first { $0.control == JudgeSummary.referenceName }?.outcome, .worse)
+        // A constant in disguise (fluent, finished, not a refusal, preferred by the judge): generic, never useful.
+        let constant = try summary(corrections: [String](repeating: "I’s a lot of the person.", count: n), scores: [Double](repeating: 2, count: n))
+        XCTAssertEqual(constant.responses.last?.measures.generic, n)
+        XCTAssertEqual(constant.responses.last?.measures.degenerate, 0)
+        XCTAssertEqual(constant.responses.last?.useful, 0)
         // Round trip through JSON: the words are in the file.
         let json = try ResultJSON.encode(degenerate)
         XCTAssertTrue(String(decoding: json, as: UTF8.self).contains("not_distinguishable"))
@@ -223,7 +228,7 @@ final class RewardSourcesTests: XCTestCase {
         let held = try RecordReader.read(path: dir.appendingPathComponent("two/splits/eval.jsonl").path, fields: FieldNames()).records
             .filter { $0.answer != $0.correction }
         let probe = try JudgeProbe.run(try RewardJudge(path: dir.appendingPathComponent("two").path), records: held, tieMargin: 0, batchSize: 5)
-        XCTAssertEqual(probe.rows.count, 2 + NonAnswers.kinds.count + 1)
+        XCTAssertEqual(probe.rows.count, 2 + NonAnswers.kinds.count + 2)
         let answerRow = try XCTUnwrap(probe.rows.last)
         XCTAssertEqual(answerRow.accuracy, r.final.accuracy, accuracy: 1e-9)
         let refusing = held.filter { RefusalDetector.isRefusal($0.correction) }.count
