@@ -253,6 +253,10 @@ public struct Recipe: Equatable, Sendable {
         /// `NonAnswers`), so that a constant cannot fool the judge; 0 = none. Declining kinds are not used where the
         /// reference itself is a refusal. Held-out records never give such pairs.
         public var nonAnswers = 0.0
+        /// Share of the training records that also give a pair "reference better than an off-topic answer" (the
+        /// reference of another training record, to another question), so that the judge must read the question;
+        /// 0 = none.
+        public var offTopic = 0.0
     }
 
     public init() {}
@@ -405,6 +409,7 @@ extension Recipe {
             try check(["full", "lora"].contains(s.finetune), "\(section).finetune", "must be \"full\" or \"lora\", got \"\(s.finetune)\"")
         }
         try check(reward.nonAnswers >= 0 && reward.nonAnswers <= 1, "reward.non_answers", "must be within 0...1 (a share of the training records), got \(reward.nonAnswers)")
+        try check(reward.offTopic >= 0 && reward.offTopic <= 1, "reward.off_topic", "must be within 0...1 (a share of the training records), got \(reward.offTopic)")
         try check(reward.stage.batchTokens == 0, "reward.batch_tokens", "is not supported for reward training: batches count pairs (reward.batch_size)")
         try check(reward.template == "conversation" || reward.template.contains("{question}"), "reward.template",
                   "must be \"conversation\" or a text with a {question} placeholder")
@@ -553,6 +558,7 @@ extension Recipe {
         ]
         f.append(RecipeField("reward.template", \.reward.template, string))
         f.append(RecipeField("reward.non_answers", \.reward.nonAnswers, double))
+        f.append(RecipeField("reward.off_topic", \.reward.offTopic, double))
         let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2), ("reward", \.reward.stage)]
         for (name, stage) in stages {
             f += [

@@ -107,6 +107,11 @@ public final class RewardTrainer {
         }
         var (train, trainIdentical) = pairs(splits.train)
         let nonAnswerRecords = Self.nonAnswerRecords(splits.train, share: recipe.reward.nonAnswers, seed: UInt64(recipe.seed))
+        let offTopicRecords = Self.offTopicRecords(splits.train, share: recipe.reward.offTopic, seed: UInt64(recipe.seed))
+        if !offTopicRecords.isEmpty {
+            train += pairs(offTopicRecords).pairs
+            say("off-topic pairs (reward.off_topic = \(recipe.reward.offTopic)): \(offTopicRecords.count) from training records, reference better than another question's reference")
+        }
         if !nonAnswerRecords.isEmpty {
             train += pairs(nonAnswerRecords).pairs
             say("non-answer pairs (reward.non_answers = \(recipe.reward.nonAnswers)): \(nonAnswerRecords.count) from training records, reference better than " + NonAnswers.kinds.joined(separator: ", "))
@@ -265,6 +270,26 @@ public final class RewardTrainer {
                 while NonAnswers.decliningKinds.contains(kinds[k]) { k = (k + 1) % kinds.count }
             }
             return QACRecord(question: r.question, answer: NonAnswers.make(kinds[k], for: r, variant: j / kinds.count), correction: r.correction)
+        }
+    }
+
+    /// Records "reference better than another record's reference" for a seeded `share` of the training records: each
+    /// chosen record is paired with the next chosen one (in a seeded order) whose question and reference differ.
+    static func offTopicRecords(_ train: [QACRecord], share: Double, seed: UInt64) -> [QACRecord] {
+        guard share > 0, train.count > 1 else { return [] }
+        var rng = SeededGenerator(seed: seed &+ 0x4F46_4654)
+        let order = seededShuffle(Array(train.indices), &rng)
+        let k = Int((share * Double(train.count)).rounded())
+        return order.prefix(k).enumerated().compactMap { j, i in
+            let r = train[i]
+            // The first record after this one in the seeded order with another question and another reference.
+            for step in 1..<order.count {
+                let other = train[order[(j + step) % order.count]]
+                if other.question != r.question && other.correction != r.correction {
+                    return QACRecord(question: r.question, answer: other.correction, correction: r.correction)
+                }
+            }
+            return nil
         }
     }
 

@@ -224,6 +224,16 @@ final class RewardSourcesTests: XCTestCase {
         for m in made where RefusalDetector.isRefusal(m.correction) {
             XCTAssertFalse(RefusalDetector.isRefusal(m.answer) && m.answer != m.correction, "a refusing reference is not paired with a refusal: \(m.answer)")
         }
+        // Off-topic pairs: the question of one training record, the reference of another as the worse response.
+        let offTopic = RewardTrainer.offTopicRecords(trainRecords, share: 0.25, seed: 7)
+        XCTAssertEqual(offTopic.count, Int((0.25 * Double(trainRecords.count)).rounded()))
+        let referenceOf = Dictionary(trainRecords.map { ($0.correction, $0.question) }, uniquingKeysWith: { a, _ in a })
+        for o in offTopic {
+            XCTAssertNotNil(referenceOf[o.answer], "the worse response is another training record's reference")
+            XCTAssertNotEqual(o.answer, o.correction)
+            XCTAssertTrue(trainRecords.contains { $0.question == o.question && $0.correction == o.correction })
+        }
+        XCTAssertEqual(RewardTrainer.offTopicRecords(trainRecords, share: 0, seed: 7).count, 0)
         // The probe: its "upstream answer" row is the held-out preference the run measured (same judge, same pairs).
         let held = try RecordReader.read(path: dir.appendingPathComponent("two/splits/eval.jsonl").path, fields: FieldNames()).records
             .filter { $0.answer != $0.correction }
