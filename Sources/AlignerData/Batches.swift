@@ -13,6 +13,8 @@ public struct Batch: Sendable, Equatable {
     public var mask: [Bool]
     /// Indices of the examples in the stream's list.
     public var examples: [Int]
+    /// Real (unpadded) tokens: the positions the attention mask keeps.
+    public var realTokens: Int { mask.reduce(0) { $0 + ($1 ? 1 : 0) } }
     /// Tokens the loss counts (labels 1…T−1 not -100 in each row).
     public var countedTokens: Int {
         var n = 0

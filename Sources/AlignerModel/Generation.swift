@@ -215,7 +215,8 @@ struct SamplerState {
         for bi in 0..<finished.count {
             if finished[bi] { tokens.append(padToken); streamed.append(-1); continue }
             let row = lastLogits.data + bi * vocab
-            let banned = Sampler.repeatingTokens(result.tokens[bi], n: options.noRepeatNgramSize).subtracting(eos)
+            let banned = options.noRepeatNgramSize > 0
+                ? Sampler.repeatingTokens(result.tokens[bi], n: options.noRepeatNgramSize).subtracting(eos) : []
             let t: Int
             if banned.isEmpty {
                 t = Sampler.pick(row, vocab, options, &rng)

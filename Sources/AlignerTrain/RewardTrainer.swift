@@ -260,8 +260,7 @@ public final class RewardTrainer {
     /// the reference itself is a refusal.
     static func nonAnswerRecords(_ train: [QACRecord], share: Double, seed: UInt64) -> [QACRecord] {
         guard share > 0, !train.isEmpty else { return [] }
-        var rng = SeededGenerator(seed: seed &+ 0x4E4F_4E41)
-        let chosen = seededShuffle(Array(train.indices), &rng).prefix(Int((share * Double(train.count)).rounded())).sorted()
+        let chosen = seededOrder(train.count, seed: seed &+ 0x4E4F_4E41).prefix(Int((share * Double(train.count)).rounded())).sorted()
         let kinds = NonAnswers.kinds
         return chosen.enumerated().map { j, i in
             let r = train[i]
@@ -277,8 +276,7 @@ public final class RewardTrainer {
     /// chosen record is paired with the next chosen one (in a seeded order) whose question and reference differ.
     static func offTopicRecords(_ train: [QACRecord], share: Double, seed: UInt64) -> [QACRecord] {
         guard share > 0, train.count > 1 else { return [] }
-        var rng = SeededGenerator(seed: seed &+ 0x4F46_4654)
-        let order = seededShuffle(Array(train.indices), &rng)
+        let order = seededOrder(train.count, seed: seed &+ 0x4F46_4654)
         let k = Int((share * Double(train.count)).rounded())
         return order.prefix(k).enumerated().compactMap { j, i in
             let r = train[i]
@@ -291,6 +289,12 @@ public final class RewardTrainer {
             }
             return nil
         }
+    }
+
+    /// 0..<count in the seeded order the extra pairs are chosen in.
+    static func seededOrder(_ count: Int, seed: UInt64) -> [Int] {
+        var rng = SeededGenerator(seed: seed)
+        return seededShuffle(Array(0..<count), &rng)
     }
 
     /// The saved result when the checkpoint `latest` ends the run.

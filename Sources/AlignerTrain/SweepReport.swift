@@ -100,7 +100,6 @@ public struct SweepReport {
         let name = recipe.sweep.bestBy
         return name != "eval_loss" && groups.contains { $0.judged(by: name).mean.isFinite } ? name : nil
     }
-    var byWinRate: Bool { judgedBest != nil }
 
     /// The group with the lowest mean final eval loss, or with a judged `sweep.best_by` the highest mean of it.
     public var winner: Group? {

@@ -317,7 +317,7 @@ public final class Trainer {
             say(String(format: "data-parallel: each rank all-reduced %.1f MB in %d calls of float32 sums over %d steps (%.2f MB per step)",
                        megabytes, group.allReduceCalls - callsBefore, run.stepsThisProcess, megabytes / Double(run.stepsThisProcess)))
         }
-        return try finish(run, folder: folder, stages: stages, prepared: prepared)
+        return try finish(run, folder: folder, stages: stages, budget: plan.note, prepared: prepared)
     }
 
     /// The stages a run trains, in order, with their settings and examples (stage 1 only with a warm-up set), and
@@ -347,15 +347,13 @@ public final class Trainer {
             }
             note = "fixed_steps: \(stage2Alone) steps in all = stage 1 \(stage1Steps) + stage 2 \(stage2.steps) (of its \(stage2Alone))"
         case .fixedTokens:
-            let budget = Self.plannedTokens(stage2Stream, steps: stage2Alone, gradAccum: recipe.stage2.gradAccum)
-            let used = Self.plannedTokens(stage1Stream, steps: stage1Steps, gradAccum: recipe.stage1.gradAccum)
+            let stage2Tokens = Self.tokensPerStep(stage2Stream, steps: stage2Alone, gradAccum: recipe.stage2.gradAccum)
+            let budget = stage2Tokens.reduce(0, +)
+            let used = Self.tokensPerStep(stage1Stream, steps: stage1Steps, gradAccum: recipe.stage1.gradAccum).reduce(0, +)
             // The most stage-2 steps whose tokens, with stage 1's, stay within the budget.
-            var s2 = stage2Stream, steps = 0, seen = used
-            while steps < stage2Alone {
-                var step = 0
-                for _ in 0..<recipe.stage2.gradAccum { step += s2.next().mask.reduce(0) { $0 + ($1 ? 1 : 0) } }
-                if seen + step > budget { break }
-                seen += step
+            var steps = 0, seen = used
+            while steps < stage2Alone && seen + stage2Tokens[steps] <= budget {
+                seen += stage2Tokens[steps]
                 steps += 1
             }
             guard steps >= 1 else {
@@ -367,11 +365,10 @@ public final class Trainer {
         return ([(1, recipe.stage1, prepared.warmup), (2, stage2, prepared.train)], stage1Steps, note)
     }
 
-    /// The real (unpadded) tokens of a stage's first `steps` optimiser steps.
-    static func plannedTokens(_ stream: BatchStream, steps: Int, gradAccum: Int) -> Int {
-        var s = stream, tokens = 0
-        for _ in 0..<(steps * gradAccum) { tokens += s.next().mask.reduce(0) { $0 + ($1 ? 1 : 0) } }
-        return tokens
+    /// The real (unpadded) tokens of each of a stage's first `steps` optimiser steps.
+    static func tokensPerStep(_ stream: BatchStream, steps: Int, gradAccum: Int) -> [Int] {
+        var s = stream
+        return (0..<steps).map { _ in (0..<gradAccum).reduce(0) { total, _ in total + s.next().realTokens } }
     }
 
     /// Attaches fresh adapters for a LoRA stage (stage 2 continues stage 1's when both use LoRA) and merges them
@@ -388,7 +385,7 @@ public final class Trainer {
     }
 
     /// The result from metrics.jsonl (so that a resumed run reports its whole history), written as result.json.
-    func finish(_ run: TrainingRun, folder: RunFolder, stages: [(Int, StageSettings, [Example])], prepared: Prepared) throws -> RunResult {
+    func finish(_ run: TrainingRun, folder: RunFolder, stages: [(Int, StageSettings, [Example])], budget: String, prepared: Prepared) throws -> RunResult {
         var result = RunResult(
             name: recipe.name, warmupPercent: recipe.data.warmupPercent, warmupRecords: prepared.splits.warmup.count,
             trainRecords: prepared.splits.train.count, evalRecords: prepared.splits.eval.count, stages: [], evalCurve: [],
@@ -406,7 +403,7 @@ public final class Trainer {
         // Early stopping ended stage 2 before its planned steps (also when a resumed run finds it so).
         if run.state.stage == 2 && run.state.stageDone && run.state.step < run.state.totalSteps { result.stoppedEarlyAtStep = run.state.step }
         result.best = run.best
-        result.budget = try plannedStages(prepared).note
+        result.budget = budget
         for (stageNumber, settings, examples) in stages {
             let evals = history.filter { $0.stage == stageNumber }
             var steps = try TrainingLoop.totalSteps(settings, stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))

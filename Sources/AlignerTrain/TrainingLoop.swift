@@ -107,7 +107,7 @@ public struct TrainingLoop {
             loss.backward()
             lossSum += Double(loss.item)
             counted += b.countedTokens
-            tokens += b.mask.reduce(0) { $0 + ($1 ? 1 : 0) }
+            tokens += b.realTokens
         }
         let params = model.orderedTrainable
         var stopRequested = Interrupt.isRequested
