@@ -161,6 +161,25 @@ public struct EvalSummary: Codable, Sendable {
     public var textMeasures: [NamedTextMeasures]?
     /// A reward model's verdict on the generated corrections (`--judge`), with its controls.
     public var judge: JudgeSummary?
+    /// The first generated records with their texts (and, when judged, scores and whether the correction is useful):
+    /// what the figures above stand for.
+    public var samples: [Sample]?
+
+    /// One generated record.
+    public struct Sample: Codable, Sendable {
+        public var question: String
+        public var answer: String
+        public var reference: String
+        public var correction: String
+        /// The correction ended with its end token.
+        public var ended: Bool
+        public var answerScore: Double?
+        public var correctionScore: Double?
+        public var useful: Bool?
+    }
+
+    /// Records shown as samples.
+    public static let sampleCount = 5
 
     public var table: String {
         var s = "| metric | value |\n|---|---:|\n"
@@ -174,6 +193,19 @@ public struct EvalSummary: Codable, Sendable {
             s += String(format: "| mean normalised edit distance to the reference | %.3f |\n", editDistanceToReference ?? .nan)
         }
         if let judge { s += judge.tableRows }
+        if let samples, !samples.isEmpty {
+            func clip(_ t: String, _ n: Int) -> String {
+                let flat = t.split(whereSeparator: \.isNewline).joined(separator: " ⏎ ").replacingOccurrences(of: "|", with: "\\|")
+                return flat.count > n ? String(flat.prefix(n)) + "…" : flat
+            }
+            s += "\nThe first \(samples.count) generated records (question's last 120 characters, texts up to 240):\n\n"
+            for (i, x) in samples.enumerated() {
+                s += "\(i + 1). question: …\(clip(String(x.question.suffix(120)), 120))\n"
+                s += "   answer\(x.answerScore.map { String(format: " (score %.2f)", $0) } ?? ""): \(clip(x.answer, 240))\n"
+                s += "   correction\(x.correctionScore.map { String(format: " (score %.2f)", $0) } ?? "")\(x.ended ? "" : " [unfinished]")\(x.useful.map { $0 ? " [useful]" : " [not useful]" } ?? ""): \(clip(x.correction, 240))\n"
+                s += "   reference: \(clip(x.reference, 240))\n"
+            }
+        }
         if let judge {
             s += "\n" + judge.controlsTable
         } else if let measures = textMeasures {
@@ -255,6 +287,12 @@ public struct EvalSummary: Codable, Sendable {
                                                        references: subset.map(\.correction), ended: outputs.ended,
                                                        controls: controlOutputs.map { JudgeSummary.Control(name: $0.0, texts: $0.1.texts, ended: $0.1.ended) },
                                                        tieMargin: tieMargin, batchSize: batchSize).summary
+            }
+            let judgedAnswers = summary.judge?.responses.first, judgedCorrections = summary.judge?.responses.last
+            summary.samples = subset.indices.prefix(sampleCount).map { i in
+                Sample(question: subset[i].question, answer: subset[i].answer, reference: subset[i].correction, correction: outputs.texts[i],
+                       ended: outputs.ended[i], answerScore: judgedAnswers?.scores[i], correctionScore: judgedCorrections?.scores[i],
+                       useful: judgedCorrections?.usefulRecords[i])
             }
             if let fluency { try summary.addFluency(fluency, answers: subset.map(\.answer), references: subset.map(\.correction),
                                                     controls: controlOutputs.map(\.1.texts), corrections: outputs.texts) }

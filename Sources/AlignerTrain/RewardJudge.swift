@@ -141,6 +141,10 @@ public struct JudgedResponses: Codable, Equatable, Sendable {
     public var useful: Int
     public var usefulRate: Double
     public var usefulInterval: [Double]
+    /// Which records' responses are useful, in order.
+    public var usefulRecords: [Bool]
+    /// The judge's score of each record's response, in order.
+    public var scores: [Double]
     public var measures: TextMeasures
 }
 
@@ -274,7 +278,7 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
             return JudgedResponses(name: sets[k].name, meanScore: mean(sets[k].scores),
                                    vsAnswer: try JudgeComparison(new: sets[k].scores, old: a, same: same(sets[k].texts, answers), tieMargin: tieMargin),
                                    useful: u, usefulRate: Double(u) / Double(n), usefulInterval: Intervals.wilson(u, n),
-                                   measures: TextMeasures(texts: sets[k].texts, ended: sets[k].ended))
+                                   usefulRecords: usefulFlags[k], scores: sets[k].scores, measures: TextMeasures(texts: sets[k].texts, ended: sets[k].ended))
         }
         let verdicts = try (0..<last).map { k -> ControlVerdict in
             let judged = try JudgeComparison(new: c, old: sets[k].scores, same: same(corrections, sets[k].texts), tieMargin: tieMargin)

@@ -103,6 +103,9 @@ struct CorrectCommand: ParsableCommand {
         }
         try RecordReader.write(corrected, to: output, fields: fields, extras: extras)
         print("wrote \(corrected.count) corrections by \(aligners.count) Aligner(s) to \(output)")
+        if judge != nil && corrected.isEmpty {
+            FileHandle.standardError.write(Data("note: \(input) holds no record: nothing judged\(summary.map { ", \($0) not written" } ?? "")\n".utf8))
+        }
         if let verdict {
             print("judged by \(verdict.judge) (tie when the scores differ by ≤ \(verdict.tieMargin) or the texts are equal): correction vs answer: \(verdict.correctionVsAnswer.line)")
             print("")

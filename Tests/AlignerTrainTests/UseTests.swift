@@ -277,6 +277,10 @@ final class UseTests: XCTestCase {
         XCTAssertEqual(measured.textMeasures?.last?.measures.unfinished.map { $0 <= 3 }, true)
         XCTAssertEqual(measured.textMeasures?[1].measures.fluencyLoss ?? .nan, try fluency.meanLoss(records.map(\.correction)), accuracy: 1e-9)
         XCTAssertTrue(measured.table.contains("fluency (loss/token)"))
+        // The texts behind the figures: the first generated records, as generated.
+        XCTAssertEqual(measured.samples?.map(\.correction), Array(outputs.prefix(EvalSummary.sampleCount)))
+        XCTAssertEqual(measured.samples?.map(\.reference), records.prefix(EvalSummary.sampleCount).map(\.correction))
+        XCTAssertTrue(measured.table.contains("The first 3 generated records"))
     }
 
     func testFinetuneKeepsTokenizerAndConfigWithAFreshOptimiser() throws {
