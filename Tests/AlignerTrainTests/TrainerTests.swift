@@ -61,10 +61,20 @@ final class RecipeTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func testBundledRecipesLoad() throws {
-        for name in ["smoke", "warmup-sweep", "warmup-sweep-smollm2", "smollm2-aligner-lora", "empathy-finetune"] {
-            let r = try Recipe.load(path: repositoryRoot.appendingPathComponent("recipes/\(name).toml").path)
+        let folder = repositoryRoot.appendingPathComponent("recipes")
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+            .filter { $0.hasSuffix(".toml") }.map { String($0.dropLast(5)) }.sorted()
+        XCTAssertGreaterThanOrEqual(names.count, 9, "\(names)")
+        for name in names {
+            let r = try Recipe.load(path: folder.appendingPathComponent("\(name).toml").path)
             XCTAssertEqual(r.name, name)
         }
+        // The SmolLM2 sweep holds the budget fixed and judges every arm on the judge's own hold-out.
+        let sweep = try Recipe.load(path: folder.appendingPathComponent("warmup-sweep-smollm2.toml").path)
+        XCTAssertEqual(sweep.train.budget, .fixedSteps)
+        XCTAssertEqual(sweep.sweep.judge, "checkpoints/judge")
+        XCTAssertEqual(sweep.data.evalFraction, 0.1)
+        XCTAssertEqual(sweep.data.evalCount, 0)
     }
 
     func testOverridesAndRoundTrip() throws {
