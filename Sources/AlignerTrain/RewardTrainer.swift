@@ -107,10 +107,11 @@ public final class RewardTrainer {
         }
         var (train, trainIdentical) = pairs(splits.train)
         let nonAnswerRecords = Self.nonAnswerRecords(splits.train, share: recipe.reward.nonAnswers, seed: UInt64(recipe.seed))
-        let offTopicRecords = Self.offTopicRecords(splits.train, share: recipe.reward.offTopic, seed: UInt64(recipe.seed))
+        let offTopicRecords = Self.offTopicRecords(splits.train, sourceSizes: splits.sourceCounts.map(\.train), share: recipe.reward.offTopic,
+                                                   seed: UInt64(recipe.seed))
         if !offTopicRecords.isEmpty {
             train += pairs(offTopicRecords).pairs
-            say("off-topic pairs (reward.off_topic = \(recipe.reward.offTopic)): \(offTopicRecords.count) from training records, reference better than another question's reference")
+            say("off-topic pairs (reward.off_topic = \(recipe.reward.offTopic)): \(offTopicRecords.count) from training records, reference better than another question's reference from the same file")
         }
         if !nonAnswerRecords.isEmpty {
             train += pairs(nonAnswerRecords).pairs
@@ -273,22 +274,34 @@ public final class RewardTrainer {
     }
 
     /// Records "reference better than another record's reference" for a seeded `share` of the training records: each
-    /// chosen record is paired with the next chosen one (in a seeded order) whose question and reference differ.
-    static func offTopicRecords(_ train: [QACRecord], share: Double, seed: UInt64) -> [QACRecord] {
+    /// chosen record is paired with the next chosen one (in a seeded order) whose question and reference differ, taken
+    /// from the same source (`sourceSizes`: the training records are each source's in turn, as `DataSplits` keeps
+    /// them), so that the worse response reads like a right one (an empathetic reply against a harmlessness answer
+    /// would be told apart by its style, not by whether it answers the question). The same `share` of every source.
+    static func offTopicRecords(_ train: [QACRecord], sourceSizes: [Int]? = nil, share: Double, seed: UInt64) -> [QACRecord] {
         guard share > 0, train.count > 1 else { return [] }
-        let order = seededOrder(train.count, seed: seed &+ 0x4F46_4654)
-        let k = Int((share * Double(train.count)).rounded())
-        return order.prefix(k).enumerated().compactMap { j, i in
-            let r = train[i]
-            // The first record after this one in the seeded order with another question and another reference.
-            for step in 1..<order.count {
-                let other = train[order[(j + step) % order.count]]
-                if other.question != r.question && other.correction != r.correction {
-                    return QACRecord(question: r.question, answer: other.correction, correction: r.correction)
+        let sizes = sourceSizes ?? [train.count]
+        precondition(sizes.reduce(0, +) == train.count, "source sizes add up to the training records")
+        var out: [QACRecord] = [], start = 0
+        for (k, size) in sizes.enumerated() {
+            let part = Array(train[start..<(start + size)])
+            start += size
+            guard part.count > 1 else { continue }
+            let order = seededOrder(part.count, seed: seed &+ 0x4F46_4654 &+ UInt64(k))
+            let n = Int((share * Double(part.count)).rounded())
+            out += order.prefix(n).enumerated().compactMap { j, i in
+                let r = part[i]
+                // The first record after this one in the seeded order with another question and another reference.
+                for step in 1..<order.count {
+                    let other = part[order[(j + step) % order.count]]
+                    if other.question != r.question && other.correction != r.correction {
+                        return QACRecord(question: r.question, answer: other.correction, correction: r.correction)
+                    }
                 }
+                return nil
             }
-            return nil
         }
+        return out
     }
 
     /// 0..<count in the seeded order the extra pairs are chosen in.

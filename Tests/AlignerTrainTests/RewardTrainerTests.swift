@@ -234,6 +234,17 @@ final class RewardSourcesTests: XCTestCase {
             XCTAssertTrue(trainRecords.contains { $0.question == o.question && $0.correction == o.correction })
         }
         XCTAssertEqual(RewardTrainer.offTopicRecords(trainRecords, share: 0, seed: 7).count, 0)
+        // Several sources: every worse response comes from the record's own source, and each source gives its share.
+        let sourceA = (0..<8).map { QACRecord(question: "harm question \($0)", answer: "a\($0)", correction: "harmless reply \($0)") }
+        let sourceB = (0..<12).map { QACRecord(question: "feeling \($0)", answer: "ok", correction: "empathetic reply \($0)") }
+        let mixed = RewardTrainer.offTopicRecords(sourceA + sourceB, sourceSizes: [8, 12], share: 0.5, seed: 3)
+        XCTAssertEqual(mixed.count, 4 + 6)
+        XCTAssertEqual(mixed.filter { $0.question.hasPrefix("harm") }.count, 4)
+        for m in mixed {
+            let fromA = m.question.hasPrefix("harm")
+            XCTAssertEqual(m.answer.hasPrefix("harmless"), fromA, "\(m.question) is paired with \(m.answer) from another source")
+            XCTAssertNotEqual(m.answer, m.correction)
+        }
         // The probe: its "upstream answer" row is the held-out preference the run measured (same judge, same pairs).
         let held = try RecordReader.read(path: dir.appendingPathComponent("two/splits/eval.jsonl").path, fields: FieldNames()).records
             .filter { $0.answer != $0.correction }
