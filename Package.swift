@@ -4,7 +4,8 @@
 // Dependencies point one way only:
 //   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS), CDNNLRuntime (loads oneDNN) -> AlignerTensor (tensors, autodiff, kernels)
 //   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
-//   AlignerTokenizers (tokenizer.json BPE) -> AlignerData (records, conversion, templates, splits, batches; not the model)
+//   AlignerTokenizers (tokenizer.json BPE), AlignerJinja (chat templates: a Jinja interpreter; Foundation only)
+//   -> AlignerData (records, conversion, templates, splits, batches; not the model)
 //   CMPIRuntime (loads Open MPI) -> AlignerDistributed (ranks and collectives for data-parallel training)
 //   AlignerMeasures (refusals, degeneration, 95% intervals; Foundation only)
 //   -> AlignerTrain (recipes, two-stage trainer, checkpoints, sweeps, hand-off) -> AlignerBench (benchmarks)
@@ -39,6 +40,7 @@ let package = Package(
         .library(name: "AlignerModel", targets: ["AlignerModel"]),
         .library(name: "AlignerOptim", targets: ["AlignerOptim"]),
         .library(name: "AlignerTokenizers", targets: ["AlignerTokenizers"]),
+        .library(name: "AlignerJinja", targets: ["AlignerJinja"]),
         .library(name: "AlignerData", targets: ["AlignerData"]),
         .library(name: "AlignerDistributed", targets: ["AlignerDistributed"]),
         .library(name: "AlignerMeasures", targets: ["AlignerMeasures"]),
@@ -72,8 +74,10 @@ let package = Package(
         .target(name: "AlignerGGUF", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerTokenizers", dependencies: ["CPCRE2"], swiftSettings: optimize),
+        // Hugging Face chat templates: the subset of Jinja that model repositories ship, rendered as transformers does.
+        .target(name: "AlignerJinja", swiftSettings: optimize),
         .target(
-            name: "AlignerData", dependencies: ["AlignerTokenizers", "AlignerTensor", "CZlib"],
+            name: "AlignerData", dependencies: ["AlignerTokenizers", "AlignerJinja", "AlignerTensor", "CZlib"],
             resources: [.copy("Resources/templates.json"), .copy("Resources/non-answers.json")], swiftSettings: optimize),
         .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
@@ -109,6 +113,7 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerJinjaTests", dependencies: ["AlignerJinja"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "AlignerMeasures", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),

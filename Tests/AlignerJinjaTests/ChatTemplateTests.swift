@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-@testable import AlignerData
+import AlignerJinja
 
 /// Chat templates as model repositories ship them, rendered as transformers renders them
 /// (scripts/fixtures/make_chat_template_fixtures.py): identical text, or an error where the template raises.
@@ -36,20 +36,5 @@ final class ChatTemplateTests: XCTestCase {
                 XCTAssertTrue("\(e)".contains(named), "\(source): \(e)")
             }
         }
-    }
-}
-
-/// `ChatPrompt(source:)`: a template that does not parse, or cannot render a user message, is a `SettingError` naming
-/// the setting it came from.
-final class ChatPromptSourceTests: XCTestCase {
-    func testUnusableTemplatesNameTheSetting() {
-        XCTAssertThrowsError(try ChatPrompt(source: "{% for m in messages %}", bosToken: nil, eosToken: nil, setting: "--chat-template")) {
-            XCTAssertEqual(($0 as? SettingError)?.setting, "--chat-template", "\($0)")
-        }
-        XCTAssertThrowsError(try ChatPrompt(source: "{{ messages[0]['content'] | frobnicate }}", bosToken: nil, eosToken: nil)) {
-            XCTAssertEqual(($0 as? SettingError)?.setting, "data.chat_template", "\($0)")
-        }
-        XCTAssertThrowsError(try ChatPrompt(source: "no message here", bosToken: nil, eosToken: nil)) { XCTAssertTrue("\($0)".contains("exactly once"), "\($0)") }
-        XCTAssertEqual(try ChatPrompt(source: "<{{ messages[0]['content'] }}>", bosToken: nil, eosToken: nil).render("hi"), "<hi>")
     }
 }
