@@ -2,6 +2,7 @@
 // AlignerKit: training Aligners (Q-A-C residual correction models) in Swift on CPU.
 //
 // Dependencies point one way only:
+//   AlignerFiles (atomic writes, checksums, temporary files; Foundation and zlib only), used by every module that writes
 //   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS), CDNNLRuntime (loads oneDNN) -> AlignerTensor (tensors, autodiff, kernels)
 //   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
 //   AlignerTokenizers (tokenizer.json BPE), AlignerJinja (chat templates: a Jinja interpreter; Foundation only)
@@ -34,6 +35,7 @@ let optimize: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"] + cpuFlags, .when(co
 let package = Package(
     name: "AlignerKit",
     products: [
+        .library(name: "AlignerFiles", targets: ["AlignerFiles"]),
         .library(name: "AlignerTensor", targets: ["AlignerTensor"]),
         .library(name: "AlignerSafetensors", targets: ["AlignerSafetensors"]),
         .library(name: "AlignerGGUF", targets: ["AlignerGGUF"]),
@@ -70,14 +72,16 @@ let package = Package(
         .target(name: "CMPIRuntime"),
         .target(name: "AlignerDistributed", dependencies: ["CMPIRuntime"], swiftSettings: optimize),
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime", "CDNNLRuntime"], swiftSettings: kernelFlags),
-        .target(name: "AlignerSafetensors", dependencies: ["AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerGGUF", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        // Writing files atomically (temporary file, flush, rename, folder sync), CRC-32, stale temporary files.
+        .target(name: "AlignerFiles", dependencies: ["CZlib"], swiftSettings: optimize),
+        .target(name: "AlignerSafetensors", dependencies: ["AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerGGUF", dependencies: ["AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerTokenizers", dependencies: ["CPCRE2"], swiftSettings: optimize),
         // Hugging Face chat templates: the subset of Jinja that model repositories ship, rendered as transformers does.
         .target(name: "AlignerJinja", swiftSettings: optimize),
         .target(
-            name: "AlignerData", dependencies: ["AlignerTokenizers", "AlignerJinja", "AlignerTensor", "CZlib"],
+            name: "AlignerData", dependencies: ["AlignerFiles", "AlignerTokenizers", "AlignerJinja", "AlignerTensor", "CZlib"],
             resources: [.copy("Resources/templates.json"), .copy("Resources/non-answers.json")], swiftSettings: optimize),
         .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
         // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
@@ -86,7 +90,7 @@ let package = Package(
             name: "AlignerTrain",
             dependencies: [
                 "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
-                "AlignerGGUF", "AlignerDistributed", "AlignerMeasures", "CZlib",
+                "AlignerGGUF", "AlignerDistributed", "AlignerMeasures", "AlignerFiles",
             ],
             swiftSettings: optimize),
         .target(
@@ -105,6 +109,7 @@ let package = Package(
             swiftSettings: optimize),
         // Random mutations of valid files for the parsers' fuzz tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "AlignerFilesTests", dependencies: ["AlignerFiles"]),
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
         .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerGGUFTests", dependencies: ["AlignerGGUF", "AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
@@ -114,8 +119,8 @@ let package = Package(
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerJinjaTests", dependencies: ["AlignerJinja"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "AlignerMeasures", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"]),
+        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "AlignerMeasures", "AlignerFiles", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),

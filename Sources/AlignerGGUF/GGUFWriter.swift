@@ -1,3 +1,4 @@
+import AlignerFiles
 import AlignerTensor
 import Foundation
 
@@ -115,29 +116,20 @@ public enum GGUFWriter {
         }
         header.pad(to: alignment)
 
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let handle = try? FileHandle(forWritingTo: tmp) else {
-            throw fail("cannot create \(tmp.path): \(String(cString: strerror(errno)))")
-        }
         do {
-            try handle.write(contentsOf: header.data)
-            for (t, size) in zip(tensors, sizes) {
-                var bytes = try encode(UnsafeBufferPointer(start: t.values.data, count: t.values.count), as: t.type)
-                precondition(bytes.count == size)
-                bytes.append(contentsOf: [UInt8](repeating: 0, count: (alignment - size % alignment) % alignment))
-                try handle.write(contentsOf: bytes)
+            try AtomicFile.write(to: url) { handle in
+                try handle.write(contentsOf: header.data)
+                for (t, size) in zip(tensors, sizes) {
+                    var bytes = try encode(UnsafeBufferPointer(start: t.values.data, count: t.values.count), as: t.type)
+                    precondition(bytes.count == size)
+                    bytes.append(contentsOf: [UInt8](repeating: 0, count: (alignment - size % alignment) % alignment))
+                    try handle.write(contentsOf: bytes)
+                }
             }
-            try handle.synchronize()
-            try handle.close()
+        } catch let e as FileError {
+            throw fail(e.message)
         } catch {
-            try? handle.close()
-            try? FileManager.default.removeItem(at: tmp)
-            throw error is GGUFError ? error : fail("cannot write: \(error)")
-        }
-        guard rename(tmp.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: tmp)
-            throw fail("cannot move into place: \(reason)")
+            throw error is GGUFError ? error : fail("cannot write: \(AtomicFile.describe(error))")
         }
     }
 

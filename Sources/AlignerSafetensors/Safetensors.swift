@@ -1,3 +1,4 @@
+import AlignerFiles
 import AlignerTensor
 import Foundation
 
@@ -236,26 +237,6 @@ public enum SafetensorsWriter {
     /// Writes a file atomically: to a temporary file beside `url`, flushed to disk, then renamed into place.
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
         let data = try encode(tensors, metadata: metadata)
-        try writeAtomically(data, to: url)
-    }
-
-    /// Writes `data` to `url` via a flushed temporary file and a rename, so readers see the old file or the new one.
-    public static func writeAtomically(_ data: Data, to url: URL) throws {
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
-            throw SafetensorsError(file: url.path, message: "cannot create \(tmp.path)")
-        }
-        do {
-            let handle = try FileHandle(forWritingTo: tmp)
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
-            if rename(tmp.path, url.path) != 0 {
-                throw SafetensorsError(file: url.path, message: "cannot rename into place: \(String(cString: strerror(errno)))")
-            }
-        } catch {
-            try? FileManager.default.removeItem(at: tmp)
-            throw error
-        }
+        do { try AtomicFile.write(data, to: url) } catch let e as FileError { throw SafetensorsError(file: url.path, message: e.message) }
     }
 }

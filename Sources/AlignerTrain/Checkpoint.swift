@@ -1,10 +1,10 @@
 import AlignerData
+import AlignerFiles
 import AlignerModel
 import AlignerOptim
 import AlignerSafetensors
 import AlignerTensor
 import AlignerTokenizers
-import CZlib
 import Foundation
 
 /// Where training stands, saved in every checkpoint.
@@ -115,7 +115,7 @@ public struct CheckpointStore {
             let previous = complete(verify: false).last.map { "the previous checkpoint \($0.lastPathComponent) is intact" } ?? "no earlier checkpoint exists"
             throw StoreError(file: final.path, message: "cannot write this checkpoint (\(error)); \(previous)")
         }
-        Self.syncDirectory(directory)
+        AtomicFile.syncDirectory(directory)
         // Keep the newest `keep` complete checkpoints.
         let all = complete(verify: false)
         for old in all.dropLast(keep) { try? fm.removeItem(at: old) }
@@ -128,7 +128,7 @@ public struct CheckpointStore {
         var manifest: [String: [String: Int]] = [:]
         for (name, data) in files {
             try StoreFiles.writeSynced(data, to: tmp.appendingPathComponent(name))
-            manifest[name] = ["bytes": data.count, "crc32": Int(Self.crc32(data))]
+            manifest[name] = ["bytes": data.count, "crc32": Int(Checksum.crc32(data))]
         }
         let manifestData = try JSONSerialization.data(withJSONObject: ["files": manifest, "complete": true], options: [.sortedKeys, .prettyPrinted])
         try StoreFiles.writeSynced(manifestData, to: tmp.appendingPathComponent("manifest.json"))
@@ -190,24 +190,13 @@ public struct CheckpointStore {
             guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else { return "the manifest names '\(name)', not a file of the checkpoint" }
             guard let d = try? Data(contentsOf: url.appendingPathComponent(name)) else { return "\(name) is missing" }
             if d.count != info["bytes"] { return "\(name) has \(d.count) bytes, the manifest says \(info["bytes"] ?? -1)" }
-            if Int(crc32(d)) != info["crc32"] { return "\(name) fails its checksum" }
+            if Int(Checksum.crc32(d)) != info["crc32"] { return "\(name) fails its checksum" }
         }
         return nil
     }
 
     /// The newest intact checkpoint, if any.
     public func newest() -> URL? { complete(verify: true).last }
-
-    public static func crc32(_ data: Data) -> UInt32 {
-        data.withUnsafeBytes { raw in
-            UInt32(CZlib.crc32_z(0, raw.bindMemory(to: UInt8.self).baseAddress, raw.count))
-        }
-    }
-
-    static func syncDirectory(_ url: URL) {
-        let fd = open(url.path, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-    }
 
     /// Restores model weights from a checkpoint; returns its trainer state and the optimiser state tensors (for
     /// `AdamW.load`, with `state.optimizerStep`). `verify: false` skips the checksums when the caller just checked them.

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import Foundation
 
 /// A run's folder and everything kept in it: the lock, checkpoints, metrics, the recipe and inputs it started with,

@@ -1,5 +1,5 @@
 import AlignerData
-import CZlib
+import AlignerFiles
 import Foundation
 
 /// An error writing or reading a run's files (checkpoints, metrics, locks, exports): the file and what went wrong.
@@ -45,65 +45,22 @@ public enum StoreFiles {
             if hadOld { _ = rename(aside.path, target.path) }
             throw StoreError(file: target.path, message: "cannot move the new folder into place: \(reason)")
         }
-        syncDirectory(target.deletingLastPathComponent())
+        AtomicFile.syncDirectory(target.deletingLastPathComponent())
         if hadOld { try? fm.removeItem(at: aside) }
     }
 
-    /// Writes `data` to a temporary file beside `url`, flushes it to disk and renames it into place: `url` holds
-    /// either its old content or the new, never a part. A failure (a full disk) removes the temporary file and
-    /// names `url` and the reason.
+    /// Writes `data` to `url` atomically (`AtomicFile.write`): `url` holds either its old content or the new, never
+    /// a part. A failure (a full disk) removes the temporary file and throws `StoreError` naming `url` and the reason.
     public static func writeSynced(_ data: Data, to url: URL) throws {
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let h = try? FileHandle(forWritingTo: tmp) else {
-            throw StoreError(file: url.path, message: "cannot create: \(String(cString: strerror(errno)))")
-        }
-        do {
-            try h.write(contentsOf: data)
-            try h.synchronize()
-            try h.close()
-        } catch {
-            try? h.close()
-            try? FileManager.default.removeItem(at: tmp)
-            throw StoreError(file: url.path, message: "cannot write \(data.count) bytes: \(describe(error))")
-        }
-        guard rename(tmp.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: tmp)
-            throw StoreError(file: url.path, message: "cannot move into place: \(reason)")
-        }
+        do { try AtomicFile.write(data, to: url) } catch let e as FileError { throw StoreError(file: e.file, message: e.message) }
     }
 
-    static func syncDirectory(_ url: URL) {
-        let fd = open(url.path, O_RDONLY)
-        if fd >= 0 { fsync(fd); close(fd) }
-    }
-
-    /// A short reason for a file-system error (for example "No space left on device").
-    public static func describe(_ error: Error) -> String {
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        return ns.localizedDescription
-    }
-
-    /// CRC-32 and size of a file, read in chunks (bounded memory).
+    /// CRC-32 and size of a file (`Checksum.crc32(of:)`); `StoreError` when it cannot be read.
     public static func checksum(of url: URL) throws -> (bytes: Int, crc32: UInt32) {
-        guard let f = fopen(url.path, "rb") else { throw StoreError(file: url.path, message: "cannot open: \(String(cString: strerror(errno)))") }
-        defer { fclose(f) }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var crc: UInt = 0, total = 0
-        while true {
-            let n = buffer.withUnsafeMutableBytes { fread($0.baseAddress!, 1, $0.count, f) }
-            if n == 0 { break }
-            crc = buffer.withUnsafeBytes { CZlib.crc32_z(crc, $0.bindMemory(to: UInt8.self).baseAddress, n) }
-            total += n
-        }
-        if ferror(f) != 0 { throw StoreError(file: url.path, message: "read error: \(String(cString: strerror(errno)))") }
-        return (total, UInt32(crc))
+        do { return try Checksum.crc32(of: url) } catch let e as FileError { throw StoreError(file: e.file, message: e.message) }
     }
 }
+
 
 /// JSON for results that may hold NaN or infinity (a diverged loss, an empty stage): such numbers are written as
 /// `null`, and read back as NaN, so that writing a summary never fails because of a value.

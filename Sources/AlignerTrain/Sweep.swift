@@ -1,5 +1,6 @@
 import AlignerData
 import AlignerDistributed
+import AlignerFiles
 import Foundation
 
 /// The identity warm-up ablation: one two-stage run per warm-up proportion p, from the same initial weights, seed,

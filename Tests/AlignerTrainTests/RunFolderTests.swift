@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerModel
 import Foundation
 import TestSupport
@@ -70,18 +71,6 @@ final class RunFolderTests: XCTestCase {
         XCTAssertTrue(change.contains("4 bytes when the run started, 6 now") && change.contains("extra.safetensors was not an input"), change)
     }
 
-    func testStaleTemporariesOfDeadProcessesAreRemoved() throws {
-        let fm = FileManager.default
-        // PID 999999 is above Linux's default pid_max (4194304 is the ceiling; 999999 is not running in a test VM).
-        for name in [".tmp-ckpt-s1-0000002-999999", ".train.jsonl.tmp-999999", ".out.export-999999", ".tmp-ckpt-s1-0000003-\(getpid())", "keep.json"] {
-            try fm.createDirectory(at: dir.appendingPathComponent(name), withIntermediateDirectories: true)
-        }
-        let removed = TemporaryFiles.removeStale(in: dir).sorted()
-        XCTAssertEqual(removed, [".out.export-999999", ".tmp-ckpt-s1-0000002-999999", ".train.jsonl.tmp-999999"])
-        XCTAssertEqual(TemporaryFiles.removeStale(in: dir, lockHeld: true), [".tmp-ckpt-s1-0000003-\(getpid())"])
-        XCTAssertEqual(try fm.contentsOfDirectory(atPath: dir.path), ["keep.json"])
-    }
-
     func testTrainerStatesOutOfRangeAreNamed() {
         let good = TrainerState(stage: 2, step: 3, totalSteps: 10, position: BatchPosition(epoch: 1, cursor: 2), optimizerStep: 3,
                                 tokensSeen: 100, stageDone: false, elapsed: 1.5, stage1Steps: 4)
@@ -122,7 +111,7 @@ final class RunFolderTests: XCTestCase {
         let content = Data("weights".utf8)
         try content.write(to: ckpt.appendingPathComponent("model.safetensors"))
         let manifest = try JSONSerialization.data(
-            withJSONObject: ["complete": true, "files": ["model.safetensors": ["bytes": content.count, "crc32": Int(CheckpointStore.crc32(content))]]],
+            withJSONObject: ["complete": true, "files": ["model.safetensors": ["bytes": content.count, "crc32": Int(Checksum.crc32(content))]]],
             options: [.sortedKeys, .prettyPrinted])
         try manifest.write(to: ckpt.appendingPathComponent("manifest.json"))
         XCTAssertNil(CheckpointStore.verify(ckpt))

@@ -1,0 +1,88 @@
+import Foundation
+
+/// A file that could not be written or read: its path and the reason ("No space left on device"). A module that
+/// reads or writes files passes on or names it in its own error type.
+public struct FileError: Error, CustomStringConvertible, Equatable {
+    public let file: String
+    public let message: String
+    public init(file: String, message: String) {
+        self.file = file
+        self.message = message
+    }
+    public var description: String { "\(file): \(message)" }
+}
+
+/// The one way AlignerKit writes a file: into a temporary file beside its final place (`.NAME.tmp-PID`), flushed to
+/// disk, then renamed over the final path and the folder synced. A reader sees the old content or the new, never a
+/// part; a failure (a full disk, an unwritable folder) removes the temporary file, leaves the old file as it was and
+/// throws `FileError` naming the final path.
+public enum AtomicFile {
+    /// The temporary path a write to `url` uses: `.NAME.tmp-PID` in the same folder (same file system, so the rename
+    /// is atomic; `TemporaryFiles.removeStale` recognises it once the process is gone).
+    public static func temporaryURL(for url: URL) -> URL {
+        url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+    }
+
+    /// Writes `data` to `url` atomically.
+    public static func write(_ data: Data, to url: URL) throws {
+        try write(to: url) { handle in
+            do { try handle.write(contentsOf: data) } catch {
+                throw FileError(file: url.path, message: "cannot write \(data.count) bytes: \(describe(error))")
+            }
+        }
+    }
+
+    /// Writes `url` atomically through `body`, which writes the content to the handle of the temporary file (for
+    /// files written in parts). An error `body` throws is passed on after the temporary file is removed.
+    public static func write(to url: URL, _ body: (FileHandle) throws -> Void) throws {
+        let tmp = temporaryURL(for: url)
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let handle = try? FileHandle(forWritingTo: tmp) else {
+            throw FileError(file: url.path, message: "cannot create: \(String(cString: strerror(errno)))")
+        }
+        do {
+            try body(handle)
+            do {
+                try handle.synchronize()
+                try handle.close()
+            } catch {
+                throw FileError(file: url.path, message: "cannot finish writing: \(describe(error))")
+            }
+        } catch {
+            try? handle.close()
+            try? FileManager.default.removeItem(at: tmp)
+            throw error
+        }
+        try install(tmp, at: url)
+    }
+
+    /// Renames the finished temporary file `tmp` over `url` and syncs the folder; on failure removes `tmp`.
+    public static func install(_ tmp: URL, at url: URL) throws {
+        guard rename(tmp.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: tmp)
+            throw FileError(file: url.path, message: "cannot move into place: \(reason)")
+        }
+        syncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// Flushes a folder's entries (a rename into it) to disk; best effort.
+    public static func syncDirectory(_ url: URL) {
+        let fd = open(url.path, O_RDONLY)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+
+    /// A short reason for a file-system error (for example "No space left on device") instead of Foundation's
+    /// wrapping text.
+    public static func describe(_ error: Error) -> String {
+        if let e = error as? FileError { return e.message }
+        let ns = error as NSError
+        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        return ns.localizedDescription
+    }
+}
