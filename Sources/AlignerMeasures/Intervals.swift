@@ -46,12 +46,9 @@ public enum Intervals {
 
     /// The mean of `values` with its 95% normal interval (mean ± 1.96 sd/√n; the interval is NaN for fewer than 2).
     public static func mean(_ values: [Double]) -> (mean: Double, interval: [Double]) {
-        let n = Double(values.count)
-        guard n > 0 else { return (.nan, [.nan, .nan]) }
-        let m = values.reduce(0, +) / n
-        guard n > 1 else { return (m, [.nan, .nan]) }
-        let sd = (values.reduce(0) { $0 + ($1 - m) * ($1 - m) } / (n - 1)).squareRoot()
-        let half = z95 * sd / n.squareRoot()
+        let sample = SampleSummary(values, keepingNonFinite: true)
+        guard sample.count > 1 else { return (sample.mean, [.nan, .nan]) }
+        let (m, half) = (sample.mean, sample.normalHalfWidth95)
         return (m, [m - half, m + half])
     }
 }

@@ -143,5 +143,18 @@ final class IntervalsTests: XCTestCase {
         let m = Intervals.mean([1, 2, 3, 4])
         XCTAssertEqual(m.mean, 2.5)
         XCTAssertEqual(m.interval[1] - m.mean, 1.959964 * (5.0 / 3).squareRoot() / 2, accuracy: 1e-6)
+        XCTAssertTrue(Intervals.mean([1, .nan]).mean.isNaN, "a NaN among the values is not dropped silently")
+    }
+
+    /// Sample statistics: sd of 1, 2, 3, 4 is sqrt(5/3); Student's t(3) 0.975 quantile 3.182 (tables).
+    func testSampleSummary() {
+        let s = SampleSummary([1, 2, 3, 4])
+        XCTAssertEqual(s.mean, 2.5)
+        XCTAssertEqual(s.standardDeviation, 1.2909944, accuracy: 1e-6)
+        XCTAssertEqual(s.halfWidth95, 3.182 * 1.2909944 / 2, accuracy: 1e-5)
+        XCTAssertEqual(s.normalHalfWidth95, 1.959964 * 1.2909944 / 2, accuracy: 1e-6)
+        XCTAssertTrue(SampleSummary([3]).standardDeviation.isNaN)
+        XCTAssertEqual(SampleSummary([1, .nan, 3]).values, [1, 3], "a diverged run's NaN is left out")
+        XCTAssertEqual(SampleSummary([1, .infinity], keepingNonFinite: true).count, 2)
     }
 }
