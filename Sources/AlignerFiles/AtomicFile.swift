@@ -65,6 +65,26 @@ public enum AtomicFile {
         syncDirectory(url.deletingLastPathComponent())
     }
 
+    /// Puts the folder `staging` (written completely) in the place of `target`, which may not exist: the old folder is
+    /// renamed aside (`.NAME.old-PID`), the new one renamed in, and only then the old one removed; if the new one
+    /// cannot be moved in, the old one is moved back.
+    public static func replaceFolder(_ target: URL, with staging: URL) throws {
+        let fm = FileManager.default
+        let aside = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).old-\(getpid())")
+        try? fm.removeItem(at: aside)
+        let hadOld = fm.fileExists(atPath: target.path)
+        if hadOld, rename(target.path, aside.path) != 0 {
+            throw FileError(file: target.path, message: "cannot move the old folder aside: \(String(cString: strerror(errno)))")
+        }
+        if rename(staging.path, target.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            if hadOld { _ = rename(aside.path, target.path) }
+            throw FileError(file: target.path, message: "cannot move the new folder into place: \(reason)")
+        }
+        syncDirectory(target.deletingLastPathComponent())
+        if hadOld { try? fm.removeItem(at: aside) }
+    }
+
     /// Flushes a folder's entries (a rename into it) to disk; best effort.
     public static func syncDirectory(_ url: URL) {
         let fd = open(url.path, O_RDONLY)

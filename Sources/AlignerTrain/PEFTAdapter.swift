@@ -135,7 +135,7 @@ public enum PEFTExport {
         let reference = (try? Data(contentsOf: referenceURL)).flatMap { try? JSONDecoder().decode(BaseReference.self, from: $0) }
         let base = reference.map { URL(fileURLWithPath: $0.path).standardizedFileURL.path } ?? target.appendingPathComponent("base").path
         let files = try PEFTAdapter.files(of: bundle.model, base: base)
-        try HuggingFaceExport.replaceFolder(directory, marker: PEFTAdapter.configFile, kind: "a PEFT adapter folder") { dir in
+        try HuggingFaceExport.writeFolder(directory, marker: PEFTAdapter.configFile, kind: "a PEFT adapter folder") { dir in
             for (name, data) in files { try data.write(to: dir.appendingPathComponent(name), options: .atomic) }
             try HuggingFaceExport.writeTokenizer(bundle, to: dir)
             if reference == nil {

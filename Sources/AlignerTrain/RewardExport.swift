@@ -19,7 +19,7 @@ public enum RewardExport {
     /// `maxLength`: the longest sequence the model was trained on, recorded for judges (nil: not recorded).
     public static func export(_ model: RewardModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, questionTemplate: String = "conversation",
                               maxLength: Int? = nil, to directory: URL) throws {
-        try HuggingFaceExport.replaceFolder(directory, marker: "config.json", kind: "a model folder") { dir in
+        try HuggingFaceExport.writeFolder(directory, marker: "config.json", kind: "a model folder") { dir in
             guard var config = try JSONSerialization.jsonObject(with: model.config.jsonData()) as? [String: Any] else {
                 throw StoreError(file: dir.path, message: "the model's configuration does not encode as a JSON object")
             }

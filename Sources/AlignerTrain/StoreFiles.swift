@@ -30,25 +30,6 @@ public struct StoreError: Error, CustomStringConvertible, Equatable {
 
 /// File-system helpers shared by run folders, checkpoints and exports.
 public enum StoreFiles {
-    /// Puts the folder `staging` in the place of `target` (which may not exist): the old folder is renamed aside, the
-    /// new one renamed in, and only then the old one removed.
-    public static func replaceFolder(_ target: URL, with staging: URL) throws {
-        let fm = FileManager.default
-        let aside = target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).old-\(getpid())")
-        try? fm.removeItem(at: aside)
-        let hadOld = fm.fileExists(atPath: target.path)
-        if hadOld, rename(target.path, aside.path) != 0 {
-            throw StoreError(file: target.path, message: "cannot move the old folder aside: \(String(cString: strerror(errno)))")
-        }
-        if rename(staging.path, target.path) != 0 {
-            let reason = String(cString: strerror(errno))
-            if hadOld { _ = rename(aside.path, target.path) }
-            throw StoreError(file: target.path, message: "cannot move the new folder into place: \(reason)")
-        }
-        AtomicFile.syncDirectory(target.deletingLastPathComponent())
-        if hadOld { try? fm.removeItem(at: aside) }
-    }
-
     /// Writes `data` to `url` atomically (`AtomicFile.write`): `url` holds either its old content or the new, never
     /// a part. A failure (a full disk) removes the temporary file and throws `StoreError` naming `url` and the reason.
     public static func writeSynced(_ data: Data, to url: URL) throws {

@@ -63,6 +63,19 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertEqual(try contents(), ["model.gguf"])
     }
 
+    func testAFolderIsReplacedWhole() throws {
+        let fm = FileManager.default
+        let target = dir.appendingPathComponent("export"), staging = dir.appendingPathComponent(".export.export-1")
+        try AtomicFile.replaceFolder(target, with: { try fm.createDirectory(at: staging, withIntermediateDirectories: true); return staging }())
+        XCTAssertEqual(try contents(), ["export"], "a folder that did not exist is moved in")
+        try Data("old".utf8).write(to: target.appendingPathComponent("stale.json"))
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        try Data("new".utf8).write(to: staging.appendingPathComponent("config.json"))
+        try AtomicFile.replaceFolder(target, with: staging)
+        XCTAssertEqual(try contents(), ["export"], "no staging or old folder is left beside it")
+        XCTAssertEqual(try fm.contentsOfDirectory(atPath: target.path), ["config.json"], "nothing of the old folder survives")
+    }
+
     func testStaleTemporariesOfDeadProcessesAreRemoved() throws {
         let fm = FileManager.default
         // PID 999999 is above Linux's default pid_max (4194304 is the ceiling; 999999 is not running in a test VM).

@@ -33,12 +33,12 @@ public enum HuggingFaceExport {
     /// or a model folder (it holds `config.json`); anything else is refused rather than replaced. `result` adds
     /// training metrics to the model card.
     public static func export(_ bundle: AlignerBundle, to directory: URL, result: RunResult? = nil) throws {
-        try replaceFolder(directory, marker: "config.json", kind: "a model folder") { try write(bundle, to: $0, result: result) }
+        try writeFolder(directory, marker: "config.json", kind: "a model folder") { try write(bundle, to: $0, result: result) }
     }
 
     /// Writes a folder through `write` into a fresh temporary folder beside `directory`, which then takes its place.
     /// An existing `directory` must be empty or hold `marker` (it is `kind`).
-    static func replaceFolder(_ directory: URL, marker: String, kind: String, write: (URL) throws -> Void) throws {
+    static func writeFolder(_ directory: URL, marker: String, kind: String, write: (URL) throws -> Void) throws {
         let fm = FileManager.default
         let target = directory.standardizedFileURL
         let parent = target.deletingLastPathComponent()
@@ -57,7 +57,7 @@ public enum HuggingFaceExport {
         try fm.createDirectory(at: staging, withIntermediateDirectories: true)
         do {
             try write(staging)
-            try StoreFiles.replaceFolder(target, with: staging)
+            do { try AtomicFile.replaceFolder(target, with: staging) } catch let e as FileError { throw StoreError(file: e.file, message: e.message) }
         } catch {
             try? fm.removeItem(at: staging)
             throw error
