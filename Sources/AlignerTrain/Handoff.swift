@@ -93,7 +93,7 @@ public struct TRLHandoff {
             let config = sftConfig(stage: number, settings: s, examples: count)
             try StoreFiles.writeSynced(Data(Self.yaml(config).utf8), to: directory.appendingPathComponent("stage\(number).yaml"))
             manifestStages.append(["stage": number, "config": "stage\(number).yaml", "train": "data/\(file).jsonl",
-                                   "train_tokenized": "data/\(file).tokenized.jsonl", "finetune": s.finetune, "examples": count])
+                                   "train_tokenized": "data/\(file).tokenized.jsonl", "finetune": s.finetune.rawValue, "examples": count])
             summary.stages.append(number)
         }
         let lora = recipe.lora

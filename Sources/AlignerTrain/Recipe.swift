@@ -40,9 +40,8 @@ public struct StageSettings: Equatable, Sendable {
     public var beta1 = 0.9
     public var beta2 = 0.95
     public var eps = 1e-8
-    /// "full" trains every weight; "lora" trains low-rank adapters (the `lora` section) on a frozen model. When both
-    /// stages use LoRA, stage 2 continues stage 1's adapters; a full stage after a LoRA stage first merges them.
-    public var finetune = "full"
+    /// What the stage trains (`finetune`): every weight, or LoRA adapters on a frozen model.
+    public var finetune = FinetuneKind.full
 
     public init() {}
 
@@ -70,8 +69,18 @@ public struct StageSettings: Equatable, Sendable {
     }
 }
 
+/// What a stage trains (`finetune` of a stage section): "full" trains every weight; "lora" trains low-rank adapters
+/// (the `lora` section) on a frozen model. When both stages use LoRA, stage 2 continues stage 1's adapters; a full
+/// stage after a LoRA stage first merges them.
+public enum FinetuneKind: String, Codable, Sendable, CaseIterable, RecipeChoice {
+    case full, lora
+}
+
+/// A closed set of recipe values, read and written as their TOML strings (`RecipeField.choice`).
+public protocol RecipeChoice: RawRepresentable, CaseIterable where RawValue == String {}
+
 /// How a two-stage run counts the warm-up stage against its training budget (`train.budget`).
-public enum TrainingBudget: String, Codable, Sendable, CaseIterable {
+public enum TrainingBudget: String, Codable, Sendable, CaseIterable, RecipeChoice {
     /// Stage 1 runs on top of a full stage 2 (more warm-up, more training).
     case additive
     /// Stage 2 takes the optimiser steps it would take alone minus stage 1's steps.
@@ -406,7 +415,6 @@ extension Recipe {
             try check(s.beta1 >= 0 && s.beta1 < 1, "\(section).beta1", "must be in [0, 1)")
             try check(s.beta2 >= 0 && s.beta2 < 1, "\(section).beta2", "must be in [0, 1)")
             try check(s.eps > 0, "\(section).eps", "must be positive")
-            try check(["full", "lora"].contains(s.finetune), "\(section).finetune", "must be \"full\" or \"lora\", got \"\(s.finetune)\"")
         }
         try check(reward.nonAnswers >= 0 && reward.nonAnswers <= 1, "reward.non_answers", "must be within 0...1 (a share of the training records), got \(reward.nonAnswers)")
         try check(reward.offTopic >= 0 && reward.offTopic <= 1, "reward.off_topic", "must be within 0...1 (a share of the training records), got \(reward.offTopic)")
@@ -490,6 +498,20 @@ struct RecipeField: @unchecked Sendable {  // immutable after construction
         read = { r, recipe in recipe[keyPath: path] = try reader(&r, key, recipe[keyPath: path]) }
         self.value = value ?? { $0[keyPath: path] }
     }
+
+    /// A key whose value is one of a closed set, read from and written as its string; anything else is refused
+    /// naming the key and every allowed value (`must be "full" or "lora", got "qlora"`).
+    static func choice<E: RecipeChoice>(_ key: String, _ path: WritableKeyPath<Recipe, E>) -> RecipeField {
+        RecipeField(key, path, { (r: inout RecipeTreeReader, k: String, d: E) in
+            let name = try r.string(k, d.rawValue)
+            guard let value = E(rawValue: name) else {
+                let names = E.allCases.map { "\"\($0.rawValue)\"" }
+                let allowed = names.count > 1 ? names.dropLast().joined(separator: ", ") + " or " + names.last! : names.joined()
+                throw RecipeError(key: k, message: "must be \(allowed), got \"\(name)\"")
+            }
+            return value
+        }, value: { $0[keyPath: path].rawValue })
+    }
 }
 
 extension Recipe {
@@ -534,13 +556,7 @@ extension Recipe {
             RecipeField("train.generate_no_repeat_ngram_size", \.train.generateNoRepeatNgramSize, int),
             RecipeField("train.best_metric", \.train.bestMetric, string),
             RecipeField("train.early_stopping_patience", \.train.earlyStoppingPatience, int),
-            RecipeField("train.budget", \.train.budget, { (r: inout R, k: String, d: TrainingBudget) in
-                let name = try r.string(k, d.rawValue)
-                guard let value = TrainingBudget(rawValue: name) else {
-                    throw RecipeError(key: k, message: "must be \"additive\", \"fixed_steps\" or \"fixed_tokens\", got \"\(name)\"")
-                }
-                return value
-            }, value: { $0.train.budget.rawValue }),
+            RecipeField.choice("train.budget", \.train.budget),
             RecipeField("lora.rank", \.lora.rank, int), RecipeField("lora.alpha", \.lora.alpha, double),
             RecipeField("lora.dropout", \.lora.dropout, double), RecipeField("lora.targets", \.lora.targets, strings),
             RecipeField("lora.rslora", \.lora.rslora, bool),
@@ -577,7 +593,7 @@ extension Recipe {
                 RecipeField("\(name).beta1", stage.appending(path: \StageSettings.beta1), double),
                 RecipeField("\(name).beta2", stage.appending(path: \StageSettings.beta2), double),
                 RecipeField("\(name).eps", stage.appending(path: \StageSettings.eps), double),
-                RecipeField("\(name).finetune", stage.appending(path: \StageSettings.finetune), string),
+                RecipeField.choice("\(name).finetune", stage.appending(path: \StageSettings.finetune)),
             ]
         }
         return f

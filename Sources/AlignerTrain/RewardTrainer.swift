@@ -90,7 +90,7 @@ public final class RewardTrainer {
         let splits = try preparation.splits(preparation.records(), warmupPercent: 0)
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval records (held out by question)")
         let settings = recipe.reward.stage
-        let setup = try preparation.model(splits: splits, resuming: latest != nil, loraReference: settings.finetune == "lora", chatTemplate: false)
+        let setup = try preparation.model(splits: splits, resuming: latest != nil, loraReference: settings.finetune == .lora, chatTemplate: false)
         let config = setup.config
         try MemoryBudget.check(bytes: config.memoryEstimate(training: true, batch: 2 * settings.batchSize, time: recipe.data.maxLength),
                                for: "training this reward model (\(config.parameterCount) parameters, \(settings.batchSize) pairs of up to \(recipe.data.maxLength) tokens)")
@@ -135,7 +135,7 @@ public final class RewardTrainer {
         let model = try setup.initialWeights.map { try RewardModel(config: config, decoderWeights: $0, seed: seed) }
             ?? RewardModel(config: config, seed: seed)
         model.decoder.activationCheckpointing = recipe.train.activationCheckpointing
-        if settings.finetune == "lora" {
+        if settings.finetune == .lora {
             do { try model.decoder.attachAdapters(recipe.lora.config, seed: seed &+ 0x4C_6F_52_41) } catch let e as ModelInputError {
                 throw RecipeError(key: e.field, message: e.message)
             }
@@ -169,7 +169,7 @@ public final class RewardTrainer {
             return e
         }
         if latest == nil { _ = try evaluate(step: 0) }
-        let base = settings.finetune == "lora" ? setup.base : nil
+        let base = settings.finetune == .lora ? setup.base : nil
         let tokenizerJSON = try setup.tokenizer.jsonData()
         var lastCheckpoint = latest
         func checkpoint() throws -> URL {
@@ -180,7 +180,7 @@ public final class RewardTrainer {
             return url
         }
 
-        say("reward model: \(train.count) pairs, \(loop.totalSteps) steps (\(loop.batchesPerEpoch) batches of \(settings.batchSize) pairs per epoch, grad_accum \(settings.gradAccum)), lr \(settings.lr) \(settings.schedule) (\(loop.warmupSteps) warm-up steps), \(settings.finetune)")
+        say("reward model: \(train.count) pairs, \(loop.totalSteps) steps (\(loop.batchesPerEpoch) batches of \(settings.batchSize) pairs per epoch, grad_accum \(settings.gradAccum)), lr \(settings.lr) \(settings.schedule) (\(loop.warmupSteps) warm-up steps), \(settings.finetune.rawValue)")
         if let lora = model.decoder.lora {
             let trainable = model.trainableParameters.values.reduce(0) { $0 + $1.count }
             say("  LoRA r \(lora.rank), alpha \(lora.alpha), dropout \(lora.dropout): \(trainable) trainable parameters (head included)")

@@ -150,7 +150,7 @@ public final class Trainer {
         let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: group.isMain, say: say)
         let splits = try preparation.splits(preparation.records(), warmupPercent: recipe.data.warmupPercent)
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval (held out by question), \(splits.warmup.count) identity warm-up (p = \(recipe.data.warmupPercent)%)")
-        let usesLoRA = [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == "lora" })
+        let usesLoRA = [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == .lora })
         let setup = try preparation.model(splits: splits, resuming: resuming, loraReference: usesLoRA, chatTemplate: recipe.data.chatTemplate == "base")
         let config = setup.config
         // Weights, gradients, AdamW's moments and one batch's activations must fit before anything is allocated.
@@ -282,7 +282,7 @@ public final class Trainer {
             compute.pool.trim()  // the last stage's (or the preparation's) buffers do not fit this one's shapes
             try adapt(model, for: settings)
             // The frozen weights are the pretrained base's while every stage so far trained adapters only.
-            run.base = stages.filter { $0.0 <= stageNumber }.allSatisfy { $0.1.finetune == "lora" } ? prepared.base : nil
+            run.base = stages.filter { $0.0 <= stageNumber }.allSatisfy { $0.1.finetune == .lora } ? prepared.base : nil
             var loop = TrainingLoop(stage: stageNumber, settings: settings, model: model,
                                     batches: try stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))
             loop.dropoutSeed = UInt64(recipe.seed)
@@ -375,11 +375,11 @@ public final class Trainer {
     /// before a full stage.
     func adapt(_ model: LlamaModel, for settings: StageSettings) throws {
         switch settings.finetune {
-        case "lora" where model.lora == nil:
+        case .lora where model.lora == nil:
             do { try model.attachAdapters(recipe.lora.config, seed: UInt64(recipe.seed) &+ 0x4C_6F_52_41) } catch let e as ModelInputError {
                 throw RecipeError(key: e.field, message: e.message)
             }
-        case "full" where model.lora != nil: model.mergeAdapters()
+        case .full where model.lora != nil: model.mergeAdapters()
         default: break
         }
     }

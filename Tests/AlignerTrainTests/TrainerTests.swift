@@ -84,6 +84,14 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(r.sweep.warmupPercents, [0, 50])
         XCTAssertTrue(r.model.tieWordEmbeddings)
         XCTAssertEqual(r.stage1.batchSize, 8)
+        // Closed sets are enums read from and written as their strings.
+        let lora = try tinyRecipe("r", in: dir, ["stage2.finetune=lora", "train.budget=fixed_tokens"])
+        XCTAssertEqual(lora.stage2.finetune, .lora)
+        XCTAssertEqual(lora.stage1.finetune, .full)
+        XCTAssertEqual(lora.train.budget, .fixedTokens)
+        let written = try XCTUnwrap(JSONSerialization.jsonObject(with: lora.jsonData()) as? [String: Any])
+        XCTAssertEqual((written["stage2"] as? [String: Any])?["finetune"] as? String, "lora")
+        XCTAssertEqual((written["train"] as? [String: Any])?["budget"] as? String, "fixed_tokens")
         let json = dir.appendingPathComponent("r.json")
         try r.jsonData().write(to: json)
         XCTAssertEqual(try Recipe.load(path: json.path), r)
@@ -107,6 +115,12 @@ final class RecipeTests: XCTestCase {
         expect("data.max_length=500", "data.max_length")
         expect("data.max_length=8", "data.max_length")
         expect("nonsense", "nonsense")
+        XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["stage1.finetune=qlora"])) {
+            XCTAssertEqual("\($0)", "recipe key 'stage1.finetune': must be \"full\" or \"lora\", got \"qlora\"")
+        }
+        XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["train.budget=tokens"])) {
+            XCTAssertTrue("\($0)".hasSuffix("must be \"additive\", \"fixed_steps\" or \"fixed_tokens\", got \"tokens\""), "\($0)")
+        }
         XCTAssertThrowsError(try { () throws -> Recipe in
             let url = self.dir.appendingPathComponent("bad.toml")
             try "name = \"x\"\n[data\n".write(to: url, atomically: true, encoding: .utf8)
