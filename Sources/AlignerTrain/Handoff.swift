@@ -141,7 +141,7 @@ public struct TRLHandoff {
             ("weight_decay", s.weightDecay),
             ("max_grad_norm", s.clip),
         ]
-        if s.schedule == "constant" {
+        if s.schedule == .constant {
             c.append(("lr_scheduler_type", "constant_with_warmup"))
         } else if s.minLRRatio > 0 {
             c.append(("lr_scheduler_type", "cosine_with_min_lr"))
@@ -162,7 +162,7 @@ public struct TRLHandoff {
             ("save_strategy", recipe.train.checkpointEvery > 0 ? "steps" : "epoch"),
         ]
         if recipe.train.checkpointEvery > 0 { c.append(("save_steps", recipe.train.checkpointEvery)) }
-        c += [("save_total_limit", max(1, recipe.train.keepCheckpoints)), ("bf16", recipe.train.precision == "bf16"), ("report_to", "none")]
+        c += [("save_total_limit", max(1, recipe.train.keepCheckpoints)), ("bf16", recipe.train.precision == .bf16), ("report_to", "none")]
         return c
     }
 

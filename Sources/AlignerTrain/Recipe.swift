@@ -22,7 +22,8 @@ public struct StageSettings: Equatable, Sendable {
     /// Optimiser steps; 0 means derive from `epochs`.
     public var steps = 0
     public var lr = 1e-3
-    public var schedule = "cosine"
+    /// The learning-rate schedule after the linear warm-up (`schedule`).
+    public var schedule = ScheduleKind.cosine
     /// Linear warm-up as a fraction of the steps (used when `warmupSteps` is 0).
     public var warmupRatio = 0.03
     public var warmupSteps = 0
@@ -65,7 +66,7 @@ public struct StageSettings: Equatable, Sendable {
     /// linear warm-up.
     public func learningRateSchedule(totalSteps: Int) -> LearningRateSchedule {
         let warmup = warmupSteps(totalSteps: totalSteps)
-        return schedule == "constant" ? .constant(warmupSteps: warmup) : .cosine(warmupSteps: warmup, totalSteps: totalSteps, minRatio: minLRRatio)
+        return schedule == .constant ? .constant(warmupSteps: warmup) : .cosine(warmupSteps: warmup, totalSteps: totalSteps, minRatio: minLRRatio)
     }
 }
 
@@ -75,6 +76,19 @@ public struct StageSettings: Equatable, Sendable {
 public enum FinetuneKind: String, Codable, Sendable, CaseIterable, RecipeChoice {
     case full, lora
 }
+
+/// The learning-rate schedule of a stage (`schedule`): cosine decay to `min_lr_ratio`, or constant, each after the
+/// linear warm-up.
+public enum ScheduleKind: String, Codable, Sendable, CaseIterable, RecipeChoice {
+    case cosine, constant
+}
+
+/// What a reader does with a bad record (`data.bad_records`): stop at the first, or skip and report it.
+public enum BadRecordPolicy: String, Codable, Sendable, CaseIterable, RecipeChoice {
+    case fail, skip
+}
+
+extension MatmulPrecision: RecipeChoice {}
 
 /// A closed set of recipe values, read and written as their TOML strings (`RecipeField.choice`).
 public protocol RecipeChoice: RawRepresentable, CaseIterable where RawValue == String {}
@@ -110,7 +124,7 @@ public struct Recipe: Equatable, Sendable {
     public struct DataSection: Equatable, Sendable {
         public var train: [String] = ["data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"]
         public var fields = ["question", "answer", "correction"]
-        public var badRecords = "fail"
+        public var badRecords = BadRecordPolicy.fail
         /// A built-in template name (v1, v2, empathy) …
         public var template = "v1"
         /// … or a custom template with {question} and {answer} (wins when not empty).
@@ -171,7 +185,7 @@ public struct Recipe: Equatable, Sendable {
         public var activationCheckpointing = false
         /// Matrix products in "fp32", or "bf16" (inputs rounded to bfloat16, float32 accumulation, as
         /// torch.autocast(cpu, bfloat16); weights, optimiser state, norms, softmax and loss stay float32).
-        public var precision = "fp32"
+        public var precision = MatmulPrecision.fp32
         /// At each evaluation, greedy corrections of the first N held-out records (0 = none): copy rate, near-copy
         /// rate and normalised edit distances to the answer and to the reference, in metrics.jsonl and the report.
         public var generateEval = 0
@@ -365,7 +379,6 @@ extension Recipe {
         try check(data.maxLength <= limits.positions, "data.max_length", "\(data.maxLength) is larger than AlignerKit supports (at most \(limits.positions))")
         try check(!data.train.isEmpty, "data.train", "needs at least one file")
         try check(data.fields.count == 3, "data.fields", "needs three names (question, answer, correction)")
-        try check(["fail", "skip"].contains(data.badRecords), "data.bad_records", "must be \"fail\" or \"skip\"")
         if data.customTemplate.isEmpty {
             try check(PromptTemplate.builtIn[data.template] != nil, "data.template",
                       "unknown template '\(data.template)' (built in: \(PromptTemplate.builtIn.keys.sorted().joined(separator: ", ")))")
@@ -396,7 +409,6 @@ extension Recipe {
             try check(s.lr > 0 && s.lr.isFinite, "\(section).lr", "must be positive, got \(s.lr)")
             try check(s.steps > 0 || s.epochs > 0, "\(section).epochs", "must be positive (or set steps)")
             try check(s.steps >= 0, "\(section).steps", "must not be negative")
-            try check(["cosine", "constant"].contains(s.schedule), "\(section).schedule", "must be cosine or constant")
             try check(s.warmupRatio >= 0 && s.warmupRatio < 1, "\(section).warmup_ratio", "must be in [0, 1)")
             try check(s.warmupSteps >= 0, "\(section).warmup_steps", "must not be negative")
             try check(s.minLRRatio >= 0 && s.minLRRatio <= 1, "\(section).min_lr_ratio", "must be within 0...1")
@@ -426,7 +438,6 @@ extension Recipe {
         try check(train.logEvery > 0, "train.log_every", "must be positive")
         try check(train.checkpointEvery >= 0, "train.checkpoint_every", "must not be negative")
         try check(train.keepCheckpoints >= 1, "train.keep_checkpoints", "must be at least 1")
-        try check(MatmulPrecision(rawValue: train.precision) != nil, "train.precision", "must be \"fp32\" or \"bf16\", got \"\(train.precision)\"")
         try check(train.generateEval >= 0 && train.generateEval <= 100_000, "train.generate_eval", "must be within 0...100000, got \(train.generateEval)")
         try check(train.generateMaxNewTokens >= 1 && train.generateMaxNewTokens <= 8192, "train.generate_max_new_tokens", "must be within 1...8192, got \(train.generateMaxNewTokens)")
         try check(train.generateNoRepeatNgramSize >= 0 && train.generateNoRepeatNgramSize <= 64, "train.generate_no_repeat_ngram_size", "must be within 0...64 (0 = off), got \(train.generateNoRepeatNgramSize)")
@@ -527,7 +538,7 @@ extension Recipe {
         var f: [RecipeField] = [
             RecipeField("name", \.name, string), RecipeField("seed", \.seed, int), RecipeField("output_dir", \.outputDir, string),
             RecipeField("data.train", \.data.train, strings), RecipeField("data.fields", \.data.fields, strings),
-            RecipeField("data.bad_records", \.data.badRecords, string), RecipeField("data.template", \.data.template, string),
+            RecipeField.choice("data.bad_records", \.data.badRecords), RecipeField("data.template", \.data.template, string),
             RecipeField("data.custom_template", \.data.customTemplate, string),
             RecipeField("data.chat_template", \.data.chatTemplate, string),
             RecipeField("data.eval_fraction", \.data.evalFraction, double), RecipeField("data.eval_count", \.data.evalCount, int),
@@ -550,7 +561,7 @@ extension Recipe {
             RecipeField("train.checkpoint_every", \.train.checkpointEvery, int),
             RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
             RecipeField("train.activation_checkpointing", \.train.activationCheckpointing, bool),
-            RecipeField("train.precision", \.train.precision, string),
+            RecipeField.choice("train.precision", \.train.precision),
             RecipeField("train.generate_eval", \.train.generateEval, int),
             RecipeField("train.generate_max_new_tokens", \.train.generateMaxNewTokens, int),
             RecipeField("train.generate_no_repeat_ngram_size", \.train.generateNoRepeatNgramSize, int),
@@ -581,7 +592,7 @@ extension Recipe {
                 RecipeField("\(name).epochs", stage.appending(path: \StageSettings.epochs), double),
                 RecipeField("\(name).steps", stage.appending(path: \StageSettings.steps), int),
                 RecipeField("\(name).lr", stage.appending(path: \StageSettings.lr), double),
-                RecipeField("\(name).schedule", stage.appending(path: \StageSettings.schedule), string),
+                RecipeField.choice("\(name).schedule", stage.appending(path: \StageSettings.schedule)),
                 RecipeField("\(name).warmup_ratio", stage.appending(path: \StageSettings.warmupRatio), double),
                 RecipeField("\(name).warmup_steps", stage.appending(path: \StageSettings.warmupSteps), int),
                 RecipeField("\(name).min_lr_ratio", stage.appending(path: \StageSettings.minLRRatio), double),

@@ -180,7 +180,7 @@ public final class RewardTrainer {
             return url
         }
 
-        say("reward model: \(train.count) pairs, \(loop.totalSteps) steps (\(loop.batchesPerEpoch) batches of \(settings.batchSize) pairs per epoch, grad_accum \(settings.gradAccum)), lr \(settings.lr) \(settings.schedule) (\(loop.warmupSteps) warm-up steps), \(settings.finetune.rawValue)")
+        say("reward model: \(train.count) pairs, \(loop.totalSteps) steps (\(loop.batchesPerEpoch) batches of \(settings.batchSize) pairs per epoch, grad_accum \(settings.gradAccum)), lr \(settings.lr) \(settings.schedule.rawValue) (\(loop.warmupSteps) warm-up steps), \(settings.finetune.rawValue)")
         if let lora = model.decoder.lora {
             let trainable = model.trainableParameters.values.reduce(0) { $0 + $1.count }
             say("  LoRA r \(lora.rank), alpha \(lora.alpha), dropout \(lora.dropout): \(trainable) trainable parameters (head included)")

@@ -197,7 +197,7 @@ public final class Trainer {
     /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.
     public static func computeContext(for recipe: Recipe) -> ComputeContext {
         let base = recipe.train.threads > 0 ? ComputeContext(threads: recipe.train.threads) : .standard
-        return base.with(matmul: MatmulPrecision(rawValue: recipe.train.precision) ?? .fp32)
+        return base.with(matmul: recipe.train.precision)
     }
 
     func runInContext(resume: Bool, restart: Bool) throws -> RunResult {
@@ -295,7 +295,7 @@ public final class Trainer {
             }
             run.state.totalSteps = loop.totalSteps
             run.beginStage(loop)
-            say("stage \(stageNumber) (\(stageNumber == 1 ? "identity warm-up, Q-A-A" : "Q-A-C")): \(examples.count) examples, \(loop.totalSteps) steps, \(loop.batches.batchesPerEpoch) batches per epoch, lr \(settings.lr) \(settings.schedule) (\(loop.warmupSteps) warm-up steps)")
+            say("stage \(stageNumber) (\(stageNumber == 1 ? "identity warm-up, Q-A-A" : "Q-A-C")): \(examples.count) examples, \(loop.totalSteps) steps, \(loop.batches.batchesPerEpoch) batches per epoch, lr \(settings.lr) \(settings.schedule.rawValue) (\(loop.warmupSteps) warm-up steps)")
             if let lora = model.lora {
                 let trainable = model.adapters.values.reduce(0) { $0 + $1.count }
                 say("  LoRA r \(lora.rank), alpha \(lora.alpha)\(lora.rsLoRA ? " (rsLoRA)" : ""), dropout \(lora.dropout) on \((try? lora.modules(available: model.linearModules).joined(separator: ", ")) ?? ""): \(trainable) trainable parameters (\(String(format: "%.2f", 100 * Double(trainable) / Double(model.config.parameterCount)))% of \(model.config.parameterCount))")

@@ -85,7 +85,11 @@ final class RecipeTests: XCTestCase {
         XCTAssertTrue(r.model.tieWordEmbeddings)
         XCTAssertEqual(r.stage1.batchSize, 8)
         // Closed sets are enums read from and written as their strings.
-        let lora = try tinyRecipe("r", in: dir, ["stage2.finetune=lora", "train.budget=fixed_tokens"])
+        let lora = try tinyRecipe("r", in: dir, ["stage2.finetune=lora", "train.budget=fixed_tokens", "stage1.schedule=constant",
+                                                 "train.precision=bf16", "data.bad_records=skip"])
+        XCTAssertEqual([lora.stage1.schedule, lora.stage2.schedule], [.constant, .cosine])
+        XCTAssertEqual(lora.train.precision, .bf16)
+        XCTAssertEqual(lora.data.badRecords, .skip)
         XCTAssertEqual(lora.stage2.finetune, .lora)
         XCTAssertEqual(lora.stage1.finetune, .full)
         XCTAssertEqual(lora.train.budget, .fixedTokens)
@@ -117,6 +121,12 @@ final class RecipeTests: XCTestCase {
         expect("nonsense", "nonsense")
         XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["stage1.finetune=qlora"])) {
             XCTAssertEqual("\($0)", "recipe key 'stage1.finetune': must be \"full\" or \"lora\", got \"qlora\"")
+        }
+        XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["stage2.schedule=linear"])) {
+            XCTAssertTrue("\($0)".hasSuffix("stage2.schedule': must be \"cosine\" or \"constant\", got \"linear\""), "\($0)")
+        }
+        XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["data.bad_records=ignore"])) {
+            XCTAssertTrue("\($0)".hasSuffix("data.bad_records': must be \"fail\" or \"skip\", got \"ignore\""), "\($0)")
         }
         XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["train.budget=tokens"])) {
             XCTAssertTrue("\($0)".hasSuffix("must be \"additive\", \"fixed_steps\" or \"fixed_tokens\", got \"tokens\""), "\($0)")
