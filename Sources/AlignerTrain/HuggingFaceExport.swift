@@ -155,7 +155,7 @@ public enum HuggingFaceExport {
             s += result.stages.map { String(format: "after stage %d: %.4f", $0.stage, $0.evalLoss) }.joined(separator: "; ")
             s += " (\(result.evalRecords) held-out records)"
             if let best = result.best, best.path == b.source.path {
-                s += String(format: ". These weights are the run's best checkpoint: stage %d step %d, %@ %.4f", best.stage, best.step, best.metric, best.value)
+                s += String(format: ". These weights are the run's best checkpoint: stage %d step %d, %@ %.4f", best.stage, best.step, best.metric.rawValue, best.value)
             }
             s += ".\n"
         }

@@ -90,6 +90,21 @@ public enum BadRecordPolicy: String, Codable, Sendable, CaseIterable, RecipeChoi
 
 extension MatmulPrecision: RecipeChoice {}
 
+/// The measure that picks a run's best stage-2 checkpoint (`train.best_metric`); lower is better for both.
+public enum BestMetric: String, Codable, Sendable, CaseIterable, RecipeChoice {
+    case evalLoss = "eval_loss"
+    /// Needs generated corrections (`train.generate_eval`).
+    case editToReference = "edit_to_reference"
+}
+
+/// The measure that picks a sweep's best arm (`sweep.best_by`): lowest mean eval loss, or (with `sweep.judge`) the
+/// highest mean win rate of correction over answer or useful-correction rate.
+public enum BestArmMeasure: String, Codable, Sendable, CaseIterable, RecipeChoice {
+    case evalLoss = "eval_loss"
+    case winRate = "win_rate"
+    case usefulRate = "useful_rate"
+}
+
 /// A closed set of recipe values, read and written as their TOML strings (`RecipeField.choice`).
 public protocol RecipeChoice: RawRepresentable, CaseIterable where RawValue == String {}
 
@@ -195,7 +210,7 @@ public struct Recipe: Equatable, Sendable {
         public var generateNoRepeatNgramSize = 0
         /// The metric that picks the best checkpoint (`checkpoints/best`, kept besides the newest ones) among stage 2's
         /// evaluations: "eval_loss", or "edit_to_reference" (needs generate_eval); lower is better for both.
-        public var bestMetric = "eval_loss"
+        public var bestMetric = BestMetric.evalLoss
         /// Stop stage 2 after this many evaluations without a new best (0 = never).
         public var earlyStoppingPatience = 0
         /// How the warm-up stage's cost is counted, so that warm-up sweeps compare arms fairly: "additive" (stage 1
@@ -233,7 +248,7 @@ public struct Recipe: Equatable, Sendable {
         /// How the best arm is chosen: "eval_loss" (lowest mean final eval loss), "win_rate" (highest mean win rate
         /// of correction over answer under `judge`) or "useful_rate" (highest mean useful-correction rate under
         /// `judge`, see `JudgeSummary`).
-        public var bestBy = "eval_loss"
+        public var bestBy = BestArmMeasure.evalLoss
     }
 
     /// One varied key of a sweep grid: the key ("section.key") and its values as JSON text (numbers, strings,
@@ -441,8 +456,7 @@ extension Recipe {
         try check(train.generateEval >= 0 && train.generateEval <= 100_000, "train.generate_eval", "must be within 0...100000, got \(train.generateEval)")
         try check(train.generateMaxNewTokens >= 1 && train.generateMaxNewTokens <= 8192, "train.generate_max_new_tokens", "must be within 1...8192, got \(train.generateMaxNewTokens)")
         try check(train.generateNoRepeatNgramSize >= 0 && train.generateNoRepeatNgramSize <= 64, "train.generate_no_repeat_ngram_size", "must be within 0...64 (0 = off), got \(train.generateNoRepeatNgramSize)")
-        try check(["eval_loss", "edit_to_reference"].contains(train.bestMetric), "train.best_metric", "must be \"eval_loss\" or \"edit_to_reference\", got \"\(train.bestMetric)\"")
-        try check(train.bestMetric == "eval_loss" || train.generateEval > 0, "train.best_metric", "\"edit_to_reference\" needs generated corrections: set train.generate_eval")
+        try check(train.bestMetric == .evalLoss || train.generateEval > 0, "train.best_metric", "\"edit_to_reference\" needs generated corrections: set train.generate_eval")
         try check(train.earlyStoppingPatience >= 0, "train.early_stopping_patience", "must not be negative")
         try check(train.threads >= 0 && train.threads <= 1024, "train.threads", "must be within 0...1024 (0 = the default), got \(train.threads)")
         try check(!sweep.warmupPercents.isEmpty && sweep.warmupPercents.allSatisfy { $0 >= 0 && $0 <= 100 },
@@ -453,8 +467,7 @@ extension Recipe {
         try check(Set(sweep.seeds).count == sweep.seeds.count, "sweep.seeds", "lists a seed twice")
         try check(sweep.judgeRecords >= 1 && sweep.judgeRecords <= 100_000, "sweep.judge_records", "must be within 1...100000, got \(sweep.judgeRecords)")
         try check(sweep.judgeTieMargin >= 0, "sweep.judge_tie_margin", "must not be negative, got \(sweep.judgeTieMargin)")
-        try check(["eval_loss", "win_rate", "useful_rate"].contains(sweep.bestBy), "sweep.best_by", "must be \"eval_loss\", \"win_rate\" or \"useful_rate\", got \"\(sweep.bestBy)\"")
-        try check(sweep.bestBy == "eval_loss" || !sweep.judge.isEmpty, "sweep.best_by", "\"\(sweep.bestBy)\" needs a reward model: set sweep.judge")
+        try check(sweep.bestBy == .evalLoss || !sweep.judge.isEmpty, "sweep.best_by", "\"\(sweep.bestBy.rawValue)\" needs a reward model: set sweep.judge")
         let keys = Set(Self.fields.map(\.key))
         for axis in sweep.grid {
             try check(keys.contains(axis.key), "sweep.grid", "'\(axis.key)' is not a recipe key")
@@ -565,7 +578,7 @@ extension Recipe {
             RecipeField("train.generate_eval", \.train.generateEval, int),
             RecipeField("train.generate_max_new_tokens", \.train.generateMaxNewTokens, int),
             RecipeField("train.generate_no_repeat_ngram_size", \.train.generateNoRepeatNgramSize, int),
-            RecipeField("train.best_metric", \.train.bestMetric, string),
+            RecipeField.choice("train.best_metric", \.train.bestMetric),
             RecipeField("train.early_stopping_patience", \.train.earlyStoppingPatience, int),
             RecipeField.choice("train.budget", \.train.budget),
             RecipeField("lora.rank", \.lora.rank, int), RecipeField("lora.alpha", \.lora.alpha, double),
@@ -575,7 +588,7 @@ extension Recipe {
             RecipeField("sweep.warmup_percents", \.sweep.warmupPercents, doubles),
             RecipeField("sweep.seeds", \.sweep.seeds, { (r: inout R, k: String, d: [Int]) in try r.ints(k, d) }),
             RecipeField("sweep.judge", \.sweep.judge, string), RecipeField("sweep.judge_records", \.sweep.judgeRecords, int),
-            RecipeField("sweep.judge_tie_margin", \.sweep.judgeTieMargin, double), RecipeField("sweep.best_by", \.sweep.bestBy, string),
+            RecipeField("sweep.judge_tie_margin", \.sweep.judgeTieMargin, double), RecipeField.choice("sweep.best_by", \.sweep.bestBy),
             RecipeField("sweep.grid", \.sweep.grid, { (r: inout R, k: String, d: [GridAxis]) in try r.grid(k, d) },
                         value: { recipe in
                             Dictionary(uniqueKeysWithValues: recipe.sweep.grid.map { axis in

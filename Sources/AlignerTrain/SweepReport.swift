@@ -33,8 +33,8 @@ public struct SweepReport {
         public var usefulRate: SampleSummary { SampleSummary(judged.compactMap { $0.responses.last?.usefulRate }) }
         static func usefulRate(_ r: Sweep.ArmResult) -> Double { r.judgement?.summary.responses.last?.usefulRate ?? .nan }
         /// The judged measure `sweep.best_by` names ("win_rate" or "useful_rate"), over seeds and for one run.
-        func judged(by name: String) -> SampleSummary { name == "useful_rate" ? usefulRate : winRate }
-        static func judged(_ r: Sweep.ArmResult, by name: String) -> Double { name == "useful_rate" ? usefulRate(r) : winRate(r) }
+        func judged(by name: BestArmMeasure) -> SampleSummary { name == .usefulRate ? usefulRate : winRate }
+        static func judged(_ r: Sweep.ArmResult, by name: BestArmMeasure) -> Double { name == .usefulRate ? usefulRate(r) : winRate(r) }
         /// Generation metrics of the last evaluation of each run (when the recipe generated corrections).
         public var finalGeneration: [GenerationMetrics] { runs.compactMap { $0.result.evalCurve.last?.generation } }
         public var label: String {
@@ -69,9 +69,9 @@ public struct SweepReport {
 
     /// The judged measure that picks the best arm (`sweep.best_by` = "win_rate" or "useful_rate"), when runs were
     /// judged; nil when the best arm is chosen by eval loss.
-    var judgedBest: String? {
+    var judgedBest: BestArmMeasure? {
         let name = recipe.sweep.bestBy
-        return name != "eval_loss" && groups.contains { $0.judged(by: name).mean.isFinite } ? name : nil
+        return name != .evalLoss && groups.contains { $0.judged(by: name).mean.isFinite } ? name : nil
     }
 
     /// The group with the lowest mean final eval loss, or with a judged `sweep.best_by` the highest mean of it.
@@ -142,7 +142,7 @@ public struct SweepReport {
         guard let w = winner else { return "" }
         if let by = judgedBest {
             let v = w.judged(by: by)
-            return "Highest mean \(by == "useful_rate" ? "useful-correction rate" : "win rate of correction over answer"): \(w.label) (\(String(format: "%.3f", v.mean))"
+            return "Highest mean \(by == .usefulRate ? "useful-correction rate" : "win rate of correction over answer"): \(w.label) (\(String(format: "%.3f", v.mean))"
                 + (v.count > 1 ? String(format: " ± %.3f sd over %d seeds).\n", v.standardDeviation, v.count) : ", one seed).\n")
         }
         return "Lowest mean eval loss after stage 2: \(w.label) (\(Self.f4(w.finalLoss.mean))"
@@ -244,7 +244,7 @@ public struct SweepReport {
             }
             return o
         }
-        let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys, "best_by": judgedBest ?? "eval_loss",
+        let object: [String: Any] = ["sweep": recipe.name, "recipe_fingerprint": recipe.fingerprint, "grid_keys": gridKeys, "best_by": (judgedBest ?? .evalLoss).rawValue,
                                      "budget": recipe.train.budget.rawValue,
                                      "best_run": bestRun.map { $0.result.runDirectory as Any } ?? NSNull(),
                                      "seeds": seeds, "arms": groupObjects, "runs": rows().map { Dictionary(uniqueKeysWithValues: zip(csvHeader, $0.map { $0 ?? NSNull() })) }]

@@ -50,15 +50,18 @@ public struct EvalPoint: Codable, Equatable, Sendable {
     }
 
     /// The value of a `train.best_metric` (lower is better).
-    func metric(_ name: String) -> Double? {
-        name == "edit_to_reference" ? generation?.editToReference : evalLoss
+    func metric(_ name: BestMetric) -> Double? {
+        switch name {
+        case .evalLoss: evalLoss
+        case .editToReference: generation?.editToReference
+        }
     }
 }
 
 /// The checkpoint kept for the best stage-2 evaluation.
 public struct BestCheckpoint: Codable, Equatable, Sendable {
-    /// `train.best_metric` ("eval_loss" or "edit_to_reference"; lower is better).
-    public var metric: String
+    /// `train.best_metric` (written as "eval_loss" or "edit_to_reference"; lower is better).
+    public var metric: BestMetric
     public var value: Double
     public var stage: Int
     public var step: Int

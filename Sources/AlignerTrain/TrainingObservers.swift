@@ -229,7 +229,7 @@ public final class BestCheckpointObserver: TrainingObserver {
             if patience > 0 && run.evaluationsSinceBest >= patience && stats.step < stats.totalSteps {
                 run.stopEarly = true
                 run.say(String(format: "early stopping: %d evaluations without a better %@ than %.4f (step %d); stage 2 ends at step %d of %d",
-                               run.evaluationsSinceBest, metric, best.value, best.step, stats.step, stats.totalSteps))
+                               run.evaluationsSinceBest, metric.rawValue, best.value, best.step, stats.step, stats.totalSteps))
             }
             return
         }
