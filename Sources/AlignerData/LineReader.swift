@@ -180,7 +180,7 @@ public final class LineWriter {
         self.path = path
         let url = URL(fileURLWithPath: path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        TemporaryFiles.removeStale(in: url.deletingLastPathComponent(), prefix: ".\(url.lastPathComponent).tmp-")
+        TemporaryFiles.removeStale(in: url.deletingLastPathComponent(), prefix: AtomicFile.temporaryPrefix(for: url))
         tmp = AtomicFile.temporaryURL(for: url).path
         if path.hasSuffix(".gz") {
             guard let g = gzopen(tmp, "wb") else { throw DataError(file: path, message: "cannot create") }

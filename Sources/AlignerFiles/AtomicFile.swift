@@ -20,8 +20,12 @@ public enum AtomicFile {
     /// The temporary path a write to `url` uses: `.NAME.tmp-PID` in the same folder (same file system, so the rename
     /// is atomic; `TemporaryFiles.removeStale` recognises it once the process is gone).
     public static func temporaryURL(for url: URL) -> URL {
-        url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        url.deletingLastPathComponent().appendingPathComponent(temporaryPrefix(for: url) + "\(getpid())")
     }
+
+    /// The name of every temporary file of `url`, before the writer's process id (`.NAME.tmp-`), for
+    /// `TemporaryFiles.removeStale(in:prefix:)`.
+    public static func temporaryPrefix(for url: URL) -> String { ".\(url.lastPathComponent).tmp-" }
 
     /// Writes `data` to `url` atomically.
     public static func write(_ data: Data, to url: URL) throws {
