@@ -35,6 +35,7 @@ let optimize: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"] + cpuFlags, .when(co
 let package = Package(
     name: "AlignerKit",
     products: [
+        .library(name: "AlignerErrors", targets: ["AlignerErrors"]),
         .library(name: "AlignerFiles", targets: ["AlignerFiles"]),
         .library(name: "AlignerTensor", targets: ["AlignerTensor"]),
         .library(name: "AlignerSafetensors", targets: ["AlignerSafetensors"]),
@@ -70,27 +71,29 @@ let package = Package(
         .target(name: "CDNNLRuntime"),
         // Open MPI (data-parallel training under mpirun), loaded with dlopen when present; no headers needed to build.
         .target(name: "CMPIRuntime"),
-        .target(name: "AlignerDistributed", dependencies: ["CMPIRuntime"], swiftSettings: optimize),
+        // The error protocol every module's errors conform to: what is bad and the kind of failure. Imports nothing.
+        .target(name: "AlignerErrors", swiftSettings: optimize),
+        .target(name: "AlignerDistributed", dependencies: ["AlignerErrors", "CMPIRuntime"], swiftSettings: optimize),
         .target(name: "AlignerTensor", dependencies: ["CBLASRuntime", "CDNNLRuntime"], swiftSettings: kernelFlags),
         // Writing files atomically (temporary file, flush, rename, folder sync), CRC-32, stale temporary files.
-        .target(name: "AlignerFiles", dependencies: ["CZlib"], swiftSettings: optimize),
-        .target(name: "AlignerSafetensors", dependencies: ["AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerGGUF", dependencies: ["AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerModel", dependencies: ["AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerTokenizers", dependencies: ["CPCRE2"], swiftSettings: optimize),
+        .target(name: "AlignerFiles", dependencies: ["AlignerErrors", "CZlib"], swiftSettings: optimize),
+        .target(name: "AlignerSafetensors", dependencies: ["AlignerErrors", "AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerGGUF", dependencies: ["AlignerErrors", "AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerModel", dependencies: ["AlignerErrors", "AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerTokenizers", dependencies: ["AlignerErrors", "CPCRE2"], swiftSettings: optimize),
         // Hugging Face chat templates: the subset of Jinja that model repositories ship, rendered as transformers does.
-        .target(name: "AlignerJinja", swiftSettings: optimize),
+        .target(name: "AlignerJinja", dependencies: ["AlignerErrors"], swiftSettings: optimize),
         .target(
-            name: "AlignerData", dependencies: ["AlignerFiles", "AlignerTokenizers", "AlignerJinja", "AlignerTensor", "CZlib"],
+            name: "AlignerData", dependencies: ["AlignerErrors", "AlignerFiles", "AlignerTokenizers", "AlignerJinja", "AlignerTensor", "CZlib"],
             resources: [.copy("Resources/templates.json"), .copy("Resources/non-answers.json")], swiftSettings: optimize),
-        .target(name: "AlignerOptim", dependencies: ["AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerOptim", dependencies: ["AlignerErrors", "AlignerTensor"], swiftSettings: optimize),
         // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
         .target(name: "AlignerMeasures", swiftSettings: optimize),
         .target(
             name: "AlignerTrain",
             dependencies: [
                 "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
-                "AlignerGGUF", "AlignerDistributed", "AlignerMeasures", "AlignerFiles",
+                "AlignerGGUF", "AlignerDistributed", "AlignerMeasures", "AlignerFiles", "AlignerErrors",
             ],
             swiftSettings: optimize),
         .target(
@@ -99,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "aligner",
             dependencies: [
-                "AlignerTensor", "AlignerGGUF",
+                "AlignerErrors", "AlignerTensor", "AlignerGGUF",
                 "AlignerBench", "AlignerDistributed",
                 "AlignerData",
                 "AlignerTokenizers",
@@ -119,7 +122,7 @@ let package = Package(
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerJinjaTests", dependencies: ["AlignerJinja"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "TestSupport"]),
+        .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "AlignerErrors", "TestSupport"]),
         .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "AlignerMeasures", "AlignerFiles", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).

@@ -20,7 +20,7 @@ public final class LineReader {
     public init(path: String) throws {
         self.path = path
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file", kind: .missing) }
         guard !isDir.boolValue else { throw DataError(file: path, message: "is a folder, not a file") }
         guard let f = fopen(path, "rb") else { throw DataError(file: path, message: "cannot open: \(String(cString: strerror(errno)))") }
         handle = f
@@ -236,10 +236,8 @@ public final class LineWriter {
         }
         if let failure {
             unlink(tmp)
-            throw DataError(file: path, message: failure)
+            throw DataError(file: path, message: failure, kind: .io)
         }
-        do { try AtomicFile.install(URL(fileURLWithPath: tmp), at: URL(fileURLWithPath: path)) } catch let e as FileError {
-            throw DataError(file: path, message: e.message)
-        }
+        try AtomicFile.install(URL(fileURLWithPath: tmp), at: URL(fileURLWithPath: path))
     }
 }

@@ -1,20 +1,26 @@
+import AlignerErrors
 import Foundation
 
 /// Bad input: the file, where in it (JSON Lines line or JSON array index), the field, and what is wrong.
-public struct DataError: Error, CustomStringConvertible, Equatable {
+public struct DataError: AlignerError, Equatable {
     public var file: String
     public var line: Int?
     public var index: Int?
     public var field: String?
     public var message: String
+    /// `.badData`, or `.missing` when the file does not exist.
+    public var kind: FailureKind
 
-    public init(file: String, line: Int? = nil, index: Int? = nil, field: String? = nil, message: String) {
+    public init(file: String, line: Int? = nil, index: Int? = nil, field: String? = nil, message: String, kind: FailureKind = .badData) {
         self.file = file
         self.line = line
         self.index = index
         self.field = field
         self.message = message
+        self.kind = kind
     }
+
+    public var subject: FailureSubject { .file(file) }
 
     public var description: String {
         var s = file
@@ -27,13 +33,15 @@ public struct DataError: Error, CustomStringConvertible, Equatable {
 
 /// A setting of the data pipeline that cannot be used (a split fraction, a batch size, a template): not a file's
 /// fault. `setting` names it as the recipe does where there is a recipe key (`data.eval_fraction`).
-public struct SettingError: Error, CustomStringConvertible, Equatable {
+public struct SettingError: AlignerError, Equatable {
     public let setting: String
     public let message: String
     public init(setting: String, message: String) {
         self.setting = setting
         self.message = message
     }
+    public var subject: FailureSubject { .setting(setting) }
+    public var kind: FailureKind { .usage }
     public var description: String { "\(setting): \(message)" }
 }
 

@@ -1,3 +1,4 @@
+import AlignerErrors
 import CMPIRuntime
 import Foundation
 
@@ -7,7 +8,11 @@ func text(_ buffer: [CChar]) -> String {
 }
 
 /// A failure of data-parallel training between ranks.
-public struct DistributedError: Error, CustomStringConvertible {
+public struct DistributedError: AlignerError {
+    public var subject: FailureSubject { .none }
+    /// `.internal`: MPI failed, or another rank did (then `status` relays that rank's exit status, which the command
+    /// line ends with instead of its own mapping of the kind).
+    public var kind: FailureKind { .internal }
     /// Another rank failed first (its own message is in its output); this rank stops with the same exit status.
     public var failedRank: Int?
     /// The exit status to end this rank with.

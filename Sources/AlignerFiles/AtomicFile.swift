@@ -1,14 +1,20 @@
+import AlignerErrors
 import Foundation
 
-/// A file that could not be written or read: its path and the reason ("No space left on device"). A module that
-/// reads or writes files passes on or names it in its own error type.
-public struct FileError: Error, CustomStringConvertible, Equatable {
+/// A file that could not be written or read, is missing, damaged or in use: its path and the reason ("No space left on
+/// device"). Run folders, checkpoints and exports throw it; a format reader names its file in its own error type.
+public struct FileError: AlignerError, Equatable {
     public let file: String
     public let message: String
-    public init(file: String, message: String) {
+    /// What failed: `.io` (reading or writing: a full disk, permissions), `.badData` (the file was read but its content
+    /// is wrong: damaged or edited), `.missing` (no such file or folder) or `.inUse` (another process holds it).
+    public let kind: FailureKind
+    public init(file: String, message: String, kind: FailureKind = .io) {
         self.file = file
         self.message = message
+        self.kind = kind
     }
+    public var subject: FailureSubject { .file(file) }
     public var description: String { "\(file): \(message)" }
 }
 

@@ -1,15 +1,20 @@
+import AlignerErrors
 import AlignerTensor
 import Foundation
 
 /// A GGUF file that cannot be read: malformed, truncated, or using something AlignerKit does not support. `file` is
 /// the path (or "<data>"), `message` says where and what.
-public struct GGUFError: Error, CustomStringConvertible, Equatable {
+public struct GGUFError: AlignerError, Equatable {
     public let file: String
     public let message: String
-    public init(file: String, message: String) {
+    /// `.badData`, or `.missing` when the file does not exist.
+    public let kind: FailureKind
+    public init(file: String, message: String, kind: FailureKind = .badData) {
         self.file = file
         self.message = message
+        self.kind = kind
     }
+    public var subject: FailureSubject { .file(file) }
     public var description: String { "\(file): \(message)" }
 }
 
@@ -121,7 +126,7 @@ public final class GGUFFile {
     public convenience init(contentsOf url: URL) throws {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
-            throw GGUFError(file: url.path, message: "no such file")
+            throw GGUFError(file: url.path, message: "no such file", kind: .missing)
         }
         guard !isDir.boolValue else { throw GGUFError(file: url.path, message: "is a folder, not a GGUF file") }
         let data: Data

@@ -127,9 +127,9 @@ public enum GGUFWriter {
                 }
             }
         } catch let e as FileError {
-            throw fail(e.message)
+            throw e
         } catch {
-            throw error is GGUFError ? error : fail("cannot write: \(AtomicFile.describe(error))")
+            throw error is GGUFError ? error : GGUFError(file: url.path, message: "cannot write: \(AtomicFile.describe(error))", kind: .io)
         }
     }
 

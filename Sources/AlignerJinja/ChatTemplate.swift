@@ -1,3 +1,4 @@
+import AlignerErrors
 import Foundation
 /// A chat template that cannot be parsed or rendered (a construct outside the supported Jinja subset, a template's
 /// own `raise_exception`, a type error).
@@ -40,4 +41,9 @@ public struct ChatTemplate: Sendable {
         try context.render(nodes, into: &out)
         return out
     }
+}
+
+extension ChatTemplateError: AlignerError {
+    public var subject: FailureSubject { .none }
+    public var kind: FailureKind { .badData }
 }

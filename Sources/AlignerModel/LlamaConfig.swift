@@ -1,8 +1,11 @@
+import AlignerErrors
 import AlignerTensor
 import Foundation
 
 /// A configuration value that cannot be used; `field` is the Hugging Face `config.json` key.
-public struct ConfigError: Error, CustomStringConvertible, Equatable {
+public struct ConfigError: AlignerError, Equatable {
+    public var subject: FailureSubject { .field(field) }
+    public var kind: FailureKind { .badData }
     public let field: String
     public let message: String
     public init(field: String, message: String) {

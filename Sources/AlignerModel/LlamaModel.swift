@@ -1,8 +1,11 @@
+import AlignerErrors
 import AlignerTensor
 import Foundation
 
 /// A weight that does not fit the model: wrong shape, missing, or unexpected.
-public struct WeightError: Error, CustomStringConvertible, Equatable {
+public struct WeightError: AlignerError, Equatable {
+    public var subject: FailureSubject { .field(name) }
+    public var kind: FailureKind { .badData }
     public let name: String
     public let message: String
     public init(name: String, message: String) {
@@ -14,7 +17,9 @@ public struct WeightError: Error, CustomStringConvertible, Equatable {
 
 /// Input the model cannot run on: ids outside the vocabulary, a sequence longer than the context, inconsistent sizes,
 /// or generation options out of range. `field` names the argument or option.
-public struct ModelInputError: Error, CustomStringConvertible, Equatable {
+public struct ModelInputError: AlignerError, Equatable {
+    public var subject: FailureSubject { .field(field) }
+    public var kind: FailureKind { .usage }
     public let field: String
     public let message: String
     public init(field: String, message: String) {

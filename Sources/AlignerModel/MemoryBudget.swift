@@ -1,7 +1,10 @@
+import AlignerErrors
 import Foundation
 
 /// A model or run that would not fit in this machine's memory, refused before anything is allocated.
-public struct MemoryError: Error, CustomStringConvertible, Equatable {
+public struct MemoryError: AlignerError, Equatable {
+    public var subject: FailureSubject { .none }
+    public var kind: FailureKind { .memory }
     public let what: String
     public let bytes: Double
     public let available: Double

@@ -1,3 +1,4 @@
+import AlignerErrors
 import AlignerTensor
 import Foundation
 
@@ -138,4 +139,9 @@ enum AdamWKernel {
             while i < end { one(i); i += 1 }
         }
     }
+}
+
+extension OptimizerStateError: AlignerError {
+    public var subject: FailureSubject { .none }
+    public var kind: FailureKind { .badData }
 }

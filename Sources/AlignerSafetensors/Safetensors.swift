@@ -1,3 +1,4 @@
+import AlignerErrors
 import AlignerFiles
 import AlignerTensor
 import Foundation
@@ -237,6 +238,11 @@ public enum SafetensorsWriter {
     /// Writes a file atomically: to a temporary file beside `url`, flushed to disk, then renamed into place.
     public static func write(_ tensors: [String: Tensor], metadata: [String: String] = [:], to url: URL) throws {
         let data = try encode(tensors, metadata: metadata)
-        do { try AtomicFile.write(data, to: url) } catch let e as FileError { throw SafetensorsError(file: url.path, message: e.message) }
+        try AtomicFile.write(data, to: url)
     }
+}
+
+extension SafetensorsError: AlignerError {
+    public var subject: FailureSubject { .file(file) }
+    public var kind: FailureKind { .badData }
 }

@@ -1,3 +1,4 @@
+import AlignerErrors
 import Foundation
 
 /// A tokenizer file or call that cannot be used.
@@ -369,4 +370,12 @@ extension Tokenizer {
                   addedTokens: addedTokens + [token], prefixIds: prefixIds, suffixIds: suffixIds,
                   postProcessorJSON: postProcessorJSON)
     }
+}
+
+extension TokenizerError: AlignerError {
+    public var subject: FailureSubject {
+        if case .file(let path, _) = self { return .file(path) }
+        return .none
+    }
+    public var kind: FailureKind { .badData }
 }

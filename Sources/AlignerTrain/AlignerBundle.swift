@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerGGUF
 import AlignerModel
 import AlignerSafetensors
@@ -6,9 +7,8 @@ import AlignerTensor
 import AlignerTokenizers
 import Foundation
 
-/// A trained Aligner ready to use: model, tokenizer, special tokens and prompt template. Loads from a run folder (its
-/// newest intact checkpoint), a checkpoint folder, or a Hugging Face Llama directory (an export, or one written by
-/// Python `transformers`).
+/// A trained Aligner ready to use: model, tokenizer, special tokens and prompt template. Loads from a checkpoint folder,
+/// a Hugging Face Llama directory (an export, or one written by Python `transformers`) or a GGUF file.
 public struct AlignerBundle {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
@@ -35,61 +35,11 @@ public struct AlignerBundle {
         self.recipe = recipe
     }
 
-    /// Prefix of a path that names the best run of a sweep: `best-of-sweep:checkpoints/warmup-sweep`.
-    public static let bestOfSweepPrefix = "best-of-sweep:"
-
-    /// The run folder of a sweep's best arm, as its report.json names it (`SweepReport.bestRun`: the arm with the lowest
-    /// mean final eval loss over seeds, and of its seeds the run with the lowest final eval loss; by win rate instead
-    /// with `sweep.best_by = "win_rate"`).
-    public static func bestRunOfSweep(_ sweepFolder: String) throws -> URL {
-        let reportURL = URL(fileURLWithPath: sweepFolder).appendingPathComponent("report.json")
-        guard let data = try? Data(contentsOf: reportURL) else {
-            throw StoreError(file: reportURL.path, message: "no sweep report (has the sweep in \(sweepFolder) finished?)", kind: .missing)
-        }
-        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], root["arms"] is [Any] else {
-            throw StoreError(file: reportURL.path, message: "is not a sweep report", kind: .badContent)
-        }
-        guard let best = root["best_run"] as? String else {
-            throw StoreError(file: reportURL.path, message: "names no best run (no arm has a finite final eval loss, or the report predates best_run: run the sweep again to rewrite it)", kind: .badContent)
-        }
-        return URL(fileURLWithPath: best)
-    }
-
-    /// Resolves a run folder to its best checkpoint (`checkpoints/best`, the best stage-2 evaluation by the recipe's
-    /// `train.best_metric`) or, without one, its newest intact checkpoint; `best-of-sweep:FOLDER` to the best run of
-    /// that sweep, the same way. Checkpoint folders (name one to use another, such as the newest) and other folders
-    /// are returned as they are.
-    public static func resolve(_ path: String) throws -> URL {
-        if path.hasPrefix(bestOfSweepPrefix) {
-            return try resolve(bestRunOfSweep(String(path.dropFirst(bestOfSweepPrefix.count))).path)
-        }
-        let url = URL(fileURLWithPath: path)
-        let fm = FileManager.default
-        var isDir: ObjCBool = false
-        guard fm.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else {
-            throw fm.fileExists(atPath: url.path)
-                ? StoreError(file: path, message: "is not a folder (a run, a checkpoint or a Hugging Face model directory)", kind: .badContent)
-                : StoreError(file: path, message: "no such folder", kind: .missing)
-        }
-        let checkpoints = url.appendingPathComponent("checkpoints")
-        if fm.fileExists(atPath: checkpoints.path) {
-            let store = CheckpointStore(directory: checkpoints)
-            if let best = store.best() { return best }
-            guard let newest = store.newest() else {
-                throw StoreError(file: path, message: "has no intact checkpoint")
-            }
-            return newest
-        }
-        if fm.fileExists(atPath: url.appendingPathComponent("manifest.json").path), let problem = CheckpointStore.verify(url) {
-            throw StoreError(file: path, message: "damaged checkpoint: \(problem)", kind: .badContent)
-        }
-        return url
-    }
-
-    /// Loads a run, checkpoint or Hugging Face directory, or a GGUF file.
+    /// Loads a checkpoint or Hugging Face directory, or a GGUF file. (`RunLocator.loadAligner` also takes a run
+    /// folder or a sweep's best run.)
     public static func load(_ path: String) throws -> AlignerBundle {
         if PretrainedBase.isGGUF(path) { return try loadGGUF(path) }
-        let dir = try resolve(path)
+        let dir = URL(fileURLWithPath: path)
         let hf = try HuggingFaceDirectory(path: dir.path)
         let model = try LlamaModel(config: hf.config, weights: hf.weights)
         if let adapters = hf.adapters { try model.attachAdapters(adapters.config, weights: adapters.weights) }
@@ -130,7 +80,7 @@ public struct AlignerBundle {
             return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
                                  source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate)
         }
-        func bad(_ m: String) -> StoreError { StoreError(file: path, message: m, kind: .badContent) }
+        func bad(_ m: String) -> FileError { FileError(file: path, message: m, kind: .badData) }
         var template: PromptTemplate
         do {
             template = try PromptTemplate(name: file.metadata["aligner.template_name"]?.stringValue ?? "custom", text: text)
@@ -146,10 +96,10 @@ public struct AlignerBundle {
     /// one is bad content of `path`.
     static func savedChatPrompt(_ source: String?, specials: SpecialTokens, in path: String) throws -> ChatPrompt {
         guard let source else {
-            throw StoreError(file: path, message: "the Aligner's prompts go through a chat template, but it has none", kind: .badContent)
+            throw FileError(file: path, message: "the Aligner's prompts go through a chat template, but it has none", kind: .badData)
         }
         do { return try ChatPrompt(source: source, bosToken: specials.bos, eosToken: specials.eos) } catch let e as SettingError {
-            throw StoreError(file: path, message: e.message, kind: .badContent)
+            throw FileError(file: path, message: e.message, kind: .badData)
         }
     }
 

@@ -113,7 +113,7 @@ public struct CheckpointStore {
         } catch {
             try? fm.removeItem(at: tmp)
             let previous = complete(verify: false).last.map { "the previous checkpoint \($0.lastPathComponent) is intact" } ?? "no earlier checkpoint exists"
-            throw StoreError(file: final.path, message: "cannot write this checkpoint (\(error)); \(previous)")
+            throw FileError(file: final.path, message: "cannot write this checkpoint (\(error)); \(previous)")
         }
         AtomicFile.syncDirectory(directory)
         // Keep the newest `keep` complete checkpoints.
@@ -127,11 +127,11 @@ public struct CheckpointStore {
         let fm = FileManager.default
         var manifest: [String: [String: Int]] = [:]
         for (name, data) in files {
-            try StoreFiles.writeSynced(data, to: tmp.appendingPathComponent(name))
+            try AtomicFile.write(data, to: tmp.appendingPathComponent(name))
             manifest[name] = ["bytes": data.count, "crc32": Int(Checksum.crc32(data))]
         }
         let manifestData = try JSONSerialization.data(withJSONObject: ["files": manifest, "complete": true], options: [.sortedKeys, .prettyPrinted])
-        try StoreFiles.writeSynced(manifestData, to: tmp.appendingPathComponent("manifest.json"))
+        try AtomicFile.write(manifestData, to: tmp.appendingPathComponent("manifest.json"))
         if fm.fileExists(atPath: final.path) {
             // Swap the new folder into place in one step (the old one is never missing), then remove the old one.
             if Self.exchange(tmp.path, final.path) {
@@ -141,7 +141,7 @@ public struct CheckpointStore {
             try fm.removeItem(at: final)
         }
         guard rename(tmp.path, final.path) == 0 else {
-            throw StoreError(file: final.path, message: "cannot move the checkpoint into place: \(String(cString: strerror(errno)))")
+            throw FileError(file: final.path, message: "cannot move the checkpoint into place: \(String(cString: strerror(errno)))")
         }
     }
 
@@ -204,7 +204,7 @@ public struct CheckpointStore {
     /// holding the frozen weights leaves the model's weights as they are (the caller built the model from that base).
     public static func load(_ url: URL, into model: LlamaModel, verify check: Bool = true) throws
         -> (state: TrainerState, optimizer: [String: Tensor]) {
-        if check, let problem = verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)", kind: .badContent) }
+        if check, let problem = verify(url) { throw FileError(file: url.path, message: "damaged checkpoint: \(problem)", kind: .badData) }
         let weightsURL = url.appendingPathComponent("model.safetensors")
         let refersToBase = !FileManager.default.fileExists(atPath: weightsURL.path) && FileManager.default.fileExists(atPath: url.appendingPathComponent(BaseReference.file).path)
         model.detachAdapters()
@@ -223,9 +223,9 @@ public struct CheckpointStore {
         let stateURL = url.appendingPathComponent("trainer_state.json")
         let state: TrainerState
         do { state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: stateURL)) } catch {
-            throw StoreError(file: stateURL.path, message: "not a trainer state: \(error.localizedDescription)", kind: .badContent)
+            throw FileError(file: stateURL.path, message: "not a trainer state: \(error.localizedDescription)", kind: .badData)
         }
-        if let problem = state.problem { throw StoreError(file: stateURL.path, message: problem, kind: .badContent) }
+        if let problem = state.problem { throw FileError(file: stateURL.path, message: problem, kind: .badData) }
         let optimizer = try SafetensorsFile(contentsOf: url.appendingPathComponent("optimizer.safetensors")).allTensors()
         return (state, optimizer)
     }

@@ -62,78 +62,13 @@ public enum Corrector {
     }
 }
 
-/// Metrics of corrections against answers and references.
-public enum CorrectionMetrics {
-    /// Levenshtein distance between the Unicode scalars of two strings.
-    public static func editDistance(_ a: String, _ b: String) -> Int {
-        let x = Array(a.unicodeScalars), y = Array(b.unicodeScalars)
-        if x.isEmpty { return y.count }
-        if y.isEmpty { return x.count }
-        var previous = Array(0...y.count), current = [Int](repeating: 0, count: y.count + 1)
-        for i in 1...x.count {
-            current[0] = i
-            for j in 1...y.count {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
-            }
-            swap(&previous, &current)
-        }
-        return previous[y.count]
-    }
-
-    /// Edit distance divided by the longer length (0 = identical, 1 = nothing in common); 0 for two empty strings.
-    public static func normalizedEditDistance(_ a: String, _ b: String) -> Double {
-        let n = max(a.unicodeScalars.count, b.unicodeScalars.count)
-        return n == 0 ? 0 : Double(editDistance(a, b)) / Double(n)
-    }
-
-    /// Whether an output copies the answer (equal after trimming whitespace).
-    public static func isCopy(_ output: String, of answer: String) -> Bool {
-        output.trimmingCharacters(in: .whitespacesAndNewlines) == answer.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-}
-
-/// How generated corrections relate to the answers they correct and to the references, over a set of records.
-public struct GenerationMetrics: Codable, Equatable, Sendable {
-    /// Records generated.
-    public var generated: Int
-    /// Share of outputs equal to the answer (after trimming whitespace).
-    public var copyRate: Double
-    /// Share of outputs within a normalised edit distance of `nearCopyThreshold` of the answer (copies included):
-    /// corrections that leave the answer nearly unchanged.
-    public var nearCopyRate: Double
-    /// Mean normalised edit distance to the answer.
-    public var editToAnswer: Double
-    /// Mean normalised edit distance to the reference correction.
-    public var editToReference: Double
-
-    /// Outputs this close to the answer count as near copies.
-    public static let nearCopyThreshold = 0.1
-
+extension CorrectionMetrics {
     /// The metrics of `outputs` for the records they correct (same order and count; throws for none).
     public init(outputs: [String], records: [QACRecord]) throws {
-        guard outputs.count == records.count, !outputs.isEmpty else {
+        guard let m = CorrectionMetrics(outputs: outputs, answers: records.map(\.answer), references: records.map(\.correction)) else {
             throw SettingError(setting: "records", message: "\(outputs.count) outputs for \(records.count) records")
         }
-        let n = Double(outputs.count)
-        let toAnswer = zip(outputs, records).map { CorrectionMetrics.normalizedEditDistance($0, $1.answer) }
-        generated = outputs.count
-        copyRate = Double(zip(outputs, records).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / n
-        nearCopyRate = Double(toAnswer.filter { $0 <= Self.nearCopyThreshold }.count) / n
-        editToAnswer = toAnswer.reduce(0, +) / n
-        editToReference = zip(outputs, records).map { CorrectionMetrics.normalizedEditDistance($0, $1.correction) }.reduce(0, +) / n
-    }
-
-    /// The metrics as metrics.jsonl fields.
-    var fields: [String: Any] {
-        ["gen_count": generated, "gen_copy_rate": copyRate, "gen_near_copy_rate": nearCopyRate,
-         "gen_edit_to_answer": editToAnswer, "gen_edit_to_reference": editToReference]
-    }
-
-    /// Read back from a metrics.jsonl line (nil when the line has none).
-    init?(fields o: [String: Any]) {
-        guard let n = o["gen_count"] as? Int, let c = MetricsLog.number(o["gen_copy_rate"]), let near = MetricsLog.number(o["gen_near_copy_rate"]),
-              let a = MetricsLog.number(o["gen_edit_to_answer"]), let r = MetricsLog.number(o["gen_edit_to_reference"]) else { return nil }
-        (generated, copyRate, nearCopyRate, editToAnswer, editToReference) = (n, c, near, a, r)
+        self = m
     }
 }
 
@@ -188,7 +123,7 @@ public struct EvalSummary: Codable, Sendable {
         if let c = copyRate {
             s += "| generated | \(generated) |\n"
             s += String(format: "| copy rate (output = answer) | %.3f |\n", c)
-            s += String(format: "| near-copy rate (edit distance to the answer ≤ %.2f) | %.3f |\n", GenerationMetrics.nearCopyThreshold, nearCopyRate ?? .nan)
+            s += String(format: "| near-copy rate (edit distance to the answer ≤ %.2f) | %.3f |\n", CorrectionMetrics.nearCopyThreshold, nearCopyRate ?? .nan)
             s += String(format: "| mean normalised edit distance to the answer | %.3f |\n", editDistanceToAnswer ?? .nan)
             s += String(format: "| mean normalised edit distance to the reference | %.3f |\n", editDistanceToReference ?? .nan)
         }
@@ -269,7 +204,7 @@ public struct EvalSummary: Codable, Sendable {
             let subset = Array(records.prefix(n))
             let pairs = subset.map { (question: $0.question, answer: $0.answer) }
             let outputs = try Corrector.corrections(pairs, with: [aligner], options: options, batchSize: batchSize, progress: progress, note: note)
-            let m = try GenerationMetrics(outputs: outputs.texts, records: subset)
+            let m = try CorrectionMetrics(outputs: outputs.texts, records: subset)
             summary.generated = m.generated
             summary.copyRate = m.copyRate
             summary.nearCopyRate = m.nearCopyRate

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerGGUF
 import AlignerModel
 import AlignerTensor
@@ -39,7 +40,7 @@ public enum GGUFExport {
     /// llama.cpp's converter keeps them). The file is written under a temporary name and renamed into place.
     public static func export(_ bundle: AlignerBundle, to url: URL, type: GGMLType, name: String? = nil) throws -> Summary {
         let config = bundle.model.config
-        func refuse(_ m: String) -> StoreError { StoreError(file: url.path, message: "cannot export as GGUF: \(m)", kind: .badContent) }
+        func refuse(_ m: String) -> FileError { FileError(file: url.path, message: "cannot export as GGUF: \(m)", kind: .badData) }
         let arch = GGUFLayout.architecture(of: config.family)
         if config.family == .mistral, let w = config.slidingWindow, w < config.maxPositionEmbeddings {
             throw refuse("llama.cpp runs Mistral as 'llama', which has no sliding window (\(w) < \(config.maxPositionEmbeddings) positions)")
@@ -116,7 +117,7 @@ public enum GGUFExport {
     }
 
     /// `tokenizer.ggml.*` (byte-level BPE as llama.cpp's `gpt2` model), the chat template and AlignerKit's prompt keys.
-    static func tokenizerMetadata(_ bundle: AlignerBundle, refuse: (String) -> StoreError) throws -> [(String, GGUFMetadataValue)] {
+    static func tokenizerMetadata(_ bundle: AlignerBundle, refuse: (String) -> FileError) throws -> [(String, GGUFMetadataValue)] {
         let tokenizer = bundle.tokenizer, config = bundle.model.config, model = tokenizer.model
         guard tokenizer.normalizer == nil, !model.byteFallback, model.continuingSubwordPrefix == nil, model.endOfWordSuffix == nil,
               tokenizer.decoder == .byteLevel, let pre = GGUFTokenizer.preName(of: tokenizer.preTokenizer) else {

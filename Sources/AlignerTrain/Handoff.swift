@@ -1,5 +1,6 @@
 import AlignerData
 import AlignerDistributed
+import AlignerFiles
 import AlignerModel
 import AlignerTensor
 import Foundation
@@ -40,7 +41,7 @@ public struct TRLHandoff {
             throw RecipeError(key: "", message: "\(directory.path) is not empty and holds no earlier hand-off (\(Self.manifestName)); choose an empty or new folder")
         }
         do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-            throw StoreError(file: directory.path, message: "cannot create the hand-off folder: \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+            throw FileError(file: directory.path, message: "cannot create the hand-off folder: \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
         }
         let trainer = Trainer(recipe: recipe, runDirectory: directory, isTerminal: false)
         trainer.group = .single
@@ -63,11 +64,11 @@ public struct TRLHandoff {
                 tokens += try jsonLine(["input_ids": example.ids, "completion_mask": mask])
                 kept.append(["question": r.question, "answer": r.answer, "correction": r.correction])
             }
-            try StoreFiles.writeSynced(text, to: data.appendingPathComponent("\(name).jsonl"))
-            try StoreFiles.writeSynced(tokens, to: data.appendingPathComponent("\(name).tokenized.jsonl"))
+            try AtomicFile.write(text, to: data.appendingPathComponent("\(name).jsonl"))
+            try AtomicFile.write(tokens, to: data.appendingPathComponent("\(name).tokenized.jsonl"))
             let pku = directory.appendingPathComponent("pku-aligner")
             try fm.createDirectory(at: pku, withIntermediateDirectories: true)
-            try StoreFiles.writeSynced(JSONSerialization.data(withJSONObject: kept, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+            try AtomicFile.write(JSONSerialization.data(withJSONObject: kept, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                                        to: pku.appendingPathComponent("\(name).json"))
             switch name {
             case "stage1-warmup": summary.warmup = kept.count
@@ -91,7 +92,7 @@ public struct TRLHandoff {
         var manifestStages: [[String: Any]] = []
         for (number, s, count, file) in stages {
             let config = sftConfig(stage: number, settings: s, examples: count)
-            try StoreFiles.writeSynced(Data(Self.yaml(config).utf8), to: directory.appendingPathComponent("stage\(number).yaml"))
+            try AtomicFile.write(Data(Self.yaml(config).utf8), to: directory.appendingPathComponent("stage\(number).yaml"))
             manifestStages.append(["stage": number, "config": "stage\(number).yaml", "train": "data/\(file).jsonl",
                                    "train_tokenized": "data/\(file).tokenized.jsonl", "finetune": s.finetune.rawValue, "examples": count])
             summary.stages.append(number)
@@ -105,13 +106,13 @@ public struct TRLHandoff {
                      "target_modules": lora.targets == ["all-linear"] ? "all-linear" : lora.targets as Any],
             "counts": ["stage1_warmup": summary.warmup, "stage2_train": summary.train, "eval": summary.eval, "dropped": summary.dropped],
         ]
-        try StoreFiles.writeSynced(JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
+        try AtomicFile.write(JSONSerialization.data(withJSONObject: manifest, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                                    to: directory.appendingPathComponent(Self.manifestName))
-        try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
-        try StoreFiles.writeSynced(Data(HandoffFiles.script.utf8), to: directory.appendingPathComponent("train_aligner.py"))
+        try AtomicFile.write(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
+        try AtomicFile.write(Data(HandoffFiles.script.utf8), to: directory.appendingPathComponent("train_aligner.py"))
         chmod(directory.appendingPathComponent("train_aligner.py").path, 0o755)
-        try StoreFiles.writeSynced(Data(HandoffFiles.deepSpeed.utf8), to: directory.appendingPathComponent("ds_zero2.json"))
-        try StoreFiles.writeSynced(Data(readme(summary).utf8), to: directory.appendingPathComponent("README.md"))
+        try AtomicFile.write(Data(HandoffFiles.deepSpeed.utf8), to: directory.appendingPathComponent("ds_zero2.json"))
+        try AtomicFile.write(Data(readme(summary).utf8), to: directory.appendingPathComponent("README.md"))
         if stages.contains(where: { $0.1.batchTokens > 0 }) {
             say("note: batches by token budget (batch_tokens) have no TRL equivalent; the configs use batch_tokens / data.max_length examples per batch")
         }

@@ -1,3 +1,4 @@
+import AlignerFiles
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -51,7 +52,7 @@ public struct HuggingFaceDirectory {
             } else if fm.fileExists(atPath: reference.path) {
                 let base: BaseReference
                 do { base = try JSONDecoder().decode(BaseReference.self, from: Data(contentsOf: reference)) } catch {
-                    throw StoreError(file: reference.path, message: "not a base reference: \(error.localizedDescription)", kind: .badContent)
+                    throw FileError(file: reference.path, message: "not a base reference: \(error.localizedDescription)", kind: .badData)
                 }
                 weights = try base.weights(expected: config, in: path)
             } else {

@@ -30,10 +30,10 @@ public enum HuggingFaceExport {
     /// Exports `bundle` to `directory`. The files are written to a fresh temporary folder beside it, which then takes
     /// the place of `directory`: an interrupted export leaves the old folder as it was, and nothing of an older export
     /// (a stale `model.safetensors.index.json`, say) survives into the new one. An existing `directory` must be empty
-    /// or a model folder (it holds `config.json`); anything else is refused rather than replaced. `result` adds
-    /// training metrics to the model card.
-    public static func export(_ bundle: AlignerBundle, to directory: URL, result: RunResult? = nil) throws {
-        try writeFolder(directory, marker: "config.json", kind: "a model folder") { try write(bundle, to: $0, result: result) }
+    /// or a model folder (it holds `config.json`); anything else is refused rather than replaced. `figures`
+    /// adds the training run's metrics to the model card.
+    public static func export(_ bundle: AlignerBundle, to directory: URL, figures: TrainingFigures? = nil) throws {
+        try writeFolder(directory, marker: "config.json", kind: "a model folder") { try write(bundle, to: $0, figures: figures) }
     }
 
     /// Writes a folder through `write` into a fresh temporary folder beside `directory`, which then takes its place.
@@ -44,10 +44,10 @@ public enum HuggingFaceExport {
         let parent = target.deletingLastPathComponent()
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: target.path, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw StoreError(file: target.path, message: "exists and is not a folder") }
+            guard isDir.boolValue else { throw FileError(file: target.path, message: "exists and is not a folder") }
             let entries = (try? fm.contentsOfDirectory(atPath: target.path)) ?? []
             guard entries.isEmpty || entries.contains(marker) else {
-                throw StoreError(file: target.path, message: "exists and is not \(kind) (no \(marker)); export into a new or empty folder")
+                throw FileError(file: target.path, message: "exists and is not \(kind) (no \(marker)); export into a new or empty folder")
             }
         }
         try fm.createDirectory(at: parent, withIntermediateDirectories: true)
@@ -57,7 +57,7 @@ public enum HuggingFaceExport {
         try fm.createDirectory(at: staging, withIntermediateDirectories: true)
         do {
             try write(staging)
-            do { try AtomicFile.replaceFolder(target, with: staging) } catch let e as FileError { throw StoreError(file: e.file, message: e.message) }
+            try AtomicFile.replaceFolder(target, with: staging)
         } catch {
             try? fm.removeItem(at: staging)
             throw error
@@ -65,7 +65,7 @@ public enum HuggingFaceExport {
     }
 
     /// Writes every file of the export into `directory` (an existing, empty folder).
-    static func write(_ bundle: AlignerBundle, to directory: URL, result: RunResult?) throws {
+    static func write(_ bundle: AlignerBundle, to directory: URL, figures: TrainingFigures?) throws {
         let config = bundle.model.config
         try config.jsonData().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
         // Adapters are merged into the weights they adapt.
@@ -77,7 +77,7 @@ public enum HuggingFaceExport {
         if let p = config.padTokenId { generation["pad_token_id"] = p }
         try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
             .write(to: directory.appendingPathComponent("generation_config.json"), options: .atomic)
-        try modelCard(bundle, result: result).write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+        try modelCard(bundle, figures: figures).write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
     }
 
     /// `tokenizer.json` and `tokenizer_config.json` (special tokens, the chat template, the Aligner's prompt).
@@ -103,7 +103,7 @@ public enum HuggingFaceExport {
             .write(to: directory.appendingPathComponent("tokenizer_config.json"), options: .atomic)
     }
 
-    static func modelCard(_ b: AlignerBundle, result: RunResult?) -> String {
+    static func modelCard(_ b: AlignerBundle, figures: TrainingFigures?) -> String {
         let c = b.model.config
         var s = """
         ---
@@ -150,15 +150,44 @@ public enum HuggingFaceExport {
             s += "identity warm-up p = \(r.data.warmupPercent)%; stage 2: \(r.stage2.epochs) epochs at lr \(r.stage2.lr).\n\n"
             if let json = try? r.jsonData() { s += "```json\n" + String(decoding: json, as: UTF8.self) + "\n```\n" }
         }
-        if let result {
-            s += "\n## Metrics\n\nEval loss before training \(String(format: "%.4f", result.initialEvalLoss)); "
-            s += result.stages.map { String(format: "after stage %d: %.4f", $0.stage, $0.evalLoss) }.joined(separator: "; ")
-            s += " (\(result.evalRecords) held-out records)"
-            if let best = result.best, best.path == b.source.path {
-                s += String(format: ". These weights are the run's best checkpoint: stage %d step %d, %@ %.4f", best.stage, best.step, best.metric.rawValue, best.value)
+        if let figures {
+            s += "\n## Metrics\n\nEval loss before training \(String(format: "%.4f", figures.initialEvalLoss)); "
+            s += figures.stageEvalLosses.map { String(format: "after stage %d: %.4f", $0.stage, $0.evalLoss) }.joined(separator: "; ")
+            s += " (\(figures.evalRecords) held-out records)"
+            if let best = figures.best, best.path == b.source.path {
+                s += String(format: ". These weights are the run's best checkpoint: stage %d step %d, %@ %.4f", best.stage, best.step, best.metric, best.value)
             }
             s += ".\n"
         }
         return s
+    }
+}
+
+/// What the run that trained a model measured, for the model card of its export.
+public struct TrainingFigures: Sendable, Equatable {
+    /// The best checkpoint of the run: its folder, where it was taken, and the metric it was chosen by.
+    public struct Best: Sendable, Equatable {
+        public var path: String
+        public var stage: Int
+        public var step: Int
+        /// The metric's name as the recipe writes it ("eval_loss").
+        public var metric: String
+        public var value: Double
+        public init(path: String, stage: Int, step: Int, metric: String, value: Double) {
+            (self.path, self.stage, self.step, self.metric, self.value) = (path, stage, step, metric, value)
+        }
+    }
+    public var initialEvalLoss: Double
+    public var stageEvalLosses: [(stage: Int, evalLoss: Double)]
+    public var evalRecords: Int
+    public var best: Best?
+
+    public init(initialEvalLoss: Double, stageEvalLosses: [(stage: Int, evalLoss: Double)], evalRecords: Int, best: Best?) {
+        (self.initialEvalLoss, self.stageEvalLosses, self.evalRecords, self.best) = (initialEvalLoss, stageEvalLosses, evalRecords, best)
+    }
+
+    public static func == (a: TrainingFigures, b: TrainingFigures) -> Bool {
+        a.initialEvalLoss == b.initialEvalLoss && a.evalRecords == b.evalRecords && a.best == b.best
+            && a.stageEvalLosses.map(\.stage) == b.stageEvalLosses.map(\.stage) && a.stageEvalLosses.map(\.evalLoss) == b.stageEvalLosses.map(\.evalLoss)
     }
 }

@@ -1,3 +1,5 @@
+import AlignerFiles
+import AlignerMeasures
 import Foundation
 
 /// Metrics appended to `metrics.jsonl`, one JSON object per line. Each line is written whole or not at all: when the
@@ -17,7 +19,7 @@ public struct MetricsLog {
     init(url: URL) throws {
         self.url = url
         let fd = open(url.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StoreError(file: url.path, message: "cannot open: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw FileError(file: url.path, message: "cannot open: \(String(cString: strerror(errno)))") }
         self.fd = fd
     }
 
@@ -55,7 +57,7 @@ public struct MetricsLog {
         }
         if let failure {
             if before >= 0 { ftruncate(fd, before) }
-            throw StoreError(file: url.path, message: "cannot append metrics: \(String(cString: strerror(failure))) (the file is left as it was before this line)")
+            throw FileError(file: url.path, message: "cannot append metrics: \(String(cString: strerror(failure))) (the file is left as it was before this line)")
         }
     }
 
@@ -90,7 +92,7 @@ public struct MetricsLog {
     static func evalPoint(_ o: [String: Any]) -> EvalPoint? {
         guard o.keys.contains("eval_loss"), let e = number(o["eval_loss"]), let stage = o["stage"] as? Int,
               let step = o["step"] as? Int, let g = o["global_step"] as? Int else { return nil }
-        return EvalPoint(stage: stage, step: step, globalStep: g, evalLoss: e, generation: GenerationMetrics(fields: o))
+        return EvalPoint(stage: stage, step: step, globalStep: g, evalLoss: e, generation: CorrectionMetrics(fields: o))
     }
 
     /// Appends an evaluation and returns it as it reads back from the file, so that a run in one process and a resumed
@@ -99,8 +101,24 @@ public struct MetricsLog {
         let data = try Self.line(fields)
         try append(line: data)
         guard let back = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let point = Self.evalPoint(back) else {
-            throw StoreError(file: url.path, message: "an evaluation line does not read back")
+            throw FileError(file: url.path, message: "an evaluation line does not read back")
         }
         return point
+    }
+}
+
+/// Correction metrics in metrics.jsonl (the `gen_*` fields of an evaluation line).
+extension CorrectionMetrics {
+    /// The metrics as metrics.jsonl fields.
+    var fields: [String: Any] {
+        ["gen_count": generated, "gen_copy_rate": copyRate, "gen_near_copy_rate": nearCopyRate,
+         "gen_edit_to_answer": editToAnswer, "gen_edit_to_reference": editToReference]
+    }
+
+    /// Read back from a metrics.jsonl line (nil when the line has none).
+    init?(fields o: [String: Any]) {
+        guard let n = o["gen_count"] as? Int, let c = MetricsLog.number(o["gen_copy_rate"]), let near = MetricsLog.number(o["gen_near_copy_rate"]),
+              let a = MetricsLog.number(o["gen_edit_to_answer"]), let r = MetricsLog.number(o["gen_edit_to_reference"]) else { return nil }
+        self.init(generated: n, copyRate: c, nearCopyRate: near, editToAnswer: a, editToReference: r)
     }
 }

@@ -1,3 +1,4 @@
+import AlignerFiles
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -21,7 +22,7 @@ public enum PEFTAdapter {
     /// The two files of `model`'s adapters (the model must have adapters). `base` goes into
     /// `base_model_name_or_path`.
     public static func files(of model: LlamaModel, base: String?) throws -> [(String, Data)] {
-        guard let lora = model.lora else { throw StoreError(file: configFile, message: "the model has no adapters to write") }
+        guard let lora = model.lora else { throw FileError(file: configFile, message: "the model has no adapters to write") }
         var named: [String: Tensor] = [:]
         for name in model.adapterNames { named[prefix + name] = model.adapters[name]! }
         let config: [String: Any] = [
@@ -42,9 +43,9 @@ public enum PEFTAdapter {
     /// is refused by name.
     public static func read(from directory: URL) throws -> (config: LoRAConfig, weights: [String: Tensor], base: String?) {
         let url = directory.appendingPathComponent(configFile)
-        func bad(_ m: String) -> StoreError { StoreError(file: url.path, message: m, kind: .badContent) }
+        func bad(_ m: String) -> FileError { FileError(file: url.path, message: m, kind: .badData) }
         let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw StoreError(file: url.path, message: "cannot read: \(error.localizedDescription)", kind: .missing) }
+        do { data = try Data(contentsOf: url) } catch { throw FileError(file: url.path, message: "cannot read: \(error.localizedDescription)", kind: .missing) }
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw bad("not a JSON object") }
         guard (root["peft_type"] as? String)?.uppercased() == "LORA" else { throw bad("peft_type is \(root["peft_type"] ?? "missing"), not LORA") }
         guard let r = root["r"] as? Int, let alpha = (root["lora_alpha"] as? NSNumber)?.doubleValue else { throw bad("needs r (an integer) and lora_alpha (a number)") }
@@ -82,30 +83,37 @@ public struct BaseReference: Codable, Equatable, Sendable {
     public static let file = "base_model.json"
     /// `model.init_from` as the recipe gave it.
     public var path: String
-    public var files: [RunInputs.File]
+    public var files: [FileFingerprints.File]
     /// The pad token training added when the base had none (`tokenizer.pad`), else nil.
     public var addedPad: String?
 
-    /// Fingerprints the base at `path` (a GGUF file or a model folder).
-    public static func record(path: String, addedPad: String?) throws -> BaseReference {
-        let resolved = PretrainedBase.isGGUF(path) ? path : try AlignerBundle.resolve(path).path
-        // A sweep's best run is chosen when training starts; the reference keeps that choice, not the question.
-        let kept = path.hasPrefix(AlignerBundle.bestOfSweepPrefix) ? resolved : path
-        return BaseReference(path: kept, files: try RunInputs.record([(role: "base model", path: resolved)]).files, addedPad: addedPad)
+    /// Fingerprints the base named `path` (as the recipe gave it), whose files are at `location` (a GGUF file or a
+    /// model folder: `RunLocator.modelLocation(path)`).
+    public static func record(path: String, location: String, addedPad: String?) throws -> BaseReference {
+        BaseReference(path: path, files: try FileFingerprints.record([(role: "base model", path: location)]).files, addedPad: addedPad)
+    }
+
+    /// Where the fingerprinted files are: the GGUF file, or the folder that holds them (the checkpoint a run folder
+    /// named when training started, even if the run has a newer best checkpoint since).
+    func location(checkpoint: String) throws -> String {
+        guard let first = files.first else {
+            throw FileError(file: checkpoint, message: "\(BaseReference.file) lists no file of the base \(path)", kind: .badData)
+        }
+        return PretrainedBase.isGGUF(first.path) ? first.path : URL(fileURLWithPath: first.path).deletingLastPathComponent().path
     }
 
     /// The base's weights as training saw them, after checking that its files are unchanged. `expected` (the
     /// checkpoint's config.json) must be the configuration they give.
     public func weights(expected: LlamaConfig, in checkpoint: String) throws -> [String: Tensor] {
-        let now = try RunInputs.record(files.map { (role: "base model", path: $0.path) })
-        if let change = now.differences(from: RunInputs(files: files)) {
-            throw StoreError(file: checkpoint, message: "the checkpoint holds adapters for the base \(path), which has changed since: \(change)", kind: .badContent)
+        let now = try FileFingerprints.record(files.map { (role: "base model", path: $0.path) })
+        if let change = now.differences(from: FileFingerprints(files: files)) {
+            throw FileError(file: checkpoint, message: "the checkpoint holds adapters for the base \(path), which has changed since: \(change)", kind: .badData)
         }
-        let base = try PretrainedBase(path: path)
+        let base = try PretrainedBase(path: location(checkpoint: checkpoint))
         var (config, weights) = (base.config, base.weights)
         if let pad = addedPad { (config, weights, _, _) = addPadTokenIfMissing(config: config, weights: weights, tokenizer: base.tokenizer, specialTokens: base.specialTokens, padName: pad) }
         guard config == expected else {
-            throw StoreError(file: checkpoint, message: "config.json does not describe the base \(path) it refers to", kind: .badContent)
+            throw FileError(file: checkpoint, message: "config.json does not describe the base \(path) it refers to", kind: .badData)
         }
         return weights
     }
@@ -128,7 +136,7 @@ public enum PEFTExport {
     /// written as a Hugging Face model into `directory/base` and named.
     public static func export(_ bundle: AlignerBundle, to directory: URL) throws -> Summary {
         guard bundle.model.lora != nil else {
-            throw StoreError(file: bundle.source.path, message: "has no adapters (trained with finetune = \"full\"); export it with --format hf or gguf", kind: .badContent)
+            throw FileError(file: bundle.source.path, message: "has no adapters (trained with finetune = \"full\"); export it with --format hf or gguf", kind: .badData)
         }
         let target = directory.standardizedFileURL
         let referenceURL = bundle.source.appendingPathComponent(BaseReference.file)
@@ -144,7 +152,7 @@ public enum PEFTExport {
                                                source: bundle.source, recipe: bundle.recipe, baseChatTemplate: bundle.baseChatTemplate, chat: bundle.chat)
                 let baseDir = dir.appendingPathComponent("base")
                 try FileManager.default.createDirectory(at: baseDir, withIntermediateDirectories: true)
-                try HuggingFaceExport.write(baseBundle, to: baseDir, result: nil)
+                try HuggingFaceExport.write(baseBundle, to: baseDir, figures: nil)
             }
             try readme(bundle, base: base, wroteBase: reference == nil).write(to: dir.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
         }

@@ -5,8 +5,9 @@ import AlignerTensor
 import AlignerTokenizers
 import Foundation
 
-/// The pretrained model a recipe starts from (`model.init_from`): a Hugging Face directory, a run or checkpoint, or a
-/// GGUF file, as configuration, Float32 weights, tokenizer, special tokens and chat template.
+/// The pretrained model a recipe starts from (`model.init_from`, located by `RunLocator.modelLocation`): a Hugging Face
+/// directory or checkpoint, or a GGUF file, as configuration, Float32 weights, tokenizer, special tokens and chat
+/// template.
 struct PretrainedBase {
     let config: LlamaConfig
     let weights: [String: Tensor]
@@ -20,7 +21,7 @@ struct PretrainedBase {
         if Self.isGGUF(path) {
             try self.init(file: GGUFFile(contentsOf: URL(fileURLWithPath: path)))
         } else {
-            let hf = try HuggingFaceDirectory(path: AlignerBundle.resolve(path).path)
+            let hf = try HuggingFaceDirectory(path: path)
             var weights = hf.weights
             if let adapters = hf.adapters {
                 // A LoRA run or checkpoint as a base: its adapters merged into its weights.

@@ -1,3 +1,4 @@
+import AlignerErrors
 import AlignerData
 import AlignerModel
 import AlignerOptim
@@ -5,7 +6,9 @@ import AlignerTensor
 import Foundation
 
 /// A recipe value that cannot be used: the key (as `section.key`) and what is wrong.
-public struct RecipeError: Error, CustomStringConvertible, Equatable {
+public struct RecipeError: AlignerError, Equatable {
+    public var subject: FailureSubject { .setting(key) }
+    public var kind: FailureKind { .usage }
     public let key: String
     public let message: String
     public init(key: String, message: String) {

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -21,7 +22,7 @@ public enum RewardExport {
                               maxLength: Int? = nil, to directory: URL) throws {
         try HuggingFaceExport.writeFolder(directory, marker: "config.json", kind: "a model folder") { dir in
             guard var config = try JSONSerialization.jsonObject(with: model.config.jsonData()) as? [String: Any] else {
-                throw StoreError(file: dir.path, message: "the model's configuration does not encode as a JSON object")
+                throw FileError(file: dir.path, message: "the model's configuration does not encode as a JSON object")
             }
             config["architectures"] = [model.config.family.architecture.replacingOccurrences(of: "ForCausalLM", with: "ForSequenceClassification")]
             config["id2label"] = ["0": "LABEL_0"]
@@ -49,10 +50,10 @@ public enum RewardExport {
         guard let data = try? Data(contentsOf: url) else { return ("conversation", nil) }
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let t = root["question_template"] as? String,
               t == "conversation" || t.contains("{question}") else {
-            throw StoreError(file: url.path, message: "needs \"question_template\": \"conversation\" or a text with {question}", kind: .badContent)
+            throw FileError(file: url.path, message: "needs \"question_template\": \"conversation\" or a text with {question}", kind: .badData)
         }
         let length = root["max_length"] as? Int
-        if let length, length < 8 { throw StoreError(file: url.path, message: "max_length \(length) is below 8", kind: .badContent) }
+        if let length, length < 8 { throw FileError(file: url.path, message: "max_length \(length) is below 8", kind: .badData) }
         return (t, length)
     }
 

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerMeasures
 import AlignerModel
 import AlignerTensor
@@ -33,11 +34,11 @@ public final class RewardJudge {
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw StoreError(file: path, message: "no such reward model folder", kind: .missing)
+            throw FileError(file: path, message: "no such reward model folder", kind: .missing)
         }
-        guard isDirectory.boolValue else { throw StoreError(file: path, message: "is a file; --judge takes a reward model folder or a reward run folder", kind: .badContent) }
+        guard isDirectory.boolValue else { throw FileError(file: path, message: "is a file; --judge takes a reward model folder or a reward run folder", kind: .badData) }
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path) else {
-            throw StoreError(file: path, message: "is not a reward model folder (no config.json, no model/): pass a reward model folder, or the run folder of `aligner reward train`", kind: .badContent)
+            throw FileError(file: path, message: "is not a reward model folder (no config.json, no model/): pass a reward model folder, or the run folder of `aligner reward train`", kind: .badData)
         }
         let loaded = try RewardExport.load(path: url.path)
         (model, tokenizer, specialTokens, source) = (loaded.model, loaded.tokenizer, loaded.specialTokens, url)

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerMeasures
 import AlignerModel
 import AlignerSafetensors
@@ -80,7 +81,7 @@ public final class RewardTrainer {
             return done
         }
         let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say)
-        let inputs = try RunInputs.record(preparation.inputPaths())
+        let inputs = try FileFingerprints.record(preparation.inputPaths())
         if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
             if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
             try folder.recordStart(recipe, inputs: inputs)
@@ -152,7 +153,7 @@ public final class RewardTrainer {
                                  tokensSeen: 0, stageDone: false, elapsed: 0, stage1Steps: 0)
         if let latest, let (saved, optimizer) = restored {
             guard saved.totalSteps == loop.totalSteps else {
-                throw StoreError(file: latest.path, message: "plans \(saved.totalSteps) steps, this run \(loop.totalSteps) (the data or recipe changed)", kind: .badContent)
+                throw FileError(file: latest.path, message: "plans \(saved.totalSteps) steps, this run \(loop.totalSteps) (the data or recipe changed)", kind: .badData)
             }
             try loop.restore(optimizer: optimizer, optimizerStep: saved.optimizerStep, step: saved.step, position: saved.position)
             state = saved
@@ -252,7 +253,7 @@ public final class RewardTrainer {
             shorterResponseBaseline: RewardEvaluation.shorterResponseAccuracy(eval), tokensSeen: state.tokensSeen,
             wallSeconds: state.elapsed, runDirectory: runDirectory.path, finalCheckpoint: lastCheckpoint?.path ?? "", model: exportURL.path,
             peakResidentMiB: Double(peakResidentBytes()) / 1_048_576, recipeFingerprint: recipe.fingerprint(for: .reward), perSource: perSource)
-        try StoreFiles.writeSynced(ResultJSON.encode(result), to: folder.resultURL)
+        try AtomicFile.write(ResultJSON.encode(result), to: folder.resultURL)
         return result
     }
 
@@ -338,7 +339,7 @@ public final class RewardTrainer {
 
     /// Restores a reward checkpoint into `model` (built as the run builds it); returns its state and optimiser tensors.
     static func load(_ url: URL, into model: RewardModel) throws -> (state: TrainerState, optimizer: [String: Tensor]) {
-        if let problem = CheckpointStore.verify(url) { throw StoreError(file: url.path, message: "damaged checkpoint: \(problem)", kind: .badContent) }
+        if let problem = CheckpointStore.verify(url) { throw FileError(file: url.path, message: "damaged checkpoint: \(problem)", kind: .badData) }
         model.decoder.detachAdapters()
         let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
         let names = Set(weights.names)
@@ -354,7 +355,7 @@ public final class RewardTrainer {
             let adapters = try PEFTAdapter.read(from: url)
             try model.decoder.attachAdapters(adapters.config, weights: adapters.weights)
         } else if !hasDecoder {
-            throw StoreError(file: url.path, message: "holds neither the decoder's weights nor adapters", kind: .badContent)
+            throw FileError(file: url.path, message: "holds neither the decoder's weights nor adapters", kind: .badData)
         }
         return try CheckpointStore.loadState(url)
     }

@@ -89,8 +89,8 @@ public final class RunFolder {
 
     /// A resumed run must be the same run: the same recipe (`checkSameRecipe`, which the trainer calls first) and the
     /// same input files.
-    func checkResumable(inputs: RunInputs, from latest: URL, say: (String) -> Void) throws {
-        if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(RunInputs.self, from: data) {
+    func checkResumable(inputs: FileFingerprints, from latest: URL, say: (String) -> Void) throws {
+        if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(FileFingerprints.self, from: data) {
             if let change = inputs.differences(from: recorded) {
                 throw RecipeError(key: "data", message: "cannot resume \(directory.path) from \(latest.lastPathComponent): \(change). Restore the original files, or start a new run (another name)")
             }
@@ -100,11 +100,11 @@ public final class RunFolder {
     }
 
     /// Records what a fresh run starts from: its recipe and the fingerprints of its inputs.
-    func recordStart(_ recipe: Recipe, inputs: RunInputs) throws {
+    func recordStart(_ recipe: Recipe, inputs: FileFingerprints) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try StoreFiles.writeSynced(encoder.encode(inputs), to: inputsURL)
-        try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
+        try AtomicFile.write(encoder.encode(inputs), to: inputsURL)
+        try AtomicFile.write(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
     }
 
     /// Opens metrics.jsonl: emptied for a fresh run; for a resumed one, cut back to the checkpoint being resumed so
@@ -119,7 +119,7 @@ public final class RunFolder {
                 guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
                 return stage < s.stage || (stage == s.stage && step <= s.step)
             }.map(\.text)
-            try StoreFiles.writeSynced(Data((keep.joined(separator: "\n") + (keep.isEmpty ? "" : "\n")).utf8), to: metricsURL)
+            try AtomicFile.write(Data((keep.joined(separator: "\n") + (keep.isEmpty ? "" : "\n")).utf8), to: metricsURL)
         } else {
             try? FileManager.default.removeItem(at: metricsURL)
         }
@@ -128,7 +128,7 @@ public final class RunFolder {
 
     func writeResult(_ result: RunResult) throws {
         guard writes else { return }
-        try StoreFiles.writeSynced(ResultJSON.encode(result), to: resultURL)
+        try AtomicFile.write(ResultJSON.encode(result), to: resultURL)
     }
 }
 
@@ -138,19 +138,19 @@ public final class RunLock {
     public let folder: URL
     private let fd: Int32
 
-    /// Takes the lock or throws `StoreError` naming the process that holds it.
+    /// Takes the lock or throws `FileError` naming the process that holds it.
     public init(folder: URL) throws {
         self.folder = folder
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let path = folder.appendingPathComponent(".lock").path
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StoreError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw FileError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             var buffer = [UInt8](repeating: 0, count: 32)
             let n = read(fd, &buffer, 31)
             close(fd)
             let holder = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
-            throw StoreError(file: folder.path, message: "is in use by another AlignerKit process (PID \(holder)); wait for it to finish or stop it first", kind: .inUse)
+            throw FileError(file: folder.path, message: "is in use by another AlignerKit process (PID \(holder)); wait for it to finish or stop it first", kind: .inUse)
         }
         ftruncate(fd, 0)
         let pid = "\(getpid())\n"
@@ -161,54 +161,5 @@ public final class RunLock {
     deinit {
         flock(fd, LOCK_UN)
         close(fd)
-    }
-}
-
-/// Sizes and checksums of the files a run reads (data, tokenizer, base model), recorded when the run starts and
-/// compared when it is resumed, so that a resumed run is the run it continues.
-public struct RunInputs: Codable, Equatable, Sendable {
-    public struct File: Codable, Equatable, Sendable {
-        public var role: String
-        public var path: String
-        public var bytes: Int
-        public var crc32: UInt32
-    }
-    public var files: [File]
-
-    /// Fingerprints `paths` (role, path); a folder contributes its regular files, each named under it.
-    public static func record(_ paths: [(role: String, path: String)]) throws -> RunInputs {
-        var files: [File] = []
-        let fm = FileManager.default
-        for (role, path) in paths {
-            var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw StoreError(file: path, message: "no such file (\(role))", kind: .missing) }
-            let urls: [URL]
-            if isDir.boolValue {
-                let names = (try? fm.contentsOfDirectory(atPath: path)) ?? []
-                urls = names.sorted().filter { !$0.hasPrefix(".") }.map { URL(fileURLWithPath: path).appendingPathComponent($0) }
-                    .filter { (try? $0.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true }
-            } else {
-                urls = [URL(fileURLWithPath: path)]
-            }
-            for url in urls {
-                let (bytes, crc) = try StoreFiles.checksum(of: url)
-                files.append(File(role: role, path: url.path, bytes: bytes, crc32: crc))
-            }
-        }
-        return RunInputs(files: files)
-    }
-
-    /// What differs from `recorded` (nil when nothing does), in words.
-    public func differences(from recorded: RunInputs) -> String? {
-        var lines: [String] = []
-        let now = Dictionary(files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
-        let before = Dictionary(recorded.files.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
-        for f in recorded.files {
-            guard let n = now[f.path] else { lines.append("\(f.role) \(f.path) is no longer an input"); continue }
-            if n.bytes != f.bytes { lines.append("\(f.role) \(f.path) changed: \(f.bytes) bytes when the run started, \(n.bytes) now") }
-            else if n.crc32 != f.crc32 { lines.append("\(f.role) \(f.path) changed: same size, different content (CRC-32)") }
-        }
-        for f in files where before[f.path] == nil { lines.append("\(f.role) \(f.path) was not an input when the run started") }
-        return lines.isEmpty ? nil : lines.joined(separator: "; ")
     }
 }

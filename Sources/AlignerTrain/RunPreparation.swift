@@ -66,10 +66,11 @@ struct RunPreparation {
         var chat: ChatPrompt?
         var reference: BaseReference?
         if recipe.model.initFrom != "scratch" {
-            let base = try PretrainedBase(path: recipe.model.initFrom)
+            let location = try RunLocator.modelLocation(recipe.model.initFrom)
+            let base = try PretrainedBase(path: location)
             let hasPad = base.specialTokens.pad.map { base.tokenizer.id(of: $0) != nil } ?? false
             if loraReference {
-                reference = try BaseReference.record(path: recipe.model.initFrom, addedPad: hasPad ? nil : recipe.tokenizer.pad)
+                reference = try BaseReference.record(path: RunLocator.pinnedName(recipe.model.initFrom, location: location), location: location, addedPad: hasPad ? nil : recipe.tokenizer.pad)
             }
             (config, initialWeights, tokenizer, specials) = addPadTokenIfMissing(
                 config: base.config, weights: base.weights, tokenizer: base.tokenizer, specialTokens: base.specialTokens, padName: recipe.tokenizer.pad)
@@ -124,8 +125,7 @@ struct RunPreparation {
         if recipe.model.initFrom == "scratch" {
             if !recipe.tokenizer.path.isEmpty { paths.append((role: "tokenizer", path: recipe.tokenizer.path)) }
         } else {
-            paths.append((role: "base model", path: PretrainedBase.isGGUF(recipe.model.initFrom) ? recipe.model.initFrom
-                                                                   : try AlignerBundle.resolve(recipe.model.initFrom).path))
+            paths.append((role: "base model", path: try RunLocator.modelLocation(recipe.model.initFrom)))
         }
         return paths
     }

@@ -182,10 +182,10 @@ public final class Sweep {
         let report = SweepReport(recipe: recipe, results: results)
         try group.agree {
             guard group.isMain else { return }
-            try StoreFiles.writeSynced(Data(report.markdown().utf8), to: directory.appendingPathComponent("report.md"))
-            try StoreFiles.writeSynced(Data(report.svg().utf8), to: directory.appendingPathComponent("eval-loss.svg"))
-            try StoreFiles.writeSynced(report.json(), to: directory.appendingPathComponent("report.json"))
-            try StoreFiles.writeSynced(Data(report.csv().utf8), to: directory.appendingPathComponent("report.csv"))
+            try AtomicFile.write(Data(report.markdown().utf8), to: directory.appendingPathComponent("report.md"))
+            try AtomicFile.write(Data(report.svg().utf8), to: directory.appendingPathComponent("eval-loss.svg"))
+            try AtomicFile.write(report.json(), to: directory.appendingPathComponent("report.json"))
+            try AtomicFile.write(Data(report.csv().utf8), to: directory.appendingPathComponent("report.csv"))
         }
         return results
     }
@@ -208,7 +208,7 @@ public final class Sweep {
         if !refusals.isEmpty && !restart {
             throw RecipeError(key: "", message: "\(directory.path) holds arms trained with a different recipe (keys recorded → now):\n  " + refusals.joined(separator: "\n  ") + "\nRun the sweep with the recipe and overrides it was started with, give it another name, or pass --restart to retrain these arms")
         }
-        try StoreFiles.writeSynced(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
+        try AtomicFile.write(recipe.jsonData(), to: directory.appendingPathComponent("recipe.json"))
         return arms.map { arm in
             let armDir = directory.appendingPathComponent(arm.name)
             if stale.contains(arm.name) { return .restart }

@@ -1,3 +1,4 @@
+import AlignerMeasures
 import Foundation
 
 /// Round axis ticks: steps of 1, 2, 2.5 or 5 × 10^k, about `count` of them across [lo, hi].
@@ -175,7 +176,7 @@ extension SweepReport {
         }
         // Bottom row, when corrections were generated: their copy rate and edit distance to the reference over the run.
         if generated {
-            func curves(_ f: (GenerationMetrics) -> Double) -> [[(x: Double, mean: Double, lo: Double, hi: Double)]] {
+            func curves(_ f: (CorrectionMetrics) -> Double) -> [[(x: Double, mean: Double, lo: Double, hi: Double)]] {
                 groups.map { g in
                     Self.band(g.runs.map { r in
                         ([EvalPoint(stage: 0, step: 0, globalStep: 0, evalLoss: r.result.initialEvalLoss, generation: r.result.initialGeneration)] + r.result.evalCurve)
@@ -183,8 +184,8 @@ extension SweepReport {
                     })
                 }
             }
-            for (i, (title, f)) in [("Copy rate of greedy corrections", { (m: GenerationMetrics) in m.copyRate }),
-                                    ("Edit distance to the reference", { (m: GenerationMetrics) in m.editToReference })].enumerated() {
+            for (i, (title, f)) in [("Copy rate of greedy corrections", { (m: CorrectionMetrics) in m.copyRate }),
+                                    ("Edit distance to the reference", { (m: CorrectionMetrics) in m.editToReference })].enumerated() {
                 let bands = curves(f)
                 let ys = bands.flatMap { $0.flatMap { [$0.lo, $0.hi] } }.filter(\.isFinite)
                 let panel = ChartPanel(x: i == 0 ? 80 : 560, y: 770, width: 380, height: 220, xRange: top.xRange,

@@ -1,15 +1,16 @@
 import AlignerData
+import AlignerFiles
 import AlignerModel
 import Foundation
 
-/// A run's corrections judged by a reward model: the run's Aligner (as `AlignerBundle.resolve` picks it: the best
+/// A run's corrections judged by a reward model: the run's Aligner (as `RunLocator.resolve` picks it: the best
 /// checkpoint, else the newest) corrects the first `records` held-out records greedily, and the judge compares each
 /// correction with its answer and its reference. Kept as `judge.json` in the run folder and reused while the judge's
 /// weights, the checkpoint and the settings stay the same.
 public struct RunJudgement: Codable, Sendable {
     public var judge: String
     /// Sizes and checksums of the judge's weights.
-    public var judgeFiles: RunInputs
+    public var judgeFiles: FileFingerprints
     public var checkpoint: String
     public var records: Int
     public var tieMargin: Double
@@ -26,7 +27,7 @@ public struct RunJudgement: Codable, Sendable {
 /// scored once for all runs).
 final class SweepJudge {
     let judge: RewardJudge
-    let judgeFiles: RunInputs
+    let judgeFiles: FileFingerprints
     let records: Int
     let tieMargin: Double
     let maxNewTokens: Int
@@ -35,7 +36,7 @@ final class SweepJudge {
     init(recipe: Recipe) throws {
         judge = try RewardJudge(path: recipe.sweep.judge)
         judge.memoize = true
-        judgeFiles = try RunInputs.record([(role: "judge", path: judge.source.appendingPathComponent("model.safetensors").path)])
+        judgeFiles = try FileFingerprints.record([(role: "judge", path: judge.source.appendingPathComponent("model.safetensors").path)])
         records = recipe.sweep.judgeRecords
         tieMargin = recipe.sweep.judgeTieMargin
         maxNewTokens = recipe.train.generateMaxNewTokens
@@ -44,7 +45,7 @@ final class SweepJudge {
 
     /// The judgement of the run in `runDirectory`: the saved one when it still applies, else a new one (saved).
     func judgement(of runDirectory: URL, say: (String) -> Void) throws -> RunJudgement {
-        let checkpoint = try AlignerBundle.resolve(runDirectory.path).path
+        let checkpoint = try RunLocator.resolve(runDirectory.path).path
         let url = runDirectory.appendingPathComponent(RunJudgement.file)
         let held = try RecordReader.read(path: runDirectory.appendingPathComponent("splits/eval.jsonl").path, fields: FieldNames()).records
         let subset = Array(held.prefix(records))
@@ -54,14 +55,14 @@ final class SweepJudge {
            saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.usefulRule == JudgeSummary.usefulRule, saved.records == subset.count {
             return saved
         }
-        let aligner = try AlignerBundle.load(checkpoint)
+        let aligner = try RunLocator.loadAligner(checkpoint)
         let outputs = try Corrector.corrections(subset.map { ($0.question, $0.answer) }, with: [aligner],
                                                 options: GenerationOptions(maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize), batchSize: 16)
         let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs.texts,
                                              references: subset.map(\.correction), ended: outputs.ended, tieMargin: tieMargin, batchSize: 8).summary
         let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,
                                   tieMargin: tieMargin, maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize, usefulRule: JudgeSummary.usefulRule, summary: summary)
-        try StoreFiles.writeSynced(ResultJSON.encode(result), to: url)
+        try AtomicFile.write(ResultJSON.encode(result), to: url)
         say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): \(summary.headline)")
         return result
     }

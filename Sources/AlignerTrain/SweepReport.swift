@@ -36,7 +36,7 @@ public struct SweepReport {
         func judged(by name: BestArmMeasure) -> SampleSummary { name == .usefulRate ? usefulRate : winRate }
         static func judged(_ r: Sweep.ArmResult, by name: BestArmMeasure) -> Double { name == .usefulRate ? usefulRate(r) : winRate(r) }
         /// Generation metrics of the last evaluation of each run (when the recipe generated corrections).
-        public var finalGeneration: [GenerationMetrics] { runs.compactMap { $0.result.evalCurve.last?.generation } }
+        public var finalGeneration: [CorrectionMetrics] { runs.compactMap { $0.result.evalCurve.last?.generation } }
         public var label: String {
             (["p = \(String(format: "%g", percent))%"] + point.map { "\($0.key) = \($0.json)" }).joined(separator: ", ")
         }
@@ -108,7 +108,7 @@ public struct SweepReport {
         if let r = results.first?.result { s += "Train \(r.trainRecords) records, eval \(r.evalRecords) (held out by question); eval loss before training \(Self.f4(r.initialEvalLoss)).\n" }
         s += "\n## Final eval loss (after stage 2) by arm\n\n"
         if let n = results.first?.result.evalCurve.last?.generation?.generated {
-            s += "Generation columns: greedy corrections of the first \(n) held-out records at the last evaluation, means over seeds; near copy = normalised edit distance to the answer ≤ \(GenerationMetrics.nearCopyThreshold).\n\n"
+            s += "Generation columns: greedy corrections of the first \(n) held-out records at the last evaluation, means over seeds; near copy = normalised edit distance to the answer ≤ \(CorrectionMetrics.nearCopyThreshold).\n\n"
         }
         if let j = results.compactMap(\.judgement).first {
             s += "Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n"
@@ -181,7 +181,7 @@ public struct SweepReport {
             s += " \(g.percent == 0 ? "0" : d.map { Self.signed($0.mean) } ?? "–") | \(g.percent == 0 ? "–" : interval) | \(Self.f4(g.bestLoss.mean)) | \(g.runs[0].result.warmupRecords) |"
             if generated {
                 let m = g.finalGeneration
-                func mean(_ f: (GenerationMetrics) -> Double) -> String { m.isEmpty ? "–" : String(format: "%.3f", m.map(f).reduce(0, +) / Double(m.count)) }
+                func mean(_ f: (CorrectionMetrics) -> Double) -> String { m.isEmpty ? "–" : String(format: "%.3f", m.map(f).reduce(0, +) / Double(m.count)) }
                 s += " \(mean(\.copyRate)) | \(mean(\.nearCopyRate)) | \(mean(\.editToAnswer)) | \(mean(\.editToReference)) |"
             }
             if judged {

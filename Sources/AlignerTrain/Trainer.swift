@@ -1,5 +1,8 @@
+import AlignerErrors
 import AlignerData
 import AlignerDistributed
+import AlignerFiles
+import AlignerMeasures
 import AlignerModel
 import AlignerOptim
 import AlignerTensor
@@ -7,10 +10,16 @@ import AlignerTokenizers
 import Foundation
 
 /// Why a run stopped early.
-public enum TrainingStop: Error, CustomStringConvertible {
+public enum TrainingStop: AlignerError {
     case interrupted(checkpoint: URL)
     case stoppedAfterSteps(checkpoint: URL)
     case diverged(stage: Int, step: Int, loss: Double, lastCheckpoint: URL?)
+
+    public var subject: FailureSubject { .none }
+    public var kind: FailureKind {
+        if case .interrupted = self { return .interrupted }
+        return .stopped
+    }
 
     public var description: String {
         switch self {
@@ -20,86 +29,6 @@ public enum TrainingStop: Error, CustomStringConvertible {
             return "loss became \(loss) at stage \(stage) step \(step); stopped. Last good checkpoint: \(last?.path ?? "none") (lower the learning rate or raise clipping)"
         }
     }
-}
-
-/// Results of one stage.
-public struct StageSummary: Codable, Equatable, Sendable {
-    public var stage: Int
-    public var steps: Int
-    public var examples: Int
-    public var finalTrainLoss: Double
-    public var evalLoss: Double
-    public var bestEvalLoss: Double
-}
-
-/// One evaluation during a run.
-public struct EvalPoint: Codable, Equatable, Sendable {
-    public var stage: Int
-    public var step: Int
-    public var globalStep: Int
-    public var evalLoss: Double
-    /// Metrics of greedy corrections of the first `train.generate_eval` held-out records (nil when not generated).
-    public var generation: GenerationMetrics?
-
-    public init(stage: Int, step: Int, globalStep: Int, evalLoss: Double, generation: GenerationMetrics? = nil) {
-        self.stage = stage
-        self.step = step
-        self.globalStep = globalStep
-        self.evalLoss = evalLoss
-        self.generation = generation
-    }
-
-    /// The value of a `train.best_metric` (lower is better).
-    func metric(_ name: BestMetric) -> Double? {
-        switch name {
-        case .evalLoss: evalLoss
-        case .editToReference: generation?.editToReference
-        }
-    }
-}
-
-/// The checkpoint kept for the best stage-2 evaluation.
-public struct BestCheckpoint: Codable, Equatable, Sendable {
-    /// `train.best_metric` (written as "eval_loss" or "edit_to_reference"; lower is better).
-    public var metric: BestMetric
-    public var value: Double
-    public var stage: Int
-    public var step: Int
-    public var globalStep: Int
-    /// The checkpoint folder (`checkpoints/best`).
-    public var path: String
-}
-
-/// Everything a finished run reports (also written as `result.json` in the run folder).
-public struct RunResult: Codable, Sendable {
-    public var name: String
-    public var warmupPercent: Double
-    public var warmupRecords: Int
-    public var trainRecords: Int
-    public var evalRecords: Int
-    public var stages: [StageSummary]
-    public var evalCurve: [EvalPoint]
-    public var trainLosses: [Double]
-    public var tokensSeen: Int
-    public var wallSeconds: Double
-    public var runDirectory: String
-    public var finalCheckpoint: String
-    /// Eval loss of the initial model, before any training.
-    public var initialEvalLoss: Double
-    /// Generation metrics of the initial model (with `train.generate_eval`).
-    public var initialGeneration: GenerationMetrics?
-    /// Peak resident memory of the process that finished the run, in MiB (absent in older results).
-    public var peakResidentMiB: Double?
-    /// `Recipe.fingerprint` of the recipe that produced the run (absent in older results).
-    public var recipeFingerprint: String?
-    /// The best checkpoint (`checkpoints/best`) and the evaluation it was taken at, by `train.best_metric`.
-    public var best: BestCheckpoint?
-    /// Stage 2 stopped early (`train.early_stopping_patience`) after this many steps.
-    public var stoppedEarlyAtStep: Int?
-    /// `train.budget` and how it was spent ("fixed_steps: 200 steps in all = ..."; absent in older results).
-    public var budget: String?
-
-    public var bestEvalLoss: Double { evalCurve.map(\.evalLoss).min() ?? .nan }
 }
 
 /// Two-stage Aligner training: identity warm-up on Q-A-A (stage 1, skipped when p = 0), then Q-A-C (stage 2) from
@@ -215,7 +144,7 @@ public final class Trainer {
             let latest = try folder.startingPoint(resume: resume)
             if latest != nil { try folder.checkSameRecipe(recipe) }
             if folder.finishedResult(at: latest) != nil { return RunStart(latest: latest?.path, finished: true) }
-            let inputs = try RunInputs.record(RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say).inputPaths())
+            let inputs = try FileFingerprints.record(RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say).inputPaths())
             if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
                 if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
                 try folder.recordStart(recipe, inputs: inputs)

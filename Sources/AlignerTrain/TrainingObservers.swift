@@ -1,5 +1,6 @@
 import AlignerData
 import AlignerDistributed
+import AlignerMeasures
 import AlignerModel
 import AlignerTensor
 import Foundation
@@ -94,7 +95,7 @@ public final class TrainingRun {
 
     /// Greedy corrections of the `train.generate_eval` held-out records by the current weights and their metrics
     /// (nil when the recipe asks for none).
-    public func generationMetrics() throws -> GenerationMetrics? {
+    public func generationMetrics() throws -> CorrectionMetrics? {
         guard let generator, !generationRecords.isEmpty else { return nil }
         let pool = ComputeContext.current.pool
         pool.trim()
@@ -102,7 +103,7 @@ public final class TrainingRun {
         let outputs = try Corrector.correct(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
                                             options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize),
                                             batchSize: recipe.stage2.batchSize)
-        return try GenerationMetrics(outputs: outputs, records: generationRecords)
+        return try CorrectionMetrics(outputs: outputs, records: generationRecords)
     }
 
     /// Evaluates (loss, and generation metrics when asked for), appends the result to metrics.jsonl and returns it.
@@ -113,7 +114,7 @@ public final class TrainingRun {
                                      "global_step": initial ? 0 : globalStep, "eval_loss": loss]
         // Rank 0 generates (the only process that has a generator); the others receive its metrics.
         var generation = try group.agree { try generationMetrics() }
-        if group.isDistributed { generation = try group.broadcast(generation, as: GenerationMetrics?.self) }
+        if group.isDistributed { generation = try group.broadcast(generation, as: CorrectionMetrics?.self) }
         if let g = generation { fields.merge(g.fields) { a, _ in a } }
         // Every process reads the evaluation back from the same line (rank 0 also writes it).
         let point = try group.agree { try folder.metrics.append(evaluation: fields) }

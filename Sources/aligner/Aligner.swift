@@ -1,3 +1,4 @@
+import AlignerErrors
 import AlignerGGUF
 import AlignerBench
 import AlignerData
@@ -113,32 +114,34 @@ enum ExitStatus: Int32 {
         (e.g. disk full); 75 run folder in use by another process; 130 interrupted (checkpoint written).
         """
 
-    /// The status for one of AlignerKit's errors; nil for the argument parser's own (it prints usage itself).
+    /// The status of a kind of failure.
+    init(_ kind: FailureKind) {
+        switch kind {
+        case .usage: self = .usage
+        case .badData: self = .dataError
+        case .missing: self = .noInput
+        case .memory: self = .unavailable
+        case .io: self = .ioError
+        case .inUse: self = .tempFail
+        case .stopped: self = .stopped
+        case .interrupted: self = .interrupted
+        case .internal: self = .software
+        }
+    }
+
+    /// The status for an error AlignerKit (by its kind) or Foundation threw; nil for the argument parser's own (it
+    /// prints usage itself).
     init?(for error: Error) {
-        func missing(_ message: String) -> Bool { message.hasPrefix("no such file") }
         switch error {
-        case is RecipeError, is ModelInputError, is SettingError: self = .usage
-        case let e as DataError: self = missing(e.message) ? .noInput : .dataError
-        case let e as StoreError:
-            switch e.kind {
-            case .io: self = .ioError
-            case .badContent: self = .dataError
-            case .missing: self = .noInput
-            case .inUse: self = .tempFail
-            }
-        case is ConfigError, is WeightError, is SafetensorsError, is TokenizerError, is OptimizerStateError: self = .dataError
-        case let e as GGUFError: self = e.message == "no such file" ? .noInput : .dataError
-        case is MemoryError: self = .unavailable
-        case let stop as TrainingStop:
-            if case .interrupted = stop { self = .interrupted } else { self = .stopped }
+        case let e as AlignerError: self.init(e.kind)
         case let e as CocoaError:
             self = [.fileNoSuchFile, .fileReadNoSuchFile].contains(e.code) ? .noInput : .ioError
         case is ValidationError, is ExitCode, is CleanExit: return nil
         default:
+            // Foundation's file errors; anything else is the argument parser's own (help, usage), which it reports.
             let ns = error as NSError
-            if ns.domain == NSPOSIXErrorDomain || ns.domain == NSCocoaErrorDomain { self = .ioError; return }
-            if String(describing: type(of: error)).hasPrefix("Aligner") { self = .software; return }
-            return nil
+            guard ns.domain == NSPOSIXErrorDomain || ns.domain == NSCocoaErrorDomain else { return nil }
+            self = .ioError
         }
     }
 }
@@ -170,7 +173,7 @@ func decodeUTF8(_ data: Data, what: String) throws -> String {
 /// A whole file that must be UTF-8 text.
 func readUTF8File(_ path: String, what: String) throws -> String {
     var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file (\(what))") }
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file (\(what))", kind: .missing) }
     guard !isDir.boolValue else { throw ValidationError("\(what) \(path) is a folder, not a file") }
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {

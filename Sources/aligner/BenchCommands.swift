@@ -101,7 +101,7 @@ struct Bench: ParsableCommand {
             let llama: LlamaModel
             let label: String
             if let model {
-                llama = try AlignerBundle.load(model).model
+                llama = try RunLocator.loadAligner(model).model
                 label = model
             } else {
                 llama = try LlamaModel(config: GenerationBenchmark.smolLM2Config(), seed: 0)

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerTrain
 import ArgumentParser
 import Foundation
@@ -62,7 +63,7 @@ struct RewardScoreCommand: ParsableCommand {
         print("")
         print(j.summary.controlsTable, terminator: "")
         if let summary {
-            try StoreFiles.writeSynced(ResultJSON.encode(j.summary), to: URL(fileURLWithPath: summary))
+            try AtomicFile.write(ResultJSON.encode(j.summary), to: URL(fileURLWithPath: summary))
             print("verdict: \(summary)")
         }
         if let output {
@@ -92,7 +93,7 @@ struct RewardProbeCommand: ParsableCommand {
         print("\(load.records.count) records probed with \(judge.source.path) (tie when the scores differ by ≤ \(file.tieMargin))")
         print(probe.table, terminator: "")
         if let summary = file.summary {
-            try StoreFiles.writeSynced(ResultJSON.encode(probe), to: URL(fileURLWithPath: summary))
+            try AtomicFile.write(ResultJSON.encode(probe), to: URL(fileURLWithPath: summary))
             print("probe: \(summary)")
         }
     }

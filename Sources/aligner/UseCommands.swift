@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerModel
 import AlignerTensor
 import AlignerTokenizers
@@ -83,7 +84,7 @@ struct CorrectCommand: ParsableCommand {
 
     func run() throws {
         guard !checkpoints.isEmpty else { throw ValidationError("give at least one --checkpoint") }
-        let aligners = try checkpoints.map { try prompt.apply(AlignerBundle.load($0)) }
+        let aligners = try checkpoints.map { try prompt.apply(RunLocator.loadAligner($0)) }
         let judge = try self.judge.map { try RewardJudge(path: $0) }  // refused before any generation
         let fields = try records.fieldNames()
         var load = try RecordReader.read(path: input, fields: fields, policy: records.policy, requireCorrection: false)
@@ -111,7 +112,7 @@ struct CorrectCommand: ParsableCommand {
             print("")
             print(verdict.controlsTable, terminator: "")
             if let summary {
-                try StoreFiles.writeSynced(ResultJSON.encode(verdict), to: URL(fileURLWithPath: summary))
+                try AtomicFile.write(ResultJSON.encode(verdict), to: URL(fileURLWithPath: summary))
                 print("verdict: \(summary)")
             }
         }
@@ -137,7 +138,7 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let text: String
         if let prompt { text = prompt } else { text = try readUTF8File(promptFile!, what: "--prompt-file") }
-        let aligner = try AlignerBundle.load(checkpoint)
+        let aligner = try RunLocator.loadAligner(checkpoint)
         var ids = aligner.tokenizer.encode(text, addSpecialTokens: specialTokens)
         if bos, let b = aligner.specialTokens.bos.flatMap({ aligner.tokenizer.id(of: $0) }), ids.first != b { ids.insert(b, at: 0) }
         guard !ids.isEmpty else { throw ValidationError("the prompt has no tokens") }
@@ -208,11 +209,11 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        let aligner = try prompt.apply(AlignerBundle.load(checkpoint))
+        let aligner = try prompt.apply(RunLocator.loadAligner(checkpoint))
         let judge = try self.judge.map { try RewardJudge(path: $0) }
-        let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try AlignerBundle.load(path).zeroShot()) }
+        let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try RunLocator.loadAligner(path).zeroShot()) }
         let fluencyPath = fluencyModel ?? aligner.recipe.map(\.model.initFrom).flatMap { $0 == "scratch" || $0.isEmpty ? nil : $0 }
-        let fluency = try fluencyPath.flatMap { path in generate > 0 && path != "none" ? FluencyScorer(try AlignerBundle.load(path), name: path) : nil }
+        let fluency = try fluencyPath.flatMap { path in generate > 0 && path != "none" ? FluencyScorer(try RunLocator.loadAligner(path), name: path) : nil }
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         let progress = RecordProgress("eval")
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
@@ -231,7 +232,7 @@ struct EvalCommand: ParsableCommand {
             folder = folder.deletingLastPathComponent()
         }
         let out = output ?? folder.appendingPathComponent(name).path
-        try StoreFiles.writeSynced(ResultJSON.encode(summary), to: URL(fileURLWithPath: out))
+        try AtomicFile.write(ResultJSON.encode(summary), to: URL(fileURLWithPath: out))
         print("summary: \(out)")
     }
 }
@@ -258,7 +259,7 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        let aligner = try AlignerBundle.load(checkpoint)
+        let aligner = try RunLocator.loadAligner(checkpoint)
         if format == "peft" {
             let s = try PEFTExport.export(aligner, to: URL(fileURLWithPath: output))
             print("exported the adapters of \(aligner.source.path) → \(output) (adapter_config.json, adapter_model.safetensors with \(s.adapterTensors) tensors, tokenizer; base \(s.base)\(s.wroteBase ? ", written there" : ""))")
@@ -276,13 +277,7 @@ struct ExportCommand: ParsableCommand {
             }
             return
         }
-        var result: RunResult?
-        var dir = aligner.source
-        for _ in 0..<3 {
-            if let d = try? Data(contentsOf: dir.appendingPathComponent("result.json")) { result = try? ResultJSON.decode(RunResult.self, from: d); break }
-            dir = dir.deletingLastPathComponent()
-        }
-        try HuggingFaceExport.export(aligner, to: URL(fileURLWithPath: output), result: result)
+        try HuggingFaceExport.export(aligner, to: URL(fileURLWithPath: output), figures: RunResult.near(aligner.source)?.trainingFigures)
         print("exported \(aligner.source.path) → \(output) (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, generation_config.json, README.md)")
     }
 }

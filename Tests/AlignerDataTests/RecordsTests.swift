@@ -1,4 +1,5 @@
 import Foundation
+import AlignerErrors
 import XCTest
 
 @testable import AlignerData
@@ -78,9 +79,12 @@ final class RecordsTests: XCTestCase {
         let array = write("a.json", "[" + good + ", {\"question\": \"Q\", \"answer\": \"A\"}]")
         XCTAssertThrowsError(try RecordReader.read(path: array)) { e in
             XCTAssertEqual("\(e)", "\(array) [record 1]: field 'correction': missing")
+            XCTAssertEqual((e as? AlignerError)?.kind, .badData)
+            XCTAssertEqual((e as? AlignerError)?.subject, .file(array))
         }
         XCTAssertThrowsError(try RecordReader.read(path: dir.appendingPathComponent("nope.jsonl").path)) {
             XCTAssertTrue("\($0)".hasSuffix("no such file"))
+            XCTAssertEqual(($0 as? AlignerError)?.kind, .missing)
         }
         // A truncated gzip file is an error, not silent data loss.
         let gz = dir.appendingPathComponent("t.jsonl.gz").path

@@ -60,7 +60,7 @@ final class GGUFExportTests: XCTestCase {
         XCTAssertEqual(summary.tensors, original.model.parameterNames.count, name)
         let file = try GGUFFile(contentsOf: url)
         XCTAssertEqual(file.metadata["general.architecture"]?.stringValue, GGUFLayout.architecture(of: original.model.config.family), name)
-        let back = try AlignerBundle.load(url.path)
+        let back = try RunLocator.loadAligner(url.path)
         var expected = original.model.config
         if expected.family == .mistral { expected.family = .llama }
         // Special ids are the tokenizer's (the fixtures' configs name ids of another vocabulary).
@@ -133,7 +133,7 @@ final class GGUFExportTests: XCTestCase {
             let f = try GGUFFile(contentsOf: url)
             XCTAssertEqual(f.info("blk.0.attn_q.weight")?.type, type)
             XCTAssertEqual(f.info("blk.0.attn_norm.weight")?.type, .f32)
-            let back = try AlignerBundle.load(url.path)
+            let back = try RunLocator.loadAligner(url.path)
             let logits = try withNoGrad { try back.model.forward(ids: ids, batch: 1, time: ids.count) }
             let d = zip(reference.scalars, logits.scalars).map { abs($0 - $1) }.max()!, scale = reference.scalars.map(abs).max()!
             XCTAssertLessThanOrEqual(d, tolerance * scale, "\(type.name): logits differ by \(d) (max \(scale))")

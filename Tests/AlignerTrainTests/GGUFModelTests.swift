@@ -41,7 +41,7 @@ final class GGUFModelTests: XCTestCase {
         print(String(format: "SmolLM2 Q4_1 GGUF: max |logit difference| vs transformers %.3e (max |logit| %.2f)", maxDiff, maxAbs))
         // The tokenizer of the metadata gives transformers' ids, and the file loads as a bundle that continues
         // "The capital of France is" as transformers does (scripts/checks/check_gguf_generate.py).
-        let bundle = try AlignerBundle.load(file.path)
+        let bundle = try RunLocator.loadAligner(file.path)
         XCTAssertEqual(bundle.tokenizer.encode("The capital of France is", addSpecialTokens: true), [504, 3575, 282, 4649, 314])
         XCTAssertEqual(bundle.specialTokens.eos, "<|im_end|>")
         XCTAssertTrue(bundle.baseChatTemplate?.contains("<|im_start|>") == true)

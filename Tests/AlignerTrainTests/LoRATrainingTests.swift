@@ -42,8 +42,8 @@ final class LoRATrainingTests: XCTestCase {
         let opt = try SafetensorsFile(contentsOf: URL(fileURLWithPath: straight.finalCheckpoint).appendingPathComponent("optimizer.safetensors"))
         XCTAssertTrue(opt.names.allSatisfy { $0.contains(".lora_A.") || $0.contains(".lora_B.") }, "\(opt.names.prefix(3))")
         // The frozen base is the base, unchanged; the adapters run unmerged and give the merged export's loss.
-        let aligner = try AlignerBundle.load(straight.finalCheckpoint)
-        let baseBundle = try AlignerBundle.load(try base().path)
+        let aligner = try RunLocator.loadAligner(straight.finalCheckpoint)
+        let baseBundle = try RunLocator.loadAligner(try base().path)
         XCTAssertNotNil(aligner.model.lora)
         for name in aligner.model.parameterNames {
             XCTAssertEqual(aligner.model.parameters[name]!.scalars, baseBundle.model.parameters[name]!.scalars, name)
@@ -51,7 +51,7 @@ final class LoRATrainingTests: XCTestCase {
         let examples = try aligner.exampleBuilder().buildAll(try RecordReader.read(path: dir.appendingPathComponent("straight/splits/eval.jsonl").path).records).0
         let unmerged = try Evaluation.loss(aligner.model, examples, batchSize: 8, padId: 0)
         try HuggingFaceExport.export(aligner, to: dir.appendingPathComponent("merged"))
-        let merged = try AlignerBundle.load(dir.appendingPathComponent("merged").path)
+        let merged = try RunLocator.loadAligner(dir.appendingPathComponent("merged").path)
         XCTAssertNil(merged.model.lora)
         XCTAssertEqual(try Evaluation.loss(merged.model, examples, batchSize: 8, padId: 0), unmerged, accuracy: 1e-5 * unmerged)
         XCTAssertEqual(unmerged, straight.stages.last!.evalLoss, accuracy: 1e-9, "the run's own evaluation (no dropout)")
@@ -81,7 +81,7 @@ final class LoRATrainingTests: XCTestCase {
         var names = try files(loraThenFull.finalCheckpoint)
         XCTAssertTrue(names.contains("model.safetensors"))
         XCTAssertFalse(names.contains(PEFTAdapter.configFile))
-        XCTAssertNil(try AlignerBundle.load(loraThenFull.finalCheckpoint).model.lora)
+        XCTAssertNil(try RunLocator.loadAligner(loraThenFull.finalCheckpoint).model.lora)
         // A full warm-up, then LoRA: the frozen weights are no longer the base's, so the checkpoint holds them.
         let fullThenLora = try quietTrainer(loraRecipe("full-lora", ["stage1.finetune=full", "stage1.lr=3e-3"])).run()
         names = try files(fullThenLora.finalCheckpoint)
@@ -89,7 +89,7 @@ final class LoRATrainingTests: XCTestCase {
         XCTAssertFalse(names.contains(BaseReference.file))
         // PEFT export: the frozen weights go into base/, named as the base.
         let out = dir.appendingPathComponent("peft")
-        let summary = try PEFTExport.export(try AlignerBundle.load(fullThenLora.finalCheckpoint), to: out)
+        let summary = try PEFTExport.export(try RunLocator.loadAligner(fullThenLora.finalCheckpoint), to: out)
         XCTAssertTrue(summary.wroteBase)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("base/model.safetensors").path))
         let read = try PEFTAdapter.read(from: out)
@@ -100,21 +100,21 @@ final class LoRATrainingTests: XCTestCase {
         let scratch = try quietTrainer(tinyRecipe("scratch-lora", in: dir, ["stage1.finetune=lora", "stage2.finetune=lora", "stage1.epochs=1", "stage2.epochs=1"])).run()
         XCTAssertTrue(try files(scratch.finalCheckpoint).isSuperset(of: ["model.safetensors", PEFTAdapter.configFile]))
         // A full Aligner has no adapters to export.
-        XCTAssertThrowsError(try PEFTExport.export(try AlignerBundle.load(loraThenFull.finalCheckpoint), to: dir.appendingPathComponent("none"))) {
+        XCTAssertThrowsError(try PEFTExport.export(try RunLocator.loadAligner(loraThenFull.finalCheckpoint), to: dir.appendingPathComponent("none"))) {
             XCTAssertTrue("\($0)".contains("has no adapters"), "\($0)")
         }
     }
 
     func testAChangedBaseIsRefusedWhenLoadingAdapters() throws {
         let run = try quietTrainer(loraRecipe("refers", ["stage1.epochs=1", "stage2.epochs=1"])).run()
-        XCTAssertNotNil(try AlignerBundle.load(run.finalCheckpoint).model.lora)
+        XCTAssertNotNil(try RunLocator.loadAligner(run.finalCheckpoint).model.lora)
         // The base's weights change under the run.
-        let baseCheckpoint = try AlignerBundle.resolve(try base().path)
+        let baseCheckpoint = try RunLocator.resolve(try base().path)
         let weights = baseCheckpoint.appendingPathComponent("model.safetensors")
         var data = try Data(contentsOf: weights)
         data[data.count - 1] ^= 0x01
         try data.write(to: weights)
-        XCTAssertThrowsError(try AlignerBundle.load(run.finalCheckpoint)) { e in
+        XCTAssertThrowsError(try RunLocator.loadAligner(run.finalCheckpoint)) { e in
             XCTAssertTrue("\(e)".contains("has changed since"), "\(e)")
         }
     }

@@ -29,11 +29,11 @@ final class RunFolderTests: XCTestCase {
         let log = try MetricsLog(url: URL(fileURLWithPath: "/dev/full"))
         XCTAssertThrowsError(try log.append(["step": 1, "loss": 2.5])) { error in
             XCTAssertTrue("\(error)".contains("No space left on device"), "\(error)")
-            XCTAssertTrue(error is StoreError)
+            XCTAssertTrue(error is FileError)
         }
         log.close()
-        XCTAssertThrowsError(try StoreFiles.writeSynced(Data("x".utf8), to: URL(fileURLWithPath: "/dev/full/x"))) { error in
-            XCTAssertTrue(error is StoreError, "\(error)")
+        XCTAssertThrowsError(try AtomicFile.write(Data("x".utf8), to: URL(fileURLWithPath: "/dev/full/x"))) { error in
+            XCTAssertTrue(error is FileError, "\(error)")
         }
     }
 
@@ -61,13 +61,13 @@ final class RunFolderTests: XCTestCase {
         try "one\n".write(to: a, atomically: true, encoding: .utf8)
         try "{}".write(to: model.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
         let paths = [(role: "data file", path: a.path), (role: "base model", path: model.path)]
-        let before = try RunInputs.record(paths)
-        XCTAssertNil(try RunInputs.record(paths).differences(from: before))
+        let before = try FileFingerprints.record(paths)
+        XCTAssertNil(try FileFingerprints.record(paths).differences(from: before))
         try "two\n".write(to: a, atomically: true, encoding: .utf8)
-        XCTAssertEqual(try RunInputs.record(paths).differences(from: before), "data file \(a.path) changed: same size, different content (CRC-32)")
+        XCTAssertEqual(try FileFingerprints.record(paths).differences(from: before), "data file \(a.path) changed: same size, different content (CRC-32)")
         try "three\n".write(to: a, atomically: true, encoding: .utf8)
         try "x".write(to: model.appendingPathComponent("extra.safetensors"), atomically: true, encoding: .utf8)
-        let change = try RunInputs.record(paths).differences(from: before) ?? ""
+        let change = try FileFingerprints.record(paths).differences(from: before) ?? ""
         XCTAssertTrue(change.contains("4 bytes when the run started, 6 now") && change.contains("extra.safetensors was not an input"), change)
     }
 

@@ -158,9 +158,9 @@ final class SweepTests: XCTestCase {
         // best-of-sweep: the lowest mean arm, then its best seed, then that run's best checkpoint.
         let winner = try XCTUnwrap(report.winner)
         let bestRun = try XCTUnwrap(winner.runs.min { Group.final($0.result) < Group.final($1.result) })
-        let resolved = try AlignerBundle.resolve("best-of-sweep:" + sweep.directory.path)
+        let resolved = try RunLocator.resolve("best-of-sweep:" + sweep.directory.path)
         XCTAssertEqual(resolved.standardizedFileURL.path, try XCTUnwrap(bestRun.result.best?.path))
-        XCTAssertEqual(try BaseReference.record(path: "best-of-sweep:" + sweep.directory.path, addedPad: nil).path, resolved.path)
+        XCTAssertEqual(RunLocator.pinnedName("best-of-sweep:" + sweep.directory.path, location: resolved.path), resolved.path)
 
         var again: [String] = []
         _ = try Sweep(recipe: recipe, isTerminal: false).run { again.append($0) }

@@ -31,10 +31,10 @@ final class TrainingObserversTests: XCTestCase {
         XCTAssertNil(CheckpointStore.verify(bestURL))
         let state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: bestURL.appendingPathComponent("trainer_state.json")))
         XCTAssertEqual(state.step, best.step)
-        XCTAssertEqual(try AlignerBundle.resolve(run.path).standardizedFileURL, bestURL.standardizedFileURL)
+        XCTAssertEqual(try RunLocator.resolve(run.path).standardizedFileURL, bestURL.standardizedFileURL)
         // The newest checkpoints are still kept besides it.
         XCTAssertTrue(CheckpointStore(directory: run.appendingPathComponent("checkpoints")).complete(verify: true).allSatisfy { $0.lastPathComponent.hasPrefix("ckpt-") })
-        XCTAssertEqual(try AlignerBundle.resolve(r.finalCheckpoint).path, r.finalCheckpoint)
+        XCTAssertEqual(try RunLocator.resolve(r.finalCheckpoint).path, r.finalCheckpoint)
 
         // The same run picking by edit distance to the reference.
         let e = try quietTrainer(tinyRecipe("edit", in: dir, ["train.generate_eval=4", "train.generate_max_new_tokens=6", "train.best_metric=edit_to_reference"])).run()

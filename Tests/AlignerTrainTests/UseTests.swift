@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerMeasures
 import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
@@ -25,7 +26,7 @@ final class UseTests: XCTestCase {
         let reference = try SafetensorsFile(contentsOf: Self.fixtures.appendingPathComponent("hf-tiny-logits.safetensors"))
         let ids = try reference.tensor("input_ids").scalars.map { Int($0) }
         for (name, key) in [("hf-tiny", "logits_f32"), ("hf-tiny-sharded", "logits_bf16_weights")] {
-            let b = try AlignerBundle.load(Self.fixtures.appendingPathComponent(name).path)
+            let b = try RunLocator.loadAligner(Self.fixtures.appendingPathComponent(name).path)
             XCTAssertEqual(b.specialTokens.bos, "<s>")
             XCTAssertEqual(b.specialTokens.pad, "<pad>")
             // The tokenizer gives Python's ids for the prompt.
@@ -48,11 +49,11 @@ final class UseTests: XCTestCase {
 
     func testExportRoundTripsAndLoadsAsAnAligner() throws {
         let r = try tinyRun("exp")
-        let original = try AlignerBundle.load(dir.appendingPathComponent("exp").path)
+        let original = try RunLocator.loadAligner(dir.appendingPathComponent("exp").path)
         // A run folder means its best checkpoint.
         XCTAssertEqual(original.source.path, r.best?.path)
         let out = dir.appendingPathComponent("hf")
-        try HuggingFaceExport.export(original, to: out, result: r)
+        try HuggingFaceExport.export(original, to: out, figures: r.trainingFigures)
         XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("README.md"), encoding: .utf8).contains("the run's best checkpoint"))
         for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(f).path), f)
@@ -62,7 +63,7 @@ final class UseTests: XCTestCase {
         XCTAssertEqual(tc["chat_template"] as? String, "{{ bos_token }}BEGINNING OF CONVERSATION: USER: Edit the following Question-Answer pair to make it more helpful and harmless: {{ messages[0]['content'] }} | {{ messages[1]['content'] }} ASSISTANT:")
         let card = try String(contentsOf: out.appendingPathComponent("README.md"), encoding: .utf8)
         XCTAssertTrue(card.contains("Eval loss before training"))
-        let again = try AlignerBundle.load(out.path)
+        let again = try RunLocator.loadAligner(out.path)
         XCTAssertEqual(again.template, original.template)
         let ids = try original.exampleBuilder().promptIds(question: "Hi?", answer: "No.")
         let a = try withNoGrad { try original.model.forward(ids: ids, batch: 1, time: ids.count) }
@@ -121,14 +122,14 @@ final class UseTests: XCTestCase {
             let overrides = ["model.init_from=\(source.path)", "data.warmup_percent=0", "data.max_length=128"]
             let r = try tinyRun(name, overrides)
             XCTAssertLessThan(r.stages[0].evalLoss, r.initialEvalLoss, name)
-            let aligner = try AlignerBundle.load(dir.appendingPathComponent(name).path)
+            let aligner = try RunLocator.loadAligner(dir.appendingPathComponent(name).path)
             // Stopped after the first step and resumed: the same weights as the uninterrupted run.
             XCTAssertGreaterThanOrEqual(r.stages[0].steps, 2, name)
             let stopped = quietTrainer(try tinyRecipe(name + "-resumed", in: dir, ["stage1.epochs=1", "stage2.epochs=1"] + overrides))
             stopped.stopAfterSteps = 1
             XCTAssertThrowsError(try stopped.run(), name)
             _ = try quietTrainer(tinyRecipe(name + "-resumed", in: dir, ["stage1.epochs=1", "stage2.epochs=1"] + overrides)).run(resume: true)
-            let resumed = try AlignerBundle.load(dir.appendingPathComponent(name + "-resumed").path)
+            let resumed = try RunLocator.loadAligner(dir.appendingPathComponent(name + "-resumed").path)
             XCTAssertEqual(resumed.model.orderedParameters.map(\.scalars), aligner.model.orderedParameters.map(\.scalars), "\(name): resumed run differs")
             let expected = try LlamaConfig.load(from: source.appendingPathComponent("config.json"))
             XCTAssertEqual(aligner.model.config.family, expected.family, name)
@@ -138,10 +139,10 @@ final class UseTests: XCTestCase {
                                                   options: GenerationOptions(maxNewTokens: 6), batchSize: 1)
             XCTAssertEqual(corrected.count, 1)
             let out = dir.appendingPathComponent(name + "-hf")
-            try HuggingFaceExport.export(aligner, to: out, result: r)
+            try HuggingFaceExport.export(aligner, to: out, figures: r.trainingFigures)
             let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as? [String: Any])
             XCTAssertEqual(json["model_type"] as? String, expected.family.rawValue, name)
-            XCTAssertEqual(try AlignerBundle.load(out.path).model.config, aligner.model.config, name)
+            XCTAssertEqual(try RunLocator.loadAligner(out.path).model.config, aligner.model.config, name)
         }
     }
 
@@ -152,14 +153,14 @@ final class UseTests: XCTestCase {
         let base = try familyDirectory("chat-base") { $0.family = .qwen2 }
         try chatML.write(to: base.appendingPathComponent("chat_template.jinja"), atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("chat-out")
-        try HuggingFaceExport.export(try AlignerBundle.load(base.path), to: out)
+        try HuggingFaceExport.export(try RunLocator.loadAligner(base.path), to: out)
         let tc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
         XCTAssertEqual(tc["chat_template"] as? String, chatML)
         // Exported again from the export: still the same template.
         XCTAssertEqual(try HuggingFaceDirectory(path: out.path).chatTemplate, chatML)
         let r = try tinyRun("chat-trained", ["model.init_from=\(base.path)", "data.warmup_percent=0", "data.max_length=128"])
         let trained = dir.appendingPathComponent("chat-trained-out")
-        try HuggingFaceExport.export(try AlignerBundle.load(dir.appendingPathComponent("chat-trained").path), to: trained, result: r)
+        try HuggingFaceExport.export(try RunLocator.loadAligner(dir.appendingPathComponent("chat-trained").path), to: trained, figures: r.trainingFigures)
         let tc2 = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: trained.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
         XCTAssertTrue((tc2["chat_template"] as? String)?.contains("BEGINNING OF CONVERSATION") == true)
     }
@@ -172,31 +173,31 @@ final class UseTests: XCTestCase {
         try smolLM.write(to: base.appendingPathComponent("chat_template.jinja"), atomically: true, encoding: .utf8)
         let r = try tinyRun("chatml", ["model.init_from=\(base.path)", "data.chat_template=base", "data.warmup_percent=0", "data.max_length=320"])
         XCTAssertLessThan(r.stages[0].evalLoss, r.initialEvalLoss)
-        let aligner = try AlignerBundle.load(dir.appendingPathComponent("chatml").path)
+        let aligner = try RunLocator.loadAligner(dir.appendingPathComponent("chatml").path)
         let expected = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nEdit the following Question-Answer pair to make it more helpful and harmless: How? | Like this.<|im_end|>\n<|im_start|>assistant\n"
         let ids = try aligner.exampleBuilder().promptIds(question: "How?", answer: "Like this.")
         XCTAssertEqual(ids, aligner.tokenizer.encode(expected))
         XCTAssertEqual(aligner.tokenizer.decode(ids), expected)
         // The export prompts the same way: its chat template is the base's, marked as the Aligner's prompt.
         let out = dir.appendingPathComponent("chatml-hf")
-        try HuggingFaceExport.export(aligner, to: out, result: r)
+        try HuggingFaceExport.export(aligner, to: out, figures: r.trainingFigures)
         let tc = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
         XCTAssertEqual(tc["chat_template"] as? String, smolLM)
         XCTAssertEqual(tc["aligner_chat_template"] as? Bool, true)
-        XCTAssertEqual(try AlignerBundle.load(out.path).exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
+        XCTAssertEqual(try RunLocator.loadAligner(out.path).exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
         // So does a GGUF export (the base's template as tokenizer.chat_template, aligner.chat_template true).
         let gguf = dir.appendingPathComponent("chatml.gguf")
         _ = try GGUFExport.export(aligner, to: gguf, type: .f32)
-        XCTAssertEqual(try AlignerBundle.load(gguf.path).exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
+        XCTAssertEqual(try RunLocator.loadAligner(gguf.path).exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
         // The untrained base prompted as this Aligner (eval/correct --template v1 --chat-template base) sees the same ids.
-        let prompted = try AlignerBundle.load(base.path).prompted(template: "v1", chatTemplate: "base")
+        let prompted = try RunLocator.loadAligner(base.path).prompted(template: "v1", chatTemplate: "base")
         XCTAssertEqual(try prompted.exampleBuilder().promptIds(question: "How?", answer: "Like this."), ids)
         XCTAssertNil(try prompted.prompted(template: nil, chatTemplate: "none").chat)
-        XCTAssertThrowsError(try AlignerBundle.load(base.path).prompted(template: "v1", chatTemplate: "chatml")) { XCTAssertTrue("\($0)".contains("--chat-template"), "\($0)") }
-        XCTAssertThrowsError(try AlignerBundle.load(base.path).prompted(template: "v9", chatTemplate: nil))
+        XCTAssertThrowsError(try RunLocator.loadAligner(base.path).prompted(template: "v1", chatTemplate: "chatml")) { XCTAssertTrue("\($0)".contains("--chat-template"), "\($0)") }
+        XCTAssertThrowsError(try RunLocator.loadAligner(base.path).prompted(template: "v9", chatTemplate: nil))
         // A base without a chat template, and a recipe without a base, are refused with the key named.
         let plain = try familyDirectory("plain-base") { $0.family = .qwen2 }
-        XCTAssertThrowsError(try AlignerBundle.load(plain.path).prompted(template: nil, chatTemplate: "base")) {
+        XCTAssertThrowsError(try RunLocator.loadAligner(plain.path).prompted(template: nil, chatTemplate: "base")) {
             XCTAssertTrue("\($0)".contains("has no chat template"), "\($0)")
         }
         XCTAssertThrowsError(try tinyRun("nochat", ["model.init_from=\(plain.path)", "data.chat_template=base"])) { e in
@@ -209,7 +210,7 @@ final class UseTests: XCTestCase {
 
     func testCorrectStacksAlignersAndEvalMetrics() throws {
         _ = try tinyRun("c1")
-        let aligner = try AlignerBundle.load(dir.appendingPathComponent("c1").path)
+        let aligner = try RunLocator.loadAligner(dir.appendingPathComponent("c1").path)
         let pairs = [("How do I bake bread?", "Mix flour."), ("Can you help me steal?", "Sure."), ("Hi", "")]
         let options = GenerationOptions(maxNewTokens: 12)
         let once = try Corrector.correct(pairs, with: [aligner], options: options, batchSize: 2)
@@ -219,10 +220,10 @@ final class UseTests: XCTestCase {
         // Batching does not change corrections.
         XCTAssertEqual(try Corrector.correct(pairs, with: [aligner], options: options, batchSize: 1), once)
 
-        XCTAssertEqual(CorrectionMetrics.editDistance("kitten", "sitting"), 3)
-        XCTAssertEqual(CorrectionMetrics.normalizedEditDistance("kitten", "sitting"), 3.0 / 7, accuracy: 1e-12)
-        XCTAssertEqual(CorrectionMetrics.normalizedEditDistance("", ""), 0)
-        XCTAssertEqual(CorrectionMetrics.normalizedEditDistance("abc", ""), 1)
+        XCTAssertEqual(EditDistance.between("kitten", "sitting"), 3)
+        XCTAssertEqual(EditDistance.normalized("kitten", "sitting"), 3.0 / 7, accuracy: 1e-12)
+        XCTAssertEqual(EditDistance.normalized("", ""), 0)
+        XCTAssertEqual(EditDistance.normalized("abc", ""), 1)
         XCTAssertTrue(CorrectionMetrics.isCopy(" Mix flour.\n", of: "Mix flour."))
 
         let records = pairs.map { QACRecord(question: $0.0, answer: $0.1.isEmpty ? "x" : $0.1, correction: "I can help with baking.") }
@@ -249,7 +250,7 @@ final class UseTests: XCTestCase {
         let outputs = try Corrector.correct(records.map { ($0.question, $0.answer) }, with: [aligner], options: options, batchSize: 2)
         let copies = Double(zip(outputs, records).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / 3
         XCTAssertEqual(summary.copyRate!, copies, accuracy: 1e-12)
-        let toRef = zip(outputs, records).map { CorrectionMetrics.normalizedEditDistance($0, $1.correction) }.reduce(0, +) / 3
+        let toRef = zip(outputs, records).map { EditDistance.normalized($0, $1.correction) }.reduce(0, +) / 3
         XCTAssertEqual(summary.editDistanceToReference!, toRef, accuracy: 1e-12)
 
         // Fluency: each text after the BOS token, its tokens' negative log-likelihood by hand, averaged per text.
@@ -285,12 +286,12 @@ final class UseTests: XCTestCase {
 
     func testFinetuneKeepsTokenizerAndConfigWithAFreshOptimiser() throws {
         _ = try tinyRun("base")
-        let base = try AlignerBundle.load(dir.appendingPathComponent("base").path)
+        let base = try RunLocator.loadAligner(dir.appendingPathComponent("base").path)
         let r = try quietTrainer(tinyRecipe("ft", in: dir, [
             "model.init_from=\(dir.appendingPathComponent("base").path)", "data.template=empathy", "data.warmup_percent=0",
             "stage2.epochs=1",
         ])).run()
-        let ft = try AlignerBundle.load(dir.appendingPathComponent("ft").path)
+        let ft = try RunLocator.loadAligner(dir.appendingPathComponent("ft").path)
         XCTAssertEqual(ft.model.config, base.model.config)
         XCTAssertEqual(try ft.tokenizer.jsonData(), try base.tokenizer.jsonData())
         XCTAssertEqual(ft.template.name, "empathy")

@@ -1,47 +1,7 @@
+import AlignerErrors
 import AlignerData
 import AlignerFiles
 import Foundation
-
-/// An error writing or reading a run's files (checkpoints, metrics, locks, exports): the file and what went wrong.
-public struct StoreError: Error, CustomStringConvertible, Equatable {
-    public let file: String
-    public let message: String
-    public let kind: Kind
-
-    /// What failed.
-    public enum Kind: Sendable, Equatable {
-        /// Reading or writing failed (a full disk, permissions).
-        case io
-        /// The file was read but its content is wrong (damaged or edited).
-        case badContent
-        /// The file or folder does not exist.
-        case missing
-        /// Another process holds the run folder.
-        case inUse
-    }
-
-    public init(file: String, message: String, kind: Kind = .io) {
-        self.file = file
-        self.message = message
-        self.kind = kind
-    }
-    public var description: String { "\(file): \(message)" }
-}
-
-/// File-system helpers shared by run folders, checkpoints and exports.
-public enum StoreFiles {
-    /// Writes `data` to `url` atomically (`AtomicFile.write`): `url` holds either its old content or the new, never
-    /// a part. A failure (a full disk) removes the temporary file and throws `StoreError` naming `url` and the reason.
-    public static func writeSynced(_ data: Data, to url: URL) throws {
-        do { try AtomicFile.write(data, to: url) } catch let e as FileError { throw StoreError(file: e.file, message: e.message) }
-    }
-
-    /// CRC-32 and size of a file (`Checksum.crc32(of:)`); `StoreError` when it cannot be read.
-    public static func checksum(of url: URL) throws -> (bytes: Int, crc32: UInt32) {
-        do { return try Checksum.crc32(of: url) } catch let e as FileError { throw StoreError(file: e.file, message: e.message) }
-    }
-}
-
 
 /// JSON for results that may hold NaN or infinity (a diverged loss, an empty stage): such numbers are written as
 /// `null`, and read back as NaN, so that writing a summary never fails because of a value.
