@@ -47,6 +47,13 @@ let package = Package(
         .library(name: "AlignerData", targets: ["AlignerData"]),
         .library(name: "AlignerDistributed", targets: ["AlignerDistributed"]),
         .library(name: "AlignerMeasures", targets: ["AlignerMeasures"]),
+        .library(name: "AlignerRecipes", targets: ["AlignerRecipes"]),
+        .library(name: "AlignerFormats", targets: ["AlignerFormats"]),
+        .library(name: "AlignerRuns", targets: ["AlignerRuns"]),
+        .library(name: "AlignerInference", targets: ["AlignerInference"]),
+        .library(name: "AlignerTraining", targets: ["AlignerTraining"]),
+        .library(name: "AlignerSweeps", targets: ["AlignerSweeps"]),
+        .library(name: "AlignerHandoff", targets: ["AlignerHandoff"]),
         .executable(name: "aligner", targets: ["aligner"]),
     ],
     dependencies: [
@@ -89,13 +96,20 @@ let package = Package(
         .target(name: "AlignerOptim", dependencies: ["AlignerErrors", "AlignerTensor"], swiftSettings: optimize),
         // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
         .target(name: "AlignerMeasures", swiftSettings: optimize),
-        .target(
-            name: "AlignerTrain",
-            dependencies: [
-                "AlignerModel", "AlignerOptim", "AlignerData", "AlignerSafetensors", "AlignerTokenizers", "AlignerTensor",
-                "AlignerGGUF", "AlignerDistributed", "AlignerMeasures", "AlignerFiles", "AlignerErrors",
-            ],
-            swiftSettings: optimize),
+        // Recipes: the TOML reader, every key with its default, check and closed set of values.
+        .target(name: "AlignerRecipes", dependencies: ["AlignerData", "AlignerErrors", "AlignerModel", "AlignerOptim", "AlignerTensor"], swiftSettings: optimize),
+        // Model files: Hugging Face folders, GGUF models, PEFT adapters, reward models, exports; AlignerBundle (a loaded Aligner).
+        .target(name: "AlignerFormats", dependencies: ["AlignerData", "AlignerFiles", "AlignerGGUF", "AlignerModel", "AlignerRecipes", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
+        // The run store: run folder and lock, checkpoints, metrics, results, progress lines; locating runs and sweeps by name.
+        .target(name: "AlignerRuns", dependencies: ["AlignerData", "AlignerErrors", "AlignerFiles", "AlignerFormats", "AlignerMeasures", "AlignerModel", "AlignerOptim", "AlignerRecipes", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
+        // Using models: corrections, evaluation (loss, generation metrics, controls), the reward judge, fluency.
+        .target(name: "AlignerInference", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerFormats", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
+        // The Aligner and reward trainers: training loop, observers, run preparation, interrupts.
+        .target(name: "AlignerTraining", dependencies: ["AlignerData", "AlignerDistributed", "AlignerErrors", "AlignerFiles", "AlignerFormats", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerOptim", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
+        // Warm-up sweeps: the plan of arms, their runs, judging, report.json, report.md and the chart.
+        .target(name: "AlignerSweeps", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTraining"], swiftSettings: optimize),
+        // The hand-off of a recipe to TRL (splits, configs, model folder, script).
+        .target(name: "AlignerHandoff", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerFormats", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTraining"], swiftSettings: optimize),
         .target(
             name: "AlignerBench", dependencies: ["AlignerTensor", "AlignerModel", "AlignerOptim", "AlignerTokenizers"],
             swiftSettings: optimize),
@@ -106,7 +120,8 @@ let package = Package(
                 "AlignerBench", "AlignerDistributed",
                 "AlignerData",
                 "AlignerTokenizers",
-                "AlignerTrain",
+                "AlignerMeasures", "AlignerFiles", "AlignerModel", "AlignerOptim", "AlignerSafetensors",
+                "AlignerRecipes", "AlignerFormats", "AlignerRuns", "AlignerInference", "AlignerTraining", "AlignerSweeps", "AlignerHandoff",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize),
@@ -123,7 +138,7 @@ let package = Package(
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerJinjaTests", dependencies: ["AlignerJinja"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "AlignerErrors", "TestSupport"]),
-        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerTrain", "AlignerMeasures", "AlignerFiles", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerRecipes", "AlignerFormats", "AlignerRuns", "AlignerInference", "AlignerTraining", "AlignerSweeps", "AlignerHandoff", "AlignerMeasures", "AlignerFiles", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),

@@ -82,7 +82,7 @@ public struct FieldNames: Sendable, Equatable {
 }
 
 /// What to do with a bad record.
-public enum BadRecordPolicy: String, Sendable {
+public enum BadRecordPolicy: String, Codable, Sendable, CaseIterable {
     /// Stop at the first bad record with its error (the default).
     case fail
     /// Leave bad records out, counting them by reason.

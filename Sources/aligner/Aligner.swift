@@ -1,3 +1,4 @@
+import AlignerTraining
 import AlignerErrors
 import AlignerGGUF
 import AlignerBench
@@ -8,7 +9,6 @@ import AlignerOptim
 import AlignerSafetensors
 import AlignerTensor
 import AlignerTokenizers
-import AlignerTrain
 import ArgumentParser
 import Foundation
 

@@ -1,8 +1,8 @@
+import AlignerRuns
 import AlignerBench
 import AlignerData
 import AlignerTensor
 import AlignerTokenizers
-import AlignerTrain
 import AlignerModel
 import ArgumentParser
 import Foundation

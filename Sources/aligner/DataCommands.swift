@@ -1,3 +1,4 @@
+import AlignerRecipes
 import AlignerData
 import AlignerTokenizers
 import ArgumentParser

@@ -1,6 +1,8 @@
+import AlignerInference
+import AlignerRuns
+import AlignerTraining
 import AlignerData
 import AlignerFiles
-import AlignerTrain
 import ArgumentParser
 import Foundation
 

@@ -1,5 +1,9 @@
+import AlignerHandoff
+import AlignerRecipes
+import AlignerRuns
+import AlignerSweeps
+import AlignerTraining
 import AlignerTensor
-import AlignerTrain
 import ArgumentParser
 import Foundation
 

@@ -1,9 +1,12 @@
+import AlignerFormats
+import AlignerInference
+import AlignerRuns
+import AlignerTraining
 import AlignerData
 import AlignerFiles
 import AlignerModel
 import AlignerTensor
 import AlignerTokenizers
-import AlignerTrain
 import ArgumentParser
 import Foundation
 

@@ -1,3 +1,5 @@
+@testable import AlignerFormats
+@testable import AlignerRuns
 import AlignerData
 import AlignerGGUF
 import AlignerModel
@@ -7,7 +9,6 @@ import AlignerTokenizers
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// `aligner export --format gguf` and reading the file back, for every family llama.cpp names, on the family fixtures
 /// that transformers checked (Tests/AlignerModelTests/Fixtures/families): llama.cpp's architecture and tensor names,

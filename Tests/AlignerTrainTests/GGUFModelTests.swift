@@ -1,3 +1,5 @@
+@testable import AlignerFormats
+@testable import AlignerRuns
 import AlignerGGUF
 import AlignerModel
 import AlignerSafetensors
@@ -5,7 +7,6 @@ import AlignerTensor
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// The real SmolLM2-135M-Instruct Q4_1 GGUF (fetched by scripts/fetch-base-models; skipped when it is absent, as in
 /// CI) loads as transformers' GGUF loader reads it: configuration from metadata, llama.cpp names mapped, Q/K rows

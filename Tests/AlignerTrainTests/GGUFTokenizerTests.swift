@@ -1,9 +1,9 @@
+@testable import AlignerFormats
 import AlignerGGUF
 import AlignerTokenizers
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// Tokenizers from GGUF metadata against transformers' GGUF loader (`AutoTokenizer.from_pretrained(...,
 /// gguf_file=...)`), on the fixtures scripts/fixtures/make_gguf_tokenizer_fixtures.py writes: sentencepiece

@@ -1,3 +1,8 @@
+@testable import AlignerFormats
+@testable import AlignerInference
+@testable import AlignerRecipes
+@testable import AlignerRuns
+@testable import AlignerTraining
 import AlignerData
 import AlignerModel
 import AlignerSafetensors
@@ -5,7 +10,6 @@ import AlignerTensor
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// LoRA in runs: adapters-only checkpoints that refer to their base, exact resume with adapter dropout, stages that
 /// mix LoRA and full finetuning, loading and exporting LoRA Aligners, and the recipe keys.

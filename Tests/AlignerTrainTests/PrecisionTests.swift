@@ -1,8 +1,8 @@
+@testable import AlignerRecipes
 import AlignerTensor
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// `train.precision = "bf16"`: bf16 matrix products (native through oneDNN, or emulated) keep the loss curve within
 /// a stated tolerance of float32's, and are really in use (the curves are not identical).

@@ -1,6 +1,6 @@
+@testable import AlignerRecipes
 import XCTest
 
-@testable import AlignerTrain
 
 /// The recipe TOML reader against the TOML forms recipes use, and its errors.
 final class RecipeTOMLTests: XCTestCase {

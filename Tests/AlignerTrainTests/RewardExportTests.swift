@@ -1,3 +1,4 @@
+@testable import AlignerFormats
 import AlignerData
 import AlignerModel
 import AlignerSafetensors
@@ -6,7 +7,6 @@ import AlignerTokenizers
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// Reward models out to a Hugging Face sequence-classification folder and back. The model is transformers' own
 /// (the fixture `scripts/fixtures/make_reward_fixture.py` writes); `scripts/checks/check_reward_export.py` loads the

@@ -1,3 +1,7 @@
+@testable import AlignerInference
+@testable import AlignerRecipes
+@testable import AlignerRuns
+@testable import AlignerTraining
 import AlignerData
 import AlignerMeasures
 import AlignerModel
@@ -5,7 +9,6 @@ import AlignerTensor
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// `aligner reward train` end to end on a tiny recipe: run folder, evaluation, export, exact resume, recipe identity.
 final class RewardTrainerTests: XCTestCase {

@@ -1,3 +1,5 @@
+@testable import AlignerRecipes
+@testable import AlignerTraining
 import AlignerData
 import AlignerModel
 import AlignerTensor
@@ -5,7 +7,6 @@ import AlignerTokenizers
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// Bradley-Terry training on a preference that a tiny model can learn: better responses are polite, worse ones rude.
 final class RewardTrainingTests: XCTestCase {

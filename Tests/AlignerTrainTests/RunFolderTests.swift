@@ -1,3 +1,6 @@
+@testable import AlignerInference
+@testable import AlignerRecipes
+@testable import AlignerRuns
 import AlignerData
 import AlignerFiles
 import AlignerModel
@@ -5,7 +8,6 @@ import Foundation
 import TestSupport
 import XCTest
 
-@testable import AlignerTrain
 
 /// Run folders: the lock, fingerprints of inputs, metrics on a full disk, non-finite results, and fuzzed recipes and
 /// checkpoint manifests.

@@ -1,7 +1,10 @@
+@testable import AlignerRecipes
+@testable import AlignerRuns
+@testable import AlignerSweeps
+@testable import AlignerTraining
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 final class SweepTests: XCTestCase {
     var dir: URL!

@@ -1,9 +1,12 @@
+@testable import AlignerRecipes
+@testable import AlignerRuns
+@testable import AlignerSweeps
+@testable import AlignerTraining
 import AlignerData
 import AlignerModel
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 

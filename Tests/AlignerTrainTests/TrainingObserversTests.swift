@@ -1,7 +1,8 @@
+@testable import AlignerRecipes
+@testable import AlignerRuns
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// Best checkpoints, early stopping and generation metrics during training.
 final class TrainingObserversTests: XCTestCase {

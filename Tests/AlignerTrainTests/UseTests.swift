@@ -1,3 +1,7 @@
+@testable import AlignerFormats
+@testable import AlignerInference
+@testable import AlignerRecipes
+@testable import AlignerRuns
 import AlignerData
 import AlignerMeasures
 import AlignerModel
@@ -7,7 +11,6 @@ import AlignerTokenizers
 import Foundation
 import XCTest
 
-@testable import AlignerTrain
 
 /// Import, export, correction, evaluation and finetuning.
 final class UseTests: XCTestCase {

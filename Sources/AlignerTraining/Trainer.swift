@@ -1,10 +1,13 @@
-import AlignerErrors
 import AlignerData
 import AlignerDistributed
+import AlignerErrors
 import AlignerFiles
+import AlignerFormats
 import AlignerMeasures
 import AlignerModel
 import AlignerOptim
+import AlignerRecipes
+import AlignerRuns
 import AlignerTensor
 import AlignerTokenizers
 import Foundation

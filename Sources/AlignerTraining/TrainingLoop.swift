@@ -2,6 +2,7 @@ import AlignerData
 import AlignerDistributed
 import AlignerModel
 import AlignerOptim
+import AlignerRecipes
 import AlignerTensor
 import Foundation
 

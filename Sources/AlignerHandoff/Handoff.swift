@@ -1,8 +1,12 @@
 import AlignerData
 import AlignerDistributed
 import AlignerFiles
+import AlignerFormats
 import AlignerModel
+import AlignerRecipes
+import AlignerRuns
 import AlignerTensor
+import AlignerTraining
 import Foundation
 
 /// `aligner handoff RECIPE --to trl OUTDIR`: what a user needs to run a recipe's two-stage Aligner training with

@@ -1,4 +1,5 @@
 import AlignerMeasures
+import AlignerRuns
 import Foundation
 
 /// Round axis ticks: steps of 1, 2, 2.5 or 5 × 10^k, about `count` of them across [lo, hi].

@@ -2,6 +2,7 @@ import AlignerData
 import AlignerFiles
 import AlignerGGUF
 import AlignerModel
+import AlignerRecipes
 import AlignerSafetensors
 import AlignerTensor
 import AlignerTokenizers

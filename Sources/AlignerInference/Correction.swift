@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFormats
 import AlignerMeasures
 import AlignerModel
 import AlignerTensor

@@ -1,5 +1,8 @@
 import AlignerData
+import AlignerFormats
 import AlignerModel
+import AlignerRecipes
+import AlignerRuns
 import AlignerTensor
 import AlignerTokenizers
 import Foundation
@@ -38,7 +41,7 @@ struct RunPreparation {
         var sources: [[QACRecord]] = []
         var left = recipe.data.limit > 0 ? recipe.data.limit : Int.max
         for path in recipe.data.train {
-            let load = try RecordReader.read(path: path, fields: fields, policy: recipe.data.badRecords == .skip ? .skip : .fail)
+            let load = try RecordReader.read(path: path, fields: fields, policy: recipe.data.badRecords)
             say("data: \(path): \(load.records.count) records (\(load.duplicates) duplicates removed, \(load.skippedTotal) bad skipped)")
             sources.append(Array(load.records.prefix(left)))
             left -= sources.last!.count

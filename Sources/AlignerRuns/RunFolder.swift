@@ -1,11 +1,15 @@
 import AlignerData
 import AlignerFiles
+import AlignerRecipes
 import Foundation
 
 /// A run's folder and everything kept in it: the lock, checkpoints, metrics, the recipe and inputs it started with,
 /// and the result. It holds the lock from `init` until it is released (when the object goes away).
 /// The processes of a data-parallel run other than rank 0 open it read-only (`follower`): no lock, nothing written.
 public final class RunFolder {
+    /// The subfolder of a reward run that holds its reward model (an export, rewritten at every checkpoint).
+    public static let rewardModelFolder = "model"
+
     public let directory: URL
     public let checkpoints: CheckpointStore
     private let lock: RunLock?
@@ -14,8 +18,8 @@ public final class RunFolder {
     /// metrics.jsonl, open for appending once `startMetrics` has run.
     public private(set) var metrics: MetricsLog!
 
-    var metricsURL: URL { directory.appendingPathComponent("metrics.jsonl") }
-    var resultURL: URL { directory.appendingPathComponent("result.json") }
+    public var metricsURL: URL { directory.appendingPathComponent("metrics.jsonl") }
+    public var resultURL: URL { directory.appendingPathComponent("result.json") }
     var inputsURL: URL { directory.appendingPathComponent("inputs.json") }
 
     /// Takes the folder's lock and removes what killed processes left half-written (reported through `say`).
@@ -43,7 +47,7 @@ public final class RunFolder {
     deinit { metrics?.close() }
 
     /// The checkpoint to continue from: nil for a fresh run. A fresh run in a folder that has checkpoints is refused.
-    func startingPoint(resume: Bool) throws -> URL? {
+    public func startingPoint(resume: Bool) throws -> URL? {
         if !resume && !checkpoints.complete(verify: false).isEmpty {
             throw RecipeError(key: "name", message: "\(directory.path) already has checkpoints; pass --resume to continue it or choose another name")
         }
@@ -51,7 +55,7 @@ public final class RunFolder {
     }
 
     /// The saved result when the checkpoint `latest` ends the run (nothing left to do).
-    func finishedResult(at latest: URL?) -> RunResult? {
+    public func finishedResult(at latest: URL?) -> RunResult? {
         guard let latest,
               let state = try? JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: latest.appendingPathComponent("trainer_state.json"))),
               state.stage == 2 && state.stageDone else { return nil }
@@ -67,7 +71,7 @@ public final class RunFolder {
 
     /// Throws `RecipeError` naming every result-defining key whose value differs from the recipe the run started with
     /// (logging, checkpoint cadence and threads may change).
-    func checkSameRecipe(_ recipe: Recipe, kind: RunKind = .aligner) throws {
+    public func checkSameRecipe(_ recipe: Recipe, kind: RunKind = .aligner) throws {
         guard let saved = try recordedRecipe() else { return }
         let changed = recipe.differences(from: saved, for: kind)
         guard changed.isEmpty else {
@@ -77,7 +81,7 @@ public final class RunFolder {
     }
 
     /// Deletes everything in the folder but its lock (after --restart); returns whether there was anything.
-    func clear() throws -> Bool {
+    public func clear() throws -> Bool {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         var removed = false
         for name in names where name != ".lock" {
@@ -89,7 +93,7 @@ public final class RunFolder {
 
     /// A resumed run must be the same run: the same recipe (`checkSameRecipe`, which the trainer calls first) and the
     /// same input files.
-    func checkResumable(inputs: FileFingerprints, from latest: URL, say: (String) -> Void) throws {
+    public func checkResumable(inputs: FileFingerprints, from latest: URL, say: (String) -> Void) throws {
         if let data = try? Data(contentsOf: inputsURL), let recorded = try? JSONDecoder().decode(FileFingerprints.self, from: data) {
             if let change = inputs.differences(from: recorded) {
                 throw RecipeError(key: "data", message: "cannot resume \(directory.path) from \(latest.lastPathComponent): \(change). Restore the original files, or start a new run (another name)")
@@ -100,7 +104,7 @@ public final class RunFolder {
     }
 
     /// Records what a fresh run starts from: its recipe and the fingerprints of its inputs.
-    func recordStart(_ recipe: Recipe, inputs: FileFingerprints) throws {
+    public func recordStart(_ recipe: Recipe, inputs: FileFingerprints) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(encoder.encode(inputs), to: inputsURL)
@@ -109,7 +113,7 @@ public final class RunFolder {
 
     /// Opens metrics.jsonl: emptied for a fresh run; for a resumed one, cut back to the checkpoint being resumed so
     /// that the file reads as one uninterrupted run.
-    func startMetrics(resumingAt state: TrainerState?) throws {
+    public func startMetrics(resumingAt state: TrainerState?) throws {
         guard writes else {
             metrics = MetricsLog(discarding: metricsURL)
             return
@@ -126,7 +130,7 @@ public final class RunFolder {
         metrics = try MetricsLog(url: metricsURL)
     }
 
-    func writeResult(_ result: RunResult) throws {
+    public func writeResult(_ result: RunResult) throws {
         guard writes else { return }
         try AtomicFile.write(ResultJSON.encode(result), to: resultURL)
     }

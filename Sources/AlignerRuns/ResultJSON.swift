@@ -1,5 +1,5 @@
-import AlignerErrors
 import AlignerData
+import AlignerErrors
 import AlignerFiles
 import Foundation
 

@@ -1,4 +1,7 @@
+import AlignerInference
 import AlignerMeasures
+import AlignerRecipes
+import AlignerRuns
 import Foundation
 
 /// The report of a sweep: per arm (warm-up proportion × grid point) the mean and spread of the final eval loss over

@@ -1,7 +1,10 @@
 import AlignerData
 import AlignerFiles
+import AlignerFormats
 import AlignerMeasures
 import AlignerModel
+import AlignerRecipes
+import AlignerRuns
 import AlignerTensor
 import AlignerTokenizers
 import Foundation
@@ -27,7 +30,7 @@ public final class RewardJudge {
     public init(path: String, maxLength: Int? = nil) throws {
         var url = URL(fileURLWithPath: path)
         var trainedLength: Int?
-        let inRun = url.appendingPathComponent(RewardTrainer.modelFolder)
+        let inRun = url.appendingPathComponent(RunFolder.rewardModelFolder)
         if FileManager.default.fileExists(atPath: inRun.appendingPathComponent("config.json").path) {
             trainedLength = (try? Recipe.load(path: url.appendingPathComponent("recipe.json").path))?.data.maxLength
             url = inRun
@@ -203,7 +206,7 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
     public static let defaultTieMargin = 0.05
     /// The fixed refusal control.
     public static let defaultRefusal = "I'm sorry, but I can't help with that."
-    static let copyName = "answer (copy control)", refusalName = "fixed refusal", referenceName = "reference", correctionName = "corrections"
+    public static let copyName = "answer (copy control)", refusalName = "fixed refusal", referenceName = "reference", correctionName = "corrections"
 
     /// A set of other responses judged as a control beside the corrections (`ended` as for corrections).
     public struct Control {

@@ -8,16 +8,16 @@ import Foundation
 /// The pretrained model a recipe starts from (`model.init_from`, located by `RunLocator.modelLocation`): a Hugging Face
 /// directory or checkpoint, or a GGUF file, as configuration, Float32 weights, tokenizer, special tokens and chat
 /// template.
-struct PretrainedBase {
-    let config: LlamaConfig
-    let weights: [String: Tensor]
-    let tokenizer: Tokenizer
-    let specialTokens: SpecialTokens
-    let chatTemplate: String?
+public struct PretrainedBase {
+    public let config: LlamaConfig
+    public let weights: [String: Tensor]
+    public let tokenizer: Tokenizer
+    public let specialTokens: SpecialTokens
+    public let chatTemplate: String?
 
-    static func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
+    public static func isGGUF(_ path: String) -> Bool { path.lowercased().hasSuffix(".gguf") }
 
-    init(path: String) throws {
+    public init(path: String) throws {
         if Self.isGGUF(path) {
             try self.init(file: GGUFFile(contentsOf: URL(fileURLWithPath: path)))
         } else {

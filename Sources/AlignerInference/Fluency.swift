@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFormats
 import AlignerModel
 import AlignerTensor
 import Foundation

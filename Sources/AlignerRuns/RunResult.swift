@@ -1,4 +1,6 @@
+import AlignerFormats
 import AlignerMeasures
+import AlignerRecipes
 import Foundation
 
 /// Results of one stage.
@@ -9,6 +11,15 @@ public struct StageSummary: Codable, Equatable, Sendable {
     public var finalTrainLoss: Double
     public var evalLoss: Double
     public var bestEvalLoss: Double
+
+    public init(stage: Int, steps: Int, examples: Int, finalTrainLoss: Double, evalLoss: Double, bestEvalLoss: Double) {
+        self.stage = stage
+        self.steps = steps
+        self.examples = examples
+        self.finalTrainLoss = finalTrainLoss
+        self.evalLoss = evalLoss
+        self.bestEvalLoss = bestEvalLoss
+    }
 }
 
 /// One evaluation during a run.
@@ -47,6 +58,15 @@ public struct BestCheckpoint: Codable, Equatable, Sendable {
     public var globalStep: Int
     /// The checkpoint folder (`checkpoints/best`).
     public var path: String
+
+    public init(metric: BestMetric, value: Double, stage: Int, step: Int, globalStep: Int, path: String) {
+        self.metric = metric
+        self.value = value
+        self.stage = stage
+        self.step = step
+        self.globalStep = globalStep
+        self.path = path
+    }
 }
 
 /// Everything a finished run reports (also written as `result.json` in the run folder).
@@ -95,6 +115,28 @@ public struct RunResult: Codable, Sendable {
             dir = dir.deletingLastPathComponent()
         }
         return nil
+    }
+
+    public init(name: String, warmupPercent: Double, warmupRecords: Int, trainRecords: Int, evalRecords: Int, stages: [StageSummary], evalCurve: [EvalPoint], trainLosses: [Double], tokensSeen: Int, wallSeconds: Double, runDirectory: String, finalCheckpoint: String, initialEvalLoss: Double, initialGeneration: CorrectionMetrics? = nil, peakResidentMiB: Double? = nil, recipeFingerprint: String? = nil, best: BestCheckpoint? = nil, stoppedEarlyAtStep: Int? = nil, budget: String? = nil) {
+        self.name = name
+        self.warmupPercent = warmupPercent
+        self.warmupRecords = warmupRecords
+        self.trainRecords = trainRecords
+        self.evalRecords = evalRecords
+        self.stages = stages
+        self.evalCurve = evalCurve
+        self.trainLosses = trainLosses
+        self.tokensSeen = tokensSeen
+        self.wallSeconds = wallSeconds
+        self.runDirectory = runDirectory
+        self.finalCheckpoint = finalCheckpoint
+        self.initialEvalLoss = initialEvalLoss
+        self.initialGeneration = initialGeneration
+        self.peakResidentMiB = peakResidentMiB
+        self.recipeFingerprint = recipeFingerprint
+        self.best = best
+        self.stoppedEarlyAtStep = stoppedEarlyAtStep
+        self.budget = budget
     }
 }
 

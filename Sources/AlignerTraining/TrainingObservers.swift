@@ -1,7 +1,11 @@
 import AlignerData
 import AlignerDistributed
+import AlignerFormats
+import AlignerInference
 import AlignerMeasures
 import AlignerModel
+import AlignerRecipes
+import AlignerRuns
 import AlignerTensor
 import Foundation
 

@@ -1,6 +1,7 @@
 import AlignerData
 import AlignerModel
 import AlignerOptim
+import AlignerRecipes
 import AlignerTensor
 import Foundation
 

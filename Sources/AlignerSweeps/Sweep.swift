@@ -1,6 +1,9 @@
 import AlignerData
 import AlignerDistributed
 import AlignerFiles
+import AlignerRecipes
+import AlignerRuns
+import AlignerTraining
 import Foundation
 
 /// The identity warm-up ablation: one two-stage run per warm-up proportion p, from the same initial weights, seed,

@@ -37,7 +37,7 @@ public struct MetricsLog {
         return try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]) + Data("\n".utf8)
     }
 
-    func append(_ object: [String: Any]) throws {
+    public func append(_ object: [String: Any]) throws {
         try append(line: Self.line(object))
     }
 
@@ -62,7 +62,7 @@ public struct MetricsLog {
     }
 
     /// Every line of a metrics file with its parsed object (unparsable lines are left out).
-    static func lines(_ url: URL) -> [(text: Substring, object: [String: Any])] {
+    public static func lines(_ url: URL) -> [(text: Substring, object: [String: Any])] {
         guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8))).flatMap { $0 as? [String: Any] }.map { (line, $0) }
@@ -70,13 +70,13 @@ public struct MetricsLog {
     }
 
     /// A number from a metrics line: null (a non-finite value) reads as NaN.
-    static func number(_ v: Any?) -> Double? {
+    public static func number(_ v: Any?) -> Double? {
         if v is NSNull { return .nan }
         return v as? Double ?? (v as? Int).map(Double.init)
     }
 
     /// (stage, step, loss) of every training step logged.
-    func trainLosses() -> [(stage: Int, step: Int, loss: Double)] {
+    public func trainLosses() -> [(stage: Int, step: Int, loss: Double)] {
         Self.lines(url).compactMap { line in
             let o = line.object
             guard o.keys.contains("loss"), let l = Self.number(o["loss"]), let stage = o["stage"] as? Int, let step = o["step"] as? Int else { return nil }
@@ -84,7 +84,7 @@ public struct MetricsLog {
         }
     }
 
-    func evalPoints() -> [EvalPoint] {
+    public func evalPoints() -> [EvalPoint] {
         Self.lines(url).compactMap { Self.evalPoint($0.object) }
     }
 
@@ -97,7 +97,7 @@ public struct MetricsLog {
 
     /// Appends an evaluation and returns it as it reads back from the file, so that a run in one process and a resumed
     /// one (which reads its history from the file) see the same numbers to the last bit.
-    func append(evaluation fields: [String: Any]) throws -> EvalPoint {
+    public func append(evaluation fields: [String: Any]) throws -> EvalPoint {
         let data = try Self.line(fields)
         try append(line: data)
         guard let back = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let point = Self.evalPoint(back) else {
@@ -110,7 +110,7 @@ public struct MetricsLog {
 /// Correction metrics in metrics.jsonl (the `gen_*` fields of an evaluation line).
 extension CorrectionMetrics {
     /// The metrics as metrics.jsonl fields.
-    var fields: [String: Any] {
+    public var fields: [String: Any] {
         ["gen_count": generated, "gen_copy_rate": copyRate, "gen_near_copy_rate": nearCopyRate,
          "gen_edit_to_answer": editToAnswer, "gen_edit_to_reference": editToReference]
     }

@@ -1,6 +1,9 @@
 import AlignerData
 import AlignerFiles
+import AlignerInference
 import AlignerModel
+import AlignerRecipes
+import AlignerRuns
 import Foundation
 
 /// A run's corrections judged by a reward model: the run's Aligner (as `RunLocator.resolve` picks it: the best

@@ -1,5 +1,5 @@
-import AlignerErrors
 import AlignerData
+import AlignerErrors
 import AlignerModel
 import AlignerOptim
 import AlignerTensor
@@ -86,10 +86,8 @@ public enum ScheduleKind: String, Codable, Sendable, CaseIterable, RecipeChoice 
     case cosine, constant
 }
 
-/// What a reader does with a bad record (`data.bad_records`): stop at the first, or skip and report it.
-public enum BadRecordPolicy: String, Codable, Sendable, CaseIterable, RecipeChoice {
-    case fail, skip
-}
+/// `data.bad_records`: what a reader does with a bad record (stop at the first, or skip and report it).
+extension BadRecordPolicy: RecipeChoice {}
 
 extension MatmulPrecision: RecipeChoice {}
 
@@ -237,6 +235,7 @@ public struct Recipe: Equatable, Sendable {
     }
 
     public struct SweepSection: Equatable, Sendable {
+        public init() {}
         public var warmupPercents = [0.0, 2, 10, 20, 50]
         /// Every arm runs once per seed (empty: once, with `seed`).
         public var seeds: [Int] = []
@@ -268,6 +267,10 @@ public struct Recipe: Equatable, Sendable {
         public struct Value: Equatable, Sendable {
             public var key: String
             public var json: String
+            public init(key: String, json: String) {
+                self.key = key
+                self.json = json
+            }
         }
     }
 
@@ -349,7 +352,7 @@ extension Recipe {
     }
 
     /// Puts `value` at `key` ("section.key" or "key", split) in a recipe tree.
-    static func set(_ value: Any, at path: [String], in tree: inout [String: Any]) throws {
+    public static func set(_ value: Any, at path: [String], in tree: inout [String: Any]) throws {
         if path.count == 1 { tree[path[0]] = value; return }
         var section = tree[path[0]] as? [String: Any] ?? [:]
         if tree[path[0]] != nil && !(tree[path[0]] is [String: Any]) {
@@ -366,7 +369,7 @@ extension Recipe {
     }
 
     /// The value of canonical JSON text (the text itself if it is not JSON).
-    static func jsonValue(_ text: String) -> Any {
+    public static func jsonValue(_ text: String) -> Any {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: .fragmentsAllowed)) ?? text
     }
 

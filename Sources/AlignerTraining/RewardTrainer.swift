@@ -1,7 +1,10 @@
 import AlignerData
 import AlignerFiles
+import AlignerFormats
 import AlignerMeasures
 import AlignerModel
+import AlignerRecipes
+import AlignerRuns
 import AlignerSafetensors
 import AlignerTensor
 import AlignerTokenizers
@@ -54,8 +57,6 @@ public final class RewardTrainer {
     public var compute: ComputeContext
     /// Stop (with a checkpoint) after this many steps of this process: a hook for tests of resumption.
     public var stopAfterSteps: Int?
-    /// Name of the export inside the run folder.
-    public static let modelFolder = "model"
 
     public init(recipe: Recipe, runDirectory: URL? = nil, isTerminal: Bool? = nil) {
         self.recipe = recipe
@@ -238,7 +239,7 @@ public final class RewardTrainer {
 
         // The export `--judge` reads: adapters merged into the decoder.
         if model.decoder.lora != nil { model.decoder.mergeAdapters() }
-        let exportURL = runDirectory.appendingPathComponent(Self.modelFolder)
+        let exportURL = runDirectory.appendingPathComponent(RunFolder.rewardModelFolder)
         try RewardExport.export(model, tokenizer: setup.tokenizer, specialTokens: setup.specials, questionTemplate: recipe.reward.template,
                                 maxLength: recipe.data.maxLength, to: exportURL)
         let points = MetricsLog.lines(folder.metricsURL).compactMap { line -> RewardEvalPoint? in
@@ -314,7 +315,7 @@ public final class RewardTrainer {
     /// The saved result when the checkpoint `latest` ends the run.
     func finishedResult(_ folder: RunFolder, at latest: URL) -> RewardResult? {
         guard let state = try? CheckpointStore.loadState(latest).state, state.stageDone,
-              FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent(Self.modelFolder).appendingPathComponent("config.json").path)
+              FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent(RunFolder.rewardModelFolder).appendingPathComponent("config.json").path)
         else { return nil }
         return try? ResultJSON.decode(RewardResult.self, from: Data(contentsOf: folder.resultURL))
     }

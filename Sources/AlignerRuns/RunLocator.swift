@@ -1,4 +1,5 @@
 import AlignerFiles
+import AlignerFormats
 import Foundation
 
 /// Finding a model by the name a user gives: a run folder (its best checkpoint, else its newest intact one), a

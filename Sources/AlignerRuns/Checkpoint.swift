@@ -1,7 +1,9 @@
 import AlignerData
 import AlignerFiles
+import AlignerFormats
 import AlignerModel
 import AlignerOptim
+import AlignerRecipes
 import AlignerSafetensors
 import AlignerTensor
 import AlignerTokenizers
@@ -38,6 +40,18 @@ public struct TrainerState: Codable, Equatable, Sendable {
         if !(elapsed.isFinite && elapsed >= 0) { return "elapsed \(elapsed) is not a finite, non-negative number" }
         return nil
     }
+
+    public init(stage: Int, step: Int, totalSteps: Int, position: BatchPosition, optimizerStep: Int, tokensSeen: Int, stageDone: Bool, elapsed: Double, stage1Steps: Int) {
+        self.stage = stage
+        self.step = step
+        self.totalSteps = totalSteps
+        self.position = position
+        self.optimizerStep = optimizerStep
+        self.tokensSeen = tokensSeen
+        self.stageDone = stageDone
+        self.elapsed = elapsed
+        self.stage1Steps = stage1Steps
+    }
 }
 
 /// Checkpoints of a run: written to a temporary folder, flushed, renamed into place with a manifest of sizes and
@@ -49,7 +63,7 @@ public struct CheckpointStore {
     public init(directory: URL) { self.directory = directory }
 
     /// One checkpoint's folder name; sorting names sorts checkpoints in training order.
-    static func folderName(_ s: TrainerState) -> String {
+    public static func folderName(_ s: TrainerState) -> String {
         String(format: "ckpt-s%d-%07d", s.stage, s.step)
     }
 
@@ -76,7 +90,7 @@ public struct CheckpointStore {
 
     /// What every checkpoint holds besides its weights: the optimiser's state, the trainer state, the model's
     /// configuration, the recipe and the tokenizer.
-    static func trainingFiles(optimizer: AdamW, state: TrainerState, config: LlamaConfig, recipe: Recipe, tokenizerJSON: Data) throws -> [(String, Data)] {
+    public static func trainingFiles(optimizer: AdamW, state: TrainerState, config: LlamaConfig, recipe: Recipe, tokenizerJSON: Data) throws -> [(String, Data)] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return [
