@@ -127,6 +127,8 @@ let package = Package(
             swiftSettings: optimize),
         // Random mutations of valid files for the parsers' fuzz tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // A tiny recipe, a quiet trainer and a temporary folder for the tests of the modules from recipes up.
+        .target(name: "TrainingTestSupport", dependencies: ["AlignerRecipes", "AlignerTraining"], path: "Tests/TrainingTestSupport"),
         .testTarget(name: "AlignerFilesTests", dependencies: ["AlignerFiles"]),
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
         .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
@@ -138,7 +140,12 @@ let package = Package(
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerJinjaTests", dependencies: ["AlignerJinja"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "AlignerErrors", "TestSupport"]),
-        .testTarget(name: "AlignerTrainTests", dependencies: ["AlignerRecipes", "AlignerFormats", "AlignerRuns", "AlignerInference", "AlignerTraining", "AlignerSweeps", "AlignerHandoff", "AlignerMeasures", "AlignerFiles", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerRecipesTests", dependencies: ["AlignerData", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
+        .testTarget(name: "AlignerFormatsTests", dependencies: ["AlignerData", "AlignerFormats", "AlignerGGUF", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers", "TrainingTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerRunsTests", dependencies: ["AlignerData", "AlignerFiles", "AlignerInference", "AlignerModel", "AlignerRecipes", "AlignerRuns", "TestSupport", "TrainingTestSupport"]),
+        .testTarget(name: "AlignerInferenceTests", dependencies: ["AlignerData", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTraining"]),
+        .testTarget(name: "AlignerTrainingTests", dependencies: ["AlignerData", "AlignerFormats", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerSweeps", "AlignerTensor", "AlignerTokenizers", "AlignerTraining", "TrainingTestSupport"]),
+        .testTarget(name: "AlignerSweepsTests", dependencies: ["AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
         .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),

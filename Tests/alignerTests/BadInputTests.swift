@@ -5,7 +5,7 @@ import XCTest
 /// the documented exit status (64 usage, 65 bad data, 66 missing input, 74 I/O, 75 run in use), never a signal, a
 /// trap or a hang, and nothing already written is lost.
 final class BadInputTests: CLITestCase {
-    static let tinyModel = root.appendingPathComponent("Tests/AlignerTrainTests/Fixtures/hf-tiny").path
+    static let tinyModel = root.appendingPathComponent("Tests/AlignerFormatsTests/Fixtures/hf-tiny").path
 
     /// A copy of the tiny Hugging Face model whose config.json is changed by `edit`.
     func modelCopy(_ name: String, edit: (inout String) -> Void = { _ in }) throws -> String {
@@ -219,7 +219,7 @@ final class BadInputTests: CLITestCase {
     func testModelFilesThatLieAreRefused() throws {
         // A shard outside the folder.
         let sharded = dir.appendingPathComponent("sharded")
-        try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("Tests/AlignerTrainTests/Fixtures/hf-tiny-sharded").path, toPath: sharded.path)
+        try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("Tests/AlignerFormatsTests/Fixtures/hf-tiny-sharded").path, toPath: sharded.path)
         let index = sharded.appendingPathComponent("model.safetensors.index.json")
         let text = try String(contentsOf: index, encoding: .utf8).replacingOccurrences(of: "\"model-00001-of-00002.safetensors\"", with: "\"../model-00001-of-00002.safetensors\"")
         try text.write(to: index, atomically: true, encoding: .utf8)

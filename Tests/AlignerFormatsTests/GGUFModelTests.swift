@@ -23,7 +23,7 @@ final class GGUFModelTests: XCTestCase {
         XCTAssertTrue(c.tieWordEmbeddings)
         XCTAssertEqual(c.ropeTheta, 100_000)
         let model = try LlamaModel(config: c, weights: gguf.weights)
-        let reference = try SafetensorsFile(contentsOf: root.appendingPathComponent("Tests/AlignerTrainTests/Fixtures/smollm2-gguf-reference.safetensors"))
+        let reference = try SafetensorsFile(contentsOf: root.appendingPathComponent("Tests/AlignerFormatsTests/Fixtures/smollm2-gguf-reference.safetensors"))
         let ids = try reference.tensor("input_ids").scalars.map { Int($0) }
         let logits = try withNoGrad { try model.forward(ids: ids, batch: 1, time: ids.count) }  // (1, T, V)
         let head = try reference.tensor("logits_head"), argmax = try reference.tensor("argmax").scalars.map { Int($0) }

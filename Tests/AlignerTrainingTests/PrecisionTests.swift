@@ -1,6 +1,7 @@
 @testable import AlignerRecipes
 import AlignerTensor
 import Foundation
+import TrainingTestSupport
 import XCTest
 
 

@@ -1,6 +1,7 @@
 @testable import AlignerRecipes
 @testable import AlignerRuns
 import Foundation
+import TrainingTestSupport
 import XCTest
 
 

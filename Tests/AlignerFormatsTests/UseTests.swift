@@ -9,6 +9,7 @@ import AlignerSafetensors
 import AlignerTensor
 import AlignerTokenizers
 import Foundation
+import TrainingTestSupport
 import XCTest
 
 

@@ -8,6 +8,7 @@ import AlignerModel
 import AlignerSafetensors
 import AlignerTensor
 import Foundation
+import TrainingTestSupport
 import XCTest
 
 

@@ -6,6 +6,7 @@ import AlignerFiles
 import AlignerModel
 import Foundation
 import TestSupport
+import TrainingTestSupport
 import XCTest
 
 

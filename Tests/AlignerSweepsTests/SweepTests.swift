@@ -3,6 +3,7 @@
 @testable import AlignerSweeps
 @testable import AlignerTraining
 import Foundation
+import TrainingTestSupport
 import XCTest
 
 
@@ -181,5 +182,28 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(lines.filter { $0.contains("retraining") }.count, 4)
         XCTAssertTrue(redone.allSatisfy { $0.result.recipeFingerprint == $0.arm.recipe.fingerprint })
         XCTAssertTrue(redone.allSatisfy { $0.result.stages.last!.steps > results[0].result.stages.last!.steps })
+    }
+
+    func testSweepArmsShareInitAndEvalAndResumeArmByArm() throws {
+        let recipe = try tinyRecipe("sweep", in: dir, ["sweep.warmup_percents=[0,50]", "stage2.epochs=1", "stage1.epochs=1"])
+        let sweep = Sweep(recipe: recipe, isTerminal: false)
+        var lines: [String] = []
+        let results = try sweep.run { lines.append($0) }.map(\.result)
+        XCTAssertEqual(results.map(\.warmupPercent), [0, 50])
+        XCTAssertEqual(results[0].initialEvalLoss, results[1].initialEvalLoss)  // same weights, same eval set
+        XCTAssertEqual(results[0].evalRecords, results[1].evalRecords)
+        XCTAssertEqual(results[0].stages.last!.steps, results[1].stages.last!.steps)  // same stage-2 budget
+        XCTAssertEqual(results[1].stages.map(\.stage), [1, 2])
+        let report = try String(contentsOf: sweep.directory.appendingPathComponent("report.md"), encoding: .utf8)
+        XCTAssertTrue(report.contains("| 50 |"))
+        let svg = try String(contentsOf: sweep.directory.appendingPathComponent("eval-loss.svg"), encoding: .utf8)
+        // Each arm is a curve in the whole-run panel, and in the zoomed panel a curve or, with one evaluation there, a dot.
+        let zoomed = try XCTUnwrap(svg.components(separatedBy: "Last half of stage 2").last?.components(separatedBy: "Final eval loss per arm").first)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1 - (zoomed.components(separatedBy: "<polyline").count - 1), 2)
+        XCTAssertEqual(zoomed.components(separatedBy: "<polyline").count - 1 + zoomed.components(separatedBy: "<circle").count - 1, 2)
+        // Running again reuses finished arms.
+        var again: [String] = []
+        _ = try Sweep(recipe: recipe, isTerminal: false).run { again.append($0) }
+        XCTAssertEqual(again.filter { $0.contains("already finished") }.count, 2)
     }
 }
