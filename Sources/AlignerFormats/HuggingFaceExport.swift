@@ -81,24 +81,36 @@ public enum HuggingFaceExport {
     }
 
     /// `tokenizer.json` and `tokenizer_config.json` (special tokens, the chat template, the Aligner's prompt).
+    /// Writes an Aligner's tokenizer files: `tokenizerFiles` with its chat template (the prompt template, or the chat
+    /// template its prompts go through) and the `aligner_*` keys that `AlignerBundle.load` reads its prompt from.
     static func writeTokenizer(_ bundle: AlignerBundle, to directory: URL) throws {
-        let config = bundle.model.config
-        try bundle.tokenizer.save(to: directory.appendingPathComponent("tokenizer.json"))
-        let s = bundle.specialTokens
+        try writeTokenizerFiles(bundle.tokenizer, specialTokens: bundle.specialTokens, maxLength: bundle.model.config.maxPositionEmbeddings,
+                                extra: [
+                                    "chat_template": try exportedChatTemplate(bundle),
+                                    "aligner_chat_template": bundle.chat != nil, "aligner_prompt_input": bundle.template.input.map { $0 as Any } ?? NSNull(),
+                                    "aligner_prompt_template": bundle.template.text, "aligner_template_name": bundle.template.name,
+                                ], to: directory)
+    }
+
+    /// Writes `tokenizer.json` and a `tokenizer_config.json` that transformers' `AutoTokenizer` reads as this
+    /// tokenizer (`PreTrainedTokenizerFast`, its special and added tokens, no BOS or EOS added by encoding), with the
+    /// `extra` keys of the model it belongs to.
+    public static func writeTokenizerFiles(_ tokenizer: Tokenizer, specialTokens s: SpecialTokens, maxLength: Int, extra: [String: Any] = [:],
+                                           to directory: URL) throws {
+        try tokenizer.save(to: directory.appendingPathComponent("tokenizer.json"))
         var added: [String: Any] = [:]
-        for t in bundle.tokenizer.addedTokens {
+        for t in tokenizer.addedTokens {
             added[String(t.id)] = ["content": t.content, "lstrip": t.lstrip, "rstrip": t.rstrip, "normalized": t.normalized,
                                    "single_word": t.singleWord, "special": t.special]
         }
         func token(_ name: String?) -> Any { name.map { $0 as Any } ?? NSNull() }
-        let tokenizerConfig: [String: Any] = [
+        var tokenizerConfig: [String: Any] = [
             "tokenizer_class": "PreTrainedTokenizerFast", "bos_token": token(s.bos), "eos_token": token(s.eos),
-            "pad_token": token(s.pad), "unk_token": token(s.unk), "model_max_length": config.maxPositionEmbeddings,
+            "pad_token": token(s.pad), "unk_token": token(s.unk), "model_max_length": maxLength,
             "clean_up_tokenization_spaces": false, "add_bos_token": false, "add_eos_token": false,
-            "added_tokens_decoder": added, "chat_template": try exportedChatTemplate(bundle),
-            "aligner_chat_template": bundle.chat != nil, "aligner_prompt_input": bundle.template.input.map { $0 as Any } ?? NSNull(),
-            "aligner_prompt_template": bundle.template.text, "aligner_template_name": bundle.template.name,
+            "added_tokens_decoder": added,
         ]
+        tokenizerConfig.merge(extra) { _, new in new }
         try JSONSerialization.data(withJSONObject: tokenizerConfig, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             .write(to: directory.appendingPathComponent("tokenizer_config.json"), options: .atomic)
     }

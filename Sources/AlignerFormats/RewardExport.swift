@@ -8,9 +8,9 @@ import Foundation
 
 /// Reward models as Hugging Face folders in the sequence-classification layout that transformers'
 /// `AutoModelForSequenceClassification` loads: `config.json` (architectures `<Family>ForSequenceClassification`,
-/// one label), `model.safetensors` (the decoder's weights without a language-model head, and `score.weight`), and
-/// the tokenizer files of an Aligner export; and `alignerkit_reward.json`, the question template the model was
-/// trained with (transformers ignores it).
+/// one label), `model.safetensors` (the decoder's weights without a language-model head, and `score.weight`), the
+/// tokenizer files (no chat template and no Aligner prompt: a reward model has neither); and `alignerkit_reward.json`,
+/// the question template the model was trained with (transformers ignores it).
 public enum RewardExport {
     /// The file holding the question template.
     public static let settingsFile = "alignerkit_reward.json"
@@ -30,9 +30,7 @@ public enum RewardExport {
             try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
                 .write(to: dir.appendingPathComponent("config.json"), options: .atomic)
             try SafetensorsWriter.write(model.parameters, metadata: ["format": "pt"], to: dir.appendingPathComponent("model.safetensors"))
-            let bundle = AlignerBundle(model: model.decoder, tokenizer: tokenizer, specialTokens: specialTokens, template: .v1,
-                                       source: directory, recipe: nil)
-            try HuggingFaceExport.writeTokenizer(bundle, to: dir)
+            try HuggingFaceExport.writeTokenizerFiles(tokenizer, specialTokens: specialTokens, maxLength: model.config.maxPositionEmbeddings, to: dir)
             var settings: [String: Any] = ["format": "alignerkit-reward-model", "version": 1, "question_template": questionTemplate]
             if let maxLength { settings["max_length"] = maxLength }
             try JSONSerialization.data(withJSONObject: settings, options: [.prettyPrinted, .sortedKeys])

@@ -33,6 +33,10 @@ final class RewardExportTests: XCTestCase {
         try RewardExport.export(model, tokenizer: try GGUFExportTests.tokenizer(), specialTokens: SpecialTokens(bos: "<s>", eos: "</s>", pad: "<pad>"),
                                 questionTemplate: "Q: {question}\nA:", to: dir)
         XCTAssertEqual(try RewardExport.questionTemplate(in: dir), "Q: {question}\nA:")
+        // The tokenizer files are a reward model's own: no Aligner prompt, no chat template.
+        let tokenizerConfig = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
+        XCTAssertEqual(tokenizerConfig.keys.filter { $0.hasPrefix("aligner") || $0 == "chat_template" }, [])
+        XCTAssertEqual(tokenizerConfig["pad_token"] as? String, "<pad>")
 
         let config2 = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("config.json"))) as? [String: Any])
         XCTAssertEqual(config2["architectures"] as? [String], ["LlamaForSequenceClassification"])
