@@ -53,7 +53,7 @@ public struct AlignerBundle {
         var usesChatTemplate = false
         if let recipe {
             template = try recipe.promptTemplate()
-            usesChatTemplate = recipe.data.chatTemplate == "base"
+            usesChatTemplate = recipe.data.chatTemplateUse == .base
             // Checkpoints carry the special tokens their examples were built with; older ones only the recipe's.
             if tokenizerConfig == nil {
                 specials = SpecialTokens(bos: hf.tokenizer.id(of: recipe.tokenizer.bos) != nil ? recipe.tokenizer.bos : nil,

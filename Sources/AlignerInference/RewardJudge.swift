@@ -104,6 +104,9 @@ public struct JudgeComparison: Codable, Equatable, Sendable {
     public var meanChange: Double
     public var meanChangeInterval: [Double]
 
+    /// Share of records where the new response wins, ties counted half: the pairwise accuracy of "new is better".
+    public var pairwiseAccuracy: Double { (Double(wins) + 0.5 * Double(ties)) / Double(max(records, 1)) }
+
     /// Compares `new[i]` with `old[i]`; `same[i]` (the two texts equal) counts as a tie whatever the scores.
     public init(new: [Double], old: [Double], same: [Bool], tieMargin: Double) throws {
         guard new.count == old.count, new.count == same.count, !new.isEmpty else {

@@ -109,6 +109,15 @@ public enum BestArmMeasure: String, Codable, Sendable, CaseIterable, RecipeChoic
 /// A closed set of recipe values, read and written as their TOML strings (`RecipeField.choice`).
 public protocol RecipeChoice: RawRepresentable, CaseIterable where RawValue == String {}
 
+/// `data.chat_template`: whether an Aligner's prompts go through the base model's chat template.
+public enum ChatTemplateUse: String, Codable, Sendable, CaseIterable, RecipeChoice {
+    /// "none": the prompt template's text is the prompt.
+    case plain = "none"
+    /// "base": the prompt template's instruction is one user message, rendered through the chat template of
+    /// `model.init_from` with the generation prompt.
+    case base
+}
+
 /// How a two-stage run counts the warm-up stage against its training budget (`train.budget`).
 public enum TrainingBudget: String, Codable, Sendable, CaseIterable, RecipeChoice {
     /// Stage 1 runs on top of a full stage 2 (more warm-up, more training).
@@ -141,13 +150,12 @@ public struct Recipe: Equatable, Sendable {
         public var train: [String] = ["data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"]
         public var fields = ["question", "answer", "correction"]
         public var badRecords = BadRecordPolicy.fail
-        /// A built-in template name (v1, v2, empathy) …
-        public var template = "v1"
-        /// … or a custom template with {question} and {answer} (wins when not empty).
-        public var customTemplate = ""
-        /// "none": the template's text is the prompt; "base": the template's instruction is one user message rendered
-        /// through the base model's (`model.init_from`) chat template with the generation prompt.
-        public var chatTemplate = "none"
+        /// `data.template`: a built-in prompt template's name (v1, v2, empathy; `templates.json`) …
+        public var promptTemplateName = "v1"
+        /// … or `data.custom_template`: a prompt template with {question} and {answer} (wins when not empty).
+        public var customPromptTemplate = ""
+        /// `data.chat_template`: whether prompts go through the base model's chat template.
+        public var chatTemplateUse = ChatTemplateUse.plain
         public var evalFraction = 0.1
         /// Held-out records as a count (wins over the fraction when positive).
         public var evalCount = 0
@@ -289,9 +297,10 @@ public struct Recipe: Equatable, Sendable {
     /// question is shown to the reward model.
     public struct RewardSection: Equatable, Sendable {
         public var stage = StageSettings(epochs: 1, lr: 1e-4, batchSize: 8)
-        /// "conversation" (the built-in wrapper "BEGINNING OF CONVERSATION: USER: {question} ASSISTANT:") or a text
-        /// with a {question} placeholder; the response follows it with no space.
-        public var template = "conversation"
+        /// `reward.template`: how the reward model reads a question: "conversation" (the built-in wrapper "BEGINNING OF
+        /// CONVERSATION: USER: {question} ASSISTANT:") or a text with a {question} placeholder; the response follows it
+        /// with no space.
+        public var questionTemplate = "conversation"
         /// Share of the training records that also give a pair "reference better than a non-answer" (a refusal, a
         /// knowledge disclaimer, a lecture, an echo of the question, a repetition, or the answer with a disclaimer:
         /// `NonAnswers`), so that a constant cannot fool the judge; 0 = none. Declining kinds are not used where the
@@ -400,15 +409,14 @@ extension Recipe {
         try check(data.maxLength <= limits.positions, "data.max_length", "\(data.maxLength) is larger than AlignerKit supports (at most \(limits.positions))")
         try check(!data.train.isEmpty, "data.train", "needs at least one file")
         try check(data.fields.count == 3, "data.fields", "needs three names (question, answer, correction)")
-        if data.customTemplate.isEmpty {
-            try check(PromptTemplate.builtIn[data.template] != nil, "data.template",
-                      "unknown template '\(data.template)' (built in: \(PromptTemplate.builtIn.keys.sorted().joined(separator: ", ")))")
+        if data.customPromptTemplate.isEmpty {
+            try check(PromptTemplate.builtIn[data.promptTemplateName] != nil, "data.template",
+                      "unknown template '\(data.promptTemplateName)' (built in: \(PromptTemplate.builtIn.keys.sorted().joined(separator: ", ")))")
         } else {
-            try check(data.customTemplate.contains("{question}") && data.customTemplate.contains("{answer}"),
+            try check(data.customPromptTemplate.contains("{question}") && data.customPromptTemplate.contains("{answer}"),
                       "data.custom_template", "needs {question} and {answer} placeholders")
         }
-        try check(["none", "base"].contains(data.chatTemplate), "data.chat_template", "must be \"none\" or \"base\", got \"\(data.chatTemplate)\"")
-        try check(data.chatTemplate == "none" || model.initFrom != "scratch", "data.chat_template",
+        try check(data.chatTemplateUse == .plain || model.initFrom != "scratch", "data.chat_template",
                   "\"base\" renders prompts through the chat template of model.init_from, which is \"scratch\"")
         try check(data.evalFraction >= 0 && data.evalFraction < 1, "data.eval_fraction", "must be in [0, 1), got \(data.evalFraction)")
         try check(data.evalCount >= 0, "data.eval_count", "must not be negative")
@@ -452,7 +460,7 @@ extension Recipe {
         try check(reward.nonAnswers >= 0 && reward.nonAnswers <= 1, "reward.non_answers", "must be within 0...1 (a share of the training records), got \(reward.nonAnswers)")
         try check(reward.offTopic >= 0 && reward.offTopic <= 1, "reward.off_topic", "must be within 0...1 (a share of the training records), got \(reward.offTopic)")
         try check(reward.stage.batchTokens == 0, "reward.batch_tokens", "is not supported for reward training: batches count pairs (reward.batch_size)")
-        try check(reward.template == "conversation" || reward.template.contains("{question}"), "reward.template",
+        try check(reward.questionTemplate == "conversation" || reward.questionTemplate.contains("{question}"), "reward.template",
                   "must be \"conversation\" or a text with a {question} placeholder")
         do { try lora.config.validate() } catch let e as ModelInputError { throw RecipeError(key: e.field, message: e.message) }
         try check(train.evalEvery >= 0, "train.eval_every", "must not be negative")
@@ -512,7 +520,7 @@ extension Recipe {
 
     /// The template the recipe names.
     public func promptTemplate() throws -> PromptTemplate {
-        data.customTemplate.isEmpty ? try PromptTemplate.named(data.template) : try PromptTemplate(name: "custom", text: data.customTemplate)
+        data.customPromptTemplate.isEmpty ? try PromptTemplate.named(data.promptTemplateName) : try PromptTemplate(name: "custom", text: data.customPromptTemplate)
     }
 }
 
@@ -557,9 +565,9 @@ extension Recipe {
         var f: [RecipeField] = [
             RecipeField("name", \.name, string), RecipeField("seed", \.seed, int), RecipeField("output_dir", \.outputDir, string),
             RecipeField("data.train", \.data.train, strings), RecipeField("data.fields", \.data.fields, strings),
-            RecipeField.choice("data.bad_records", \.data.badRecords), RecipeField("data.template", \.data.template, string),
-            RecipeField("data.custom_template", \.data.customTemplate, string),
-            RecipeField("data.chat_template", \.data.chatTemplate, string),
+            RecipeField.choice("data.bad_records", \.data.badRecords), RecipeField("data.template", \.data.promptTemplateName, string),
+            RecipeField("data.custom_template", \.data.customPromptTemplate, string),
+            RecipeField.choice("data.chat_template", \.data.chatTemplateUse),
             RecipeField("data.eval_fraction", \.data.evalFraction, double), RecipeField("data.eval_count", \.data.evalCount, int),
             RecipeField("data.max_length", \.data.maxLength, int), RecipeField("data.warmup_percent", \.data.warmupPercent, double),
             RecipeField("data.limit", \.data.limit, int),
@@ -602,7 +610,7 @@ extension Recipe {
                             })
                         }),
         ]
-        f.append(RecipeField("reward.template", \.reward.template, string))
+        f.append(RecipeField("reward.template", \.reward.questionTemplate, string))
         f.append(RecipeField("reward.non_answers", \.reward.nonAnswers, double))
         f.append(RecipeField("reward.off_topic", \.reward.offTopic, double))
         let stages: [(String, WritableKeyPath<Recipe, StageSettings>)] = [("stage1", \.stage1), ("stage2", \.stage2), ("reward", \.reward.stage)]

@@ -62,6 +62,21 @@ public enum RunLocator {
         path.hasPrefix(bestOfSweepPrefix) ? location : path
     }
 
+    /// Where `aligner eval` writes its summary of `input` by default: `eval-<input file name>.json` in the run folder
+    /// when `model` is a checkpoint of a run (`<run>/checkpoints/<name>`), in `model` itself when it is another folder,
+    /// and beside a GGUF file, named after it (`<name>.eval-<input>.json`).
+    public static func evalSummaryURL(model: URL, input: String) -> URL {
+        var folder = model
+        var name = "eval-\(URL(fileURLWithPath: input).lastPathComponent).json"
+        if folder.deletingLastPathComponent().lastPathComponent == "checkpoints" { folder = folder.deletingLastPathComponent().deletingLastPathComponent() }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            name = folder.deletingPathExtension().lastPathComponent + "." + name
+            folder = folder.deletingLastPathComponent()
+        }
+        return folder.appendingPathComponent(name)
+    }
+
     /// The Aligner `path` names (`resolve`), loaded.
     public static func loadAligner(_ path: String) throws -> AlignerBundle {
         try AlignerBundle.load(PretrainedBase.isGGUF(path) ? path : resolve(path).path)

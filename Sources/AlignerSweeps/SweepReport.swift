@@ -102,7 +102,7 @@ public struct SweepReport {
 
     public func markdown() -> String {
         var s = "# Identity warm-up sweep: \(recipe.name)\n\n"
-        s += "Data: \(recipe.data.train.joined(separator: ", ")); template \(recipe.data.customTemplate.isEmpty ? recipe.data.template : "custom"); "
+        s += "Data: \(recipe.data.train.joined(separator: ", ")); template \(recipe.data.customPromptTemplate.isEmpty ? recipe.data.promptTemplateName : "custom"); "
         s += "model \(recipe.model.initFrom == "scratch" ? "from scratch, hidden \(recipe.model.hiddenSize), \(recipe.model.numHiddenLayers) layers" : recipe.model.initFrom)"
         s += "; stage 1 \(recipe.stage1.finetune.rawValue), stage 2 \(recipe.stage2.finetune.rawValue); recipe fingerprint \(recipe.fingerprint).\n"
         s += "Seeds: \(seeds.map(String.init).joined(separator: ", ")) (each drives initialisation, the warm-up subset, data order and dropout; every seed is evaluated on the same held-out questions).\n"

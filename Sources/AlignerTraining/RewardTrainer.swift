@@ -98,7 +98,7 @@ public final class RewardTrainer {
                                for: "training this reward model (\(config.parameterCount) parameters, \(settings.batchSize) pairs of up to \(recipe.data.maxLength) tokens)")
         try preparation.saveTokenizer(setup.tokenizer)
         let builder = try RewardExampleBuilder(tokenizer: setup.tokenizer, specialTokens: setup.specials, maxLength: recipe.data.maxLength,
-                                               template: recipe.reward.template)
+                                               template: recipe.reward.questionTemplate)
         func pairs(_ records: [QACRecord]) -> (pairs: [PreferencePair], identical: Int) {
             var out: [PreferencePair] = [], identical = 0
             for r in records {
@@ -240,7 +240,7 @@ public final class RewardTrainer {
         // The export `--judge` reads: adapters merged into the decoder.
         if model.decoder.lora != nil { model.decoder.mergeAdapters() }
         let exportURL = runDirectory.appendingPathComponent(RunFolder.rewardModelFolder)
-        try RewardExport.export(model, tokenizer: setup.tokenizer, specialTokens: setup.specials, questionTemplate: recipe.reward.template,
+        try RewardExport.export(model, tokenizer: setup.tokenizer, specialTokens: setup.specials, questionTemplate: recipe.reward.questionTemplate,
                                 maxLength: recipe.data.maxLength, to: exportURL)
         let points = MetricsLog.lines(folder.metricsURL).compactMap { line -> RewardEvalPoint? in
             let o = line.object

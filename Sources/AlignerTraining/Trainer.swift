@@ -86,7 +86,7 @@ public final class Trainer {
         let splits = try preparation.splits(preparation.records(), warmupPercent: recipe.data.warmupPercent)
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval (held out by question), \(splits.warmup.count) identity warm-up (p = \(recipe.data.warmupPercent)%)")
         let usesLoRA = [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == .lora })
-        let setup = try preparation.model(splits: splits, resuming: resuming, loraReference: usesLoRA, chatTemplate: recipe.data.chatTemplate == "base")
+        let setup = try preparation.model(splits: splits, resuming: resuming, loraReference: usesLoRA, chatTemplate: recipe.data.chatTemplateUse == .base)
         let config = setup.config
         // Weights, gradients, AdamW's moments and one batch's activations must fit before anything is allocated.
         let stages = splits.warmup.isEmpty ? [recipe.stage2] : [recipe.stage1, recipe.stage2]  // stage 1 runs only with a warm-up set

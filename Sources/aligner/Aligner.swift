@@ -62,28 +62,15 @@ struct Aligner: ParsableCommand {
         }
     }
 
-    /// Joins the MPI job when mpirun started this process: only the training commands run data-parallel. The ranks
-    /// other than 0 print nothing on standard output (rank 0 reports for the job; errors still go to standard error)
-    /// and report a SIGTERM from mpirun; threads per rank default to the host's cores divided among its ranks.
+    /// Joins the MPI job when mpirun started this process (`DataParallelJob.join`): only the training commands run
+    /// data-parallel.
     static func joinMPIJob(for command: ParsableCommand) throws -> ProcessGroup {
         guard let ranks = ProcessGroup.launchedRanks else { return .single }
         guard command is TrainCommand || command is SweepCommand || command is FinetuneCommand else {
             if ranks == 1 { return .single }
             throw ValidationError("only train, sweep and finetune run data-parallel under mpirun; run this command as one process")
         }
-        let group = try ProcessGroup.start()
-        let env = ProcessInfo.processInfo.environment
-        if env["ALIGNERKIT_THREADS"] == nil && env["OPENBLAS_NUM_THREADS"] == nil {
-            let online = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-            let threads = max(1, min(ProcessInfo.processInfo.activeProcessorCount, online / group.localSize))
-            setenv("ALIGNERKIT_THREADS", "\(threads)", 1)
-        }
-        if !group.isMain {
-            let null = open("/dev/null", O_WRONLY)
-            if null >= 0 { dup2(null, STDOUT_FILENO); close(null) }
-        }
-        if group.isDistributed { Interrupt.installTermination(rank: group.rank, size: group.size) }
-        return group
+        return try DataParallelJob.join()
     }
 }
 

@@ -60,7 +60,7 @@ struct RewardScoreCommand: ParsableCommand {
         let v = j.summary.correctionVsAnswer
         print("\(load.records.count) records judged by \(judge.source.path)")
         print(String(format: "mean score: answer %.4f, correction %.4f", j.summary.meanAnswerScore, j.summary.meanCorrectionScore))
-        print(String(format: "pairwise accuracy (correction scored above answer, ties half): %.4f", (Double(v.wins) + 0.5 * Double(v.ties)) / Double(v.records)))
+        print(String(format: "pairwise accuracy (correction scored above answer, ties half): %.4f", v.pairwiseAccuracy))
         print("correction vs answer (tie when the scores differ by ≤ \(tieMargin) or the texts are equal): \(v.line)")
         print("")
         print(j.summary.controlsTable, terminator: "")

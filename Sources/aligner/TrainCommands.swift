@@ -12,11 +12,7 @@ struct RecipeOptions: ParsableArguments {
     @Argument(help: "Recipe file (TOML, or a run's recipe.json).") var recipe: String
     @Option(name: .customLong("set"), help: "Override a recipe key, e.g. --set stage2.lr=3e-4 (repeatable).") var overrides: [String] = []
 
-    func load() throws -> Recipe {
-        do { return try Recipe.load(path: recipe, overrides: overrides) } catch let e as RecipeError {
-            throw ValidationError("\(e)")
-        }
-    }
+    func load() throws -> Recipe { try Recipe.load(path: recipe, overrides: overrides) }
 
     /// Loads the recipe and readies a training process: Ctrl-C handling, threads, and the BLAS line.
     func prepareRun() throws -> Recipe {

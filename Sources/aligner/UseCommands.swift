@@ -142,23 +142,13 @@ struct GenerateCommand: ParsableCommand {
         let text: String
         if let prompt { text = prompt } else { text = try readUTF8File(promptFile!, what: "--prompt-file") }
         let aligner = try RunLocator.loadAligner(checkpoint)
-        var ids = aligner.tokenizer.encode(text, addSpecialTokens: specialTokens)
-        if bos, let b = aligner.specialTokens.bos.flatMap({ aligner.tokenizer.id(of: $0) }), ids.first != b { ids.insert(b, at: 0) }
-        guard !ids.isEmpty else { throw ValidationError("the prompt has no tokens") }
-        let context = aligner.model.config.maxPositionEmbeddings
-        guard ids.count < context else {
-            throw ValidationError("the prompt has \(ids.count) tokens; the model's context is \(context) (max_position_embeddings), which leaves no room to generate: shorten the prompt")
-        }
+        let ids = try aligner.rawPromptIds(text, addSpecialTokens: specialTokens, forceBOS: bos, setting: prompt == nil ? "--prompt-file" : "--prompt")
         if let logitsOut {
             let logits = try withNoGrad { try aligner.model.forward(ids: ids, batch: 1, time: ids.count) }
             try AlignerSafetensorsBridge.write(["logits": logits, "input_ids": Tensor(ids.map(Float.init), shape: [1, ids.count])], to: logitsOut)
         }
-        var options = sampling.options
-        options.eosTokenIds = aligner.eosIds
-        if options.maxNewTokens > context - ids.count {
-            FileHandle.standardError.write(Data("note: --max-new-tokens \(options.maxNewTokens) lowered to \(context - ids.count): the prompt's \(ids.count) tokens and the new ones must fit the context of \(context)\n".utf8))
-            options.maxNewTokens = context - ids.count
-        }
+        let (options, note) = aligner.generationOptions(sampling.options, promptLength: ids.count)
+        if let note { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
         print(text, terminator: "")
         var produced = 0
         var stream = StreamingDecoder(tokenizer: aligner.tokenizer, prompt: ids)
@@ -224,17 +214,7 @@ struct EvalCommand: ParsableCommand {
                                               progress: { progress.update(pass: $0, done: $1, total: $2) },
                                               note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)
-        // Next to the run when the Aligner is a checkpoint of one (checkpoint folders stay as written).
-        // A GGUF file's summary goes beside it, named after it.
-        var folder = aligner.source
-        var name = "eval-\(URL(fileURLWithPath: input).lastPathComponent).json"
-        if folder.deletingLastPathComponent().lastPathComponent == "checkpoints" { folder = folder.deletingLastPathComponent().deletingLastPathComponent() }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-            name = folder.deletingPathExtension().lastPathComponent + "." + name
-            folder = folder.deletingLastPathComponent()
-        }
-        let out = output ?? folder.appendingPathComponent(name).path
+        let out = output ?? RunLocator.evalSummaryURL(model: aligner.source, input: input).path
         try AtomicFile.write(ResultJSON.encode(summary), to: URL(fileURLWithPath: out))
         print("summary: \(out)")
     }

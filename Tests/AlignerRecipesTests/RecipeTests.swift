@@ -33,7 +33,7 @@ final class RecipeTests: XCTestCase {
     func testOverridesAndRoundTrip() throws {
         let r = try tinyRecipe("r", in: dir, ["stage2.lr=5e-4", "data.template=v2", "sweep.warmup_percents=[0,50]", "model.tie_word_embeddings=true"])
         XCTAssertEqual(r.stage2.lr, 5e-4)
-        XCTAssertEqual(r.data.template, "v2")
+        XCTAssertEqual(r.data.promptTemplateName, "v2")
         XCTAssertEqual(r.sweep.warmupPercents, [0, 50])
         XCTAssertTrue(r.model.tieWordEmbeddings)
         XCTAssertEqual(r.stage1.batchSize, 8)
