@@ -1,16 +1,17 @@
 // swift-tools-version:6.0
 // AlignerKit: training Aligners (Q-A-C residual correction models) in Swift on CPU.
 //
-// Dependencies point one way only:
-//   AlignerFiles (atomic writes, checksums, temporary files; Foundation and zlib only), used by every module that writes
+// Dependencies point one way only (README, "Module map"; each target below declares exactly what its files import):
+//   AlignerErrors (the error protocol; imports nothing), used by every module that throws
+//   AlignerFiles (atomic writes, checksums, fingerprints, temporary files; Foundation and zlib only)
 //   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS), CDNNLRuntime (loads oneDNN) -> AlignerTensor (tensors, autodiff, kernels)
-//   -> AlignerSafetensors (file format), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
-//   AlignerTokenizers (tokenizer.json BPE), AlignerJinja (chat templates: a Jinja interpreter; Foundation only)
-//   -> AlignerData (records, conversion, templates, splits, batches; not the model)
-//   CMPIRuntime (loads Open MPI) -> AlignerDistributed (ranks and collectives for data-parallel training)
-//   AlignerMeasures (refusals, degeneration, 95% intervals; Foundation only)
-//   -> AlignerTrain (recipes, two-stage trainer, checkpoints, sweeps, hand-off) -> AlignerBench (benchmarks)
-//   -> aligner (executable: wiring only)
+//   -> AlignerSafetensors, AlignerGGUF (file formats), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
+//   AlignerTokenizers (tokenizer.json BPE), AlignerJinja (chat templates) -> AlignerData (records, templates, splits, batches)
+//   CMPIRuntime (loads Open MPI) -> AlignerDistributed (ranks and collectives)
+//   AlignerMeasures (refusals, degeneration, edit distances, 95% intervals; Foundation only)
+//   -> AlignerRecipes -> AlignerFormats (model files) -> AlignerRuns (run store) -> AlignerInference (correct, eval, judge)
+//   -> AlignerTraining (both trainers) -> AlignerSweeps, AlignerHandoff -> aligner (executable: parses, calls, prints)
+//   AlignerBench (benchmarks) -> aligner
 import PackageDescription
 
 import Foundation
