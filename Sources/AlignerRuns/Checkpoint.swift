@@ -74,6 +74,14 @@ public struct CheckpointStore {
     /// atomically, and is not counted among the newest.
     public func save(model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
                      extraFiles: [(String, Data)] = [], base: BaseReference? = nil, keep: Int, as name: String? = nil) throws -> URL {
+        try save(files: Self.files(model: model, optimizer: optimizer, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
+                                   extraFiles: extraFiles, base: base), state: state, keep: keep, as: name)
+    }
+
+    /// The files of an Aligner checkpoint: the weights (`model.safetensors`; with adapters on the untouched pretrained
+    /// `base`, `base_model.json` instead), PEFT's adapter files when it has adapters, `trainingFiles`, and `extraFiles`.
+    public static func files(model: LlamaModel, optimizer: AdamW, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
+                             extraFiles: [(String, Data)] = [], base: BaseReference? = nil) throws -> [(String, Data)] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         var weights: [(String, Data)] = []
@@ -83,9 +91,8 @@ public struct CheckpointStore {
             weights.append(("model.safetensors", try SafetensorsWriter.encode(model.parameters, metadata: ["format": "pt"])))
         }
         if model.lora != nil { weights += try PEFTAdapter.files(of: model, base: base?.path) }
-        let files = weights + (try Self.trainingFiles(optimizer: optimizer, state: state, config: model.config, recipe: recipe,
-                                                      tokenizerJSON: tokenizerJSON)) + extraFiles
-        return try save(files: files, state: state, keep: keep, as: name)
+        return weights + (try Self.trainingFiles(optimizer: optimizer, state: state, config: model.config, recipe: recipe,
+                                                 tokenizerJSON: tokenizerJSON)) + extraFiles
     }
 
     /// What every checkpoint holds besides its weights: the optimiser's state, the trainer state, the model's

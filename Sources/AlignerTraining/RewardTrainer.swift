@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerDistributed
 import AlignerFiles
 import AlignerFormats
 import AlignerMeasures
@@ -57,6 +58,9 @@ public final class RewardTrainer {
     public var compute: ComputeContext
     /// Stop (with a checkpoint) after this many steps of this process: a hook for tests of resumption.
     public var stopAfterSteps: Int?
+    /// The processes training together (data-parallel under mpirun; `ProcessGroup.current` by default). Rank 0 alone
+    /// writes the run folder and the export.
+    public var group: ProcessGroup = .current
 
     public init(recipe: Recipe, runDirectory: URL? = nil, isTerminal: Bool? = nil) {
         self.recipe = recipe
@@ -69,34 +73,41 @@ public final class RewardTrainer {
 
     /// Runs (or, with `resume`, continues) the training; `restart` deletes what the run folder holds first.
     public func run(resume: Bool = false, restart: Bool = false) throws -> RewardResult {
-        try compute.run { try runInContext(resume: resume && !restart, restart: restart) }
+        do {
+            return try compute.run { try runInContext(resume: resume && !restart, restart: restart) }
+        } catch let stop as TrainingStop {
+            group.noteAgreedFailure()  // every process stops at the same step for the same reason
+            throw stop
+        }
     }
 
     func runInContext(resume: Bool, restart: Bool) throws -> RewardResult {
-        let folder = try RunFolder(directory: runDirectory, say: say)
-        if restart, try folder.clear() { say("--restart: removed what \(runDirectory.path) held; starting afresh") }
-        let latest = try folder.startingPoint(resume: resume)
-        if latest != nil { try folder.checkSameRecipe(recipe, kind: .reward) }
-        if let latest, let done = finishedResult(folder, at: latest) {
+        let lifecycle = RunLifecycle(recipe: recipe, kind: .reward, runDirectory: runDirectory, group: group, say: say)
+        let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: group.isMain, say: say)
+        let opening = try lifecycle.open(resume: resume, restart: restart, inputs: { try preparation.inputPaths() },
+                                         isFinished: { folder, latest in latest.flatMap { finishedResult(folder, at: $0) } != nil })
+        let folder = opening.folder, latest = opening.latest
+        if opening.finished, let latest, let done = finishedResult(folder, at: latest) {
             say("\(runDirectory.path) has already finished; nothing to resume")
             return done
         }
-        let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say)
-        let inputs = try FileFingerprints.record(preparation.inputPaths())
-        if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
-            if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
-            try folder.recordStart(recipe, inputs: inputs)
+        if group.isDistributed {
+            say("data-parallel: \(group.size) processes (MPI), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
         }
 
         // Data, tokenizer, pairs.
-        let splits = try preparation.splits(preparation.records(), warmupPercent: 0)
-        say("splits: \(splits.train.count) train, \(splits.eval.count) eval records (held out by question)")
+        // Rank 0 writes the splits and the tokenizer; every process learns whether it could.
         let settings = recipe.reward.stage
-        let setup = try preparation.model(splits: splits, resuming: latest != nil, loraReference: settings.finetune == .lora, chatTemplate: false)
+        let (splits, setup) = try group.agree { () -> (DataSplits, RunPreparation.ModelSetup) in
+            let splits = try preparation.splits(preparation.records(), warmupPercent: 0)
+            say("splits: \(splits.train.count) train, \(splits.eval.count) eval records (held out by question)")
+            let setup = try preparation.model(splits: splits, resuming: latest != nil, loraReference: settings.finetune == .lora, chatTemplate: false)
+            try MemoryBudget.check(bytes: setup.config.memoryEstimate(training: true, batch: 2 * settings.batchSize, time: recipe.data.maxLength),
+                                   for: "training this reward model (\(setup.config.parameterCount) parameters, \(settings.batchSize) pairs of up to \(recipe.data.maxLength) tokens)")
+            try preparation.saveTokenizer(setup.tokenizer)
+            return (splits, setup)
+        }
         let config = setup.config
-        try MemoryBudget.check(bytes: config.memoryEstimate(training: true, batch: 2 * settings.batchSize, time: recipe.data.maxLength),
-                               for: "training this reward model (\(config.parameterCount) parameters, \(settings.batchSize) pairs of up to \(recipe.data.maxLength) tokens)")
-        try preparation.saveTokenizer(setup.tokenizer)
         let builder = try RewardExampleBuilder(tokenizer: setup.tokenizer, specialTokens: setup.specials, maxLength: recipe.data.maxLength,
                                                template: recipe.reward.questionTemplate)
         func pairs(_ records: [QACRecord]) -> (pairs: [PreferencePair], identical: Int) {
@@ -150,6 +161,7 @@ public final class RewardTrainer {
         let restored = try latest.map { try Self.load($0, into: model) }
         var loop = try RewardTrainingLoop(model: model, pairs: train, settings: settings, seed: seed)
         loop.dropoutSeed = seed
+        loop.group = group
         var state = TrainerState(stage: 1, step: 0, totalSteps: loop.totalSteps, position: BatchPosition(), optimizerStep: 0,
                                  tokensSeen: 0, stageDone: false, elapsed: 0, stage1Steps: 0)
         if let latest, let (saved, optimizer) = restored {
@@ -160,26 +172,15 @@ public final class RewardTrainer {
             state = saved
             say("resuming from \(latest.path): step \(state.step)/\(state.totalSteps)")
         }
-        try folder.startMetrics(resumingAt: latest != nil ? state : nil)
-        let evalBatch = max(1, settings.batchSize)
-        var lastMargins: [Double] = []
-        func evaluate(step: Int) throws -> RewardEvaluation {
-            lastMargins = try RewardEvaluation.margins(model, eval, batchSize: evalBatch)
-            let e = RewardEvaluation.summary(of: lastMargins)
-            try folder.metrics.append(["stage": 1, "step": step, "eval_accuracy": e.accuracy, "eval_margin": e.meanMargin, "eval_loss": e.loss, "eval_pairs": e.pairs])
-            say(String(format: "step %d: held-out pairwise accuracy %.4f (%d pairs), mean margin %.4f, loss %.4f", step, e.accuracy, e.pairs, e.meanMargin, e.loss))
-            return e
-        }
-        if latest == nil { _ = try evaluate(step: 0) }
-        let base = settings.finetune == .lora ? setup.base : nil
-        let tokenizerJSON = try setup.tokenizer.jsonData()
-        var lastCheckpoint = latest
-        func checkpoint() throws -> URL {
-            let url = try folder.checkpoints.save(files: try Self.files(model: model, loop: loop, state: state, recipe: recipe, tokenizerJSON: tokenizerJSON,
-                                                                        specials: setup.specials, base: base),
-                                                  state: state, keep: recipe.train.keepCheckpoints)
-            lastCheckpoint = url
-            return url
+        try group.agree { try folder.startMetrics(resumingAt: latest != nil ? state : nil) }  // others read it after rank 0 cut it back
+        let task = RewardTask(recipe: recipe, model: model, eval: eval, evalBatch: max(1, settings.batchSize),
+                              tokenizerJSON: try setup.tokenizer.jsonData(), specials: setup.specials,
+                              base: settings.finetune == .lora ? setup.base : nil)
+        let run = TrainingRun(recipe: recipe, folder: folder, task: task, state: state, finalStage: 1, group: group, say: say)
+        run.lastCheckpoint = latest
+        if latest == nil {
+            let (point, fields) = try run.evaluateAndRecord(initial: true)
+            say(task.describe(point, fields: fields, totalSteps: loop.totalSteps))
         }
 
         say("reward model: \(train.count) pairs, \(loop.totalSteps) steps (\(loop.batchesPerEpoch) batches of \(settings.batchSize) pairs per epoch, grad_accum \(settings.gradAccum)), lr \(settings.lr) \(settings.schedule.rawValue) (\(loop.warmupSteps) warm-up steps), \(settings.finetune.rawValue)")
@@ -187,42 +188,23 @@ public final class RewardTrainer {
             let trainable = model.trainableParameters.values.reduce(0) { $0 + $1.count }
             say("  LoRA r \(lora.rank), alpha \(lora.alpha), dropout \(lora.dropout): \(trainable) trainable parameters (head included)")
         }
-        let clock = ContinuousClock()
-        let started = clock.now
-        let elapsedBefore = state.elapsed
-        var stepsHere = 0, tokensHere = 0
-        while loop.step < loop.totalSteps {
-            let stats = try loop.takeStep()
-            guard stats.isFinite else {
-                throw TrainingStop.diverged(stage: 1, step: stats.step + 1, loss: stats.loss, lastCheckpoint: lastCheckpoint)
-            }
-            stepsHere += 1
-            tokensHere += stats.tokens
-            state.step = loop.step
-            state.position = loop.position
-            state.optimizerStep = loop.optimizer.step
-            state.tokensSeen += stats.tokens
-            state.elapsed = elapsedBefore + (clock.now - started).inSeconds
-            let seconds = max((clock.now - started).inSeconds, 1e-9)
-            if stats.step % recipe.train.logEvery == 0 || stats.step == loop.totalSteps {
-                try folder.metrics.append(["stage": 1, "step": stats.step, "loss": stats.loss, "accuracy": stats.accuracy, "grad_norm": stats.gradNorm,
-                                           "lr": stats.learningRate, "tokens": state.tokensSeen, "elapsed": state.elapsed])
-            }
-            if !quiet {
-                progress.update(stage: 1, step: stats.step, total: loop.totalSteps, loss: stats.loss, lr: stats.learningRate, gradNorm: stats.gradNorm,
-                                tokensPerSecond: Double(tokensHere) / seconds, elapsed: state.elapsed,
-                                eta: Double(loop.totalSteps - stats.step) * seconds / Double(stepsHere), label: "reward")
-            }
-            let atEnd = loop.step == loop.totalSteps
-            if atEnd { state.stageDone = true }
-            if recipe.train.evalEvery > 0 && stats.step % recipe.train.evalEvery == 0 && !atEnd { _ = try evaluate(step: stats.step) }
-            if atEnd || (recipe.train.checkpointEvery > 0 && stats.step % recipe.train.checkpointEvery == 0) { _ = try checkpoint() }
-            if atEnd { break }
-            if Interrupt.isRequested { throw TrainingStop.interrupted(checkpoint: try checkpoint()) }
-            if let n = stopAfterSteps, n > 0, stepsHere >= n { throw TrainingStop.stoppedAfterSteps(checkpoint: try checkpoint()) }
+        if !(run.state.stageDone && run.state.step == loop.totalSteps) {
+            try lifecycle.train(stage: &loop, run: run, observers: lifecycle.observers(progress: progress, quiet: quiet, label: "reward",
+                                                                                        stopAfterSteps: stopAfterSteps))
+        } else {
+            run.beginStage(optimizer: loop.optimizer)
         }
-        if lastCheckpoint == nil || !state.stageDone { _ = try checkpoint() }
-        let final = try evaluate(step: loop.step)
+        if run.lastCheckpoint == nil { try run.checkpoint() }
+        // The final evaluation: the one at the last step when this process took it, else (resumed at the end) now.
+        var margins = run.stepsThisProcess > 0 ? task.lastMargins : nil
+        if margins == nil {
+            let (point, fields) = try run.evaluateAndRecord()
+            say(task.describe(point, fields: fields, totalSteps: loop.totalSteps))
+            margins = task.lastMargins
+        }
+        let lastMargins = margins ?? []
+        let final = RewardEvaluation.summary(of: lastMargins)
+        state = run.state
         var perSource: [SourceEvaluation]?
         if splits.sourceCounts.count > 1 {
             perSource = recipe.data.train.indices.map { k in
@@ -240,8 +222,11 @@ public final class RewardTrainer {
         // The export `--judge` reads: adapters merged into the decoder.
         if model.decoder.lora != nil { model.decoder.mergeAdapters() }
         let exportURL = runDirectory.appendingPathComponent(RunFolder.rewardModelFolder)
-        try RewardExport.export(model, tokenizer: setup.tokenizer, specialTokens: setup.specials, questionTemplate: recipe.reward.questionTemplate,
-                                maxLength: recipe.data.maxLength, to: exportURL)
+        try group.agree {
+            guard group.isMain else { return }
+            try RewardExport.export(model, tokenizer: setup.tokenizer, specialTokens: setup.specials, questionTemplate: recipe.reward.questionTemplate,
+                                    maxLength: recipe.data.maxLength, to: exportURL)
+        }
         let points = MetricsLog.lines(folder.metricsURL).compactMap { line -> RewardEvalPoint? in
             let o = line.object
             guard let step = o["step"] as? Int, let a = MetricsLog.number(o["eval_accuracy"]), let m = MetricsLog.number(o["eval_margin"]),
@@ -252,9 +237,12 @@ public final class RewardTrainer {
             name: recipe.name, trainPairs: train.count, evalPairs: eval.count, identicalPairsSkipped: trainIdentical + evalIdentical,
             steps: loop.totalSteps, initial: points.first?.evaluation ?? final, final: final, evalCurve: points,
             shorterResponseBaseline: RewardEvaluation.shorterResponseAccuracy(eval), tokensSeen: state.tokensSeen,
-            wallSeconds: state.elapsed, runDirectory: runDirectory.path, finalCheckpoint: lastCheckpoint?.path ?? "", model: exportURL.path,
+            wallSeconds: run.elapsed, runDirectory: runDirectory.path, finalCheckpoint: run.lastCheckpoint?.path ?? "", model: exportURL.path,
             peakResidentMiB: Double(peakResidentBytes()) / 1_048_576, recipeFingerprint: recipe.fingerprint(for: .reward), perSource: perSource)
-        try AtomicFile.write(ResultJSON.encode(result), to: folder.resultURL)
+        try group.agree {
+            guard group.isMain else { return }
+            try AtomicFile.write(ResultJSON.encode(result), to: folder.resultURL)
+        }
         return result
     }
 
@@ -318,24 +306,6 @@ public final class RewardTrainer {
               FileManager.default.fileExists(atPath: runDirectory.appendingPathComponent(RunFolder.rewardModelFolder).appendingPathComponent("config.json").path)
         else { return nil }
         return try? ResultJSON.decode(RewardResult.self, from: Data(contentsOf: folder.resultURL))
-    }
-
-    /// A reward checkpoint's files. Weights: `model.safetensors` with every parameter in Hugging Face's
-    /// sequence-classification names; with LoRA, PEFT's adapter files and, in `model.safetensors`, the head alone when
-    /// the frozen decoder is the pretrained base (`base_model.json` refers to it), else the head and the decoder.
-    static func files(model: RewardModel, loop: RewardTrainingLoop, state: TrainerState, recipe: Recipe, tokenizerJSON: Data,
-                      specials: SpecialTokens, base: BaseReference?) throws -> [(String, Data)] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var files: [(String, Data)] = []
-        let referToBase = model.decoder.lora != nil ? base : nil
-        if let referToBase { files.append((BaseReference.file, try encoder.encode(referToBase))) }
-        files.append(("model.safetensors", try SafetensorsWriter.encode(referToBase != nil ? [RewardModel.scoreName: model.score] : model.parameters,
-                                                                         metadata: ["format": "pt"])))
-        if model.decoder.lora != nil { files += try PEFTAdapter.files(of: model.decoder, base: base?.path) }
-        return files + (try CheckpointStore.trainingFiles(optimizer: loop.optimizer, state: state, config: model.config, recipe: recipe,
-                                                          tokenizerJSON: tokenizerJSON))
-            + (try CheckpointStore.tokenizerFiles(specials: specials, chat: nil))
     }
 
     /// Restores a reward checkpoint into `model` (built as the run builds it); returns its state and optimiser tensors.

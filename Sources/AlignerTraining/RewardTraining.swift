@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerDistributed
 import AlignerModel
 import AlignerOptim
 import AlignerRecipes
@@ -64,21 +65,6 @@ public struct SourceEvaluation: Codable, Equatable, Sendable {
     public var shorterResponseBaseline: Double
 }
 
-/// What one reward-model step did.
-public struct RewardStepStats: Sendable {
-    public var step: Int
-    /// Mean Bradley-Terry loss over the step's pairs.
-    public var loss: Double
-    /// Pairwise accuracy on the step's pairs (before the update).
-    public var accuracy: Double
-    public var gradNorm: Double
-    public var learningRate: Double
-    /// Pairs the step trained on.
-    public var pairs: Int
-    /// Tokens scored (both responses of each pair, padding not counted).
-    public var tokens: Int
-    public var isFinite: Bool { loss.isFinite && gradNorm.isFinite }
-}
 
 /// Bradley-Terry training of a reward model: `settings.batchSize` pairs per micro-batch, `grad_accum` micro-batches
 /// per step (the loss is the mean over all the step's pairs), clipping, AdamW on every parameter (decay on matrices)
@@ -97,6 +83,9 @@ public struct RewardTrainingLoop {
     public internal(set) var position = BatchPosition()
     /// Adapter dropout masks derive from this seed, the step and the micro-batch (a resumed run draws the same).
     public var dropoutSeed: UInt64 = 0
+    /// The processes sharing each step's pairs (one process by default): each scores its share of every
+    /// micro-batch's pairs, padded as the whole micro-batch is, and the gradients and counts are summed over them.
+    public var group: ProcessGroup = .single
     /// Linear warm-up steps of the schedule.
     public var warmupSteps: Int { settings.warmupSteps(totalSteps: totalSteps) }
     /// Micro-batches (of `settings.batchSize` pairs) per pass over the pairs.
@@ -180,32 +169,67 @@ public struct RewardTrainingLoop {
         return out
     }
 
-    /// One optimiser step; a non-finite loss or gradient leaves the weights unchanged and the step uncounted.
-    public mutating func takeStep() throws -> RewardStepStats {
+    /// One optimiser step; a non-finite loss or gradient leaves the weights unchanged and the step uncounted. The
+    /// loss is the mean over the step's pairs, reported with the pairwise accuracy (`extras["accuracy"]`: the better
+    /// response scored higher, ties half) and, as `countedTokens`, the pairs.
+    public mutating func takeStep() throws -> StepStats {
         guard let pad = model.config.padTokenId else { throw SettingError(setting: "pad_token_id", message: "the reward model has none") }
         let micro = (0..<settings.gradAccum).map { _ in nextPairs() }
         let total = Double(micro.reduce(0) { $0 + $1.count })
         var lossSum = 0.0, right = 0.0, tokens = 0
-        defer { model.decoder.adapterDropoutSeed = nil }
+        defer { model.decoder.adapterDropoutSeed = nil; model.decoder.adapterDropoutPositionOffset = 0 }
         for (k, part) in micro.enumerated() {
-            let b = RewardExampleBuilder.batch(part, padId: pad)
-            model.decoder.adapterDropoutSeed = TrainingLoop.dropoutKey(seed: dropoutSeed, stage: 3, step: step, micro: k)
-            let s = try model.scores(ids: b.ids, batch: b.batch, time: b.time)  // (2P)
+            let b = RewardExampleBuilder.batch(part, padId: pad)  // (2P × T): the better responses' rows, then the worse ones'
             let p = part.count
-            let loss = RewardModel.pairwiseLoss(better: s.slice(axis: 0, 0..<p), worse: s.slice(axis: 0, p..<(2 * p))) * Float(Double(p) / total)
+            let key = TrainingLoop.dropoutKey(seed: dropoutSeed, stage: 3, step: step, micro: k)
+            // This process's pairs; its better and worse rows, each a contiguous block of the whole batch, are scored
+            // apart with the whole batch's positions (so that adapter dropout draws the masks one process draws).
+            let share = group.isDistributed ? Batch.share(of: p, rank: group.rank, ranks: group.size) : 0..<p
+            guard !share.isEmpty else { continue }
+            func scores(firstRow: Int) throws -> Tensor {
+                model.decoder.adapterDropoutSeed = key
+                model.decoder.adapterDropoutPositionOffset = firstRow * b.time
+                let rows = Array(b.ids[(firstRow * b.time)..<((firstRow + share.count) * b.time)])
+                return try model.scores(ids: rows, batch: share.count, time: b.time)
+            }
+            let better: Tensor, worse: Tensor
+            if share.count == p {
+                model.decoder.adapterDropoutSeed = key
+                model.decoder.adapterDropoutPositionOffset = 0
+                let s = try model.scores(ids: b.ids, batch: b.batch, time: b.time)  // (2P)
+                (better, worse) = (s.slice(axis: 0, 0..<p), s.slice(axis: 0, p..<(2 * p)))
+            } else {
+                (better, worse) = (try scores(firstRow: share.lowerBound), try scores(firstRow: p + share.lowerBound))
+            }
+            let n = share.count
+            let loss = RewardModel.pairwiseLoss(better: better, worse: worse) * Float(Double(n) / total)
             loss.backward()
             lossSum += Double(loss.item)
-            let v = s.scalars
-            for i in 0..<p { right += v[i] > v[p + i] ? 1 : v[i] == v[p + i] ? 0.5 : 0 }
-            tokens += b.ids.reduce(0) { $0 + ($1 != pad ? 1 : 0) }
+            let (vb, vw) = (better.scalars, worse.scalars)
+            for i in 0..<n { right += vb[i] > vw[i] ? 1 : vb[i] == vw[i] ? 0.5 : 0 }
+            for row in Array(share) + share.map({ p + $0 }) {
+                tokens += b.ids[(row * b.time)..<((row + 1) * b.time)].reduce(0) { $0 + ($1 != pad ? 1 : 0) }
+            }
         }
         let params = model.trainableParameters
         let ordered = model.trainableNames.map { params[$0]! }
+        defer { for p in ordered { p.releaseGrad() } }
+        var stopRequested = Interrupt.isRequested
+        if group.isDistributed {
+            // Sums over the processes: every gradient (zeros where this process scored no pair), then the loss, the
+            // pairs scored right, the tokens and the stop requests.
+            try group.allReduceSum(ordered.map { p in
+                let g = p.gradOrZeros()
+                return (g.data, g.count)
+            })
+            var totals = [lossSum, right, Double(tokens), stopRequested ? 1 : 0]
+            try group.allReduceSum(&totals)
+            (lossSum, right, tokens, stopRequested) = (totals[0], totals[1], Int(totals[2]), totals[3] > 0)
+        }
         let norm = Double(clipGradientNorm(ordered, maxNorm: settings.clip > 0 ? Float(settings.clip) : .infinity))
         let lr = schedule.rate(at: step, base: Float(settings.lr))
-        var stats = RewardStepStats(step: step + 1, loss: lossSum, accuracy: right / total, gradNorm: norm, learningRate: Double(lr),
-                                    pairs: Int(total), tokens: tokens)
-        defer { for p in ordered { p.releaseGrad() } }
+        var stats = StepStats(stage: 1, step: step + 1, totalSteps: totalSteps, loss: lossSum, gradNorm: norm, learningRate: Double(lr),
+                              tokens: tokens, countedTokens: Int(total), stopRequested: stopRequested, extras: ["accuracy": right / total])
         guard stats.isFinite else {
             stats.step = step
             return stats
@@ -215,3 +239,5 @@ public struct RewardTrainingLoop {
         return stats
     }
 }
+
+extension RewardTrainingLoop: StageLoop {}

@@ -123,12 +123,6 @@ public final class Trainer {
         }
     }
 
-    /// What rank 0 found in the run folder, for the other processes.
-    struct RunStart: Codable {
-        var latest: String?
-        var finished = false
-    }
-
     /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.
     public static func computeContext(for recipe: Recipe) -> ComputeContext {
         let base = recipe.train.threads > 0 ? ComputeContext(threads: recipe.train.threads) : .standard
@@ -136,28 +130,13 @@ public final class Trainer {
     }
 
     func runInContext(resume: Bool, restart: Bool) throws -> RunResult {
-        // Rank 0 (the only process outside MPI) takes the folder's lock, checks it and records the start; the other
-        // processes learn how that went and open the folder read-only.
-        var writer: RunFolder?
-        let start = try group.agree { () -> RunStart in
-            guard group.isMain else { return RunStart() }
-            let folder = try RunFolder(directory: runDirectory, say: say)
-            writer = folder
-            if restart, try folder.clear() { say("--restart: removed what \(runDirectory.path) held; starting afresh") }
-            let latest = try folder.startingPoint(resume: resume)
-            if latest != nil { try folder.checkSameRecipe(recipe) }
-            if folder.finishedResult(at: latest) != nil { return RunStart(latest: latest?.path, finished: true) }
-            let inputs = try FileFingerprints.record(RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say).inputPaths())
-            if let latest { try folder.checkResumable(inputs: inputs, from: latest, say: say) } else {
-                if resume { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
-                try folder.recordStart(recipe, inputs: inputs)
-            }
-            return RunStart(latest: latest?.path)
-        }
-        let shared = group.isDistributed ? try group.broadcast(start, as: RunStart.self) : start
-        let folder = writer ?? RunFolder(follower: runDirectory)
-        let latest = shared.latest.map { URL(fileURLWithPath: $0) }
-        if shared.finished, let done = folder.finishedResult(at: latest) {
+        let lifecycle = RunLifecycle(recipe: recipe, kind: .aligner, runDirectory: runDirectory, group: group, say: say)
+        let opening = try lifecycle.open(
+            resume: resume, restart: restart,
+            inputs: { try RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say).inputPaths() },
+            isFinished: { folder, latest in folder.finishedResult(at: latest) != nil })
+        let folder = opening.folder, latest = opening.latest
+        if opening.finished, let done = folder.finishedResult(at: latest) {
             say("\(runDirectory.path) has already finished; nothing to resume")
             return done
         }
@@ -191,33 +170,29 @@ public final class Trainer {
             say("resuming from \(latest.path): stage \(state.stage), step \(state.step)/\(state.totalSteps)")
         }
         try group.agree { try folder.startMetrics(resumingAt: latest != nil ? state : nil) }  // others read it after rank 0 cut it back
-        let run = TrainingRun(recipe: recipe, folder: folder, model: model, state: state, evalExamples: prepared.eval,
-                              padId: prepared.padId, tokenizerJSON: try prepared.tokenizer.jsonData(),
-                              extraFiles: try prepared.checkpointFiles(), group: group, say: say)
+        let task = AlignerTask(recipe: recipe, model: model, evalExamples: prepared.eval, padId: prepared.padId,
+                               tokenizerJSON: try prepared.tokenizer.jsonData(), extraFiles: try prepared.checkpointFiles(), group: group)
+        let run = TrainingRun(recipe: recipe, folder: folder, task: task, state: state, finalStage: 2, group: group, say: say)
         run.lastCheckpoint = latest
         if recipe.train.generateEval > 0 && group.isMain {  // rank 0 generates; the others receive the metrics
-            run.generationRecords = Array(prepared.splits.eval.prefix(recipe.train.generateEval))
-            run.generator = AlignerBundle(model: model, tokenizer: prepared.tokenizer, specialTokens: prepared.specials,
-                                          template: try recipe.promptTemplate(), source: runDirectory, recipe: recipe, chat: prepared.chat)
+            task.generationRecords = Array(prepared.splits.eval.prefix(recipe.train.generateEval))
+            task.generator = AlignerBundle(model: model, tokenizer: prepared.tokenizer, specialTokens: prepared.specials,
+                                           template: try recipe.promptTemplate(), source: runDirectory, recipe: recipe, chat: prepared.chat)
         }
         if latest == nil {
-            let initial = try run.evaluateAndRecord(initial: true)
+            let initial = try run.evaluateAndRecord(initial: true).point
             say(String(format: "eval loss before training: %.4f", initial.evalLoss)
                 + (initial.generation.map { String(format: "; copy rate %.3f, edit distance to reference %.3f", $0.copyRate, $0.editToReference) } ?? ""))
-        } else {
-            run.restoreBest(from: folder.metrics.evalPoints())
         }
-        let observers: [TrainingObserver] = [
-            DivergenceGuard(), ProgressObserver(printer: progress, quiet: quiet), EvaluationObserver(every: recipe.train.evalEvery),
-            BestCheckpointObserver(), CheckpointPolicy(every: recipe.train.checkpointEvery, stopAfterSteps: stopAfterSteps),
-        ]
+        let best = BestCheckpointObserver(recipe: recipe, history: latest == nil ? [] : folder.metrics.evalPoints(), checkpoints: folder.checkpoints)
+        let observers = lifecycle.observers(progress: progress, quiet: quiet, best: best, stopAfterSteps: stopAfterSteps)
 
         for (stageNumber, settings, examples) in stages {
             if stageNumber < run.state.stage || (stageNumber == run.state.stage && run.state.stageDone) { continue }
             compute.pool.trim()  // the last stage's (or the preparation's) buffers do not fit this one's shapes
             try adapt(model, for: settings)
             // The frozen weights are the pretrained base's while every stage so far trained adapters only.
-            run.base = stages.filter { $0.0 <= stageNumber }.allSatisfy { $0.1.finetune == .lora } ? prepared.base : nil
+            task.base = stages.filter { $0.0 <= stageNumber }.allSatisfy { $0.1.finetune == .lora } ? prepared.base : nil
             var loop = TrainingLoop(stage: stageNumber, settings: settings, model: model,
                                     batches: try stream(for: examples, settings: settings, stage: stageNumber, padId: prepared.padId))
             loop.dropoutSeed = UInt64(recipe.seed)
@@ -229,30 +204,19 @@ public final class Trainer {
                                          tokensSeen: run.state.tokensSeen, stageDone: false, elapsed: run.state.elapsed, stage1Steps: stage1Steps)
             }
             run.state.totalSteps = loop.totalSteps
-            run.beginStage(loop)
             say("stage \(stageNumber) (\(stageNumber == 1 ? "identity warm-up, Q-A-A" : "Q-A-C")): \(examples.count) examples, \(loop.totalSteps) steps, \(loop.batches.batchesPerEpoch) batches per epoch, lr \(settings.lr) \(settings.schedule.rawValue) (\(loop.warmupSteps) warm-up steps)")
             if let lora = model.lora {
                 let trainable = model.adapters.values.reduce(0) { $0 + $1.count }
                 say("  LoRA r \(lora.rank), alpha \(lora.alpha)\(lora.rsLoRA ? " (rsLoRA)" : ""), dropout \(lora.dropout) on \((try? lora.modules(available: model.linearModules).joined(separator: ", ")) ?? ""): \(trainable) trainable parameters (\(String(format: "%.2f", 100 * Double(trainable) / Double(model.config.parameterCount)))% of \(model.config.parameterCount))")
             }
-            while run.state.step < loop.totalSteps && !run.stopEarly {
-                let stats = try loop.takeStep()
-                run.loop = loop
-                if stats.isFinite {
-                    run.state.step = loop.step
-                    run.state.tokensSeen += stats.tokens
-                    run.stepsThisProcess += 1
-                }
-                for observer in observers { try observer.stepEnded(stats, run) }
-            }
-            run.state.stageDone = true
+            try lifecycle.train(stage: &loop, run: run, observers: observers)
         }
         if group.isDistributed && run.stepsThisProcess > 0 {
             let megabytes = Double(group.bytesAllReduced - bytesBefore) / 1e6
             say(String(format: "data-parallel: each rank all-reduced %.1f MB in %d calls of float32 sums over %d steps (%.2f MB per step)",
                        megabytes, group.allReduceCalls - callsBefore, run.stepsThisProcess, megabytes / Double(run.stepsThisProcess)))
         }
-        return try finish(run, folder: folder, stages: stages, budget: plan.note, prepared: prepared)
+        return try finish(run, best: best.best, folder: folder, stages: stages, budget: plan.note, prepared: prepared)
     }
 
     /// The stages a run trains, in order, with their settings and examples (stage 1 only with a warm-up set), and
@@ -320,7 +284,7 @@ public final class Trainer {
     }
 
     /// The result from metrics.jsonl (so that a resumed run reports its whole history), written as result.json.
-    func finish(_ run: TrainingRun, folder: RunFolder, stages: [(Int, StageSettings, [Example])], budget: String, prepared: Prepared) throws -> RunResult {
+    func finish(_ run: TrainingRun, best: BestCheckpoint?, folder: RunFolder, stages: [(Int, StageSettings, [Example])], budget: String, prepared: Prepared) throws -> RunResult {
         var result = RunResult(
             name: recipe.name, warmupPercent: recipe.data.warmupPercent, warmupRecords: prepared.splits.warmup.count,
             trainRecords: prepared.splits.train.count, evalRecords: prepared.splits.eval.count, stages: [], evalCurve: [],
@@ -337,7 +301,7 @@ public final class Trainer {
         result.trainLosses = losses.map(\.loss)
         // Early stopping ended stage 2 before its planned steps (also when a resumed run finds it so).
         if run.state.stage == 2 && run.state.stageDone && run.state.step < run.state.totalSteps { result.stoppedEarlyAtStep = run.state.step }
-        result.best = run.best
+        result.best = best
         result.budget = budget
         for (stageNumber, settings, examples) in stages {
             let evals = history.filter { $0.stage == stageNumber }

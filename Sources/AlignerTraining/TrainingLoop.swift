@@ -24,6 +24,8 @@ public struct StepStats: Sendable {
     public var countedTokens: Int
     /// Some process asked the run to stop after this step (Ctrl-C); every process of a data-parallel run sees the same.
     public var stopRequested = false
+    /// Further measures of the step, by their metrics.jsonl name (a reward model's pairwise "accuracy").
+    public var extras: [String: Double] = [:]
     /// False when the loss or the gradient was NaN or infinite; the weights were then left unchanged.
     public var isFinite: Bool { loss.isFinite && gradNorm.isFinite }
 }
@@ -142,4 +144,8 @@ public struct TrainingLoop {
         step += 1
         return stats
     }
+}
+
+extension TrainingLoop: StageLoop {
+    public var position: BatchPosition { batches.position }
 }

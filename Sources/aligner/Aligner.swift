@@ -66,9 +66,9 @@ struct Aligner: ParsableCommand {
     /// data-parallel.
     static func joinMPIJob(for command: ParsableCommand) throws -> ProcessGroup {
         guard let ranks = ProcessGroup.launchedRanks else { return .single }
-        guard command is TrainCommand || command is SweepCommand || command is FinetuneCommand else {
+        guard command is TrainCommand || command is SweepCommand || command is FinetuneCommand || command is RewardTrainCommand else {
             if ranks == 1 { return .single }
-            throw ValidationError("only train, sweep and finetune run data-parallel under mpirun; run this command as one process")
+            throw ValidationError("only train, sweep, finetune and reward train run data-parallel under mpirun; run this command as one process")
         }
         return try DataParallelJob.join()
     }

@@ -31,7 +31,7 @@ final class RewardTrainerTests: XCTestCase {
     /// metrics.jsonl without the wall-clock field.
     func metrics(_ name: String) throws -> [String] {
         try String(contentsOf: dir.appendingPathComponent(name).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-            .split(separator: "\n").map { $0.replacingOccurrences(of: #""elapsed":[0-9.e+-]+,?"#, with: "", options: .regularExpression) }
+            .split(separator: "\n").map { $0.replacingOccurrences(of: #""(elapsed|tokens_per_s)":[0-9.e+-]+,?"#, with: "", options: .regularExpression) }
     }
 
     func testRunEvaluatesExportsAndTheJudgeScoresAsTheModel() throws {

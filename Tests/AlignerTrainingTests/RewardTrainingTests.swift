@@ -39,7 +39,7 @@ final class RewardTrainingTests: XCTestCase {
         settings.batchSize = 8
         settings.warmupSteps = 2
         var loop = try RewardTrainingLoop(model: model, pairs: try pairs(24), settings: settings, seed: 9)
-        var first: RewardStepStats?, last: RewardStepStats?
+        var first: StepStats?, last: StepStats?
         while loop.step < loop.totalSteps {
             let s = try loop.takeStep()
             XCTAssertTrue(s.isFinite)

@@ -88,7 +88,39 @@ final class DataParallelTests: CLITestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("\(name)-two/result.json").path))
         }
         // Commands other than the training ones refuse to run as several ranks.
-        XCTAssertTrue(try runMPI(ranks: 2, ["info"], expect: 64).contains("only train, sweep and finetune run data-parallel"))
+        XCTAssertTrue(try runMPI(ranks: 2, ["info"], expect: 64).contains("only train, sweep, finetune and reward train run data-parallel"))
+    }
+
+    /// Reward training under mpirun: two ranks each scoring their share of every micro-batch's pairs give the losses,
+    /// gradient norms and held-out evaluations of one process, with full finetuning and with LoRA under adapter
+    /// dropout (each rank scores its better and worse rows where the whole batch has them, so it draws the same
+    /// masks); a two-rank run stopped and resumed by two ranks continues exactly.
+    func testRewardTrainingTwoRanksAsOneProcess() throws {
+        func args(_ name: String, _ extra: [String] = []) -> [String] {
+            ["reward", "train", "recipes/smoke.toml", "--set", "output_dir=\(dir.path)", "--set", "name=\(name)", "--set", "data.limit=150",
+             "--set", "data.eval_count=20", "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64", "--set", "reward.lr=2e-3",
+             "--set", "reward.steps=12", "--set", "reward.batch_size=5", "--set", "reward.grad_accum=2", "--set", "train.eval_every=4",
+             "--set", "train.checkpoint_every=4"] + extra
+        }
+        for (name, extra) in [("rm-full", [String]()),
+                              ("rm-lora", ["--set", "reward.finetune=lora", "--set", "lora.dropout=0.1", "--set", "lora.rank=4"])] {
+            try run(args("\(name)-one", extra))
+            let out = try runMPI(ranks: 2, args("\(name)-two", extra))
+            XCTAssertTrue(out.contains("data-parallel: 2 processes (MPI)"), out)
+            let one = try metrics("\(name)-one"), two = try metrics("\(name)-two")
+            XCTAssertEqual(one.train.count, 12)
+            assertClose(one.train, two.train, relative: [1e-5, 1e-4])
+            assertClose(one.eval.mapValues { [$0] }, two.eval.mapValues { [$0] }, relative: [1e-5])
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("\(name)-two/model/model.safetensors").path))
+        }
+        let stopped = try runMPI(ranks: 2, args("rm-parts"), expect: 1, environment: ["ALIGNERKIT_STOP_AFTER_STEPS": "6"])
+        XCTAssertTrue(stopped.contains("stopped after the requested number of steps"), stopped)
+        try runMPI(ranks: 2, args("rm-parts") + ["--resume"])
+        let whole = try metrics("rm-full-two"), parts = try metrics("rm-parts")
+        XCTAssertEqual(whole.train, parts.train)
+        XCTAssertEqual(whole.eval, parts.eval)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("rm-full-two/model/model.safetensors")),
+                       try Data(contentsOf: dir.appendingPathComponent("rm-parts/model/model.safetensors")))
     }
 
     /// A two-rank run stopped after 8 steps and resumed by two ranks continues exactly: the same numbers, to the
