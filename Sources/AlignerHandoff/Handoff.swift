@@ -50,7 +50,7 @@ public struct TRLHandoff {
         let trainer = Trainer(recipe: recipe, runDirectory: directory, isTerminal: false)
         trainer.group = .single
         trainer.progress = ProgressPrinter(every: 0, isTerminal: false)
-        let prepared = try trainer.prepare()
+        let prepared = try trainer.prepare(checkMemory: false)  // the recipe trains on the GPU host, not here
         let builder = try ExampleBuilder(tokenizer: prepared.tokenizer, template: recipe.promptTemplate(), specialTokens: prepared.specials,
                                          maxLength: recipe.data.maxLength, chat: prepared.chat)
         let eos = prepared.specials.eos!

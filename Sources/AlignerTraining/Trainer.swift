@@ -80,19 +80,26 @@ public final class Trainer {
         public func checkpointFiles() throws -> [(String, Data)] { try CheckpointStore.tokenizerFiles(specials: specials, chat: chat) }
     }
 
+    /// Weights, gradients, AdamW's moments and one batch's activations must fit this machine before anything is
+    /// allocated (`MemoryError` otherwise).
+    func checkTrainingMemory(config: LlamaConfig, warmup: Bool) throws {
+        let stages = warmup ? [recipe.stage1, recipe.stage2] : [recipe.stage2]  // stage 1 runs only with a warm-up set
+        let batchTokens = stages.map { s in s.batchTokens > 0 ? s.batchTokens : s.batchSize * recipe.data.maxLength }.max()!
+        try MemoryBudget.check(bytes: config.memoryEstimate(training: true, batch: max(1, batchTokens / recipe.data.maxLength), time: recipe.data.maxLength),
+                               for: "training this model (\(config.parameterCount) parameters, batches of up to \(batchTokens) tokens)")
+    }
+
     /// Reads the data, splits it, gets the tokenizer (loaded, or trained on the training split), builds examples.
-    public func prepare(resuming: Bool = false) throws -> Prepared {
+    /// `checkMemory`: refuse (before allocating) when training would not fit this machine; a hand-off to another
+    /// machine prepares without it.
+    public func prepare(resuming: Bool = false, checkMemory: Bool = true) throws -> Prepared {
         let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: group.isMain, say: say)
         let splits = try preparation.splits(preparation.records(), warmupPercent: recipe.data.warmupPercent)
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval (held out by question), \(splits.warmup.count) identity warm-up (p = \(recipe.data.warmupPercent)%)")
         let usesLoRA = [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == .lora })
         let setup = try preparation.model(splits: splits, resuming: resuming, loraReference: usesLoRA, chatTemplate: recipe.data.chatTemplateUse == .base)
         let config = setup.config
-        // Weights, gradients, AdamW's moments and one batch's activations must fit before anything is allocated.
-        let stages = splits.warmup.isEmpty ? [recipe.stage2] : [recipe.stage1, recipe.stage2]  // stage 1 runs only with a warm-up set
-        let batchTokens = stages.map { s in s.batchTokens > 0 ? s.batchTokens : s.batchSize * recipe.data.maxLength }.max()!
-        try MemoryBudget.check(bytes: config.memoryEstimate(training: true, batch: max(1, batchTokens / recipe.data.maxLength), time: recipe.data.maxLength),
-                               for: "training this model (\(config.parameterCount) parameters, batches of up to \(batchTokens) tokens)")
+        if checkMemory { try checkTrainingMemory(config: config, warmup: !splits.warmup.isEmpty) }
         try preparation.saveTokenizer(setup.tokenizer)
         let builder = try ExampleBuilder(tokenizer: setup.tokenizer, template: recipe.promptTemplate(), specialTokens: setup.specials,
                                          maxLength: recipe.data.maxLength, chat: setup.chat)

@@ -4,6 +4,18 @@ import XCTest
 /// `aligner handoff RECIPE --to trl OUTDIR` as a user runs it (scripts/checks/trl_handoff_check.py runs the result
 /// with TRL and compares its first-step loss with AlignerKit's).
 final class HandoffTests: CLITestCase {
+    /// A recipe meant for a GPU host is handed off from a machine too small to train it: the hand-off does not run the
+    /// training memory check that `train` refuses it with.
+    func testHandoffIsNotRefusedForMemoryThatTrainingHere() throws {
+        let args = ["recipes/smoke.toml", "--set", "data.limit=60", "--set", "data.eval_count=10", "--set", "output_dir=\(dir.path)"]
+        let small = ["ALIGNERKIT_MEMORY_LIMIT": "1000000"]  // 1 MB: no training fits
+        let refused = try run(["train"] + args, expect: 69, environment: small)
+        XCTAssertTrue(refused.contains("training this model"), refused)
+        let text = try run(["handoff", "recipes/smoke.toml", "--to", "trl", dir.appendingPathComponent("handoff").path] + args.dropFirst(),
+                           environment: small)
+        XCTAssertTrue(text.contains("wrote the hand-off of smoke to TRL"), text)
+    }
+
     func testHandoffToTRLWritesSplitsConfigsModelAndScript() throws {
         let out = dir.appendingPathComponent("handoff")
         let text = try run(["handoff", "recipes/smoke.toml", "--to", "trl", out.path, "--set", "data.limit=60", "--set", "data.eval_count=10",
