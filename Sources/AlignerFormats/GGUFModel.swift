@@ -144,23 +144,7 @@ public struct GGUFModel {
         do { try config.validate() } catch let e as ConfigError { throw fail("\(e)") }
         self.config = config
 
-        var weights: [String: Tensor] = [:]
-        for t in file.tensors {
-            if t.name == "rope_freqs.weight" { continue }  // llama3 rope factors; computed from the configuration instead
-            guard let name = GGUFLayout.hfName(t.name, family: family) else {
-                throw fail("tensor '\(t.name)' is not a tensor of a \(arch) model")
-            }
-            var w = try file.tensor(t.name)
-            if GGUFLayout.permutesQK(family) {
-                if t.name.contains(".attn_q.") { w = GGUFLayout.permuteRows(w, heads: config.numAttentionHeads) }
-                if t.name.contains(".attn_k.") { w = GGUFLayout.permuteRows(w, heads: config.numKeyValueHeads) }
-            }
-            if family == .gemma, t.name.hasSuffix("norm.weight") {
-                for i in 0..<w.count { w.data[i] -= 1 }
-            }
-            weights[name] = w
-        }
-        self.weights = weights
+        weights = try GGUFWeights(file: file, config: config).weights()
     }
 }
 

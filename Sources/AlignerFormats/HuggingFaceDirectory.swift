@@ -27,39 +27,7 @@ public struct HuggingFaceDirectory {
         let dir = URL(fileURLWithPath: path)
         config = try LlamaConfig.load(from: dir.appendingPathComponent("config.json"))
         let fm = FileManager.default
-        var weights: [String: Tensor] = [:]
-        let index = dir.appendingPathComponent("model.safetensors.index.json")
-        if fm.fileExists(atPath: index.path) {
-            guard let root = (try? JSONSerialization.jsonObject(with: Data(contentsOf: index))) as? [String: Any],
-                  let map = root["weight_map"] as? [String: String]
-            else { throw WeightError(name: index.path, message: "not a safetensors index (no weight_map)") }
-            for shard in Set(map.values).sorted() {
-                // Shards are files of this folder: no absolute paths, no parent folders, no subfolders.
-                guard !shard.isEmpty, !shard.contains("/"), shard != ".", shard != ".." else {
-                    throw WeightError(name: index.path, message: "shard '\(shard)' is not a file name in this folder")
-                }
-                let f = try SafetensorsFile(contentsOf: dir.appendingPathComponent(shard))
-                for name in f.names where map[name] == shard { weights[name] = try f.tensor(name) }
-            }
-            for name in map.keys where weights[name] == nil {
-                throw WeightError(name: name, message: "listed in the index but missing from \(map[name]!)")
-            }
-        } else {
-            let single = dir.appendingPathComponent("model.safetensors")
-            let reference = dir.appendingPathComponent(BaseReference.file)
-            if fm.fileExists(atPath: single.path) {
-                weights = try SafetensorsFile(contentsOf: single).allTensors()
-            } else if fm.fileExists(atPath: reference.path) {
-                let base: BaseReference
-                do { base = try JSONDecoder().decode(BaseReference.self, from: Data(contentsOf: reference)) } catch {
-                    throw FileError(file: reference.path, message: "not a base reference: \(error.localizedDescription)", kind: .badData)
-                }
-                weights = try base.weights(expected: config, in: path)
-            } else {
-                throw WeightError(name: path, message: "has neither model.safetensors nor model.safetensors.index.json")
-            }
-        }
-        self.weights = weights
+        weights = try ModelFolderWeights.source(in: dir, config: config).weights()
         if PEFTAdapter.isPresent(in: dir) {
             let read = try PEFTAdapter.read(from: dir)
             adapters = (read.config, read.weights)

@@ -64,13 +64,12 @@ public enum PEFTAdapter {
         let config = LoRAConfig(rank: r, alpha: alpha, dropout: (root["lora_dropout"] as? NSNumber)?.doubleValue ?? 0, targets: targets,
                                 rsLoRA: root["use_rslora"] as? Bool ?? false)
         do { try config.validate() } catch let e as ModelInputError { throw bad("\(e.field): \(e.message)") }
-        let file = try SafetensorsFile(contentsOf: directory.appendingPathComponent(weightsFile))
         var weights: [String: Tensor] = [:]
-        for name in file.names {
+        for (name, tensor) in try SafetensorsWeights(directory.appendingPathComponent(weightsFile)).weights() {
             // PEFT writes `<prefix><path>.lora_A.weight`; older versions kept the adapter name (`.lora_A.default.weight`).
             let plain = name.replacingOccurrences(of: ".default.weight", with: ".weight")
             guard plain.hasPrefix(prefix) else { throw bad("\(weightsFile): tensor '\(name)' is not under \(prefix)") }
-            weights[String(plain.dropFirst(prefix.count))] = try file.tensor(name)
+            weights[String(plain.dropFirst(prefix.count))] = tensor
         }
         return (config, weights, root["base_model_name_or_path"] as? String)
     }

@@ -253,13 +253,6 @@ public struct CheckpointStore {
 
     /// Copies every parameter of `model` from the safetensors file at `url`.
     static func assign(_ url: URL, to model: LlamaModel) throws {
-        let weights = try SafetensorsFile(contentsOf: url)
-        for name in model.parameterNames {
-            let t = try weights.tensor(name)
-            guard t.shape == model.parameters[name]!.shape else {
-                throw WeightError(name: name, message: "checkpoint shape \(t.shape) differs from the model's")
-            }
-            model.parameters[name]!.assign(from: t)
-        }
+        try SafetensorsWeights(url).assign(model.parameterNames, to: model.parameters)
     }
 }

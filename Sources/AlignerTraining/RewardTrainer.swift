@@ -312,16 +312,11 @@ public final class RewardTrainer {
     static func load(_ url: URL, into model: RewardModel) throws -> (state: TrainerState, optimizer: [String: Tensor]) {
         if let problem = CheckpointStore.verify(url) { throw FileError(file: url.path, message: "damaged checkpoint: \(problem)", kind: .badData) }
         model.decoder.detachAdapters()
-        let weights = try SafetensorsFile(contentsOf: url.appendingPathComponent("model.safetensors"))
-        let names = Set(weights.names)
-        let params = model.parameters
+        let weights = SafetensorsWeights(url.appendingPathComponent("model.safetensors"))
+        let names = Set(try weights.names())
         let decoderNames = model.parameterNames.filter { $0 != RewardModel.scoreName }
         let hasDecoder = decoderNames.contains { names.contains($0) }
-        for name in (hasDecoder ? model.parameterNames : [RewardModel.scoreName]) {
-            let t = try weights.tensor(name)
-            guard t.shape == params[name]!.shape else { throw WeightError(name: name, message: "checkpoint shape \(t.shape) differs from the model's") }
-            params[name]!.assign(from: t)
-        }
+        try weights.assign(hasDecoder ? model.parameterNames : [RewardModel.scoreName], to: model.parameters)
         if PEFTAdapter.isPresent(in: url) {
             let adapters = try PEFTAdapter.read(from: url)
             try model.decoder.attachAdapters(adapters.config, weights: adapters.weights)
