@@ -1,6 +1,7 @@
 @testable import AlignerFormats
 @testable import AlignerRuns
 import AlignerData
+import AlignerFiles
 import AlignerGGUF
 import AlignerModel
 import AlignerSafetensors
@@ -54,10 +55,59 @@ final class GGUFExportTests: XCTestCase {
                              template: template, source: directory.appendingPathComponent(name), recipe: nil)
     }
 
+    /// The `gguf` package's reading of the exports (scripts/fixtures/make_gguf_export_reading.py).
+    nonisolated(unsafe) static let packageReading: [String: Any] = {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/gguf-export-reading.json")
+        let root = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url))) as? [String: Any]
+        return root?["files"] as? [String: Any] ?? [:]
+    }()
+
+    /// The export at `url` is the file the `gguf` package read when the fixture was written (same size and CRC-32),
+    /// and AlignerKit's reader sees what that reader saw: the same tensors (names, types, shapes in ggml's order) and
+    /// metadata (keys, types, scalar values); the package's dequantised tensors were `tolerance` or closer to the family
+    /// fixture's weights. ALIGNERKIT_GGUF_EXPORT_DIR keeps the exports for the fixture script.
+    func checkAgainstTheGGUFPackage(_ url: URL, as name: String, tolerance: Double = 0) throws {
+        if let keep = ProcessInfo.processInfo.environment["ALIGNERKIT_GGUF_EXPORT_DIR"] {
+            try FileManager.default.createDirectory(atPath: keep, withIntermediateDirectories: true)
+            let copy = URL(fileURLWithPath: keep).appendingPathComponent("\(name).gguf")
+            try? FileManager.default.removeItem(at: copy)
+            try FileManager.default.copyItem(at: url, to: copy)
+        }
+        let reading = try XCTUnwrap(Self.packageReading[name] as? [String: Any], "\(name): no entry in gguf-export-reading.json")
+        let (bytes, crc) = try Checksum.crc32(of: url)
+        XCTAssertEqual(bytes, reading["bytes"] as? Int, "\(name): size of the export")
+        XCTAssertEqual(Int(crc), reading["crc32"] as? Int, "\(name): CRC-32 of the export (not the bytes the gguf package read)")
+        let file = try GGUFFile(contentsOf: url)
+        let listed = try XCTUnwrap(reading["tensors"] as? [[String: Any]])
+        XCTAssertEqual(file.tensors.map(\.name), listed.map { $0["name"] as? String ?? "" }, name)
+        for (t, l) in zip(file.tensors, listed) {
+            XCTAssertEqual(t.type.name, l["type"] as? String, "\(name): \(t.name)")
+            XCTAssertEqual(Array(t.shape.reversed()), l["shape"] as? [Int], "\(name): \(t.name)")
+        }
+        let metadata = try XCTUnwrap(reading["metadata"] as? [String: [String: Any]])
+        XCTAssertEqual(Set(file.metadata.keys), Set(metadata.keys), name)
+        for (key, v) in metadata {
+            guard let mine = file.metadata[key] else { continue }
+            switch (mine, v["type"] as? String) {
+            case (.string(let s), "string"?): XCTAssertEqual(s, v["value"] as? String, "\(name): \(key)")
+            case (.bool(let b), "bool"?): XCTAssertEqual(b, v["value"] as? Bool, "\(name): \(key)")
+            case (.uint(let u), let type?) where type.hasPrefix("uint"): XCTAssertEqual(Int(u), v["value"] as? Int, "\(name): \(key)")
+            case (.int(let i), let type?) where type.hasPrefix("int"): XCTAssertEqual(Int(i), v["value"] as? Int, "\(name): \(key)")
+            case (.float(let f), let type?) where type.hasPrefix("float"):
+                XCTAssertEqual(f, try XCTUnwrap(v["value"] as? Double), accuracy: abs(f) * 1e-7, "\(name): \(key)")
+            case (.array(let a), "array"?): XCTAssertEqual(a.count, v["count"] as? Int, "\(name): \(key)")
+            default: XCTFail("\(name): \(key) is \(mine) here, \(v) to the gguf package")
+            }
+        }
+        XCTAssertLessThanOrEqual(try XCTUnwrap(reading["max_abs_difference_to_fixture_weights"] as? Double), tolerance, name)
+    }
+
     func roundTrip(_ name: String, edit: (inout LlamaConfig) -> Void = { _ in }) throws {
         let original = try bundle(name, edit: edit)
         let url = directory.appendingPathComponent("\(name).gguf")
         let summary = try GGUFExport.export(original, to: url, type: .f32)
+        // Gemma's norms are stored as 1 + w: subtracting 1 again rounds.
+        try checkAgainstTheGGUFPackage(url, as: name, tolerance: original.model.config.family == .gemma ? 1e-7 : 0)
         XCTAssertEqual(summary.tensors, original.model.parameterNames.count, name)
         let file = try GGUFFile(contentsOf: url)
         XCTAssertEqual(file.metadata["general.architecture"]?.stringValue, GGUFLayout.architecture(of: original.model.config.family), name)
@@ -130,6 +180,7 @@ final class GGUFExportTests: XCTestCase {
         for (type, tolerance) in [(GGMLType.f16, Float(0.01)), (.bf16, 0.05), (.q8_0, 0.05)] {
             let url = directory.appendingPathComponent("\(type.name).gguf")
             let s = try GGUFExport.export(b, to: url, type: type)
+            if type == .q8_0 { try checkAgainstTheGGUFPackage(url, as: "qwen3-q8_0", tolerance: 0.01) }
             XCTAssertEqual(s.typeCounts["F32"], b.model.parameterNames.filter { b.model.parameters[$0]!.shape.count == 1 }.count, type.name)
             let f = try GGUFFile(contentsOf: url)
             XCTAssertEqual(f.info("blk.0.attn_q.weight")?.type, type)
