@@ -1,0 +1,74 @@
+import AlignerData
+import AlignerFormats
+import AlignerMeasures
+import AlignerModel
+import AlignerTensor
+import Foundation
+
+/// Applying Aligners to upstream answers.
+public enum Corrector {
+    /// Corrects each (question, answer) with `aligners` in turn: the first corrects the upstream answer, each next one
+    /// corrects the previous one's output (stacked Aligners). Returns the last corrections, in order. `progress`
+    /// receives (records done, total) for each Aligner pass. Prompts longer than the context allows (with room for
+    /// `maxNewTokens`) are shortened, the answer first, then the question; `note` says how many, per pass.
+    public static func correct(
+        _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
+        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
+    ) throws -> [String] {
+        try corrections(pairs, with: aligners, options: options, batchSize: batchSize, progress: progress, note: note).texts
+    }
+
+    /// As `correct`, with whether each last correction ended with an end token (false: it stopped at `maxNewTokens`).
+    public static func corrections(
+        _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
+        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
+    ) throws -> (texts: [String], ended: [Bool]) {
+        guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        try options.validate()
+        var answers = pairs.map(\.answer)
+        var ended = [Bool](repeating: true, count: pairs.count)
+        for (k, aligner) in aligners.enumerated() {
+            let builder = try aligner.exampleBuilder()
+            var opts = options
+            opts.eosTokenIds = options.eosTokenIds ?? aligner.eosIds
+            let budget = aligner.model.config.maxPositionEmbeddings - opts.maxNewTokens
+            guard budget > 8 else {
+                throw ModelInputError(field: "max_new_tokens", message: "\(opts.maxNewTokens) leaves no room for a prompt in a context of \(aligner.model.config.maxPositionEmbeddings)")
+            }
+            var out = [String](repeating: "", count: pairs.count)
+            var start = 0, shortened = 0
+            while start < pairs.count {
+                let range = start..<min(pairs.count, start + batchSize)
+                let prompts = try range.map { i -> [Int] in
+                    guard let fit = builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget) else {
+                        throw ModelInputError(field: "max_new_tokens", message: "the prompt template alone does not fit a context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens; lower --max-new-tokens")
+                    }
+                    if fit.answerShortened || fit.questionShortened { shortened += 1 }
+                    return fit.ids
+                }
+                let result = try aligner.model.generate(prompts: prompts, options: opts)
+                for (j, i) in range.enumerated() {
+                    out[i] = aligner.tokenizer.decode(result.tokens[j], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
+                    ended[i] = result.stoppedAtEOS[j]
+                }
+                start = range.upperBound
+                progress(k, start, pairs.count)
+            }
+            if shortened > 0 {
+                note("Aligner \(k + 1): \(shortened) of \(pairs.count) prompts shortened to fit the context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens (answer first, then question)")
+            }
+            answers = out
+        }
+        return (answers, ended)
+    }
+}
+
+extension CorrectionMetrics {
+    /// The metrics of `outputs` for the records they correct (same order and count; throws for none).
+    public init(outputs: [String], records: [QACRecord]) throws {
+        guard let m = CorrectionMetrics(outputs: outputs, answers: records.map(\.answer), references: records.map(\.correction)) else {
+            throw SettingError(setting: "records", message: "\(outputs.count) outputs for \(records.count) records")
+        }
+        self = m
+    }
+}
