@@ -64,23 +64,30 @@ public enum HuggingFaceExport {
         }
     }
 
-    /// Writes every file of the export into `directory` (an existing, empty folder).
+    /// Writes every file of the export into `directory` (an existing, empty folder): `writeModelFiles`, the Aligner's
+    /// tokenizer configuration (`writeTokenizer`) and its model card.
     static func write(_ bundle: AlignerBundle, to directory: URL, figures: TrainingFigures?) throws {
-        let config = bundle.model.config
-        try config.jsonData().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
-        // Adapters are merged into the weights they adapt.
-        try SafetensorsWriter.write(bundle.model.mergedWeights(), metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+        try writeModelFiles(bundle.model, tokenizer: bundle.tokenizer, specialTokens: bundle.specialTokens, to: directory)
         try writeTokenizer(bundle, to: directory)
+        try modelCard(bundle, figures: figures).write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
+    }
+
+    /// A causal language model's own files, as transformers saves them: `config.json`, `model.safetensors` (adapters
+    /// merged into the weights they adapt), `generation_config.json` (greedy) and the tokenizer files
+    /// (`writeTokenizerFiles`: no chat template, nothing of an Aligner).
+    public static func writeModelFiles(_ model: LlamaModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, to directory: URL) throws {
+        let config = model.config
+        try config.jsonData().write(to: directory.appendingPathComponent("config.json"), options: .atomic)
+        try SafetensorsWriter.write(model.mergedWeights(), metadata: ["format": "pt"], to: directory.appendingPathComponent("model.safetensors"))
+        try writeTokenizerFiles(tokenizer, specialTokens: specialTokens, maxLength: config.maxPositionEmbeddings, to: directory)
         var generation: [String: Any] = ["do_sample": false, "max_new_tokens": min(256, config.maxPositionEmbeddings)]
         if let b = config.bosTokenId { generation["bos_token_id"] = b }
         generation["eos_token_id"] = config.eosTokenIds.count == 1 ? config.eosTokenIds[0] as Any : config.eosTokenIds as Any
         if let p = config.padTokenId { generation["pad_token_id"] = p }
         try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
             .write(to: directory.appendingPathComponent("generation_config.json"), options: .atomic)
-        try modelCard(bundle, figures: figures).write(to: directory.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
     }
 
-    /// `tokenizer.json` and `tokenizer_config.json` (special tokens, the chat template, the Aligner's prompt).
     /// Writes an Aligner's tokenizer files: `tokenizerFiles` with its chat template (the prompt template, or the chat
     /// template its prompts go through) and the `aligner_*` keys that `AlignerBundle.load` reads its prompt from.
     static func writeTokenizer(_ bundle: AlignerBundle, to directory: URL) throws {

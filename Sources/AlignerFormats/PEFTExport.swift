@@ -34,11 +34,10 @@ public enum PEFTExport {
             try HuggingFaceExport.writeTokenizer(bundle, to: dir)
             if reference == nil {
                 let frozen = try LlamaModel(config: bundle.model.config, weights: bundle.model.parameters)
-                let baseBundle = AlignerBundle(model: frozen, tokenizer: bundle.tokenizer, specialTokens: bundle.specialTokens, template: bundle.template,
-                                               source: bundle.source, recipe: bundle.recipe, baseChatTemplate: bundle.baseChatTemplate, chat: bundle.chat)
+                // The frozen weights as a plain causal language model (the Aligner's prompt is the adapter folder's).
                 let baseDir = dir.appendingPathComponent("base")
                 try FileManager.default.createDirectory(at: baseDir, withIntermediateDirectories: true)
-                try HuggingFaceExport.write(baseBundle, to: baseDir, figures: nil)
+                try HuggingFaceExport.writeModelFiles(frozen, tokenizer: bundle.tokenizer, specialTokens: bundle.specialTokens, to: baseDir)
             }
             try readme(bundle, base: base, wroteBase: reference == nil).write(to: dir.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)
         }

@@ -15,27 +15,7 @@ import Foundation
 /// trained with the Bradley-Terry loss on the recipe's Q-A-C records read as preferences (correction better than
 /// answer), pairs held out by question as for Aligners; evaluation (pairwise accuracy, mean margin), metrics,
 /// atomic checkpoints and exact resume; at the end the model is exported to `<run>/model` for `--judge`.
-public final class RewardTrainer {
-    public let recipe: Recipe
-    public let runDirectory: URL
-    public var progress: ProgressPrinter
-    public var quiet = false
-    public var compute: ComputeContext
-    /// Stop (with a checkpoint) after this many steps of this process: a hook for tests of resumption.
-    public var stopAfterSteps: Int?
-    /// The processes training together (data-parallel under mpirun; `ProcessGroup.current` by default). Rank 0 alone
-    /// writes the run folder and the export.
-    public var group: ProcessGroup = .current
-
-    public init(recipe: Recipe, runDirectory: URL? = nil, isTerminal: Bool? = nil) {
-        self.recipe = recipe
-        self.runDirectory = runDirectory ?? URL(fileURLWithPath: recipe.outputDir).appendingPathComponent(recipe.name)
-        progress = ProgressPrinter(every: recipe.train.logEvery, isTerminal: isTerminal ?? (isatty(STDOUT_FILENO) != 0))
-        compute = Trainer.computeContext(for: recipe)
-    }
-
-    func say(_ s: String) { if !quiet { progress.message(s) } }
-
+public final class RewardTrainer: TrainerBase {
     /// Runs (or, with `resume`, continues) the training; `restart` deletes what the run folder holds first.
     public func run(resume: Bool = false, restart: Bool = false) throws -> RewardResult {
         do {

@@ -14,29 +14,7 @@ import Foundation
 
 /// Two-stage Aligner training: identity warm-up on Q-A-A (stage 1, skipped when p = 0), then Q-A-C (stage 2) from
 /// the stage-1 weights, each with its own optimiser and schedule; evaluation, metrics, checkpoints and exact resume.
-public final class Trainer {
-    public let recipe: Recipe
-    public let runDirectory: URL
-    public var progress: ProgressPrinter
-    /// Text lines for the log (default: stdout through the progress printer).
-    public var quiet = false
-    /// Threads and buffer pool for this run (from `train.threads` by default).
-    public var compute: ComputeContext
-    /// Stop (with a checkpoint) after this many steps of this process: a hook for tests of resumption, not a recipe key.
-    public var stopAfterSteps: Int?
-    /// The processes training together (data-parallel under mpirun; `ProcessGroup.current` by default). Rank 0 alone
-    /// writes the run folder.
-    public var group: ProcessGroup = .current
-
-    public init(recipe: Recipe, runDirectory: URL? = nil, isTerminal: Bool? = nil) {
-        self.recipe = recipe
-        self.runDirectory = runDirectory ?? URL(fileURLWithPath: recipe.outputDir).appendingPathComponent(recipe.name)
-        progress = ProgressPrinter(every: recipe.train.logEvery, isTerminal: isTerminal ?? (isatty(STDOUT_FILENO) != 0))
-        compute = Self.computeContext(for: recipe)
-    }
-
-    func say(_ s: String) { if !quiet { progress.message(s) } }
-
+public final class Trainer: TrainerBase {
     /// What the data preparation produced.
     public struct Prepared {
         public var splits: DataSplits
@@ -106,12 +84,6 @@ public final class Trainer {
             group.noteAgreedFailure()  // every process stops at the same step for the same reason
             throw stop
         }
-    }
-
-    /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.
-    public static func computeContext(for recipe: Recipe) -> ComputeContext {
-        let base = recipe.train.threads > 0 ? ComputeContext(threads: recipe.train.threads) : .standard
-        return base.with(matmul: recipe.train.precision)
     }
 
     func runInContext(resume: Bool, restart: Bool) throws -> RunResult {

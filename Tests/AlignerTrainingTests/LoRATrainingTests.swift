@@ -97,6 +97,12 @@ final class LoRATrainingTests: XCTestCase {
         let summary = try PEFTExport.export(try RunLocator.loadAligner(fullThenLora.finalCheckpoint), to: out)
         XCTAssertTrue(summary.wroteBase)
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("base/model.safetensors").path))
+        // base/ is a plain causal language model: no Aligner prompt, no Aligner model card (the adapter folder has both).
+        let baseTokenizerConfig = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("base/tokenizer_config.json"))) as? [String: Any])
+        XCTAssertEqual(baseTokenizerConfig.keys.filter { $0.hasPrefix("aligner") || $0 == "chat_template" }, [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent("base/README.md").path))
+        let adapterTokenizerConfig = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("tokenizer_config.json"))) as? [String: Any])
+        XCTAssertNotNil(adapterTokenizerConfig["aligner_prompt_template"] as? String)
         let read = try PEFTAdapter.read(from: out)
         XCTAssertEqual(read.base, out.appendingPathComponent("base").path)
         XCTAssertEqual(read.config.rank, 4)

@@ -31,26 +31,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging
 
-BLOCK = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
-         "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_qkv": "self_attn.qkv_proj",
-         "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
-         "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
-
-
-def hf_name(name, arch):
-    top = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-           "output.weight": "lm_head.weight"}
-    if name in top:
-        return top[name]
-    _, layer, kind, suffix = name.split(".")
-    inner = "mlp.gate_up_proj" if arch == "phi3" and kind == "ffn_up" else BLOCK[kind]
-    return f"model.layers.{layer}.{inner}.{suffix}"
-
-
-def unpermute(w, heads):
-    """llama.cpp's converter permutes q/k rows to interleaved pairs; this is the inverse (as in transformers)."""
-    shape = w.shape
-    return w.reshape(heads, shape[0] // heads // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures"))
+from gguf_hf_names import hf_name, unpermute  # noqa: E402
 
 
 def field(reader, key):
