@@ -9,8 +9,10 @@ import Foundation
 public enum Corrector {
     /// Corrects each (question, answer) with `aligners` in turn: the first corrects the upstream answer, each next one
     /// corrects the previous one's output (stacked Aligners). Returns the last corrections, in order. `progress`
-    /// receives (records done, total) for each Aligner pass. Prompts longer than the context allows (with room for
-    /// `maxNewTokens`) are shortened, the answer first, then the question; `note` says how many, per pass.
+    /// receives (Aligner pass, records done, total) as records finish. `batchSize` sequences are decoded together with
+    /// continuous batching (`LlamaModel.generateContinuously`): greedy corrections are those of each record alone.
+    /// Prompts longer than the context allows (with room for `maxNewTokens`) are shortened, the answer first, then
+    /// the question; `note` says how many, per pass.
     public static func correct(
         _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
         batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
@@ -35,24 +37,24 @@ public enum Corrector {
             guard budget > 8 else {
                 throw ModelInputError(field: "max_new_tokens", message: "\(opts.maxNewTokens) leaves no room for a prompt in a context of \(aligner.model.config.maxPositionEmbeddings)")
             }
+            var shortened = 0
+            let prompts = try pairs.indices.map { i -> [Int] in
+                guard let fit = builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget) else {
+                    throw ModelInputError(field: "max_new_tokens", message: "the prompt template alone does not fit a context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens; lower --max-new-tokens")
+                }
+                if fit.answerShortened || fit.questionShortened { shortened += 1 }
+                return fit.ids
+            }
             var out = [String](repeating: "", count: pairs.count)
-            var start = 0, shortened = 0
-            while start < pairs.count {
-                let range = start..<min(pairs.count, start + batchSize)
-                let prompts = try range.map { i -> [Int] in
-                    guard let fit = builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget) else {
-                        throw ModelInputError(field: "max_new_tokens", message: "the prompt template alone does not fit a context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens; lower --max-new-tokens")
-                    }
-                    if fit.answerShortened || fit.questionShortened { shortened += 1 }
-                    return fit.ids
+            if !prompts.isEmpty {
+                // Continuous batching: `batchSize` sequences decode together; each finished one makes room for the next.
+                let result = try aligner.model.generateContinuously(prompts: prompts, options: opts, slots: batchSize) { progress(k, $0, pairs.count) }
+                for i in pairs.indices {
+                    out[i] = aligner.tokenizer.decode(result.tokens[i], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
+                    ended[i] = result.stoppedAtEOS[i]
                 }
-                let result = try aligner.model.generate(prompts: prompts, options: opts)
-                for (j, i) in range.enumerated() {
-                    out[i] = aligner.tokenizer.decode(result.tokens[j], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
-                    ended[i] = result.stoppedAtEOS[j]
-                }
-                start = range.upperBound
-                progress(k, start, pairs.count)
+            } else {
+                progress(k, 0, 0)
             }
             if shortened > 0 {
                 note("Aligner \(k + 1): \(shortened) of \(pairs.count) prompts shortened to fit the context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens (answer first, then question)")

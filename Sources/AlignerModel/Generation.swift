@@ -91,19 +91,25 @@ extension LlamaModel {
         try options.validate()
         guard !prompts.isEmpty else { throw ModelInputError(field: "prompts", message: "no prompt to continue") }
         try checkGenerationMemory(prompts: prompts.count, width: prompts.map(\.count).max()!, newTokens: options.maxNewTokens)
+        try validatePrompts(prompts, newTokens: options.maxNewTokens)
+        return withNoGrad {
+            var state = SamplerState(model: self, prompts: prompts, options: options)
+            state.onStep = onStep
+            return options.useCache ? generateCached(prompts, &state) : generateRecomputing(prompts, &state)
+        }
+    }
+
+    /// Throws `ModelInputError` for an empty prompt, ids outside the vocabulary, or a prompt that with `newTokens` does
+    /// not fit the context.
+    func validatePrompts(_ prompts: [[Int]], newTokens: Int) throws {
         for (i, p) in prompts.enumerated() {
             guard !p.isEmpty else { throw ModelInputError(field: "prompts", message: "prompt \(i) has no tokens") }
             do { try validateInput(ids: p, batch: 1, time: p.count) } catch let e as ModelInputError {
                 throw ModelInputError(field: "prompts", message: "prompt \(i): \(e.message)")
             }
-            guard p.count + options.maxNewTokens <= config.maxPositionEmbeddings else {
-                throw ModelInputError(field: "max_new_tokens", message: "prompt \(i) of \(p.count) tokens + \(options.maxNewTokens) new tokens exceeds the model's context of \(config.maxPositionEmbeddings) (max_position_embeddings)")
+            guard p.count + newTokens <= config.maxPositionEmbeddings else {
+                throw ModelInputError(field: "max_new_tokens", message: "prompt \(i) of \(p.count) tokens + \(newTokens) new tokens exceeds the model's context of \(config.maxPositionEmbeddings) (max_position_embeddings)")
             }
-        }
-        return withNoGrad {
-            var state = SamplerState(model: self, prompts: prompts, options: options)
-            state.onStep = onStep
-            return options.useCache ? generateCached(prompts, &state) : generateRecomputing(prompts, &state)
         }
     }
 
@@ -217,14 +223,7 @@ struct SamplerState {
             let row = lastLogits.data + bi * vocab
             let banned = options.noRepeatNgramSize > 0
                 ? Sampler.repeatingTokens(result.tokens[bi], n: options.noRepeatNgramSize).subtracting(eos) : []
-            let t: Int
-            if banned.isEmpty {
-                t = Sampler.pick(row, vocab, options, &rng)
-            } else {
-                var masked = Array(UnsafeBufferPointer(start: row, count: vocab))  // (vocab) logits of this row
-                for b in banned where b >= 0 && b < vocab { masked[b] = -.infinity }
-                t = masked.withUnsafeBufferPointer { Sampler.pick($0.baseAddress!, vocab, options, &rng) }
-            }
+            let t = Sampler.pick(row, vocab, options, banned: banned, &rng)
             tokens.append(t)
             streamed.append(eos.contains(t) ? -1 : t)
             if eos.contains(t) {
@@ -254,6 +253,15 @@ public enum Sampler {
         var banned = Set<Int>()
         for start in 0...(tokens.count - n) where tokens[start..<(start + k)].elementsEqual(tail) { banned.insert(tokens[start + k]) }
         return banned
+    }
+
+    /// As `pick`, never choosing a token of `banned` (its logits are taken as −∞).
+    public static func pick(_ logits: UnsafePointer<Float>, _ n: Int, _ options: GenerationOptions, banned: Set<Int>,
+                            _ rng: inout SeededGenerator) -> Int {
+        guard !banned.isEmpty else { return pick(logits, n, options, &rng) }
+        var masked = Array(UnsafeBufferPointer(start: logits, count: n))  // (vocab) logits of this row
+        for b in banned where b >= 0 && b < n { masked[b] = -.infinity }
+        return masked.withUnsafeBufferPointer { pick($0.baseAddress!, n, options, &rng) }
     }
 
     public static func pick(_ logits: UnsafePointer<Float>, _ n: Int, _ options: GenerationOptions, _ rng: inout SeededGenerator) -> Int {

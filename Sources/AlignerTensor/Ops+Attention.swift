@@ -205,6 +205,36 @@ extension Tensor {
     /// - keyPadding: B·length flags (true = real token), or nil.
     /// - window: a sliding window over cache positions, as in `attention`.
     /// Returns (B, Tq, H, D).
+    /// Attention of one new query per row (q: (B, 1, H, D)) over the first `lengths[b]` cached keys and values of
+    /// row b (caches (≥ B, capacity, KV, D); rows of the cache beyond B are not read), causal, no padding: each row
+    /// computes exactly what it computes alone with a cache of its own length (continuous batching). No gradient.
+    public static func cachedAttention(
+        q: Tensor, kCache: Tensor, vCache: Tensor, lengths: [Int], scale: Float? = nil, window: Int? = nil
+    ) -> Tensor {
+        let (b, tq, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
+        let (capacity, kv) = (kCache.shape[1], kCache.shape[2])
+        precondition(tq == 1 && lengths.count == b, "cachedAttention: one query per row and one length per row")
+        precondition(kCache.shape[0] >= b && Array(kCache.shape.dropFirst()) == [capacity, kv, d] && vCache.shape == kCache.shape,
+                     "cachedAttention: cache shape")
+        precondition(lengths.allSatisfy { $0 >= 1 && $0 <= capacity }, "cachedAttention: lengths within 1...\(capacity)")
+        if let window { precondition(window >= 1, "cachedAttention: window \(window) < 1") }
+        let out = Tensor(uninitialized: q.shape)
+        let qv = HeadsView(q.data, layout: .bthd, heads: h, time: 1, dim: d)
+        let cacheStride = (capacity * kv * d, d, kv * d)
+        let kvw = HeadsView(kCache.data, batchStride: cacheStride.0, headStride: cacheStride.1, rowStride: cacheStride.2)
+        let vv = HeadsView(vCache.data, batchStride: cacheStride.0, headStride: cacheStride.1, rowStride: cacheStride.2)
+        let ov = HeadsView(out.data, layout: .bthd, heads: h, time: 1, dim: d)
+        let rep = h / kv, longest = lengths.max()!
+        AttentionKernel.runGroups(b * kv, scratch: rep * longest) { g, scratch in
+            let shape = AttentionKernel.Shape(batch: b, heads: h, kvHeads: kv, tq: 1, tk: lengths[g / kv], dim: d, causal: true,
+                                              scale: scale ?? 1 / Float(d).squareRoot(), window: window ?? 0)
+            AttentionKernel.forward(shape, group: g, q: qv, k: kvw, v: vv, o: ov, mask: nil) { _, hi in
+                scratch + (hi % rep) * shape.tk
+            }
+        }
+        return out
+    }
+
     public static func cachedAttention(
         q: Tensor, kCache: Tensor, vCache: Tensor, length: Int, keyPadding: [Bool]? = nil, scale: Float? = nil,
         window: Int? = nil
