@@ -85,3 +85,46 @@ public enum GenerationBenchmark {
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 }
+
+/// The workload users run: many prompts of mixed lengths (Aligner prompts of real questions and answers) corrected
+/// with continuous batching (`LlamaModel.generateContinuously`), until each ends or reaches `maxNewTokens`.
+public enum ContinuousGenerationBenchmark {
+    public struct Result: Sendable {
+        public let prompts, slots, maxNewTokens: Int
+        /// Prompt tokens in all, and the shortest, median and longest prompt.
+        public let promptTokens: Int
+        public let promptLengths: (shortest: Int, median: Int, longest: Int)
+        /// Tokens generated in all (end tokens included).
+        public let generatedTokens: Int
+        /// Prompts that ended with an end token before `maxNewTokens`.
+        public let ended: Int
+        public let seconds: Double
+        public let peakMiB: Double
+
+        public var correctionsPerMinute: Double { Double(prompts) / seconds * 60 }
+        public var generatedTokensPerSecond: Double { Double(generatedTokens) / seconds }
+
+        public var lines: [String] {
+            [String(format: "%d prompts of %d-%d tokens (median %d, %d in all), %d slots, at most %d new tokens; %d ended with an end token",
+                    prompts, promptLengths.shortest, promptLengths.longest, promptLengths.median, promptTokens, slots, maxNewTokens, ended),
+             String(format: "%.1f s: %.1f corrections/min, %.1f generated tokens/s (%d tokens), %.1f prompt+generated tokens/s",
+                    seconds, correctionsPerMinute, generatedTokensPerSecond, generatedTokens, Double(promptTokens + generatedTokens) / seconds),
+             String(format: "peak RSS %.0f MiB", peakMiB)]
+        }
+    }
+
+    /// Corrects `prompts` once with `slots` slots (greedy, stopping at `eosTokenIds`) and times it.
+    public static func run(_ model: LlamaModel, prompts: [[Int]], slots: Int, maxNewTokens: Int, eosTokenIds: [Int]) throws -> Result {
+        let clock = ContinuousClock()
+        let start = clock.now
+        let r = try model.generateContinuously(prompts: prompts, options: GenerationOptions(maxNewTokens: maxNewTokens, eosTokenIds: eosTokenIds),
+                                               slots: slots)
+        let seconds = (clock.now - start).inSeconds
+        let lengths = prompts.map(\.count).sorted()
+        let ended = r.stoppedAtEOS.filter { $0 }.count
+        return Result(prompts: prompts.count, slots: slots, maxNewTokens: maxNewTokens, promptTokens: lengths.reduce(0, +),
+                      promptLengths: (lengths.first ?? 0, lengths.isEmpty ? 0 : lengths[lengths.count / 2], lengths.last ?? 0),
+                      generatedTokens: r.tokens.reduce(0) { $0 + $1.count } + ended, ended: ended, seconds: seconds,
+                      peakMiB: Double(peakResidentBytes()) / 1_048_576)
+    }
+}

@@ -20,6 +20,27 @@ public enum Corrector {
         try corrections(pairs, with: aligners, options: options, batchSize: batchSize, progress: progress, note: note).texts
     }
 
+    /// The prompt ids of each (question, answer) for `aligner`, shortened (the answer first, then the question) to
+    /// leave room for `maxNewTokens` in its context, and how many were shortened.
+    public static func prompts(_ pairs: [(question: String, answer: String)], for aligner: AlignerBundle, maxNewTokens: Int) throws
+        -> (ids: [[Int]], shortened: Int) {
+        let builder = try aligner.exampleBuilder()
+        let context = aligner.model.config.maxPositionEmbeddings
+        let budget = context - maxNewTokens
+        guard budget > 8 else {
+            throw ModelInputError(field: "max_new_tokens", message: "\(maxNewTokens) leaves no room for a prompt in a context of \(context)")
+        }
+        var shortened = 0
+        let ids = try pairs.map { pair -> [Int] in
+            guard let fit = builder.fittingPrompt(question: pair.question, answer: pair.answer, budget: budget) else {
+                throw ModelInputError(field: "max_new_tokens", message: "the prompt template alone does not fit a context of \(context) tokens with \(maxNewTokens) new tokens; lower --max-new-tokens")
+            }
+            if fit.answerShortened || fit.questionShortened { shortened += 1 }
+            return fit.ids
+        }
+        return (ids, shortened)
+    }
+
     /// As `correct`, with whether each last correction ended with an end token (false: it stopped at `maxNewTokens`).
     public static func corrections(
         _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
@@ -30,21 +51,9 @@ public enum Corrector {
         var answers = pairs.map(\.answer)
         var ended = [Bool](repeating: true, count: pairs.count)
         for (k, aligner) in aligners.enumerated() {
-            let builder = try aligner.exampleBuilder()
             var opts = options
             opts.eosTokenIds = options.eosTokenIds ?? aligner.eosIds
-            let budget = aligner.model.config.maxPositionEmbeddings - opts.maxNewTokens
-            guard budget > 8 else {
-                throw ModelInputError(field: "max_new_tokens", message: "\(opts.maxNewTokens) leaves no room for a prompt in a context of \(aligner.model.config.maxPositionEmbeddings)")
-            }
-            var shortened = 0
-            let prompts = try pairs.indices.map { i -> [Int] in
-                guard let fit = builder.fittingPrompt(question: pairs[i].question, answer: answers[i], budget: budget) else {
-                    throw ModelInputError(field: "max_new_tokens", message: "the prompt template alone does not fit a context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens; lower --max-new-tokens")
-                }
-                if fit.answerShortened || fit.questionShortened { shortened += 1 }
-                return fit.ids
-            }
+            let (prompts, shortened) = try Self.prompts(pairs.indices.map { (pairs[$0].question, answers[$0]) }, for: aligner, maxNewTokens: opts.maxNewTokens)
             var out = [String](repeating: "", count: pairs.count)
             if !prompts.isEmpty {
                 // Continuous batching: `batchSize` sequences decode together; each finished one makes room for the next.

@@ -1,5 +1,6 @@
 import AlignerRuns
 import AlignerBench
+import AlignerInference
 import AlignerData
 import AlignerTensor
 import AlignerTokenizers
@@ -87,8 +88,19 @@ struct Bench: ParsableCommand {
         @Option(help: "Tokens generated per prompt.") var newTokens = 128
         @Option(help: "Prompts decoded together.") var batch = 1
         @Option(help: "Timed repeats (after one untimed run).") var repeats = 3
+        @Option(help: ArgumentHelp("With --model: correct this many records of --data as Aligner prompts of mixed lengths, with continuous batching (corrections per minute, tokens/s).",
+                                   discussion: "Each correction stops at an end token or --new-tokens."))
+        var prompts: Int?
+        @Option(help: "With --prompts: sequences decoded together.") var slots = 8
+        @Option(help: "With --prompts: the Q-A-C records whose questions and answers fill the prompts.") var data = "data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"
+        @OptionGroup var prompt: PromptOptions
 
         func validate() throws {
+            if let prompts {
+                guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1, got \(prompts)") }
+                guard model != nil else { throw ValidationError("--prompts builds Aligner prompts with a model's tokenizer: give --model") }
+                guard slots >= 1 else { throw ValidationError("--slots must be at least 1, got \(slots)") }
+            }
             for (name, value, least) in [("--prompt-tokens", promptTokens, 1), ("--new-tokens", newTokens, 2), ("--batch", batch, 1), ("--repeats", repeats, 1)]
             where value < least {
                 throw ValidationError("\(name) must be at least \(least), got \(value)")
@@ -98,6 +110,16 @@ struct Bench: ParsableCommand {
         func run() throws { try compute.context.run { try runBenchmark() } }
 
         func runBenchmark() throws {
+            if let prompts, let model {
+                let aligner = try prompt.apply(RunLocator.loadAligner(model))
+                let records = try RecordReader.read(path: data).records.prefix(prompts)
+                let ids = try Corrector.prompts(records.map { ($0.question, $0.answer) }, for: aligner, maxNewTokens: newTokens).ids
+                let result = try ContinuousGenerationBenchmark.run(aligner.model, prompts: ids, slots: slots, maxNewTokens: newTokens, eosTokenIds: aligner.eosIds)
+                print(BLAS.summary)
+                print("AlignerKit; model \(model), continuous batching over the first \(ids.count) records of \(data)")
+                result.lines.forEach { print($0) }
+                return
+            }
             let llama: LlamaModel
             let label: String
             if let model {

@@ -86,11 +86,16 @@ final class BadInputTests: CLITestCase {
             (["bench", "generate", "--new-tokens", "1"], "--new-tokens"),
             (["bench", "generate", "--batch", "0"], "--batch"),
             (["bench", "generate", "--model", m, "--prompt-tokens", "100000"], "context"),
+            (["bench", "generate", "--prompts", "4"], "--model"),
+            (["bench", "generate", "--model", m, "--prompts", "4", "--slots", "0"], "--slots"),
             (["info", "--threads", "0"], "--threads"),
             (["data", "stats", qa, "--max-length", "0"], "--max-length"),
             (["tokenizer", "train", "--input", qa, "--vocab-size", "-5", "--output", out], "--vocab-size"),
         ]
         try assertFails(["bench", "generate", "--model", m, "--batch", "100000000", "--prompt-tokens", "8", "--new-tokens", "4"], status: 69, saying: "would need")
+        // The mixed-length workload runs on a real model's tokenizer and reports what it corrected.
+        let mixed = try run(["bench", "generate", "--model", m, "--prompts", "5", "--slots", "2", "--new-tokens", "4"])
+        XCTAssertTrue(mixed.contains("5 prompts of ") && mixed.contains("2 slots") && mixed.contains("corrections/min"), mixed)
         for (args, needle) in cases { try assertFails(args, status: 64, saying: needle) }
         XCTAssertFalse(FileManager.default.fileExists(atPath: out))
     }
