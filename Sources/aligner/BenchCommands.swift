@@ -2,6 +2,7 @@ import AlignerRuns
 import AlignerBench
 import AlignerInference
 import AlignerData
+import AlignerFiles
 import AlignerTensor
 import AlignerTokenizers
 import AlignerModel
@@ -93,6 +94,8 @@ struct Bench: ParsableCommand {
         var prompts: Int?
         @Option(help: "With --prompts: sequences decoded together.") var slots = 8
         @Option(help: "With --prompts: the Q-A-C records whose questions and answers fill the prompts.") var data = "data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"
+        @Option(help: "With --prompts: also write the prompt ids, end tokens and limits as JSON here, for scripts/bench/pytorch_generate_bench.py --prompts-file.")
+        var promptsOut: String?
         @OptionGroup var prompt: PromptOptions
 
         func validate() throws {
@@ -114,6 +117,11 @@ struct Bench: ParsableCommand {
                 let aligner = try prompt.apply(RunLocator.loadAligner(model))
                 let records = try RecordReader.read(path: data).records.prefix(prompts)
                 let ids = try Corrector.prompts(records.map { ($0.question, $0.answer) }, for: aligner, maxNewTokens: newTokens).ids
+                if let promptsOut {
+                    let workload: [String: Any] = ["prompts": ids, "eos_token_ids": aligner.eosIds, "max_new_tokens": newTokens, "slots": slots,
+                                                   "pad_token_id": aligner.model.config.padTokenId ?? aligner.eosIds.first ?? 0]
+                    try AtomicFile.write(JSONSerialization.data(withJSONObject: workload), to: URL(fileURLWithPath: promptsOut))
+                }
                 let result = try ContinuousGenerationBenchmark.run(aligner.model, prompts: ids, slots: slots, maxNewTokens: newTokens, eosTokenIds: aligner.eosIds)
                 print(BLAS.summary)
                 print("AlignerKit; model \(model), continuous batching over the first \(ids.count) records of \(data)")

@@ -12,7 +12,13 @@ Two decoders are timed: a plain loop (model(..., past_key_values) then argmax: t
 transformers' `generate` (greedy, min_new_tokens = max_new_tokens), which adds its own per-step overhead.
 Run: python3 scripts/bench/pytorch_generate_bench.py [--config smollm2 | --gguf FILE] [--prompt-tokens 256]
      [--new-tokens 128] [--batch 1] [--repeats 3] [--threads 2]
+
+The mixed-length workload (`aligner bench generate --model FILE --prompts M --slots S --prompts-out W.json`: the same
+Aligner prompts of real records): --gguf FILE --prompts-file W.json [--batch S] runs transformers' batched `generate`
+over them as a user would (batches of S in input order, left-padded, greedy, stopping at the end tokens or
+max_new_tokens) and prints corrections per minute and generated tokens per second.
 """
+import json
 import argparse
 import os
 import resource
@@ -42,8 +48,30 @@ def build(args):
     return LlamaForCausalLM(config), "smollm2 (random weights)"
 
 
+def mixed_workload(model, path, batch):
+    """transformers' batched generate over the prompts AlignerKit wrote; returns (seconds, generated tokens, ended)."""
+    w = json.load(open(path))
+    prompts, eos, pad, new = w["prompts"], w["eos_token_ids"], w["pad_token_id"], w["max_new_tokens"]
+    start = time.perf_counter()
+    generated = ended = 0
+    for first in range(0, len(prompts), batch):
+        part = prompts[first:first + batch]
+        width = max(len(p) for p in part)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in part], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in part], dtype=torch.long)
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
+                                 eos_token_id=eos, pad_token_id=pad)
+        for row in out[:, width:].tolist():
+            n = next((i + 1 for i, t in enumerate(row) if t in eos), None)
+            generated += n if n is not None else len(row)
+            ended += n is not None
+    return time.perf_counter() - start, generated, ended, len(prompts), sum(len(p) for p in prompts)
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts-file", help="the mixed-length workload written by aligner bench generate --prompts-out")
     ap.add_argument("--config", default="smollm2", choices=["smollm2"])
     ap.add_argument("--gguf", help="a GGUF file (transformers' GGUF loader, fp32)")
     ap.add_argument("--prompt-tokens", type=int, default=256)
@@ -55,6 +83,14 @@ def main():
     torch.set_num_threads(args.threads)
     model, label = build(args)
     model.eval()
+    if args.prompts_file:
+        seconds, generated, ended, count, prompt_tokens = mixed_workload(model, args.prompts_file, args.batch)
+        print(f"PyTorch {torch.__version__} (transformers generate); model {label}, {count} prompts ({prompt_tokens} tokens), "
+              f"batches of {args.batch}; {ended} ended with an end token")
+        print(f"{seconds:.1f} s: {count / seconds * 60:.1f} corrections/min, {generated / seconds:.1f} generated tokens/s "
+              f"({generated} tokens), {(prompt_tokens + generated) / seconds:.1f} prompt+generated tokens/s")
+        print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        return
     vocab = model.config.vocab_size
     params = sum(x.numel() for x in model.parameters())
     # Weights read per decoding step: every matrix once (the tied embedding once, as the output head).
