@@ -56,8 +56,8 @@ extension LlamaModel {
     /// Greedy results are those of generating each prompt alone (`generate(prompts: [p])`), token for token: a prompt is
     /// prefilled alone, and each row of a decoding step attends over its own cache length only. Sampling draws from a
     /// generator of its own per prompt (`seed` + prompt index), so results do not depend on the slots either.
-    /// `finished` receives the number of prompts done so far, as they finish. Records no gradients; throws as
-    /// `generate` does.
+    /// `finished` receives the number of prompts done so far, as they finish. When `slots` sequences would not fit this
+    /// machine's memory, fewer decode together (halving until they fit). Records no gradients; throws as `generate` does.
     public func generateContinuously(prompts: [[Int]], options: GenerationOptions = GenerationOptions(), slots: Int,
                                      finished: (Int) -> Void = { _ in }) throws -> GenerationResult {
         try options.validate()
@@ -65,7 +65,9 @@ extension LlamaModel {
         guard !prompts.isEmpty else { throw ModelInputError(field: "prompts", message: "no prompt to continue") }
         try validatePrompts(prompts, newTokens: options.maxNewTokens)
         let width = prompts.map(\.count).max()!
-        let slots = min(slots, prompts.count)
+        // Fewer slots when that many caches would not fit this machine (down to one, which must fit).
+        var slots = min(slots, prompts.count)
+        while slots > 1, (try? checkGenerationMemory(prompts: slots, width: width, newTokens: options.maxNewTokens)) == nil { slots /= 2 }
         try checkGenerationMemory(prompts: slots, width: width, newTokens: options.maxNewTokens)
         return withNoGrad { continuousBatches(prompts, options: options, slots: slots, finished: finished) }
     }

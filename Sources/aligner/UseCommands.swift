@@ -73,7 +73,7 @@ struct CorrectCommand: ParsableCommand {
     @OptionGroup var records: RecordOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
-    @Option(help: "Records generated together.") var batchSize = 8
+    @Option(help: "Records generated together (continuous batching slots; fewer when they would not fit in memory).") var batchSize = 16
     @Option(help: "Only the first N records.") var limit: Int?
     @Option(help: "A reward model (folder, or a reward run) that scores each answer and correction: answer_score and correction_score on each line.")
     var judge: String?
@@ -181,7 +181,7 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
     @Option(help: "Generate corrections for the first N records (0 = loss only).") var generate = 64
-    @Option(help: "Batch size.") var batchSize = 8
+    @Option(help: "Records scored together, and generated together with --generate (continuous batching slots; fewer when they would not fit in memory).") var batchSize = 8
     @Option(help: "Write the JSON summary here.") var output: String?
     @Option(help: "A reward model (folder, or a reward run) that judges the generated corrections: win/tie/lose against the answer and the reference.")
     var judge: String?

@@ -50,4 +50,23 @@ final class ContinuousGenerationTests: XCTestCase {
                        Array(one.tokens.prefix(2)))
         XCTAssertThrowsError(try model.generateContinuously(prompts: prompts, options: options, slots: 0))
     }
+
+    /// More slots than fit in memory: fewer decode together, with the same results; not even one slot: refused.
+    func testSlotsThatDoNotFitAreHalved() throws {
+        let model = try LlamaModel(config: LlamaModelTests.tinyConfig(vocab: 64), seed: 5)
+        let prompts = (1...8).map { n in Array(repeating: 3, count: n * 3) }
+        let options = GenerationOptions(maxNewTokens: 8, eosTokenIds: [])
+        let expected = try model.generateContinuously(prompts: prompts, options: options, slots: 1)
+        func fits(_ slots: Int) -> Bool { (try? model.checkGenerationMemory(prompts: slots, width: 24, newTokens: 8)) != nil }
+        // A limit between what two and what four slots need.
+        var low = 1.0, high = 1e12
+        for _ in 0..<200 { let mid = (low + high) / 2; setenv("ALIGNERKIT_MEMORY_LIMIT", String(format: "%.0f", mid), 1); if fits(4) { high = mid } else { low = mid } }
+        setenv("ALIGNERKIT_MEMORY_LIMIT", String(format: "%.0f", low), 1)
+        defer { unsetenv("ALIGNERKIT_MEMORY_LIMIT") }
+        XCTAssertFalse(fits(4))
+        XCTAssertTrue(fits(2) || fits(1))
+        XCTAssertEqual(try model.generateContinuously(prompts: prompts, options: options, slots: 8), expected)
+        setenv("ALIGNERKIT_MEMORY_LIMIT", "1000", 1)
+        XCTAssertThrowsError(try model.generateContinuously(prompts: prompts, options: options, slots: 8)) { XCTAssertTrue($0 is MemoryError, "\($0)") }
+    }
 }
