@@ -62,8 +62,6 @@ public enum Corrector {
                     out[i] = aligner.tokenizer.decode(result.tokens[i], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
                     ended[i] = result.stoppedAtEOS[i]
                 }
-            } else {
-                progress(k, 0, 0)
             }
             if shortened > 0 {
                 note("Aligner \(k + 1): \(shortened) of \(pairs.count) prompts shortened to fit the context of \(aligner.model.config.maxPositionEmbeddings) tokens with \(opts.maxNewTokens) new tokens (answer first, then question)")

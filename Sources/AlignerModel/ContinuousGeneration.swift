@@ -86,8 +86,7 @@ extension LlamaModel {
 
         /// Picks prompt i's next token from its logits row; true when the sequence ends with it.
         func choose(_ i: Int, _ row: UnsafePointer<Float>) -> (token: Int, ends: Bool) {
-            let t = Sampler.pick(row, config.vocabSize, options, banned: options.noRepeatNgramSize > 0
-                                 ? Sampler.repeatingTokens(result.tokens[i], n: options.noRepeatNgramSize).subtracting(eos) : [], &rngs[i])
+            let t = Sampler.next(row, config.vocabSize, options, after: result.tokens[i], eos: eos, &rngs[i])
             if eos.contains(t) {
                 result.stoppedAtEOS[i] = true
                 return (t, true)

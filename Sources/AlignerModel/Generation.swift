@@ -221,9 +221,7 @@ struct SamplerState {
         for bi in 0..<finished.count {
             if finished[bi] { tokens.append(padToken); streamed.append(-1); continue }
             let row = lastLogits.data + bi * vocab
-            let banned = options.noRepeatNgramSize > 0
-                ? Sampler.repeatingTokens(result.tokens[bi], n: options.noRepeatNgramSize).subtracting(eos) : []
-            let t = Sampler.pick(row, vocab, options, banned: banned, &rng)
+            let t = Sampler.next(row, vocab, options, after: result.tokens[bi], eos: eos, &rng)
             tokens.append(t)
             streamed.append(eos.contains(t) ? -1 : t)
             if eos.contains(t) {
@@ -253,6 +251,14 @@ public enum Sampler {
         var banned = Set<Int>()
         for start in 0...(tokens.count - n) where tokens[start..<(start + k)].elementsEqual(tail) { banned.insert(tokens[start + k]) }
         return banned
+    }
+
+    /// The next token of a sequence that has generated `generated`: `pick`, never choosing a token that would repeat
+    /// one of its n-grams (`noRepeatNgramSize`; end tokens always allowed).
+    public static func next(_ logits: UnsafePointer<Float>, _ n: Int, _ options: GenerationOptions, after generated: [Int], eos: Set<Int>,
+                            _ rng: inout SeededGenerator) -> Int {
+        let banned = options.noRepeatNgramSize > 0 ? repeatingTokens(generated, n: options.noRepeatNgramSize).subtracting(eos) : []
+        return pick(logits, n, options, banned: banned, &rng)
     }
 
     /// As `pick`, never choosing a token of `banned` (its logits are taken as −∞).

@@ -79,7 +79,7 @@ public enum RunLocator {
 
     /// The Aligner `path` names (`resolve`), loaded.
     public static func loadAligner(_ path: String) throws -> AlignerBundle {
-        try AlignerBundle.load(PretrainedBase.isGGUF(path) ? path : resolve(path).path)
+        try AlignerBundle.load(modelLocation(path))
     }
 
     /// The file or folder of the model `path` names: a GGUF file as it is, anything else `resolve`d.

@@ -18,27 +18,17 @@ import Foundation
 public final class RewardTrainer: TrainerBase {
     /// Runs (or, with `resume`, continues) the training; `restart` deletes what the run folder holds first.
     public func run(resume: Bool = false, restart: Bool = false) throws -> RewardResult {
-        do {
-            return try compute.run { try runInContext(resume: resume && !restart, restart: restart) }
-        } catch let stop as TrainingStop {
-            group.noteAgreedFailure()  // every process stops at the same step for the same reason
-            throw stop
-        }
+        try running { try runInContext(resume: resume, restart: restart) }
     }
 
     func runInContext(resume: Bool, restart: Bool) throws -> RewardResult {
         let lifecycle = RunLifecycle(recipe: recipe, kind: .reward, runDirectory: runDirectory, group: group, say: say)
         let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: group.isMain, say: say)
         let opening = try lifecycle.open(resume: resume, restart: restart, inputs: { try preparation.inputPaths() },
-                                         isFinished: { folder, latest in latest.flatMap { finishedResult(folder, at: $0) } != nil })
+                                         finishedResult: { folder, latest in latest.flatMap { finishedResult(folder, at: $0) } })
+        if let done = opening.finished { return done }
         let folder = opening.folder, latest = opening.latest
-        if opening.finished, let latest, let done = finishedResult(folder, at: latest) {
-            say("\(runDirectory.path) has already finished; nothing to resume")
-            return done
-        }
-        if group.isDistributed {
-            say("data-parallel: \(group.size) processes (MPI), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
-        }
+        announceDataParallel()
 
         // Data, tokenizer, pairs.
         // Rank 0 writes the splits and the tokenizer; every process learns whether it could.
@@ -133,12 +123,9 @@ public final class RewardTrainer: TrainerBase {
             let trainable = model.trainableParameters.values.reduce(0) { $0 + $1.count }
             say("  LoRA r \(lora.rank), alpha \(lora.alpha), dropout \(lora.dropout): \(trainable) trainable parameters (head included)")
         }
-        if !(run.state.stageDone && run.state.step == loop.totalSteps) {
-            try lifecycle.train(stage: &loop, run: run, observers: lifecycle.observers(progress: progress, quiet: quiet, label: "reward",
-                                                                                        stopAfterSteps: stopAfterSteps))
-        } else {
-            run.beginStage(optimizer: loop.optimizer)
-        }
+        // (Resumed at the end, no step is left: the stage only begins, for the checkpoint below.)
+        try lifecycle.train(stage: &loop, run: run, observers: lifecycle.observers(progress: progress, quiet: quiet, label: "reward",
+                                                                                    stopAfterSteps: stopAfterSteps))
         if run.lastCheckpoint == nil { try run.checkpoint() }
         // The final evaluation: the one at the last step when this process took it, else (resumed at the end) now.
         var margins = run.stepsThisProcess > 0 ? task.lastMargins : nil

@@ -38,18 +38,21 @@ public struct RunLifecycle {
         var finished = false
     }
 
-    /// The opened run folder (locked by rank 0), the checkpoint to resume from, and whether the run there has finished.
-    public struct Opening {
+    /// The opened run folder (locked by rank 0), the checkpoint to resume from, and the run's result when it has
+    /// already finished there.
+    public struct Opening<Result> {
         public let folder: RunFolder
         public let latest: URL?
-        public let finished: Bool
+        public let finished: Result?
     }
 
-    /// Opens the run folder (step 1). `inputs` names the files the run reads (fingerprinted); `isFinished` says
-    /// whether the run at a checkpoint has finished (its result written).
-    public func open(resume: Bool, restart: Bool, inputs: () throws -> [(role: String, path: String)],
-                     isFinished: (RunFolder, URL?) -> Bool) throws -> Opening {
+    /// Opens the run folder (step 1). `inputs` names the files the run reads (fingerprinted); `finishedResult` reads
+    /// the result of a run that has finished at a checkpoint (nil when it has not). A finished run is said so and
+    /// returned as it is.
+    public func open<Result>(resume: Bool, restart: Bool, inputs: () throws -> [(role: String, path: String)],
+                             finishedResult: (RunFolder, URL?) -> Result?) throws -> Opening<Result> {
         var writer: RunFolder?
+        var done: Result?
         let start = try group.agree { () -> Start in
             guard group.isMain else { return Start() }
             let folder = try RunFolder(directory: runDirectory, say: say)
@@ -57,7 +60,8 @@ public struct RunLifecycle {
             if restart, try folder.clear() { say("--restart: removed what \(runDirectory.path) held; starting afresh") }
             let latest = try folder.startingPoint(resume: resume && !restart)
             if latest != nil { try folder.checkSameRecipe(recipe, kind: kind) }
-            if isFinished(folder, latest) { return Start(latest: latest?.path, finished: true) }
+            done = finishedResult(folder, latest)
+            if done != nil { return Start(latest: latest?.path, finished: true) }
             let fingerprints = try FileFingerprints.record(inputs())
             if let latest { try folder.checkResumable(inputs: fingerprints, from: latest, say: say) } else {
                 if resume && !restart { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
@@ -67,7 +71,12 @@ public struct RunLifecycle {
         }
         let shared = group.isDistributed ? try group.broadcast(start, as: Start.self) : start
         let folder = writer ?? RunFolder(follower: runDirectory)
-        return Opening(folder: folder, latest: shared.latest.map { URL(fileURLWithPath: $0) }, finished: shared.finished)
+        let latest = shared.latest.map { URL(fileURLWithPath: $0) }
+        if shared.finished {
+            if done == nil { done = finishedResult(folder, latest) }  // the other ranks read what rank 0 found
+            say("\(runDirectory.path) has already finished; nothing to resume")
+        }
+        return Opening(folder: folder, latest: latest, finished: shared.finished ? done : nil)
     }
 
     /// The observers of every step, in their order: divergence, progress, evaluation, the best checkpoint (when

@@ -78,12 +78,7 @@ public final class Trainer: TrainerBase {
     /// With `restart`, whatever the run folder holds (checkpoints, metrics, result) is deleted first and the run starts
     /// afresh.
     public func run(resume: Bool = false, restart: Bool = false) throws -> RunResult {
-        do {
-            return try compute.run { try runInContext(resume: resume && !restart, restart: restart) }
-        } catch let stop as TrainingStop {
-            group.noteAgreedFailure()  // every process stops at the same step for the same reason
-            throw stop
-        }
+        try running { try runInContext(resume: resume, restart: restart) }
     }
 
     func runInContext(resume: Bool, restart: Bool) throws -> RunResult {
@@ -91,15 +86,12 @@ public final class Trainer: TrainerBase {
         let opening = try lifecycle.open(
             resume: resume, restart: restart,
             inputs: { try RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: true, say: say).inputPaths() },
-            isFinished: { folder, latest in folder.finishedResult(at: latest) != nil })
+            finishedResult: { folder, latest in folder.finishedResult(at: latest) })
+        if let done = opening.finished { return done }
         let folder = opening.folder, latest = opening.latest
-        if opening.finished, let done = folder.finishedResult(at: latest) {
-            say("\(runDirectory.path) has already finished; nothing to resume")
-            return done
-        }
         let (bytesBefore, callsBefore) = (group.bytesAllReduced, group.allReduceCalls)
+        announceDataParallel()
         if group.isDistributed {
-            say("data-parallel: \(group.size) processes (MPI), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
             for (n, s) in [(1, recipe.stage1), (2, recipe.stage2)]
             where (n == 2 || recipe.data.warmupPercent > 0) && s.batchTokens == 0 && s.batchSize % group.size != 0 {
                 say("note: stage \(n)'s batches of \(s.batchSize) rows do not split evenly over \(group.size) ranks (each takes a share of every batch); a multiple of \(group.size) keeps every rank busy")

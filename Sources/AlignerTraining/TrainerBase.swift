@@ -31,6 +31,23 @@ public class TrainerBase {
 
     func say(_ s: String) { if !quiet { progress.message(s) } }
 
+    /// Runs `body` in this trainer's compute context. A `TrainingStop` (interrupt, divergence) is one every process
+    /// of a data-parallel run took at the same step, so MPI may end normally.
+    func running<R>(_ body: () throws -> R) throws -> R {
+        do {
+            return try compute.run { try body() }
+        } catch let stop as TrainingStop {
+            group.noteAgreedFailure()
+            throw stop
+        }
+    }
+
+    /// Says how a data-parallel run is split (nothing for one process).
+    func announceDataParallel() {
+        guard group.isDistributed else { return }
+        say("data-parallel: \(group.size) processes (MPI), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
+    }
+
     /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.
     public static func computeContext(for recipe: Recipe) -> ComputeContext {
         let base = recipe.train.threads > 0 ? ComputeContext(threads: recipe.train.threads) : .standard

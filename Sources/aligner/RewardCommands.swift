@@ -38,7 +38,7 @@ struct RewardTrainCommand: ParsableCommand {
             print("run folder: \(r.runDirectory) (metrics.jsonl, splits/, result.json); the reward model for --judge: \(r.model)")
         } catch let stop as TrainingStop {
             print("\n\(stop)")
-            throw ExitCode(ExitStatus(for: stop)?.rawValue ?? 1)
+            throw ExitCode(ExitStatus(stop.kind).rawValue)
         }
     }
 }

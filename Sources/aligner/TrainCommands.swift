@@ -56,7 +56,7 @@ struct TrainCommand: ParsableCommand {
             print("final checkpoint: \(r.finalCheckpoint)")
         } catch let stop as TrainingStop {
             print("\n\(stop)")
-            throw ExitCode(ExitStatus(for: stop)?.rawValue ?? 1)
+            throw ExitCode(ExitStatus(stop.kind).rawValue)
         }
     }
 }
@@ -83,7 +83,7 @@ struct SweepCommand: ParsableCommand {
             print("chart:  \(sweep.directory.appendingPathComponent("eval-loss.svg").path)")
         } catch let stop as TrainingStop {
             print("\n\(stop)\nrun the same command again to resume the sweep")
-            throw ExitCode(ExitStatus(for: stop)?.rawValue ?? 1)
+            throw ExitCode(ExitStatus(stop.kind).rawValue)
         }
     }
 }

@@ -285,7 +285,7 @@ struct FinetuneCommand: ParsableCommand {
             print("run folder: \(r.runDirectory); final checkpoint: \(r.finalCheckpoint)")
         } catch let stop as TrainingStop {
             print("\n\(stop)")
-            throw ExitCode(ExitStatus(for: stop)?.rawValue ?? 1)
+            throw ExitCode(ExitStatus(stop.kind).rawValue)
         }
     }
 }

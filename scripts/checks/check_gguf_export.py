@@ -25,14 +25,13 @@ import tempfile
 import numpy as np
 import torch
 from gguf import GGUFReader
-from gguf.quants import dequantize
 from safetensors.numpy import load_file as load_np
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures"))
-from gguf_hf_names import hf_name, unpermute  # noqa: E402
+from gguf_hf_names import hf_name, hf_tensor  # noqa: E402
 
 
 def field(reader, key):
@@ -80,16 +79,7 @@ def main():
             heads, kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
             worst, worst_name, types = 0.0, "", {}
             for tensor in reader.tensors:
-                values = dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
-                shape = tuple(int(x) for x in reversed(tensor.shape.tolist()))
-                values = values.reshape(shape)
-                name = hf_name(tensor.name, arch)
-                if arch == "llama" and ".attn_q." in tensor.name:
-                    values = unpermute(values, heads)
-                if arch == "llama" and ".attn_k." in tensor.name:
-                    values = unpermute(values, kv)
-                if arch == "gemma" and tensor.name.endswith("norm.weight"):
-                    values = values - 1
+                name, values = hf_tensor(tensor, arch, heads, kv)
                 ref = source_weights[name]
                 assert ref.shape == values.shape, f"{tensor.name}: shape {values.shape}, source {ref.shape}"
                 d = float(np.abs(ref - values).max()) if ref.size else 0.0
