@@ -4,7 +4,8 @@
 // Dependencies point one way only (README, "Module map"; each target below declares exactly what its files import):
 //   AlignerErrors (the error protocol; imports nothing), used by every module that throws
 //   AlignerFiles (atomic writes, checksums, fingerprints, temporary files; Foundation and zlib only)
-//   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS), CDNNLRuntime (loads oneDNN) -> AlignerTensor (tensors, autodiff, kernels)
+//   COpenBLAS (headers) -> CBLASRuntime (loads OpenBLAS), CDNNLRuntime (loads oneDNN), CKernels (Q8_0 products)
+//   -> AlignerTensor (tensors, autodiff, kernels)
 //   -> AlignerSafetensors, AlignerGGUF (file formats), AlignerModel (Llama), AlignerOptim (AdamW, schedules, clipping)
 //   AlignerTokenizers (tokenizer.json BPE), AlignerJinja (chat templates) -> AlignerData (records, templates, splits, batches)
 //   CMPIRuntime (loads Open MPI) -> AlignerDistributed (ranks and collectives)
@@ -82,7 +83,10 @@ let package = Package(
         // The error protocol every module's errors conform to: what is bad and the kind of failure. Imports nothing.
         .target(name: "AlignerErrors", swiftSettings: optimize),
         .target(name: "AlignerDistributed", dependencies: ["AlignerErrors", "CMPIRuntime"], swiftSettings: optimize),
-        .target(name: "AlignerTensor", dependencies: ["CBLASRuntime", "CDNNLRuntime"], swiftSettings: kernelFlags),
+        // Kernels no library provides (Q8_0 products with fused dequantisation, the pool that runs them); AVX2 chosen at
+        // run time, a portable path with the same results elsewhere.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "AlignerTensor", dependencies: ["CBLASRuntime", "CDNNLRuntime", "CKernels"], swiftSettings: kernelFlags),
         // Writing files atomically (temporary file, flush, rename, folder sync), CRC-32, stale temporary files.
         .target(name: "AlignerFiles", dependencies: ["AlignerErrors", "CZlib"], swiftSettings: optimize),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerErrors", "AlignerFiles", "AlignerTensor"], swiftSettings: optimize),

@@ -9,6 +9,8 @@ public enum GenerationBenchmark {
     /// Measured figures (medians over the timed repeats).
     public struct Result: Sendable {
         public let parameters: Int
+        /// Weight bytes a decoding step reads (Q8_0 or float32, as generation reads them).
+        public let weightBytes: Int
         public let batch, promptTokens, newTokens: Int
         /// Seconds to run the prompt through the model and pick the first token.
         public let prefillSeconds: Double
@@ -20,8 +22,8 @@ public enum GenerationBenchmark {
         public var decodeSteps: Int { max(newTokens - 1, 1) }
         public var decodeTokensPerSecond: Double { Double(batch * decodeSteps) / decodeSeconds }
         public var msPerStep: Double { decodeSeconds / Double(decodeSteps) * 1e3 }
-        /// Float32 weight bytes read per decoding step divided by its time: every matrix is read once per step.
-        public var weightGBPerSecond: Double { Double(4 * parameters) / (decodeSeconds / Double(decodeSteps)) / 1e9 }
+        /// Weight bytes read per decoding step divided by its time: every matrix is read once per step.
+        public var weightGBPerSecond: Double { Double(weightBytes) / (decodeSeconds / Double(decodeSteps)) / 1e9 }
 
         /// The lines the PyTorch script prints too.
         public var lines: [String] {
@@ -75,7 +77,7 @@ public enum GenerationBenchmark {
             }
         }
         let params = model.parameters.values.reduce(0) { $0 + $1.count }
-        return Result(parameters: params, batch: batch, promptTokens: promptTokens, newTokens: newTokens,
+        return Result(parameters: params, weightBytes: model.inferenceWeightBytes, batch: batch, promptTokens: promptTokens, newTokens: newTokens,
                       prefillSeconds: median(prefill), decodeSeconds: median(decode),
                       peakMiB: Double(peakResidentBytes()) / 1_048_576)
     }

@@ -23,6 +23,9 @@ public struct AlignerBundle {
     public let baseChatTemplate: String?
     /// The chat template the Aligner's prompts go through (`data.chat_template = "base"`), with its tokens.
     public let chat: ChatPrompt?
+    /// The type its weights were stored in, as generation can read them: `.q8_0` for a GGUF file whose matrices are
+    /// all Q8_0, else `.f32` (float32, f16 and bf16 files, and quantisations without a kernel here, run as float32).
+    public var storedWeights: InferenceWeights = .f32
 
     public init(model: LlamaModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate, source: URL, recipe: Recipe?,
                 baseChatTemplate: String? = nil, chat: ChatPrompt? = nil) {
@@ -77,9 +80,13 @@ public struct AlignerBundle {
         let file = try GGUFFile(contentsOf: URL(fileURLWithPath: path))
         let base = try PretrainedBase(file: file)
         let model = try LlamaModel(config: base.config, weights: base.weights)
+        let matrices = file.tensors.filter { $0.shape.count == 2 }
+        let stored: InferenceWeights = !matrices.isEmpty && matrices.allSatisfy { $0.type == .q8_0 } ? .q8_0 : .f32
         guard let text = file.metadata["aligner.prompt_template"]?.stringValue else {
-            return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
-                                 source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate)
+            var bundle = AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
+                                       source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate)
+            bundle.storedWeights = stored
+            return bundle
         }
         func bad(_ m: String) -> FileError { FileError(file: path, message: m, kind: .badData) }
         var template: PromptTemplate
@@ -89,8 +96,19 @@ public struct AlignerBundle {
         template.input = file.metadata["aligner.prompt_input"]?.stringValue
         let chat = file.metadata["aligner.chat_template"]?.boolValue == true
             ? try savedChatPrompt(base.chatTemplate, specials: base.specialTokens, in: path) : nil
-        return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: template,
-                             source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: nil, chat: chat)
+        var bundle = AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: template,
+                                   source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: nil, chat: chat)
+        bundle.storedWeights = stored
+        return bundle
+    }
+
+    /// Makes generation read `weights` (nil: the type the weights were stored in, `storedWeights`). Returns the type
+    /// chosen. Losses are unaffected: they always read the float32 parameters.
+    @discardableResult
+    public func useInferenceWeights(_ weights: InferenceWeights?) -> InferenceWeights {
+        let chosen = weights ?? storedWeights
+        if model.inferenceWeightType != chosen { model.setInferenceWeights(chosen) }
+        return chosen
     }
 
     /// The chat template a saved Aligner (checkpoint, export) says its prompts went through; a missing or unusable
@@ -124,8 +142,10 @@ public struct AlignerBundle {
         case let other?:
             throw SettingError(setting: "--chat-template", message: "must be \"base\" or \"none\", got \"\(other)\"")
         }
-        return AlignerBundle(model: model, tokenizer: tokenizer, specialTokens: specialTokens, template: template, source: source, recipe: recipe,
-                             baseChatTemplate: baseChatTemplate, chat: chat)
+        var bundle = AlignerBundle(model: model, tokenizer: tokenizer, specialTokens: specialTokens, template: template, source: source,
+                                   recipe: recipe, baseChatTemplate: baseChatTemplate, chat: chat)
+        bundle.storedWeights = storedWeights
+        return bundle
     }
 
     /// This model used zero-shot as an Aligner: prompted through its own chat template (the template's instruction

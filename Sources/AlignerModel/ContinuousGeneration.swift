@@ -69,7 +69,7 @@ extension LlamaModel {
         var slots = min(slots, prompts.count)
         while slots > 1, (try? checkGenerationMemory(prompts: slots, width: width, newTokens: options.maxNewTokens)) == nil { slots /= 2 }
         try checkGenerationMemory(prompts: slots, width: width, newTokens: options.maxNewTokens)
-        return withNoGrad { continuousBatches(prompts, options: options, slots: slots, finished: finished) }
+        return withInferenceWeights { continuousBatches(prompts, options: options, slots: slots, finished: finished) }
     }
 
     private func continuousBatches(_ prompts: [[Int]], options: GenerationOptions, slots: Int, finished: (Int) -> Void) -> GenerationResult {
@@ -152,6 +152,6 @@ extension LlamaModel {
             }
         }
         for s in 0..<a { cache.lengths[s] += 1 }
-        return finalNormed(x).matmul(head, transposeOther: true).reshape([a, config.vocabSize])
+        return headLogits(finalNormed(x)).reshape([a, config.vocabSize])
     }
 }

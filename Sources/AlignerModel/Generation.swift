@@ -92,7 +92,7 @@ extension LlamaModel {
         guard !prompts.isEmpty else { throw ModelInputError(field: "prompts", message: "no prompt to continue") }
         try checkGenerationMemory(prompts: prompts.count, width: prompts.map(\.count).max()!, newTokens: options.maxNewTokens)
         try validatePrompts(prompts, newTokens: options.maxNewTokens)
-        return withNoGrad {
+        return withInferenceWeights {
             var state = SamplerState(model: self, prompts: prompts, options: options)
             state.onStep = onStep
             return options.useCache ? generateCached(prompts, &state) : generateRecomputing(prompts, &state)
@@ -186,7 +186,7 @@ extension LlamaModel {
         }
         cache.length = length
         let last = tn == 1 ? x : x.slice(axis: 1, (tn - 1)..<tn)
-        return finalNormed(last).matmul(head, transposeOther: true).reshape([b, config.vocabSize])
+        return headLogits(finalNormed(last)).reshape([b, config.vocabSize])
     }
 }
 

@@ -58,6 +58,12 @@ public final class LlamaModel {
     /// Activation checkpointing per decoder block in training: each block keeps only its input and runs again in the
     /// backward pass (less memory for one more forward).
     public var activationCheckpointing = false
+    /// The weights generation reads (`setInferenceWeights`).
+    public internal(set) var inferenceWeightType: InferenceWeights = .f32
+    /// Quantised copies of linear weights and the head, by the float32 weight's identity (`.q8_0` only).
+    var quantized: [ObjectIdentifier: Q8Matrix] = [:]
+    /// True while generating (`withInferenceWeights`): products read `quantized` where it has the weight.
+    var readsInferenceWeights = false
 
     /// One block's parameters. Either q, k, v or (Phi-3) the fused qkv; either gate, up or the fused gateUp.
     struct Block {
@@ -201,8 +207,7 @@ public final class LlamaModel {
 
     /// `forward` without input checks, for callers that validated already.
     func unchecked(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]?, positions: [Int]?) -> Tensor {
-        uncheckedHidden(ids: ids, batch: batch, time: time, attentionMask: attentionMask, positions: positions)
-            .matmul(head, transposeOther: true)  // (B, T, V)
+        headLogits(uncheckedHidden(ids: ids, batch: batch, time: time, attentionMask: attentionMask, positions: positions))  // (B, T, V)
     }
 
     /// `hiddenStates` without input checks: (B, T, C).
@@ -251,6 +256,14 @@ public final class LlamaModel {
     /// x (…, in) times a linear layer's weight (out, in), plus its bias (out) when it has one, plus its low-rank
     /// adapter's output when it has one.
     @inline(__always) func linear(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Tensor {
+        if readsInferenceWeights, let y = inferenceProduct(x, weight) {
+            // Generation: the adapter's low-rank term, when there is one, added in float32.
+            var out = y
+            if let ad = adapterByWeight[ObjectIdentifier(weight)], let lora {
+                out = out + x.matmul(ad.a, transposeOther: true).matmul(ad.b, transposeOther: true) * Float(lora.scaling)
+            }
+            return bias.map { out + $0 } ?? out
+        }
         if !adapterByWeight.isEmpty, let y = adapted(x, weight: weight, bias: bias) { return y }
         let y = x.matmul(weight, transposeOther: true)
         return bias.map { y + $0 } ?? y

@@ -82,7 +82,7 @@ struct Bench: ParsableCommand {
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Prompt processing and greedy decoding speed with the key/value cache (tokens/s, ms per step, weight GB/s, peak memory).",
-            discussion: "Runs SmolLM2-135M's shape with random weights, or a model file (--model: a GGUF file, Hugging Face directory, run or checkpoint folder, in fp32). The prompt is fixed token ids and decoding never stops at EOS, as in scripts/bench/pytorch_generate_bench.py: run both in the same session.")
+            discussion: "Runs SmolLM2-135M's shape with random weights, or a model file (--model: a GGUF file, Hugging Face directory, run or checkpoint folder; --inference-weights chooses f32 or q8_0). The prompt is fixed token ids and decoding never stops at EOS, as in scripts/bench/pytorch_generate_bench.py: run both in the same session.")
         @OptionGroup var compute: ComputeOptions
         @Option(help: "A GGUF file, Hugging Face directory, run or checkpoint folder (default: SmolLM2-135M's shape, random weights).") var model: String?
         @Option(help: "Prompt length in tokens.") var promptTokens = 256
@@ -97,6 +97,7 @@ struct Bench: ParsableCommand {
         @Option(help: "With --prompts: also write the prompt ids, end tokens and limits as JSON here, for scripts/bench/pytorch_generate_bench.py --prompts-file.")
         var promptsOut: String?
         @OptionGroup var prompt: PromptOptions
+        @OptionGroup var weights: InferenceWeightOptions
 
         func validate() throws {
             if let prompts {
@@ -115,6 +116,7 @@ struct Bench: ParsableCommand {
         func runBenchmark() throws {
             if let prompts, let model {
                 let aligner = try prompt.apply(RunLocator.loadAligner(model))
+                let chosen = aligner.useInferenceWeights(try weights.choice)
                 let records = try RecordReader.read(path: data).records.prefix(prompts)
                 let ids = try Corrector.prompts(records.map { ($0.question, $0.answer) }, for: aligner, maxNewTokens: newTokens).ids
                 if let promptsOut {
@@ -124,18 +126,20 @@ struct Bench: ParsableCommand {
                 }
                 let result = try ContinuousGenerationBenchmark.run(aligner.model, prompts: ids, slots: slots, maxNewTokens: newTokens, eosTokenIds: aligner.eosIds)
                 print(BLAS.summary)
-                print("AlignerKit; model \(model), continuous batching over the first \(ids.count) records of \(data)")
+                print("AlignerKit; model \(model) (\(chosen.rawValue) weights), continuous batching over the first \(ids.count) records of \(data)")
                 result.lines.forEach { print($0) }
                 return
             }
             let llama: LlamaModel
             let label: String
             if let model {
-                llama = try RunLocator.loadAligner(model).model
-                label = model
+                let aligner = try RunLocator.loadAligner(model)
+                llama = aligner.model
+                label = "\(model) (\(aligner.useInferenceWeights(try weights.choice).rawValue) weights)"
             } else {
                 llama = try LlamaModel(config: GenerationBenchmark.smolLM2Config(), seed: 0)
-                label = "smollm2 (random weights)"
+                llama.setInferenceWeights(try weights.choice ?? .f32)
+                label = "smollm2 (random weights, \(llama.inferenceWeightType.rawValue))"
             }
             let context = llama.config.maxPositionEmbeddings
             guard promptTokens + newTokens <= context else {
@@ -143,7 +147,7 @@ struct Bench: ParsableCommand {
             }
             let result = try GenerationBenchmark.run(llama, batch: batch, promptTokens: promptTokens, newTokens: newTokens, repeats: repeats)
             print(BLAS.summary)
-            print(String(format: "AlignerKit; model %@, %.1fM parameters (fp32), batch %d, prompt %d, new %d", label as NSString,
+            print(String(format: "AlignerKit; model %@, %.1fM parameters, batch %d, prompt %d, new %d", label as NSString,
                          Double(result.parameters) / 1e6, batch, promptTokens, newTokens))
             result.lines.forEach { print($0) }
         }

@@ -21,6 +21,7 @@ struct Info: ParsableCommand {
         }
         print("fp32 matrix products: OpenBLAS (\(BLAS.coreName))")
         print("bf16 matrix products (train.precision = \"bf16\"): \(MatmulPrecision.bf16Engine)")
+        print("generation: decoding steps (up to 64 rows) through AlignerKit's \(Q8Matrix.kernelPath) kernels, float32 or Q8_0 (--inference-weights); prompts through OpenBLAS")
         let mpi = ProcessGroup.availability
         let launcher = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
         print(mpi.available

@@ -42,6 +42,32 @@ struct PromptOptions: ParsableArguments {
     }
 }
 
+/// Which weights generation reads, shared by generate, correct, eval and bench generate.
+struct InferenceWeightOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Weights generation reads: stored (q8_0 for a GGUF file whose matrices are Q8_0, else f32), f32, or q8_0.",
+                               discussion: "q8_0 quantises every linear weight and the head to 8-bit blocks when the model loads. Losses always use the float32 weights."))
+    var inferenceWeights = "stored"
+
+    /// nil for "stored".
+    var choice: InferenceWeights? {
+        get throws {
+            if inferenceWeights == "stored" { return nil }
+            guard let w = InferenceWeights(rawValue: inferenceWeights) else {
+                throw ValidationError("--inference-weights must be stored, f32 or q8_0, got \(inferenceWeights)")
+            }
+            return w
+        }
+    }
+
+    func validate() throws { _ = try choice }
+
+    /// The bundle, its generation reading the chosen weights.
+    func apply(_ bundle: AlignerBundle) throws -> AlignerBundle {
+        bundle.useInferenceWeights(try choice)
+        return bundle
+    }
+}
+
 /// A progress line with records per second.
 struct RecordProgress {
     let label: String
@@ -73,6 +99,7 @@ struct CorrectCommand: ParsableCommand {
     @OptionGroup var records: RecordOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
+    @OptionGroup var weights: InferenceWeightOptions
     @Option(help: "Records generated together (continuous batching slots; fewer when they would not fit in memory).") var batchSize = 16
     @Option(help: "Only the first N records.") var limit: Int?
     @Option(help: "A reward model (folder, or a reward run) that scores each answer and correction: answer_score and correction_score on each line.")
@@ -87,7 +114,7 @@ struct CorrectCommand: ParsableCommand {
 
     func run() throws {
         guard !checkpoints.isEmpty else { throw ValidationError("give at least one --checkpoint") }
-        let aligners = try checkpoints.map { try prompt.apply(RunLocator.loadAligner($0)) }
+        let aligners = try checkpoints.map { try weights.apply(prompt.apply(RunLocator.loadAligner($0))) }
         let judge = try self.judge.map { try RewardJudge(path: $0) }  // refused before any generation
         let fields = try records.fieldNames()
         var load = try RecordReader.read(path: input, fields: fields, policy: records.policy, requireCorrection: false)
@@ -131,8 +158,10 @@ struct GenerateCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Add the tokenizer's own special tokens (its post-processor's BOS/EOS), as transformers does by default.")
     var specialTokens = true
     @Flag(help: "Prepend the BOS token even when the tokenizer's post-processor does not.") var bos = false
-    @Option(help: "Write the prompt's logits (1, T, vocab) to this safetensors file (for comparisons).") var logitsOut: String?
+    @Option(help: "Write the prompt's logits (1, T, vocab) to this safetensors file (for comparisons; from the weights generation reads).")
+    var logitsOut: String?
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var weights: InferenceWeightOptions
 
     func validate() throws {
         guard (prompt == nil) != (promptFile == nil) else { throw ValidationError("give either --prompt or --prompt-file") }
@@ -141,10 +170,10 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let text: String
         if let prompt { text = prompt } else { text = try readUTF8File(promptFile!, what: "--prompt-file") }
-        let aligner = try RunLocator.loadAligner(checkpoint)
+        let aligner = try weights.apply(RunLocator.loadAligner(checkpoint))
         let ids = try aligner.rawPromptIds(text, addSpecialTokens: specialTokens, forceBOS: bos, setting: prompt == nil ? "--prompt-file" : "--prompt")
         if let logitsOut {
-            let logits = try withNoGrad { try aligner.model.forward(ids: ids, batch: 1, time: ids.count) }
+            let logits = try aligner.model.withInferenceWeights { try aligner.model.forward(ids: ids, batch: 1, time: ids.count) }
             try AlignerSafetensorsBridge.write(["logits": logits, "input_ids": Tensor(ids.map(Float.init), shape: [1, ids.count])], to: logitsOut)
         }
         let (options, note) = aligner.generationOptions(sampling.options, promptLength: ids.count)
@@ -180,6 +209,7 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var records: RecordOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
+    @OptionGroup var weights: InferenceWeightOptions
     @Option(help: "Generate corrections for the first N records (0 = loss only).") var generate = 64
     @Option(help: "Records scored together, and generated together with --generate (continuous batching slots; fewer when they would not fit in memory).") var batchSize = 8
     @Option(help: "Write the JSON summary here.") var output: String?
@@ -202,9 +232,9 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        let aligner = try prompt.apply(RunLocator.loadAligner(checkpoint))
+        let aligner = try weights.apply(prompt.apply(RunLocator.loadAligner(checkpoint)))
         let judge = try self.judge.map { try RewardJudge(path: $0) }
-        let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try RunLocator.loadAligner(path).zeroShot()) }
+        let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try weights.apply(RunLocator.loadAligner(path).zeroShot())) }
         let fluencyPath = fluencyModel ?? aligner.recipe.map(\.model.initFrom).flatMap { $0 == "scratch" || $0.isEmpty ? nil : $0 }
         let fluency = try fluencyPath.flatMap { path in generate > 0 && path != "none" ? FluencyScorer(try RunLocator.loadAligner(path), name: path) : nil }
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)

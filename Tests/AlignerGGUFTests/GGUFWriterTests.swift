@@ -91,4 +91,20 @@ final class GGUFWriterTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: url), before)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["t.gguf"], "no temporary file left behind")
     }
+
+    /// The Q8_0 blocks inference holds (`Q8Matrix`) are the bytes a Q8_0 GGUF file stores for the same values.
+    func testInferenceQ8MatrixHoldsTheBlocksTheWriterStores() throws {
+        var rng = SeededGenerator(seed: 21)
+        let w = Tensor((0..<(6 * 96)).map { _ in Float(Int(rng.next() % 4001) - 2000) / 700 }, shape: [6, 96])
+        let bytes = try w.scalars.withUnsafeBufferPointer { try GGUFWriter.encode($0, as: .q8_0) }
+        let q = Q8Matrix(quantizing: w)
+        for r in 0..<6 {
+            for b in 0..<3 {
+                let block = Array(bytes[((r * 3 + b) * 34)..<((r * 3 + b + 1) * 34)])
+                let half = Float16(bitPattern: UInt16(block[0]) | UInt16(block[1]) << 8)
+                XCTAssertEqual(q.scales(row: r)[b], Float(half), "row \(r) block \(b): scale")
+                XCTAssertEqual(Array(q.quants(row: r)[(b * 32)..<(b * 32 + 32)]), block[2...].map { Int8(bitPattern: $0) }, "row \(r) block \(b)")
+            }
+        }
+    }
 }
