@@ -54,6 +54,17 @@ final class CommandLineTests: CLITestCase {
         XCTAssertTrue(try self.run(["generate", "--checkpoint", "\(out)/hf", "--prompt", "Hello", "--max-new-tokens", "3"]).contains("tokens/s"))
         let bench = try self.run(["bench", "generate", "--model", "\(out)/hf", "--prompt-tokens", "6", "--new-tokens", "4", "--batch", "2", "--repeats", "1"])
         XCTAssertTrue(bench.contains("batch 2, prompt 6, new 4") && bench.contains("prefill") && bench.contains("GB/s of weights"), bench)
+        // A Q8_0 GGUF decodes from its Q8_0 blocks unless told otherwise; the prompt's logits differ from float32's.
+        XCTAssertTrue(try self.run(["export", run, "\(out)/q8.gguf", "--type", "q8_0"]).contains("Q8_0"))
+        let q8 = try self.run(["bench", "generate", "--model", "\(out)/q8.gguf", "--prompt-tokens", "6", "--new-tokens", "4", "--repeats", "1"])
+        XCTAssertTrue(q8.contains("(q8_0 weights)"), q8)
+        let f32 = try self.run(["bench", "generate", "--model", "\(out)/q8.gguf", "--prompt-tokens", "6", "--new-tokens", "4", "--repeats", "1",
+                                "--inference-weights", "f32"])
+        XCTAssertTrue(f32.contains("(f32 weights)"), f32)
+        try self.run(["generate", "--checkpoint", "\(out)/q8.gguf", "--prompt", "Hello", "--max-new-tokens", "2", "--logits-out", "\(out)/q8.safetensors"])
+        try self.run(["generate", "--checkpoint", "\(out)/q8.gguf", "--prompt", "Hello", "--max-new-tokens", "2", "--logits-out", "\(out)/f32.safetensors",
+                      "--inference-weights", "f32"])
+        XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: "\(out)/q8.safetensors")), try Data(contentsOf: URL(fileURLWithPath: "\(out)/f32.safetensors")))
 
         let ft = try self.run(["finetune", "recipes/empathy-finetune.toml", "--set", "output_dir=\(out)", "--set", "model.init_from=\(run)",
                                "--set", "data.limit=120", "--set", "data.eval_count=20", "--set", "stage2.epochs=1",
