@@ -49,8 +49,15 @@ public final class Q8Matrix: @unchecked Sendable {
     /// The scales of row `row`: cols / 32 values.
     public func scales(row: Int) -> [Float] { Array(UnsafeBufferPointer(start: scales + row * cols / Q8Matrix.block, count: cols / Q8Matrix.block)) }
 
-    /// Which kernel runs the products here: "avx2" or "portable".
+    /// Which kernel runs the products here: "avx2+vnni", "avx2" or "portable".
     public static var kernelPath: String { String(cString: ak_q8_path()) }
+
+    /// Runs `body` with the AVX2 kernel even where VNNI is available (for tests: both give the same bits).
+    public static func withoutVNNI<R>(_ body: () throws -> R) rethrows -> R {
+        ak_q8_set_no_vnni(1)
+        defer { ak_q8_set_no_vnni(0) }
+        return try body()
+    }
 
     /// Runs `body` with the portable kernel even where AVX2 is available (for tests: both give the same bits).
     public static func withPortableKernel<R>(_ body: () throws -> R) rethrows -> R {

@@ -98,13 +98,17 @@ static void q8_rows_portable(const int8_t *wq, const float *wd, int64_t j0, int6
 }
 
 #if defined(__x86_64__)
-// Rows i0..<i0+R (R ≤ 4) against weight rows j0..<j1: each weight block is loaded once for the R rows.
-#define AK_Q8_ROWS(R)                                                                                              \
-    __attribute__((target("avx2,fma"))) static void q8_tile_##R(                                                   \
+// Rows i0..<i0+R (R ≤ 4) against weight rows j0..<j1: each weight block is loaded once for the R rows. DOT(aw, sx)
+// gives 8 int32 lanes, lane l the sum of the products 4l..4l+3 of |w| and x·sign(w): vpmaddubsw + vpmaddwd on AVX2,
+// one vpdpbusd with VNNI. The sums are exact integers either way (|q| ≤ 127 for activations, so no int16 saturation),
+// so both paths give the same bits.
+#define AK_Q8_ROWS(NAME, TARGET, DOT, R)                                                                           \
+    __attribute__((target(TARGET))) static void NAME##_##R(                                                        \
         const int8_t *wq, const float *wd, int64_t j0, int64_t j1, int64_t k, const int8_t *xq, const float *xd,   \
         int64_t i0, float *y, int64_t ldy) {                                                                       \
         const int64_t nb = k / QK;                                                                                 \
         const __m256i ones = _mm256_set1_epi16(1);                                                                 \
+        (void)ones;                                                                                                \
         for (int64_t j = j0; j < j1; j++) {                                                                        \
             __m256 acc[R];                                                                                         \
             for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();                                              \
@@ -115,7 +119,8 @@ static void q8_rows_portable(const int8_t *wq, const float *wd, int64_t j0, int6
                 const __m256i aw = _mm256_sign_epi8(wv, wv);                                                       \
                 for (int r = 0; r < R; r++) {                                                                      \
                     const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (i0 + r) * k + b * QK));          \
-                    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones); \
+                    const __m256i sx = _mm256_sign_epi8(xv, wv);                                                   \
+                    const __m256i p = DOT;                                                                         \
                     const __m256 s = _mm256_set1_ps(dw[b] * xd[(i0 + r) * nb + b]);                                \
                     acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[r]);                                    \
                 }                                                                                                  \
@@ -123,27 +128,29 @@ static void q8_rows_portable(const int8_t *wq, const float *wd, int64_t j0, int6
             for (int r = 0; r < R; r++) y[(i0 + r) * ldy + j] = ak_hsum8(acc[r]);                                  \
         }                                                                                                          \
     }
-AK_Q8_ROWS(1)
-AK_Q8_ROWS(2)
-AK_Q8_ROWS(3)
-AK_Q8_ROWS(4)
 
-static void q8_rows_avx2(const int8_t *wq, const float *wd, int64_t j0, int64_t j1, int64_t k,
-                         const int8_t *xq, const float *xd, int64_t m, float *y, int64_t ldy) {
-    // Weight rows in tiles that stay in cache while every group of 4 rows passes over them.
-    const int64_t tile = 32;
-    for (int64_t jt = j0; jt < j1; jt += tile) {
-        const int64_t je = jt + tile < j1 ? jt + tile : j1;
-        int64_t i = 0;
-        for (; i + 4 <= m; i += 4) q8_tile_4(wq, wd, jt, je, k, xq, xd, i, y, ldy);
-        switch (m - i) {
-        case 3: q8_tile_3(wq, wd, jt, je, k, xq, xd, i, y, ldy); break;
-        case 2: q8_tile_2(wq, wd, jt, je, k, xq, xd, i, y, ldy); break;
-        case 1: q8_tile_1(wq, wd, jt, je, k, xq, xd, i, y, ldy); break;
-        default: break;
-        }
+// One kernel set: 1 to 4 rows at a time, weight rows in tiles that stay in cache while the row groups pass over them.
+#define AK_Q8_KERNEL(NAME, TARGET, DOT)                                                                            \
+    AK_Q8_ROWS(NAME, TARGET, DOT, 1) AK_Q8_ROWS(NAME, TARGET, DOT, 2)                                              \
+    AK_Q8_ROWS(NAME, TARGET, DOT, 3) AK_Q8_ROWS(NAME, TARGET, DOT, 4)                                              \
+    static void NAME(const int8_t *wq, const float *wd, int64_t j0, int64_t j1, int64_t k, const int8_t *xq,       \
+                     const float *xd, int64_t m, float *y, int64_t ldy) {                                          \
+        const int64_t tile = 32;                                                                                   \
+        for (int64_t jt = j0; jt < j1; jt += tile) {                                                               \
+            const int64_t je = jt + tile < j1 ? jt + tile : j1;                                                    \
+            int64_t i = 0;                                                                                         \
+            for (; i + 4 <= m; i += 4) NAME##_4(wq, wd, jt, je, k, xq, xd, i, y, ldy);                             \
+            switch (m - i) {                                                                                       \
+            case 3: NAME##_3(wq, wd, jt, je, k, xq, xd, i, y, ldy); break;                                         \
+            case 2: NAME##_2(wq, wd, jt, je, k, xq, xd, i, y, ldy); break;                                         \
+            case 1: NAME##_1(wq, wd, jt, je, k, xq, xd, i, y, ldy); break;                                         \
+            default: break;                                                                                        \
+            }                                                                                                      \
+        }                                                                                                          \
     }
-}
+
+AK_Q8_KERNEL(q8_rows_avx2, "avx2,fma", _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones))
+AK_Q8_KERNEL(q8_rows_vnni, "avx2,fma,avx512vnni,avx512vl", _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx))
 #endif
 
 typedef void (*q8_rows_fn)(const int8_t *, const float *, int64_t, int64_t, int64_t, const int8_t *, const float *, int64_t,
@@ -151,7 +158,11 @@ typedef void (*q8_rows_fn)(const int8_t *, const float *, int64_t, int64_t, int6
 
 static int force_portable;
 
+static int force_no_vnni;
+
 void ak_q8_set_portable(int on) { force_portable = on != 0; }
+
+void ak_q8_set_no_vnni(int on) { force_no_vnni = on != 0; }
 
 static int has_avx2(void) {
 #if defined(__x86_64__)
@@ -163,7 +174,17 @@ static int has_avx2(void) {
 #endif
 }
 
-const char *ak_q8_path(void) { return has_avx2() && !force_portable ? "avx2" : "portable"; }
+static int has_vnni(void) {
+#if defined(__x86_64__)
+    static int vnni = -1;
+    if (vnni < 0) vnni = has_avx2() && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+    return vnni && !force_no_vnni;
+#else
+    return 0;
+#endif
+}
+
+const char *ak_q8_path(void) { return force_portable || !has_avx2() ? "portable" : has_vnni() ? "avx2+vnni" : "avx2"; }
 
 /// Whether the AVX2 kernels run (shared with the float32 row kernel).
 int ak_q8_uses_avx2(void) { return has_avx2() && !force_portable; }
@@ -190,7 +211,7 @@ void ak_q8_matmul(const int8_t *wq, const float *wd, int64_t n, int64_t k, const
     if (n <= 0 || m <= 0) return;
     struct q8_job job = {q8_rows_portable, wq, xq, wd, xd, n, k, m, ldy, y};
 #if defined(__x86_64__)
-    if (has_avx2() && !force_portable) job.rows = q8_rows_avx2;
+    if (has_avx2() && !force_portable) job.rows = has_vnni() ? q8_rows_vnni : q8_rows_avx2;
 #endif
     // Below about 64K multiply-adds a part, a second thread costs more than it saves.
     int64_t useful = n * k * m / 65536;

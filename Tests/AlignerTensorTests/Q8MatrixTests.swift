@@ -82,6 +82,8 @@ final class Q8MatrixTests: XCTestCase {
         }
         let portable = Q8Matrix.withPortableKernel { ComputeContext(threads: 2).run { x.matmul(q8: q) } }
         XCTAssertEqual(portable.scalars, all.scalars, "portable kernel against \(Q8Matrix.kernelPath)")
+        let avx2 = Q8Matrix.withoutVNNI { ComputeContext(threads: 2).run { x.matmul(q8: q) } }
+        XCTAssertEqual(avx2.scalars, all.scalars, "AVX2 without VNNI against \(Q8Matrix.kernelPath)")
     }
 
     /// The float32 row kernel: the same bits for a row alone, among others, on one or two threads, AVX2 or portable;

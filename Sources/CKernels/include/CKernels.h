@@ -34,12 +34,16 @@ void ak_q8_matmul(const int8_t *wq, const float *wd, int64_t n, int64_t k,
 void ak_f32_rows_matmul(const float *w, int64_t n, int64_t k, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy,
                         int threads);
 
-/// Which Q8_0 dot-product path runs: "avx2" (chosen when the CPU has AVX2 and FMA) or "portable".
+/// Which Q8_0 dot-product path runs: "avx2+vnni" (AVX512-VNNI with 256-bit registers), "avx2" (AVX2 and FMA) or
+/// "portable".
 const char *ak_q8_path(void);
 
 /// With on != 0, the portable paths (Q8_0 and float32 rows) run even where AVX2 is available (tests compare the two;
 /// both give the same bits).
 void ak_q8_set_portable(int on);
+
+/// With on != 0, the AVX2 Q8_0 path runs even where AVX512-VNNI is available (tests compare the two: the same bits).
+void ak_q8_set_no_vnni(int on);
 
 /// Runs fn(ctx, i, parts) for i in 0..<parts, part 0 on the calling thread and the others on the pool's workers,
 /// and returns when all are done. Workers spin briefly between jobs (then sleep), so back-to-back small jobs do not pay
