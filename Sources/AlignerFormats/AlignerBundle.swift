@@ -25,10 +25,11 @@ public struct AlignerBundle {
     public let chat: ChatPrompt?
     /// The type its weights were stored in, as generation can read them: `.q8_0` for a GGUF file whose matrices are
     /// all Q8_0, else `.f32` (float32, f16 and bf16 files, and quantisations without a kernel here, run as float32).
-    public var storedWeights: InferenceWeights = .f32
+    public let storedWeights: InferenceWeights
 
     public init(model: LlamaModel, tokenizer: Tokenizer, specialTokens: SpecialTokens, template: PromptTemplate, source: URL, recipe: Recipe?,
-                baseChatTemplate: String? = nil, chat: ChatPrompt? = nil) {
+                baseChatTemplate: String? = nil, chat: ChatPrompt? = nil, storedWeights: InferenceWeights = .f32) {
+        self.storedWeights = storedWeights
         self.baseChatTemplate = baseChatTemplate
         self.chat = chat
         self.model = model
@@ -83,10 +84,8 @@ public struct AlignerBundle {
         let matrices = file.tensors.filter { $0.shape.count == 2 }
         let stored: InferenceWeights = !matrices.isEmpty && matrices.allSatisfy { $0.type == .q8_0 } ? .q8_0 : .f32
         guard let text = file.metadata["aligner.prompt_template"]?.stringValue else {
-            var bundle = AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
-                                       source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate)
-            bundle.storedWeights = stored
-            return bundle
+            return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: .v1,
+                                 source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: base.chatTemplate, storedWeights: stored)
         }
         func bad(_ m: String) -> FileError { FileError(file: path, message: m, kind: .badData) }
         var template: PromptTemplate
@@ -96,10 +95,8 @@ public struct AlignerBundle {
         template.input = file.metadata["aligner.prompt_input"]?.stringValue
         let chat = file.metadata["aligner.chat_template"]?.boolValue == true
             ? try savedChatPrompt(base.chatTemplate, specials: base.specialTokens, in: path) : nil
-        var bundle = AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: template,
-                                   source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: nil, chat: chat)
-        bundle.storedWeights = stored
-        return bundle
+        return AlignerBundle(model: model, tokenizer: base.tokenizer, specialTokens: base.specialTokens, template: template,
+                             source: URL(fileURLWithPath: path), recipe: nil, baseChatTemplate: nil, chat: chat, storedWeights: stored)
     }
 
     /// Makes generation read `weights` (nil: the type the weights were stored in, `storedWeights`). Returns the type
@@ -142,10 +139,8 @@ public struct AlignerBundle {
         case let other?:
             throw SettingError(setting: "--chat-template", message: "must be \"base\" or \"none\", got \"\(other)\"")
         }
-        var bundle = AlignerBundle(model: model, tokenizer: tokenizer, specialTokens: specialTokens, template: template, source: source,
-                                   recipe: recipe, baseChatTemplate: baseChatTemplate, chat: chat)
-        bundle.storedWeights = storedWeights
-        return bundle
+        return AlignerBundle(model: model, tokenizer: tokenizer, specialTokens: specialTokens, template: template, source: source,
+                             recipe: recipe, baseChatTemplate: baseChatTemplate, chat: chat, storedWeights: storedWeights)
     }
 
     /// This model used zero-shot as an Aligner: prompted through its own chat template (the template's instruction

@@ -19,18 +19,19 @@ extension LlamaModel {
         inferenceWeightType = type
         quantized = [:]
         guard type == .q8_0 else { return }
-        var all = blocks.flatMap { w in [w.q, w.k, w.v, w.qkv, w.o, w.gate, w.up, w.gateUp, w.down].compactMap { $0 } }
-        all.append(head)
-        for w in all where Q8Matrix.canQuantize(w) { quantized[ObjectIdentifier(w)] = Q8Matrix(quantizing: w) }
+        for w in decodedMatrices where Q8Matrix.canQuantize(w) { quantized[ObjectIdentifier(w)] = Q8Matrix(quantizing: w) }
+    }
+
+    /// Every matrix a decoding step multiplies with: each block's linear weights, then the head.
+    var decodedMatrices: [Tensor] {
+        blocks.flatMap { w in [w.q, w.k, w.v, w.qkv, w.o, w.gate, w.up, w.gateUp, w.down].compactMap { $0 } } + [head]
     }
 
     /// Bytes of weights a decoding step reads: every linear weight and the head once (as Q8_0 where quantised, float32
     /// otherwise), plus the norms.
     public var inferenceWeightBytes: Int {
-        var all = blocks.flatMap { w in [w.q, w.k, w.v, w.qkv, w.o, w.gate, w.up, w.gateUp, w.down].compactMap { $0 } }
-        all.append(head)
         let norms = blocks.reduce(finalNorm.count) { $0 + $1.inputNorm.count + $1.postNorm.count }
-        return all.reduce(4 * norms) { $0 + (quantized[ObjectIdentifier($1)]?.byteCount ?? 4 * $1.count) }
+        return decodedMatrices.reduce(4 * norms) { $0 + (quantized[ObjectIdentifier($1)]?.byteCount ?? 4 * $1.count) }
     }
 
     /// Runs `body` without recording gradients, with matrix products reading the inference weights

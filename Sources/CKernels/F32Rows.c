@@ -3,7 +3,7 @@
 // number of rows, the thread count or the kernel (AVX2 or portable): 8 lanes of fused multiply-adds over the inner
 // axis in order, summed in a fixed order, then the inner axis's tail (k mod 8) added in order.
 #include "CKernels.h"
-#include "Lanes.h"
+#include "Internal.h"
 
 #include <math.h>
 #if defined(__x86_64__)
@@ -87,9 +87,8 @@ struct f32_job {
 
 static void f32_part(void *ctx, int part, int parts) {
     const struct f32_job *job = ctx;
-    const int64_t units = (job->n + 15) / 16;  // parts on multiples of 16 outputs (whole cache lines of y)
-    int64_t j0 = units * part / parts * 16, j1 = units * (part + 1) / parts * 16;
-    if (j1 > job->n) j1 = job->n;
+    int64_t j0, j1;
+    ak_part_range(job->n, 16, part, parts, &j0, &j1);  // multiples of 16 outputs: whole cache lines of y
     if (j0 >= j1) return;
 #if defined(__x86_64__)
     if (job->avx2) { rows_avx2(job->w, j0, j1, job->k, job->x, job->ldx, job->m, job->y, job->ldy); return; }
@@ -97,15 +96,9 @@ static void f32_part(void *ctx, int part, int parts) {
     rows_portable(job->w, j0, j1, job->k, job->x, job->ldx, job->m, job->y, job->ldy);
 }
 
-int ak_q8_uses_avx2(void);
-
 void ak_f32_rows_matmul(const float *w, int64_t n, int64_t k, const float *x, int64_t ldx, int64_t m, float *y, int64_t ldy,
                         int threads) {
     if (n <= 0 || m <= 0) return;
-    struct f32_job job = {ak_q8_uses_avx2(), w, x, n, k, ldx, m, ldy, y};
-    int64_t useful = n * k * m / 65536;
-    int parts = threads < 1 ? 1 : threads;
-    if (useful < parts) parts = useful < 1 ? 1 : (int)useful;
-    if ((n + 15) / 16 < parts) parts = (int)((n + 15) / 16);
-    ak_pool_run(parts, f32_part, &job);
+    struct f32_job job = {ak_uses_avx2(), w, x, n, k, ldx, m, ldy, y};
+    ak_pool_run(ak_parts(n, k, m, threads, 16), f32_part, &job);
 }

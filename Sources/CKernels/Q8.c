@@ -1,7 +1,7 @@
 // Q8_0 matrix products for generation: llama.cpp's 8-bit block format (32 int8 quants and one scale per block), both
 // operands quantised, products summed exactly in int32 within a block and in float across blocks.
 #include "CKernels.h"
-#include "Lanes.h"
+#include "Internal.h"
 
 #include <math.h>
 #include <string.h>
@@ -11,8 +11,6 @@
 
 #define QK AK_Q8_BLOCK
 
-static int has_avx2(void);
-static int force_portable;
 
 #if defined(__x86_64__)
 // Activations, one row: the same values as the portable path below (max of |x|, the same scalar scale and inverse,
@@ -43,7 +41,7 @@ __attribute__((target("avx2,fma"))) static void quantize_row_avx2(const float *v
 void ak_q8_quantize(const float *x, int64_t m, int64_t k, int64_t ldx, int8_t *q, float *d, int half_scales) {
     const int64_t nb = k / QK;
 #if defined(__x86_64__)
-    if (!half_scales && has_avx2() && !force_portable) {
+    if (!half_scales && ak_uses_avx2()) {
         for (int64_t i = 0; i < m; i++) quantize_row_avx2(x + i * ldx, nb, q + i * k, d + i * nb);
         return;
     }
@@ -156,7 +154,7 @@ AK_Q8_KERNEL(q8_rows_vnni, "avx2,fma,avx512vnni,avx512vl", _mm256_dpbusd_epi32(_
 typedef void (*q8_rows_fn)(const int8_t *, const float *, int64_t, int64_t, int64_t, const int8_t *, const float *, int64_t,
                            float *, int64_t);
 
-static int force_portable;
+static int force_portable;  // set by tests (ak_q8_set_portable)
 
 static int force_no_vnni;
 
@@ -184,10 +182,9 @@ static int has_vnni(void) {
 #endif
 }
 
-const char *ak_q8_path(void) { return force_portable || !has_avx2() ? "portable" : has_vnni() ? "avx2+vnni" : "avx2"; }
+const char *ak_q8_path(void) { return !ak_uses_avx2() ? "portable" : has_vnni() ? "avx2+vnni" : "avx2"; }
 
-/// Whether the AVX2 kernels run (shared with the float32 row kernel).
-int ak_q8_uses_avx2(void) { return has_avx2() && !force_portable; }
+int ak_uses_avx2(void) { return has_avx2() && !force_portable; }
 
 struct q8_job {
     q8_rows_fn rows;
@@ -199,10 +196,8 @@ struct q8_job {
 
 static void q8_part(void *ctx, int part, int parts) {
     const struct q8_job *job = ctx;
-    // Outputs split into equal parts, on multiples of 8 so that parts do not share cache lines of y.
-    const int64_t units = (job->n + 7) / 8;
-    int64_t j0 = units * part / parts * 8, j1 = units * (part + 1) / parts * 8;
-    if (j1 > job->n) j1 = job->n;
+    int64_t j0, j1;
+    ak_part_range(job->n, 8, part, parts, &j0, &j1);
     if (j0 < j1) job->rows(job->wq, job->wd, j0, j1, job->k, job->xq, job->xd, job->m, job->y, job->ldy);
 }
 
@@ -211,12 +206,8 @@ void ak_q8_matmul(const int8_t *wq, const float *wd, int64_t n, int64_t k, const
     if (n <= 0 || m <= 0) return;
     struct q8_job job = {q8_rows_portable, wq, xq, wd, xd, n, k, m, ldy, y};
 #if defined(__x86_64__)
-    if (has_avx2() && !force_portable) job.rows = has_vnni() ? q8_rows_vnni : q8_rows_avx2;
+    if (ak_uses_avx2()) job.rows = has_vnni() ? q8_rows_vnni : q8_rows_avx2;
 #endif
-    // Below about 64K multiply-adds a part, a second thread costs more than it saves.
-    int64_t useful = n * k * m / 65536;
-    int parts = threads < 1 ? 1 : threads;
-    if (useful < parts) parts = useful < 1 ? 1 : (int)useful;
-    if ((n + 7) / 8 < parts) parts = (int)((n + 7) / 8);
+    const int parts = ak_parts(n, k, m, threads, 8);
     ak_pool_run(parts, q8_part, &job);
 }
