@@ -9,15 +9,16 @@ import Foundation
 public enum Corrector {
     /// Corrects each (question, answer) with `aligners` in turn: the first corrects the upstream answer, each next one
     /// corrects the previous one's output (stacked Aligners). Returns the last corrections, in order. `progress`
-    /// receives (Aligner pass, records done, total) as records finish. `batchSize` sequences are decoded together with
-    /// continuous batching (`LlamaModel.generateContinuously`): greedy corrections are those of each record alone.
+    /// receives (Aligner pass, records done, total) as records finish. `slots` sequences are decoded together with
+    /// continuous batching (`LlamaModel.generateContinuously`; nil: `LlamaModel.automaticSlots` for the threads, within
+    /// memory): greedy corrections are those of each record alone.
     /// Prompts longer than the context allows (with room for `maxNewTokens`) are shortened, the answer first, then
     /// the question; `note` says how many, per pass.
     public static func correct(
         _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
-        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
+        slots: Int? = nil, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
     ) throws -> [String] {
-        try corrections(pairs, with: aligners, options: options, batchSize: batchSize, progress: progress, note: note).texts
+        try corrections(pairs, with: aligners, options: options, slots: slots, progress: progress, note: note).texts
     }
 
     /// The prompt ids of each (question, answer) for `aligner`, shortened (the answer first, then the question) to
@@ -44,9 +45,9 @@ public enum Corrector {
     /// As `correct`, with whether each last correction ended with an end token (false: it stopped at `maxNewTokens`).
     public static func corrections(
         _ pairs: [(question: String, answer: String)], with aligners: [AlignerBundle], options: GenerationOptions,
-        batchSize: Int, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
+        slots: Int? = nil, progress: (Int, Int, Int) -> Void = { _, _, _ in }, note: (String) -> Void = { _ in }
     ) throws -> (texts: [String], ended: [Bool]) {
-        guard batchSize >= 1 else { throw SettingError(setting: "batch_size", message: "must be at least 1, got \(batchSize)") }
+        if let slots, slots < 1 { throw SettingError(setting: "slots", message: "must be at least 1, got \(slots)") }
         try options.validate()
         var answers = pairs.map(\.answer)
         var ended = [Bool](repeating: true, count: pairs.count)
@@ -56,8 +57,8 @@ public enum Corrector {
             let (prompts, shortened) = try Self.prompts(pairs.indices.map { (pairs[$0].question, answers[$0]) }, for: aligner, maxNewTokens: opts.maxNewTokens)
             var out = [String](repeating: "", count: pairs.count)
             if !prompts.isEmpty {
-                // Continuous batching: `batchSize` sequences decode together; each finished one makes room for the next.
-                let result = try aligner.model.generateContinuously(prompts: prompts, options: opts, slots: batchSize) { progress(k, $0, pairs.count) }
+                // Continuous batching: `slots` sequences decode together; each finished one makes room for the next.
+                let result = try aligner.model.generateContinuously(prompts: prompts, options: opts, slots: slots) { progress(k, $0, pairs.count) }
                 for i in pairs.indices {
                     out[i] = aligner.tokenizer.decode(result.tokens[i], skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
                     ended[i] = result.stoppedAtEOS[i]

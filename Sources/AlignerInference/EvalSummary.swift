@@ -113,11 +113,12 @@ public struct EvalSummary: Codable, Sendable {
     }
 
     /// Loss and perplexity of the corrections of `records` under `aligner` (masked as in training) and, when
-    /// `generate` > 0, generation metrics and text measures on the first `generate` records.
+    /// `generate` > 0, generation metrics and text measures on the first `generate` records. `batchSize` records are
+    /// scored together; `slots` are generated together (nil: `LlamaModel.automaticSlots`, within memory).
     /// With `judge`, the generated corrections are judged beside their controls (the answers, a fixed refusal, the
     /// references, and the corrections of each of `controls`, e.g. the base model used zero-shot).
     public static func compute(_ aligner: AlignerBundle, records: [QACRecord], generate: Int, options: GenerationOptions,
-                               batchSize: Int, judge: RewardJudge? = nil, tieMargin: Double = JudgeSummary.defaultTieMargin,
+                               batchSize: Int, slots: Int? = nil, judge: RewardJudge? = nil, tieMargin: Double = JudgeSummary.defaultTieMargin,
                                controls: [(name: String, aligner: AlignerBundle)] = [], fluency: FluencyScorer? = nil,
                                progress: (Int, Int, Int) -> Void = { _, _, _ in },
                                note: (String) -> Void = { _ in }) throws -> EvalSummary {
@@ -136,7 +137,7 @@ public struct EvalSummary: Codable, Sendable {
         if n > 0 {
             let subset = Array(records.prefix(n))
             let pairs = subset.map { (question: $0.question, answer: $0.answer) }
-            let outputs = try Corrector.corrections(pairs, with: [aligner], options: options, batchSize: batchSize, progress: progress, note: note)
+            let outputs = try Corrector.corrections(pairs, with: [aligner], options: options, slots: slots, progress: progress, note: note)
             let m = try CorrectionMetrics(outputs: outputs.texts, records: subset)
             summary.generated = m.generated
             summary.copyRate = m.copyRate
@@ -144,7 +145,7 @@ public struct EvalSummary: Codable, Sendable {
             summary.editDistanceToAnswer = m.editToAnswer
             summary.editDistanceToReference = m.editToReference
             let controlOutputs = try controls.map { c in
-                (c.name, try Corrector.corrections(pairs, with: [c.aligner], options: options, batchSize: batchSize, progress: progress, note: note))
+                (c.name, try Corrector.corrections(pairs, with: [c.aligner], options: options, slots: slots, progress: progress, note: note))
             }
             summary.textMeasures = [NamedTextMeasures(name: "answers", measures: TextMeasures(texts: subset.map(\.answer))),
                                     NamedTextMeasures(name: "references", measures: TextMeasures(texts: subset.map(\.correction)))]

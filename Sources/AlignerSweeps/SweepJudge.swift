@@ -60,7 +60,7 @@ final class SweepJudge {
         }
         let aligner = try RunLocator.loadAligner(checkpoint)
         let outputs = try Corrector.corrections(subset.map { ($0.question, $0.answer) }, with: [aligner],
-                                                options: GenerationOptions(maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize), batchSize: 16)
+                                                options: GenerationOptions(maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize))
         let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs.texts,
                                              references: subset.map(\.correction), ended: outputs.ended, tieMargin: tieMargin, batchSize: 8).summary
         let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,

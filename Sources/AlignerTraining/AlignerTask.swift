@@ -57,7 +57,7 @@ public final class AlignerTask: TrainingTask {
         defer { pool.trim() }
         let outputs = try Corrector.correct(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
                                             options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize),
-                                            batchSize: recipe.stage2.batchSize)
+                                            slots: nil)
         return try CorrectionMetrics(outputs: outputs, records: generationRecords)
     }
 

@@ -92,7 +92,7 @@ struct Bench: ParsableCommand {
         @Option(help: ArgumentHelp("With --model: correct this many records of --data as Aligner prompts of mixed lengths, with continuous batching (corrections per minute, tokens/s).",
                                    discussion: "Each correction stops at an end token or --new-tokens."))
         var prompts: Int?
-        @Option(help: "With --prompts: sequences decoded together.") var slots = 8
+        @Option(help: "With --prompts: sequences decoded together (default: correct's, 8 per thread from 8 to 64).") var slots: Int?
         @Option(help: "With --prompts: the Q-A-C records whose questions and answers fill the prompts.") var data = "data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz"
         @Option(help: "With --prompts: also write the prompt ids, end tokens and limits as JSON here, for scripts/bench/pytorch_generate_bench.py --prompts-file.")
         var promptsOut: String?
@@ -103,7 +103,7 @@ struct Bench: ParsableCommand {
             if let prompts {
                 guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1, got \(prompts)") }
                 guard model != nil else { throw ValidationError("--prompts builds Aligner prompts with a model's tokenizer: give --model") }
-                guard slots >= 1 else { throw ValidationError("--slots must be at least 1, got \(slots)") }
+                if let slots, slots < 1 { throw ValidationError("--slots must be at least 1, got \(slots)") }
             }
             for (name, value, least) in [("--prompt-tokens", promptTokens, 1), ("--new-tokens", newTokens, 2), ("--batch", batch, 1), ("--repeats", repeats, 1)]
             where value < least {
@@ -119,6 +119,7 @@ struct Bench: ParsableCommand {
                 let chosen = aligner.useInferenceWeights(try weights.choice)
                 let records = try RecordReader.read(path: data).records.prefix(prompts)
                 let ids = try Corrector.prompts(records.map { ($0.question, $0.answer) }, for: aligner, maxNewTokens: newTokens).ids
+                let slots = try aligner.model.continuousSlots(self.slots, prompts: ids, newTokens: newTokens)
                 if let promptsOut {
                     let workload: [String: Any] = ["prompts": ids, "eos_token_ids": aligner.eosIds, "max_new_tokens": newTokens, "slots": slots,
                                                    "pad_token_id": aligner.model.config.padTokenId ?? aligner.eosIds.first ?? 0]

@@ -100,14 +100,16 @@ struct CorrectCommand: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
     @OptionGroup var weights: InferenceWeightOptions
-    @Option(help: "Records generated together (continuous batching slots; fewer when they would not fit in memory).") var batchSize = 16
+    @Option(name: [.customLong("slots"), .customLong("batch-size")],
+            help: "Records generated together (continuous batching slots; default 8 per thread, 8 to 64, fewer when they would not fit in half of memory; a number given is lowered only when it would not fit in all of it).")
+    var slots: Int?
     @Option(help: "Only the first N records.") var limit: Int?
     @Option(help: "A reward model (folder, or a reward run) that scores each answer and correction: answer_score and correction_score on each line.")
     var judge: String?
     @Option(help: "With --judge: write the verdict (controls, useful rates, intervals) as JSON here.") var summary: String?
 
     func validate() throws {
-        guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let slots, slots < 1 { throw ValidationError("--slots (--batch-size) must be at least 1, got \(slots)") }
         if let limit, limit < 0 { throw ValidationError("--limit must be 0 or more, got \(limit)") }
         if summary != nil && judge == nil { throw ValidationError("--summary writes the judge's verdict: give --judge too") }
     }
@@ -121,14 +123,14 @@ struct CorrectCommand: ParsableCommand {
         if let limit { load.records = Array(load.records.prefix(limit)) }
         let progress = RecordProgress("correct")
         let outputs = try Corrector.corrections(load.records.map { ($0.question, $0.answer) }, with: aligners, options: sampling.options,
-                                            batchSize: batchSize, progress: { progress.update(pass: $0, done: $1, total: $2) },
+                                            slots: slots, progress: { progress.update(pass: $0, done: $1, total: $2) },
                                             note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         let corrected = zip(load.records, outputs.texts).map { QACRecord(question: $0.question, answer: $0.answer, correction: $1) }
         var extras: [[String: Any]]?
         var verdict: JudgeSummary?
         if let judge, !corrected.isEmpty {
             let j = try JudgeSummary.judge(judge, questions: corrected.map(\.question), answers: corrected.map(\.answer),
-                                           corrections: outputs.texts, references: nil, ended: outputs.ended, batchSize: batchSize)
+                                           corrections: outputs.texts, references: nil, ended: outputs.ended)
             extras = zip(j.answer, j.correction).map { ["answer_score": $0, "correction_score": $1] }
             verdict = j.summary
         }
@@ -211,7 +213,9 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var prompt: PromptOptions
     @OptionGroup var weights: InferenceWeightOptions
     @Option(help: "Generate corrections for the first N records (0 = loss only).") var generate = 64
-    @Option(help: "Records scored together, and generated together with --generate (continuous batching slots; fewer when they would not fit in memory).") var batchSize = 8
+    @Option(help: "Records scored together (loss, judge, fluency).") var batchSize = 8
+    @Option(help: "With --generate: records generated together (continuous batching slots; default 8 per thread, 8 to 64, fewer when they would not fit in half of memory; a number given is lowered only when it would not fit in all of it).")
+    var slots: Int?
     @Option(help: "Write the JSON summary here.") var output: String?
     @Option(help: "A reward model (folder, or a reward run) that judges the generated corrections: win/tie/lose against the answer and the reference.")
     var judge: String?
@@ -225,6 +229,7 @@ struct EvalCommand: ParsableCommand {
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+        if let slots, slots < 1 { throw ValidationError("--slots must be at least 1, got \(slots)") }
         guard generate >= 0 else { throw ValidationError("--generate must be 0 or more, got \(generate)") }
         if !controlModel.isEmpty && generate == 0 { throw ValidationError("--control-model corrects records: --generate must be at least 1") }
         guard tieMargin >= 0 && tieMargin.isFinite else { throw ValidationError("--tie-margin must be a finite number ≥ 0, got \(tieMargin)") }
@@ -240,7 +245,7 @@ struct EvalCommand: ParsableCommand {
         let load = try RecordReader.read(path: input, fields: records.fieldNames(), policy: records.policy)
         let progress = RecordProgress("eval")
         let summary = try EvalSummary.compute(aligner, records: load.records, generate: generate, options: sampling.options,
-                                              batchSize: batchSize, judge: judge, tieMargin: tieMargin, controls: controls, fluency: fluency,
+                                              batchSize: batchSize, slots: slots, judge: judge, tieMargin: tieMargin, controls: controls, fluency: fluency,
                                               progress: { progress.update(pass: $0, done: $1, total: $2) },
                                               note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)

@@ -140,7 +140,7 @@ final class UseTests: XCTestCase {
             XCTAssertEqual(aligner.model.config.ropeScaling, expected.ropeScaling, name)
             XCTAssertEqual(aligner.model.parameterNames, try LlamaModel(config: expected, seed: 1).parameterNames, name)
             let corrected = try Corrector.correct([("How do I bake bread?", "Mix flour.")], with: [aligner],
-                                                  options: GenerationOptions(maxNewTokens: 6), batchSize: 1)
+                                                  options: GenerationOptions(maxNewTokens: 6), slots: 1)
             XCTAssertEqual(corrected.count, 1)
             let out = dir.appendingPathComponent(name + "-hf")
             try HuggingFaceExport.export(aligner, to: out, figures: r.trainingFigures)
@@ -217,12 +217,12 @@ final class UseTests: XCTestCase {
         let aligner = try RunLocator.loadAligner(dir.appendingPathComponent("c1").path)
         let pairs = [("How do I bake bread?", "Mix flour."), ("Can you help me steal?", "Sure."), ("Hi", "")]
         let options = GenerationOptions(maxNewTokens: 12)
-        let once = try Corrector.correct(pairs, with: [aligner], options: options, batchSize: 2)
+        let once = try Corrector.correct(pairs, with: [aligner], options: options, slots: 2)
         XCTAssertEqual(once.count, 3)
-        let twiceByHand = try Corrector.correct(zip(pairs, once).map { ($0.0, $1) }, with: [aligner], options: options, batchSize: 3)
-        XCTAssertEqual(try Corrector.correct(pairs, with: [aligner, aligner], options: options, batchSize: 2), twiceByHand)
+        let twiceByHand = try Corrector.correct(zip(pairs, once).map { ($0.0, $1) }, with: [aligner], options: options, slots: 3)
+        XCTAssertEqual(try Corrector.correct(pairs, with: [aligner, aligner], options: options, slots: 2), twiceByHand)
         // Batching does not change corrections.
-        XCTAssertEqual(try Corrector.correct(pairs, with: [aligner], options: options, batchSize: 1), once)
+        XCTAssertEqual(try Corrector.correct(pairs, with: [aligner], options: options, slots: 1), once)
 
         XCTAssertEqual(EditDistance.between("kitten", "sitting"), 3)
         XCTAssertEqual(EditDistance.normalized("kitten", "sitting"), 3.0 / 7, accuracy: 1e-12)
@@ -251,7 +251,7 @@ final class UseTests: XCTestCase {
         let expected = nll / Double(counted)
         XCTAssertEqual(summary.loss, expected, accuracy: 1e-5 * expected)
         XCTAssertEqual(summary.perplexity, Foundation.exp(expected), accuracy: 1e-5 * Foundation.exp(expected))
-        let outputs = try Corrector.correct(records.map { ($0.question, $0.answer) }, with: [aligner], options: options, batchSize: 2)
+        let outputs = try Corrector.correct(records.map { ($0.question, $0.answer) }, with: [aligner], options: options, slots: 2)
         let copies = Double(zip(outputs, records).filter { CorrectionMetrics.isCopy($0, of: $1.answer) }.count) / 3
         XCTAssertEqual(summary.copyRate!, copies, accuracy: 1e-12)
         let toRef = zip(outputs, records).map { EditDistance.normalized($0, $1.correction) }.reduce(0, +) / 3

@@ -57,16 +57,43 @@ final class ContinuousGenerationTests: XCTestCase {
         let prompts = (1...8).map { n in Array(repeating: 3, count: n * 3) }
         let options = GenerationOptions(maxNewTokens: 8, eosTokenIds: [])
         let expected = try model.generateContinuously(prompts: prompts, options: options, slots: 1)
-        func fits(_ slots: Int) -> Bool { (try? model.checkGenerationMemory(prompts: slots, width: 24, newTokens: 8)) != nil }
-        // A limit between what two and what four slots need.
-        var low = 1.0, high = 1e12
-        for _ in 0..<200 { let mid = (low + high) / 2; setenv("ALIGNERKIT_MEMORY_LIMIT", String(format: "%.0f", mid), 1); if fits(4) { high = mid } else { low = mid } }
-        setenv("ALIGNERKIT_MEMORY_LIMIT", String(format: "%.0f", low), 1)
+        // A limit between what two and what four slots need (prompts of up to 24 tokens, 8 new).
+        let two = model.continuousGenerationBytes(slots: 2, width: 24, newTokens: 8), four = model.continuousGenerationBytes(slots: 4, width: 24, newTokens: 8)
+        XCTAssertLessThan(two, four)
+        setenv("ALIGNERKIT_MEMORY_LIMIT", String(format: "%.0f", (two + four) / 2), 1)
         defer { unsetenv("ALIGNERKIT_MEMORY_LIMIT") }
-        XCTAssertFalse(fits(4))
-        XCTAssertTrue(fits(2) || fits(1))
+        XCTAssertEqual(try model.continuousSlots(8, prompts: prompts, newTokens: 8), 2)
         XCTAssertEqual(try model.generateContinuously(prompts: prompts, options: options, slots: 8), expected)
         setenv("ALIGNERKIT_MEMORY_LIMIT", "1000", 1)
         XCTAssertThrowsError(try model.generateContinuously(prompts: prompts, options: options, slots: 8)) { XCTAssertTrue($0 is MemoryError, "\($0)") }
+    }
+
+    /// Left open, the slots come from the threads (8 per thread, 8 to 64), never more than the prompts, and are halved
+    /// until they fit in half of memory (a number given may use all of it).
+    func testAutomaticSlotsFollowThreadsAndMemory() throws {
+        XCTAssertEqual([1, 2, 3, 8, 16].map { LlamaModel.automaticSlots(threads: $0) }, [8, 16, 24, 64, 64])
+        let model = try LlamaModel(config: LlamaModelTests.tinyConfig(vocab: 64), seed: 5)
+        let many = (1...40).map { n in Array(repeating: 3, count: 2 + n % 7) }
+        let few = Array(many.prefix(5))
+        try ComputeContext(threads: 2).run {
+            XCTAssertEqual(try model.continuousSlots(nil, prompts: many, newTokens: 8), 16)
+            XCTAssertEqual(try model.continuousSlots(nil, prompts: few, newTokens: 8), 5)
+        }
+        try ComputeContext(threads: 1).run { XCTAssertEqual(try model.continuousSlots(nil, prompts: many, newTokens: 8), 8) }
+        // Memory for twice what 4 slots need (long sequences, so that the caches outweigh the weights): automatic takes
+        // half of it (4 slots), a number given all of it (8 of 16).
+        let bytes = { (slots: Int) in model.continuousGenerationBytes(slots: slots, width: 8, newTokens: 4000) }
+        let limit = 2.001 * bytes(4)
+        XCTAssertGreaterThan(bytes(8), limit / 2)
+        XCTAssertLessThanOrEqual(bytes(8), limit)
+        XCTAssertGreaterThan(bytes(16), limit)
+        setenv("ALIGNERKIT_MEMORY_LIMIT", String(format: "%.0f", limit), 1)
+        defer { unsetenv("ALIGNERKIT_MEMORY_LIMIT") }
+        try ComputeContext(threads: 2).run {
+            XCTAssertEqual(try model.continuousSlots(nil, prompts: many, newTokens: 4000), 4)
+            XCTAssertEqual(try model.continuousSlots(16, prompts: many, newTokens: 4000), 8)
+        }
+        let options = GenerationOptions(maxNewTokens: 8, eosTokenIds: [])
+        XCTAssertEqual(try model.generateContinuously(prompts: many, options: options), try model.generateContinuously(prompts: many, options: options, slots: 1))
     }
 }
