@@ -85,6 +85,11 @@ public enum TrainBenchmark {
         var fwd: [Double] = [], bwd: [Double] = [], opt: [Double] = []
         let clock = ContinuousClock()
         var lastLoss: Float = 0
+        // The pool as the trainer sets it up: a step's buffers kept for the next, the rest freed at each step's end.
+        let pool = ComputeContext.current.pool
+        let limit = pool.limitBytes
+        pool.limitBytes = MemoryBudget.trainingPoolBytes
+        defer { pool.limitBytes = limit }
         for step in 0..<(warmup + steps) {
             let ids = (0..<tokens).map { _ in rng.nextInt(below: preset.vocab) }
             let t0 = clock.now
@@ -95,6 +100,7 @@ public enum TrainBenchmark {
             let t2 = clock.now
             optimizer.update(model.trainableParameters, lr: 3e-4)
             model.releaseGradients()
+            pool.endStep()
             let t3 = clock.now
             lastLoss = loss.item
             if step >= warmup {

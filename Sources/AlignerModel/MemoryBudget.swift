@@ -22,6 +22,11 @@ public enum MemoryBudget {
         return Double(ProcessInfo.processInfo.physicalMemory)
     }
 
+    /// How much freed memory a training loop's buffer pool may keep for the next step (a quarter of `available`). The
+    /// loop calls `BufferPool.endStep()` after each step, which frees what that step did not reuse, so the pool holds
+    /// about one step's buffers, not this much, unless a step needs it.
+    public static var trainingPoolBytes: Int { Int(min(available / 4, Double(Int.max / 2))) }
+
     /// Throws `MemoryError` when `bytes` exceeds the available memory.
     public static func check(bytes: Double, for what: String) throws {
         let limit = available

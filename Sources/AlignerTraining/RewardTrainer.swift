@@ -91,7 +91,7 @@ public final class RewardTrainer: TrainerBase {
         if compute.matmul == .bf16 {
             say("matrix products in bf16: \(MatmulPrecision.bf16Engine)\(MatmulPrecision.bf16IsNative ? "" : "; slower than fp32 on this CPU")")
         }
-        compute.pool.limitBytes = min(4 << 30, max(256 << 20, 8 * config.parameterCount))
+        compute.pool.limitBytes = MemoryBudget.trainingPoolBytes
         // A checkpoint's weights (and adapters) go in before the optimiser is built over the trainable tensors.
         let restored = try latest.map { try Self.load($0, into: model) }
         var loop = try RewardTrainingLoop(model: model, pairs: train, settings: settings, seed: seed)

@@ -2,6 +2,7 @@ import AlignerDistributed
 import AlignerFiles
 import AlignerRecipes
 import AlignerRuns
+import AlignerTensor
 import Foundation
 
 /// The life of a training run, the same for an Aligner and a reward model, one process or a data-parallel job:
@@ -97,6 +98,7 @@ public struct RunLifecycle {
         run.beginStage(optimizer: loop.optimizer)
         while run.state.step < loop.totalSteps {
             let stats = try loop.takeStep()
+            ComputeContext.current.pool.endStep()
             run.state.position = loop.position
             run.state.optimizerStep = loop.optimizer.step
             if stats.isFinite {

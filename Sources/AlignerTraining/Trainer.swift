@@ -104,8 +104,8 @@ public final class Trainer: TrainerBase {
         if compute.matmul == .bf16 {
             say("matrix products in bf16: \(MatmulPrecision.bf16Engine)\(MatmulPrecision.bf16IsNative ? "" : "; slower than fp32 on this CPU")")
         }
-        // The pool keeps what the next step reuses: about a step's activations, bounded relative to the model.
-        compute.pool.limitBytes = min(4 << 30, max(256 << 20, 8 * prepared.config.parameterCount))
+        // The pool keeps what the next step reuses (a step's buffers; each step's end frees those it did not reuse).
+        compute.pool.limitBytes = MemoryBudget.trainingPoolBytes
 
         let plan = try plannedStages(prepared)
         let stages = plan.stages

@@ -156,3 +156,4 @@ int ak_sgemv(int trans, int M, int N, float alpha, const float *A, int lda, cons
 
 #include <malloc.h>
 int ak_malloc_trim(void) { return malloc_trim(0); }
+int ak_malloc_fixed_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }

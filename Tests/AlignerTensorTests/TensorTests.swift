@@ -106,4 +106,45 @@ final class BufferPoolTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(pool.peakInUseBytes, (1 << 19) * 4)
         }
     }
+
+    /// Steps of varying length: a shorter request takes a cached buffer up to 1.5 times its size; `endStep` frees what
+    /// a whole step left untaken; a request that nothing cached fits first frees as much of the previous steps' buffers.
+    func testVaryingLengthsReuseLargerBuffersAndFreeStaleOnes() {
+        let pool = BufferPool(limitBytes: 1 << 26)
+        ComputeContext(threads: 1, pool: pool).run {
+            // Best fit: 10,000 floats (class 10,240) may take a 14,336-float buffer (≤ 1.5x), not a 16,384 one.
+            var a: Tensor? = Tensor.zeros([14_000]), b: Tensor? = Tensor.zeros([16_000])
+            let (pa, pb) = (a!.data, b!.data)
+            XCTAssertEqual([14_000, 16_000, 10_000, 9_000].map(BufferPool.sizeClass), [14_336, 16_384, 10_240, 10_240])
+            a = nil; b = nil
+            XCTAssertEqual(pool.cachedBytes, (14_336 + 16_384) * 4)
+            var c: Tensor? = Tensor.zeros([10_000])
+            XCTAssertEqual(c!.data, pa)
+            XCTAssertEqual(pool.inUseBytes, 14_336 * 4, "counted at the size it really has")
+            XCTAssertEqual(pool.cachedBytes, 16_384 * 4)
+            var d: Tensor? = Tensor.zeros([9_000])  // 16,384 > 1.5 · 10,240 (9,000 rounds up to 10,240): not taken
+            XCTAssertNotEqual(d!.data, pb)
+            c = nil; d = nil
+            // Everything came back during this step: its end keeps it all.
+            pool.endStep()
+            XCTAssertEqual(pool.cachedBytes, (14_336 + 16_384 + 10_240) * 4)
+            // The next step takes only the 10,240 buffer (and gives it back): its end frees the two it left untaken.
+            var e: Tensor? = Tensor.zeros([9_000])
+            e = nil
+            XCTAssertNil(e)
+            pool.endStep()
+            XCTAssertEqual(pool.cachedBytes, 10_240 * 4)
+            // A request nothing cached fits frees the earlier steps' buffers before allocating.
+            let f = Tensor.zeros([20_000])
+            XCTAssertEqual(pool.cachedBytes, 0)
+            XCTAssertEqual(pool.inUseBytes, BufferPool.sizeClass(20_000) * 4)
+            // Buffers that came back in this step are not freed that way.
+            var g: Tensor? = Tensor.zeros([30_000])
+            g = nil
+            XCTAssertNil(g)
+            let h = Tensor.zeros([40_000])
+            XCTAssertEqual(pool.cachedBytes, BufferPool.sizeClass(30_000) * 4)
+            withExtendedLifetime((f, h)) {}
+        }
+    }
 }

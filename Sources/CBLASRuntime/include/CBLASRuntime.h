@@ -49,5 +49,8 @@ int ak_cpu_has_avx512_bf16(void);
 
 /// Returns freed heap memory to the operating system (glibc `malloc_trim(0)`); 1 when some was released.
 int ak_malloc_trim(void);
+/// Fixes glibc's threshold above which malloc maps memory of its own (unmapped again by free), turning off its dynamic
+/// raising of that threshold; returns mallopt's result (1 on success).
+int ak_malloc_fixed_mmap_threshold(int bytes);
 
 #endif
