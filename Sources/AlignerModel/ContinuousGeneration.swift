@@ -61,8 +61,7 @@ extension LlamaModel {
     /// tokens), every slot's key/value cache (slots, width + new, KV, D per layer) and a decoding step's logits.
     public func continuousGenerationBytes(slots: Int, width: Int, newTokens: Int) -> Double {
         let prefill = config.memoryEstimate(training: false, batch: 1, time: width)
-        let caches = 8 * Double(config.numHiddenLayers) * Double(slots) * Double(width + newTokens) * Double(config.numKeyValueHeads * config.headDim)
-        return prefill + caches + 8 * Double(slots) * Double(config.vocabSize)
+        return prefill + keyValueCacheBytes(sequences: slots, positions: width + newTokens) + 8 * Double(slots) * Double(config.vocabSize)
     }
 
     /// Continues every prompt with continuous batching: `slots` sequences decode together, one batched product per

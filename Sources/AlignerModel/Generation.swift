@@ -116,9 +116,13 @@ extension LlamaModel {
     /// Throws `MemoryError` when generating for `prompts` prompts of up to `width` tokens plus `newTokens` would not fit
     /// in memory: the prompts' forward pass and every layer's key/value cache (B, width + new, KV, D).
     public func checkGenerationMemory(prompts: Int, width: Int, newTokens: Int) throws {
-        let cacheBytes = 8 * Double(config.numHiddenLayers) * Double(prompts) * Double(width + newTokens) * Double(config.numKeyValueHeads * config.headDim)
-        try MemoryBudget.check(bytes: config.memoryEstimate(training: false, batch: prompts, time: width) + cacheBytes,
+        try MemoryBudget.check(bytes: config.memoryEstimate(training: false, batch: prompts, time: width) + keyValueCacheBytes(sequences: prompts, positions: width + newTokens),
                                for: "generating for \(prompts) prompts of up to \(width) tokens (+ \(newTokens) new) with this model")
+    }
+
+    /// Bytes of every layer's key/value cache for `sequences` sequences of `positions` positions (float32 keys and values).
+    func keyValueCacheBytes(sequences: Int, positions: Int) -> Double {
+        8 * Double(config.numHiddenLayers) * Double(sequences) * Double(positions) * Double(config.numKeyValueHeads * config.headDim)
     }
 
     private func leftPadded(_ prompts: [[Int]]) -> (ids: [Int], mask: [Bool], positions: [Int], width: Int) {

@@ -95,19 +95,33 @@ public final class BufferPool: Sendable {
     /// during this step stay for the next.
     public func endStep() {
         let stale = state.withLock { s -> [UInt] in
-            var stale: [UInt] = []
-            for (c, list) in s.free {
-                let kept = list.filter { $0.step == s.step }
-                guard kept.count < list.count else { continue }
-                for e in list where e.step != s.step { stale.append(e.address) }
-                s.cachedBytes -= (list.count - kept.count) * c * 4
-                s.free[c] = kept.isEmpty ? nil : kept
-            }
+            let stale = Self.removeStale(&s, atLeast: .max)
             s.step += 1
-            s.staleBytes = s.cachedBytes
+            s.staleBytes = s.cachedBytes  // everything cached now came back before the next step began
             return stale
         }
         for p in stale { free(UnsafeMutableRawPointer(bitPattern: p)) }
+    }
+
+    /// Takes out of the cache buffers that came back before the current step began, largest classes first, until at
+    /// least `bytes` are out (all of them for `.max`); returns their addresses, to be freed outside the lock.
+    private static func removeStale(_ s: inout State, atLeast bytes: Int) -> [UInt] {
+        var stale: [UInt] = [], removed = 0
+        for c in s.free.keys.sorted(by: >) where removed < bytes {
+            var kept: [(address: UInt, step: Int)] = []
+            for e in s.free[c]! {
+                if removed < bytes && e.step != s.step {
+                    stale.append(e.address)
+                    removed += c * 4
+                } else {
+                    kept.append(e)
+                }
+            }
+            s.free[c] = kept.isEmpty ? nil : kept
+        }
+        s.cachedBytes -= removed
+        s.staleBytes -= removed
+        return stale
     }
 
     /// Frees every cached buffer and gives the memory back to the operating system (`malloc_trim`).
@@ -137,39 +151,23 @@ public final class BufferPool: Sendable {
         let n = Self.sizeClass(count)
         var stale: [UInt] = []
         let cached = state.withLock { s -> (UInt, Int)? in
+            var hit: (UInt, Int)?
             var c = n
             while c * 2 <= n * 3 {
                 if let (p, step) = s.free[c]?.popLast() {  // in place: a copy of a long list per request is quadratic
                     if s.free[c]!.isEmpty { s.free[c] = nil }
                     s.cachedBytes -= c * 4
                     if step != s.step { s.staleBytes -= c * 4 }
-                    s.inUseBytes += c * 4
-                    s.peakInUseBytes = max(s.peakInUseBytes, s.inUseBytes)
-                    return (p, c)
+                    hit = (p, c)
+                    break
                 }
                 if n < 1024 || s.free.isEmpty { break }
                 c = Self.nextSizeClass(c)
             }
-            s.inUseBytes += n * 4
+            s.inUseBytes += (hit?.1 ?? n) * 4
             s.peakInUseBytes = max(s.peakInUseBytes, s.inUseBytes)
-            if n >= 1024 && s.staleBytes > 0 {
-                var freed = 0
-                for c in s.free.keys.sorted(by: >) where freed < n * 4 {
-                    var kept: [(address: UInt, step: Int)] = []
-                    for e in s.free[c]! {
-                        if freed < n * 4 && e.step != s.step {
-                            stale.append(e.address)
-                            freed += c * 4
-                        } else {
-                            kept.append(e)
-                        }
-                    }
-                    s.free[c] = kept.isEmpty ? nil : kept
-                }
-                s.cachedBytes -= freed
-                s.staleBytes -= freed
-            }
-            return nil
+            if hit == nil && n >= 1024 && s.staleBytes > 0 { stale = Self.removeStale(&s, atLeast: n * 4) }
+            return hit
         }
         if let (p, c) = cached { return (UnsafeMutablePointer<Float>(bitPattern: p)!, c) }
         for p in stale { free(UnsafeMutableRawPointer(bitPattern: p)) }

@@ -56,8 +56,7 @@ public final class AlignerTask: TrainingTask {
         pool.trim()
         defer { pool.trim() }
         let outputs = try Corrector.correct(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
-                                            options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize),
-                                            slots: nil)
+                                            options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize))
         return try CorrectionMetrics(outputs: outputs, records: generationRecords)
     }
 

@@ -88,6 +88,9 @@ struct RecordProgress {
     }
 }
 
+/// What `--slots` does, for `correct` and `eval`.
+private let slotsHelp = "continuous batching slots; default 8 per thread, 8 to 64, fewer when they would not fit in half of memory; a number given is lowered only when it would not fit in all of it)."
+
 struct CorrectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "correct",
@@ -101,7 +104,7 @@ struct CorrectCommand: ParsableCommand {
     @OptionGroup var prompt: PromptOptions
     @OptionGroup var weights: InferenceWeightOptions
     @Option(name: [.customLong("slots"), .customLong("batch-size")],
-            help: "Records generated together (continuous batching slots; default 8 per thread, 8 to 64, fewer when they would not fit in half of memory; a number given is lowered only when it would not fit in all of it).")
+            help: "Records generated together (\(slotsHelp)")
     var slots: Int?
     @Option(help: "Only the first N records.") var limit: Int?
     @Option(help: "A reward model (folder, or a reward run) that scores each answer and correction: answer_score and correction_score on each line.")
@@ -214,7 +217,7 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var weights: InferenceWeightOptions
     @Option(help: "Generate corrections for the first N records (0 = loss only).") var generate = 64
     @Option(help: "Records scored together (loss, judge, fluency).") var batchSize = 8
-    @Option(help: "With --generate: records generated together (continuous batching slots; default 8 per thread, 8 to 64, fewer when they would not fit in half of memory; a number given is lowered only when it would not fit in all of it).")
+    @Option(help: "With --generate: records generated together (\(slotsHelp)")
     var slots: Int?
     @Option(help: "Write the JSON summary here.") var output: String?
     @Option(help: "A reward model (folder, or a reward run) that judges the generated corrections: win/tie/lose against the answer and the reference.")
