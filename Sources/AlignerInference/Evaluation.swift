@@ -14,7 +14,7 @@ public enum Evaluation {
         for (index, start) in stride(from: 0, to: examples.count, by: batchSize).enumerated() where index % group.size == group.rank {
             let b = stream.pad(Array(start..<min(examples.count, start + batchSize)))
             let loss = try withNoGrad {
-                try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
+                try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum)
             }
             total += Double(loss.item)
             counted += b.countedTokens

@@ -32,7 +32,7 @@ public struct FluencyScorer {
             guard !body.isEmpty, prefix.count + body.count >= 2 else { return .nan }
             let ids = prefix + body
             let labels = [Int](repeating: -100, count: prefix.count) + body
-            let loss = try withNoGrad { try bundle.model.loss(ids: ids, labels: labels, batch: 1, time: ids.count).loss }
+            let loss = try withNoGrad { try bundle.model.loss(ids: ids, labels: labels, batch: 1, time: ids.count) }
             return Double(loss.item)
         }
     }

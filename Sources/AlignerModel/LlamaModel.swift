@@ -169,10 +169,7 @@ public final class LlamaModel {
     /// out of attention; `positions` (B·T) default to 0…T−1 for every row.
     /// Throws `ModelInputError` for ids outside the vocabulary, a sequence longer than the context or mismatched sizes.
     public func forward(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil, positions: [Int]? = nil) throws -> Tensor {
-        try validateInput(ids: ids, batch: batch, time: time)
-        if let attentionMask, attentionMask.count != ids.count {
-            throw ModelInputError(field: "attention_mask", message: "\(attentionMask.count) entries for \(ids.count) ids")
-        }
+        try validateInput(ids: ids, batch: batch, time: time, attentionMask: attentionMask)
         if let positions {
             guard positions.count == time else { throw ModelInputError(field: "positions", message: "\(positions.count) positions for time \(time)") }
             if let bad = positions.first(where: { $0 < 0 || $0 >= config.maxPositionEmbeddings }) {
@@ -183,7 +180,7 @@ public final class LlamaModel {
     }
 
     /// Checks a batch of token ids (B·T, row-major) against the vocabulary and the context length.
-    public func validateInput(ids: [Int], batch: Int, time: Int) throws {
+    public func validateInput(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil) throws {
         guard batch >= 1, time >= 1 else { throw ModelInputError(field: "ids", message: "batch \(batch) × time \(time) is empty") }
         let (n, overflow) = batch.multipliedReportingOverflow(by: time)
         guard !overflow, ids.count == n else { throw ModelInputError(field: "ids", message: "\(ids.count) ids for batch \(batch) × time \(time)") }
@@ -193,15 +190,15 @@ public final class LlamaModel {
         if let i = ids.firstIndex(where: { $0 < 0 || $0 >= config.vocabSize }) {
             throw ModelInputError(field: "ids", message: "token id \(ids[i]) at position \(i) is outside the vocabulary 0..<\(config.vocabSize) (vocab_size)")
         }
+        if let attentionMask, attentionMask.count != ids.count {
+            throw ModelInputError(field: "attention_mask", message: "\(attentionMask.count) entries for \(ids.count) ids")
+        }
     }
 
     /// The final normalised hidden states (B, T, C) for `ids` (B·T): what the language-model head reads, and what other
     /// heads (a reward model's score) read instead. Checked like `forward`.
     public func hiddenStates(ids: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil) throws -> Tensor {
-        try validateInput(ids: ids, batch: batch, time: time)
-        if let attentionMask, attentionMask.count != ids.count {
-            throw ModelInputError(field: "attention_mask", message: "\(attentionMask.count) entries for \(ids.count) ids")
-        }
+        try validateInput(ids: ids, batch: batch, time: time, attentionMask: attentionMask)
         return uncheckedHidden(ids: ids, batch: batch, time: time, attentionMask: attentionMask, positions: nil)
     }
 
@@ -316,16 +313,23 @@ public final class LlamaModel {
 
     /// The causal-LM loss as Hugging Face computes it: the logits at position t are scored against label t+1, labels
     /// of -100 are ignored, the mean is over counted tokens (or the sum with `.sum`, for token-weighted gradient
-    /// accumulation). Returns the loss and the logits (B, T, V).
+    /// accumulation). Only the positions the loss counts go through the language-model head and the softmax (an
+    /// Aligner's target is the correction, about a fifth of its tokens): the same loss and gradients as scoring every
+    /// position, without the vocabulary-wide products of the rest. `forward` gives the logits of every position.
     public func loss(
         ids: [Int], labels: [Int], batch: Int, time: Int, attentionMask: [Bool]? = nil, reduction: LossReduction = .mean
-    ) throws -> (loss: Tensor, logits: Tensor) {
+    ) throws -> Tensor {
         guard labels.count == ids.count else { throw ModelInputError(field: "labels", message: "\(labels.count) labels for \(ids.count) ids") }
         if let i = labels.firstIndex(where: { $0 != -100 && ($0 < 0 || $0 >= config.vocabSize) }) {
             throw ModelInputError(field: "labels", message: "label \(labels[i]) at position \(i) is outside the vocabulary 0..<\(config.vocabSize) (and not -100)")
         }
-        let logits = try forward(ids: ids, batch: batch, time: time, attentionMask: attentionMask)
-        return (Tensor.crossEntropy(logits, targets: Self.shiftedTargets(labels, batch: batch, time: time), reduction: reduction), logits)
+        try validateInput(ids: ids, batch: batch, time: time, attentionMask: attentionMask)
+        let targets = Self.shiftedTargets(labels, batch: batch, time: time)  // (B·T)
+        let counted = targets.indices.filter { targets[$0] != -100 }
+        let hidden = uncheckedHidden(ids: ids, batch: batch, time: time, attentionMask: attentionMask, positions: nil)  // (B, T, C)
+        guard !counted.isEmpty else { return Tensor.crossEntropy(headLogits(hidden), targets: targets, reduction: reduction) }
+        let rows = hidden.reshape([batch * time, config.hiddenSize]).gatherRows(counted)  // (N, C)
+        return Tensor.crossEntropy(headLogits(rows), targets: counted.map { targets[$0] }, reduction: reduction)  // logits (N, V)
     }
 
     /// Row t of each sequence is scored against label t+1; the last row against nothing (-100).

@@ -106,7 +106,7 @@ public struct TrainingLoop {
             let b = group.isDistributed ? whole.rows(rows) : whole
             model.adapterDropoutSeed = Self.dropoutKey(seed: dropoutSeed, stage: stage, step: step, micro: micro)
             model.adapterDropoutPositionOffset = rows.lowerBound * whole.time
-            let loss = try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum).loss
+            let loss = try model.loss(ids: b.ids, labels: b.labels, batch: b.batch, time: b.time, attentionMask: b.mask, reduction: .sum)
             loss.backward()
             lossSum += Double(loss.item)
             counted += b.countedTokens

@@ -35,8 +35,8 @@ final class InferenceWeightsTests: XCTestCase {
             XCTAssertGreaterThan(d, 0, "\(name): the quantised weights were read")
             // The loss reads the float32 parameters whatever generation reads.
             let before = try ModelFamilyFixtureTests.Case(name)
-            XCTAssertEqual(try c.model.loss(ids: c.ids, labels: c.labels, batch: 2, time: 8).loss.item,
-                           try before.model.loss(ids: before.ids, labels: before.labels, batch: 2, time: 8).loss.item, name)
+            XCTAssertEqual(try c.model.loss(ids: c.ids, labels: c.labels, batch: 2, time: 8).item,
+                           try before.model.loss(ids: before.ids, labels: before.labels, batch: 2, time: 8).item, name)
         }
     }
 

@@ -53,18 +53,47 @@ final class LlamaModelTests: XCTestCase {
         let model = try LlamaModel(config: Self.tinyConfig(), seed: 3)
         let seq = [1, 5, 9, 13, 17, 21]
         let labels = [-100, -100, 9, 13, 17, 21]
-        let plain = try model.loss(ids: seq, labels: labels, batch: 1, time: 6).loss.item
+        let plain = try model.loss(ids: seq, labels: labels, batch: 1, time: 6).item
         // Same sequence padded on the right to 9, next to another sequence.
         let other = [1, 7, 7, 7, 3, 4, 5, 6, 8]
         let ids = seq + [0, 0, 0] + other
         let padLabels = labels + [-100, -100, -100] + [Int](repeating: -100, count: 9)
         let mask = [Bool](repeating: true, count: 6) + [false, false, false] + [Bool](repeating: true, count: 9)
-        let padded = try model.loss(ids: ids, labels: padLabels, batch: 2, time: 9, attentionMask: mask).loss.item
+        let padded = try model.loss(ids: ids, labels: padLabels, batch: 2, time: 9, attentionMask: mask).item
         XCTAssertEqual(padded, plain, accuracy: 1e-6 * plain)
         // And the real tokens' logits are the same.
         let a = try model.forward(ids: seq, batch: 1, time: 6)
         let b = try model.forward(ids: ids, batch: 2, time: 9, attentionMask: mask)
         for t in 0..<6 { for v in 0..<48 { XCTAssertEqual(a.data[t * 48 + v], b.data[t * 48 + v], accuracy: 1e-5) } }
+    }
+
+    /// `loss` sends only counted positions through the head; scoring every position's logits (`forward`, then
+    /// cross-entropy with -100 elsewhere) must give the same loss and the same gradient for every parameter.
+    func testLossOverCountedPositionsEqualsScoringEveryPosition() throws {
+        for (tied, reduction) in [(false, LossReduction.mean), (true, .sum)] {
+            let ids = [1, 5, 9, 13, 17, 21, 0, 0, 1, 7, 7, 7, 3, 4, 5, 6]
+            let labels = [-100, -100, -100, 13, 17, 21, -100, -100, -100, -100, 7, 7, 3, -100, 5, 6]
+            let mask = [Bool](repeating: true, count: 6) + [false, false] + [Bool](repeating: true, count: 8)
+            let a = try LlamaModel(config: Self.tinyConfig(tied: tied), seed: 5)
+            let b = try LlamaModel(config: Self.tinyConfig(tied: tied), seed: 5)
+            let counted = try a.loss(ids: ids, labels: labels, batch: 2, time: 8, attentionMask: mask, reduction: reduction)
+            let logits = try b.forward(ids: ids, batch: 2, time: 8, attentionMask: mask)
+            let full = Tensor.crossEntropy(logits, targets: LlamaModel.shiftedTargets(labels, batch: 2, time: 8), reduction: reduction)
+            XCTAssertEqual(counted.item, full.item, accuracy: 1e-6 * abs(full.item))
+            counted.backward()
+            full.backward()
+            for name in a.parameterNames {
+                let ga = try XCTUnwrap(a.parameters[name]!.grad, name), gb = try XCTUnwrap(b.parameters[name]!.grad, name)
+                let (d, s) = difference(ga, gb)
+                XCTAssertLessThanOrEqual(d, 1e-5 * max(s, 1e-3), "\(name) (tied \(tied))")
+            }
+        }
+        // No counted position: the mean is 0, as crossEntropy defines it, with zero gradients.
+        let model = try LlamaModel(config: Self.tinyConfig(), seed: 5)
+        let none = try model.loss(ids: [1, 2, 3], labels: [-100, -100, -100], batch: 1, time: 3)
+        XCTAssertEqual(none.item, 0)
+        none.backward()
+        XCTAssertEqual(model.parameters["lm_head.weight"]!.grad?.scalars.allSatisfy { $0 == 0 } ?? true, true)
     }
 
     func testKVCacheGreedyEqualsFullRecomputation() throws {
@@ -149,7 +178,7 @@ final class LlamaModelTests: XCTestCase {
 
     func testTiedEmbeddingsReceiveBothGradients() throws {
         let model = try LlamaModel(config: Self.tinyConfig(tied: true), seed: 2)
-        let (loss, _) = try model.loss(ids: [1, 3, 5, 7], labels: [1, 3, 5, 7], batch: 1, time: 4)
+        let loss = try model.loss(ids: [1, 3, 5, 7], labels: [1, 3, 5, 7], batch: 1, time: 4)
         loss.backward()
         let g = model.parameters["model.embed_tokens.weight"]!.grad!
         // Rows never looked up still get the LM-head part of the gradient.
@@ -167,7 +196,7 @@ final class LlamaModelTests: XCTestCase {
         var last: Float = .infinity
         for step in 0..<150 {
             model.releaseGradients()
-            let loss = try model.loss(ids: ids, labels: ids, batch: b, time: t).loss
+            let loss = try model.loss(ids: ids, labels: ids, batch: b, time: t)
             loss.backward()
             clipGradientNorm(model.orderedParameters, maxNorm: 1)
             optimizer.update(model.parameters, lr: LearningRateSchedule.constant(warmupSteps: 10).rate(at: step, base: 1e-2))

@@ -60,7 +60,7 @@ final class LoRATests: XCTestCase {
         let refNorms = try fresh.file.tensor("trajectory.grad_norms").scalars
         for step in 0..<refLosses.count {
             fresh.model.releaseGradients()
-            let l = try fresh.model.loss(ids: fresh.ids, labels: fresh.labels, batch: 2, time: 8).loss
+            let l = try fresh.model.loss(ids: fresh.ids, labels: fresh.labels, batch: 2, time: 8)
             l.backward()
             let norm = clipGradientNorm(fresh.model.orderedTrainable, maxNorm: 1)
             optimizer.update(fresh.model.trainableParameters, lr: 1e-2)
@@ -177,7 +177,7 @@ final class ActivationCheckpointingTests: XCTestCase {
                     model.adapterDropoutSeed = 99
                 }
                 model.activationCheckpointing = checkpointing
-                let loss = try model.loss(ids: ids, labels: labels, batch: 2, time: 10, attentionMask: mask).loss
+                let loss = try model.loss(ids: ids, labels: labels, batch: 2, time: 10, attentionMask: mask)
                 loss.backward()
                 var grads: [String: [Float]] = [:]
                 for (name, t) in model.trainableParameters { grads[name] = try XCTUnwrap(t.grad, name).scalars }

@@ -53,7 +53,7 @@ final class ModelFamilyFixtureTests: XCTestCase {
         let refLosses = try fresh.file.tensor("trajectory.losses").scalars
         for step in 0..<refLosses.count {
             fresh.model.releaseGradients()
-            let l = try fresh.model.loss(ids: fresh.ids, labels: fresh.labels, batch: 2, time: 8).loss
+            let l = try fresh.model.loss(ids: fresh.ids, labels: fresh.labels, batch: 2, time: 8)
             l.backward()
             _ = clipGradientNorm(fresh.model.orderedParameters, maxNorm: 1.0)
             optimizer.update(fresh.model.parameters, lr: 1e-3)
