@@ -143,7 +143,7 @@ let package = Package(
             exclude: ["Fixtures"]),
         .testTarget(name: "AlignerOptimTests", dependencies: ["AlignerOptim"]),
         .testTarget(name: "AlignerTokenizersTests", dependencies: ["AlignerTokenizers", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerJinjaTests", dependencies: ["AlignerJinja"], exclude: ["Fixtures"]),
+        .testTarget(name: "AlignerJinjaTests", dependencies: ["AlignerJinja", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "AlignerErrors", "TestSupport"]),
         .testTarget(name: "AlignerRecipesTests", dependencies: ["AlignerData", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
         .testTarget(name: "AlignerFormatsTests", dependencies: ["AlignerData", "AlignerFiles", "AlignerFormats", "AlignerGGUF", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers", "TrainingTestSupport"], exclude: ["Fixtures"]),

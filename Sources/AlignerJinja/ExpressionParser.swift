@@ -59,9 +59,17 @@ struct ExprLexer {
                 if j + 1 < s.count && s[j] == "." && s[j + 1].isASCII && s[j + 1].properties.numericType != nil {
                     j += 1
                     while j < s.count && s[j].isASCII && s[j].properties.numericType != nil { j += 1 }
-                    out.append(.double(Double(String(String.UnicodeScalarView(s[i..<j])))!))
+                    let literal = String(String.UnicodeScalarView(s[i..<j]))
+                    guard let value = Double(literal.replacingOccurrences(of: "_", with: "")), value.isFinite else {
+                        throw ChatTemplateError("number \(literal) cannot be read")
+                    }
+                    out.append(.double(value))
                 } else {
-                    out.append(.int(Int(String(String.UnicodeScalarView(s[i..<j])).replacingOccurrences(of: "_", with: ""))!))
+                    let literal = String(String.UnicodeScalarView(s[i..<j]))
+                    guard let value = Int(literal.replacingOccurrences(of: "_", with: "")) else {
+                        throw ChatTemplateError("integer \(literal.prefix(40)) does not fit in 64 bits")
+                    }
+                    out.append(.int(value))
                 }
                 i = j
                 continue
@@ -88,6 +96,16 @@ struct ExprParser {
     var tokens: [ExprToken]
     var i = 0
     let source: String
+    /// Nesting of the expression being parsed (parentheses, unary operators, conditional expressions), bounded by
+    /// `ChatTemplateLimits.nesting` so that neither parsing nor evaluation recurses without bound.
+    var depth = 0
+
+    mutating func nest() throws {
+        depth += 1
+        guard depth <= ChatTemplateLimits.nesting else {
+            throw ChatTemplateError("expression nests deeper than \(ChatTemplateLimits.nesting) levels in '\(source.prefix(80))'")
+        }
+    }
 
     init(_ source: String) throws {
         self.source = source
@@ -114,6 +132,8 @@ struct ExprParser {
     }
 
     mutating func parseExpression() throws -> Expr {
+        try nest()
+        defer { depth -= 1 }
         let value = try parseOr()
         if acceptName("if") {
             let condition = try parseOr()
@@ -140,7 +160,11 @@ struct ExprParser {
     mutating func parseOr() throws -> Expr { try parseLeft(["or"]) { try $0.parseAnd() } }
     mutating func parseAnd() throws -> Expr { try parseLeft(["and"]) { try $0.parseNot() } }
     mutating func parseNot() throws -> Expr {
-        if acceptName("not") { return .unary("not", try parseNot()) }
+        if acceptName("not") {
+            try nest()
+            defer { depth -= 1 }
+            return .unary("not", try parseNot())
+        }
         return try parseCompare()
     }
     mutating func parseCompare() throws -> Expr {
@@ -175,8 +199,12 @@ struct ExprParser {
     mutating func parseConcat() throws -> Expr { try parseLeft(["~"]) { try $0.parseMul() } }
     mutating func parseMul() throws -> Expr { try parseLeft(["*", "/", "//", "%"]) { try $0.parseUnary() } }
     mutating func parseUnary() throws -> Expr {
-        if accept("-") { return .unary("-", try parseUnary()) }
-        if accept("+") { return try parseUnary() }
+        if accept("-") || accept("+") {
+            let negate = tokens[i - 1] == .op("-")
+            try nest()
+            defer { depth -= 1 }
+            return negate ? .unary("-", try parseUnary()) : try parseUnary()
+        }
         return try parseFilters(try parsePostfix(try parsePrimary()))
     }
     mutating func parseArguments() throws -> ([Expr], [(String, Expr)]) {

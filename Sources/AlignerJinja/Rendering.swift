@@ -2,6 +2,7 @@ import Foundation
 
 struct RenderContext {
     var scopes: [[String: JinjaValue]]
+    let budget = RenderBudget()
     enum Flow: Error { case breakLoop, continueLoop }
 
     func lookup(_ name: String) -> JinjaValue {
@@ -13,9 +14,10 @@ struct RenderContext {
 
     mutating func render(_ nodes: [Node], into out: inout String) throws {
         for node in nodes {
+            try budget.step()
             switch node {
-            case .text(let t): out += t
-            case .output(let e): out += try evaluate(e).text
+            case .text(let t): out += t; try RenderBudget.string(out.utf8.count)
+            case .output(let e): out += try evaluate(e).text; try RenderBudget.string(out.utf8.count)
             case .conditional(let branches, let otherwise):
                 var taken = false
                 for (condition, body) in branches where try evaluate(condition).truthy {
@@ -51,6 +53,7 @@ struct RenderContext {
                 }
                 if items.isEmpty, let otherwise { try render(otherwise, into: &out); continue }
                 for (index, item) in items.enumerated() {
+                    try budget.step()  // an empty body costs a step too
                     var scope: [String: JinjaValue] = [:]
                     try bind(item, into: &scope)
                     scope["loop"] = .dict([
@@ -68,6 +71,7 @@ struct RenderContext {
                 let v = try evaluate(value)
                 if let attribute {
                     guard case .namespace(let ns) = lookup(target) else { throw ChatTemplateError("'\(target)' is not a namespace") }
+                    try RenderBudget.stored(v)
                     ns[attribute] = v
                 } else {
                     assign(target, v)
@@ -83,11 +87,18 @@ struct RenderContext {
     }
 
     func evaluate(_ e: Expr) throws -> JinjaValue {
+        try budget.step()
         switch e {
         case .literal(let v): return v
         case .name(let n): return lookup(n)
-        case .list(let items): return .list(try items.map(evaluate))
-        case .dict(let pairs): return .dict(try pairs.map { (try evaluate($0.0).text, try evaluate($0.1)) })
+        case .list(let items):
+            let values = try items.map(evaluate)
+            try RenderBudget.contents(values)
+            return .list(values)
+        case .dict(let pairs):
+            let entries = try pairs.map { (try evaluate($0.0).text, try evaluate($0.1)) }
+            try RenderBudget.contents(entries.map(\.1))
+            return .dict(entries)
         case .attribute(let base, let name): return member(try evaluate(base), name)
         case .subscript(let base, let index): return try item(try evaluate(base), try evaluate(index))
         case .slice(let base, let start, let stop):
@@ -119,7 +130,10 @@ struct RenderContext {
             let v = try evaluate(x)
             if op == "not" { return .bool(!v.truthy) }
             switch v {
-            case .int(let i): return .int(-i)
+            case .int(let i):
+                let (negated, overflow) = 0.subtractingReportingOverflow(i)
+                guard !overflow else { throw ChatTemplateError("-(\(i)) does not fit in 64 bits") }
+                return .int(negated)
             case .double(let d): return .double(-d)
             default: throw ChatTemplateError("cannot negate this value")
             }
@@ -159,7 +173,10 @@ struct RenderContext {
         switch op {
         case "==": return .bool(a == b)
         case "!=": return .bool(a != b)
-        case "~": return .string(a.text + b.text)
+        case "~":
+            let (x, y) = (a.text, b.text)
+            try RenderBudget.string(x.utf8.count + y.utf8.count)
+            return .string(x + y)
         case "in":
             switch b {
             case .string(let s): return .bool(s.contains(a.text))
@@ -173,22 +190,35 @@ struct RenderContext {
         switch (a, b) {
         case (.string(let x), .string(let y)):
             switch op {
-            case "+": return .string(x + y)
+            case "+":
+                try RenderBudget.string(x.utf8.count + y.utf8.count)
+                return .string(x + y)
             case "<": return .bool(x < y)
             case ">": return .bool(x > y)
             case "<=": return .bool(x <= y)
             case ">=": return .bool(x >= y)
             default: break
             }
-        case (.list(let x), .list(let y)) where op == "+": return .list(x + y)
+        case (.list(let x), .list(let y)) where op == "+":
+            try RenderBudget.elements(x.count + y.count)
+            return .list(x + y)
         case (.int(let x), .int(let y)):
+            func exact(_ r: (partialValue: Int, overflow: Bool)) throws -> JinjaValue {
+                guard !r.overflow else { throw ChatTemplateError("\(x) \(op) \(y) does not fit in 64 bits") }
+                return .int(r.partialValue)
+            }
             switch op {
-            case "+": return .int(x + y)
-            case "-": return .int(x - y)
-            case "*": return .int(x * y)
+            case "+": return try exact(x.addingReportingOverflow(y))
+            case "-": return try exact(x.subtractingReportingOverflow(y))
+            case "*": return try exact(x.multipliedReportingOverflow(by: y))
             case "/": guard y != 0 else { break }; return .double(Double(x) / Double(y))
-            case "//": guard y != 0 else { break }; return .int(Int((Double(x) / Double(y)).rounded(.down)))
-            case "%": guard y != 0 else { break }; return .int(((x % y) + y) % y)
+            case "//", "%":
+                guard y != 0 else { break }
+                // Python's floor division and modulo (the remainder takes the divisor's sign).
+                if y == -1 { return op == "%" ? .int(0) : try exact(0.subtractingReportingOverflow(x)) }
+                var q = x / y, r = x % y
+                if r != 0 && (r < 0) != (y < 0) { q -= 1; r += y }
+                return .int(op == "%" ? r : q)
             case "<": return .bool(x < y)
             case ">": return .bool(x > y)
             case "<=": return .bool(x <= y)
@@ -209,7 +239,11 @@ struct RenderContext {
                 default: break
                 }
             }
-            if op == "*", case .string(let s) = a, case .int(let n) = b { return .string(String(repeating: s, count: max(0, n))) }
+            if op == "*", case .string(let s) = a, case .int(let n) = b {
+                let (bytes, overflow) = s.utf8.count.multipliedReportingOverflow(by: max(0, n))
+                try RenderBudget.string(overflow ? Int.max : bytes)
+                return .string(String(repeating: s, count: max(0, n)))
+            }
         }
         throw ChatTemplateError("cannot apply '\(op)' to \(a.repr) and \(b.repr)")
     }
@@ -226,7 +260,10 @@ struct RenderContext {
             let ints = args.compactMap { v -> Int? in if case .int(let i) = v { return i }; return nil }
             guard ints.count == args.count, !ints.isEmpty else { throw ChatTemplateError("range() takes integers") }
             let (lo, hi) = ints.count == 1 ? (0, ints[0]) : (ints[0], ints[1])
-            return .list(lo < hi ? (lo..<hi).map { .int($0) } : [])
+            guard lo < hi else { return .list([]) }
+            let (count, overflow) = hi.subtractingReportingOverflow(lo)
+            try RenderBudget.elements(overflow ? Int.max : count)
+            return .list((lo..<hi).map { .int($0) })
         case "namespace":
             var values: [(String, JinjaValue)] = []
             if case .dict(let d)? = args.first { values = d }
@@ -260,7 +297,7 @@ struct RenderContext {
         case (.string(let s), "endswith"): return .bool(s.hasSuffix(args.first?.text ?? ""))
         case (.string(let s), "replace"):
             guard args.count >= 2 else { throw ChatTemplateError("replace() takes two arguments") }
-            return .string(s.replacingOccurrences(of: args[0].text, with: args[1].text))
+            return .string(try Self.replaced(s, args[0].text, args[1].text))
         case (.string(let s), "split"):
             if let sep = args.first, case .string(let separator) = sep {
                 return .list(s.components(separatedBy: separator).map { .string($0) })
@@ -272,6 +309,15 @@ struct RenderContext {
         case (.dict(let d), "values"): return .list(d.map(\.1))
         default: throw ChatTemplateError("method '\(method)' is not supported on \(v.repr)")
         }
+    }
+
+    /// `s` with every `target` replaced by `replacement`, refused when the result would pass the string limit.
+    static func replaced(_ s: String, _ target: String, _ replacement: String) throws -> String {
+        guard !target.isEmpty else { return s }
+        let occurrences = s.components(separatedBy: target).count - 1
+        let (grown, overflow) = occurrences.multipliedReportingOverflow(by: max(0, replacement.utf8.count - target.utf8.count))
+        try RenderBudget.string(overflow ? Int.max : s.utf8.count + grown)
+        return s.replacingOccurrences(of: target, with: replacement)
     }
 
     func pythonStrip(_ s: String, _ chars: String?, leading: Bool, trailing: Bool) -> String {
@@ -300,7 +346,10 @@ struct RenderContext {
         case "string": return .string(v.text)
         case "safe": return v  // (escape and e are not implemented: refused below)
         case "int":
-            if case .double(let d) = v { return .int(Int(d)) }
+            if case .double(let d) = v {
+                guard let i = Int(exactly: d.rounded(.towardZero)) else { throw ChatTemplateError("int of \(d) does not fit in 64 bits") }
+                return .int(i)
+            }
             return .int(Int(v.text.trimmingCharacters(in: .whitespaces)) ?? 0)
         case "default", "d":
             let fallback = args.first ?? .string("")
@@ -315,7 +364,9 @@ struct RenderContext {
             return v.text.last.map { .string(String($0)) } ?? .undefined
         case "join":
             guard case .list(let l) = v else { return v }
-            return .string(l.map(\.text).joined(separator: args.first?.text ?? ""))
+            let texts = l.map(\.text), separator = args.first?.text ?? ""
+            try RenderBudget.string(texts.reduce(0) { $0 + $1.utf8.count } + separator.utf8.count * max(0, texts.count - 1))
+            return .string(texts.joined(separator: separator))
         case "list":
             switch v {
             case .list: return v
@@ -328,11 +379,16 @@ struct RenderContext {
             return .list(d.map { .list([.string($0.0), $0.1]) })
         case "tojson":
             var indent: Int?
-            if case .int(let i)? = (kwargs.first { $0.0 == "indent" }?.1 ?? args.first) { indent = i }
-            return .string(v.json(indent: indent))
+            if case .int(let i)? = (kwargs.first { $0.0 == "indent" }?.1 ?? args.first) {
+                guard (0...16).contains(i) else { throw ChatTemplateError("tojson(indent=\(i)): indent must be within 0...16") }
+                indent = i
+            }
+            let json = v.json(indent: indent)
+            try RenderBudget.string(json.utf8.count)
+            return .string(json)
         case "replace":
             guard args.count >= 2 else { throw ChatTemplateError("replace takes two arguments") }
-            return .string(v.text.replacingOccurrences(of: args[0].text, with: args[1].text))
+            return .string(try Self.replaced(v.text, args[0].text, args[1].text))
         default:
             throw ChatTemplateError("filter '\(name)' is not supported")
         }

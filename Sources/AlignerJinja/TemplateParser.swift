@@ -13,6 +13,8 @@ indirect enum Node: @unchecked Sendable {
 struct TemplateParser {
     let tokens: [TemplateToken]
     var i = 0
+    /// Nesting of `if`, `for` and `set` blocks, bounded by `ChatTemplateLimits.nesting`.
+    var depth = 0
 
     init(tokens: [TemplateToken]) { self.tokens = tokens }
 
@@ -48,6 +50,11 @@ struct TemplateParser {
     }
 
     mutating func parseStatement(_ keyword: String, _ rest: String) throws -> Node {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= ChatTemplateLimits.nesting else {
+            throw ChatTemplateError("blocks nest deeper than \(ChatTemplateLimits.nesting) levels")
+        }
         switch keyword {
         case "if":
             var branches: [(Expr, [Node])] = []
