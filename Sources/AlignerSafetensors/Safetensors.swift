@@ -142,8 +142,9 @@ public struct SafetensorsFile: Sendable {
                 elements = product
             }
             let (bytes, overflow) = elements.multipliedReportingOverflow(by: dtype.byteSize)
-            guard !overflow, bytes == end - begin else {
-                throw fail("tensor '\(key)': \(dtype.rawValue) \(shape) needs \(elements * dtype.byteSize) bytes but its range holds \(end - begin)")
+            guard !overflow else { throw fail("tensor '\(key)': \(dtype.rawValue) \(shape) is too large to address") }
+            guard bytes == end - begin else {
+                throw fail("tensor '\(key)': \(dtype.rawValue) \(shape) needs \(bytes) bytes but its range holds \(end - begin)")
             }
             entries[key] = Entry(dtype: dtype, shape: shape, range: begin..<end)
         }

@@ -5,11 +5,14 @@ import Foundation
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case invalid(String)
     case file(String, String)
+    /// The file does not exist.
+    case missing(String)
 
     public var description: String {
         switch self {
         case .invalid(let m): return m
         case .file(let path, let m): return "\(path): \(m)"
+        case .missing(let path): return "\(path): no such file"
         }
     }
 }
@@ -374,8 +377,13 @@ extension Tokenizer {
 
 extension TokenizerError: AlignerError {
     public var subject: FailureSubject {
-        if case .file(let path, _) = self { return .file(path) }
-        return .none
+        switch self {
+        case .file(let path, _), .missing(let path): return .file(path)
+        case .invalid: return .none
+        }
     }
-    public var kind: FailureKind { .badData }
+    public var kind: FailureKind {
+        if case .missing = self { return .missing }
+        return .badData
+    }
 }

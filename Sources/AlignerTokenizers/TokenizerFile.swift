@@ -8,6 +8,7 @@ extension Tokenizer {
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
             throw TokenizerError.file(url.path, "is a folder, not a tokenizer.json file")
         }
+        guard FileManager.default.fileExists(atPath: url.path) else { throw TokenizerError.missing(url.path) }
         do { data = try Data(contentsOf: url) } catch {
             throw TokenizerError.file(url.path, "cannot read: \(error.localizedDescription)")
         }
@@ -29,6 +30,7 @@ extension Tokenizer {
         vocab.reserveCapacity(vocabAny.count)
         for (k, v) in vocabAny {
             guard let id = v as? Int else { throw TokenizerError.invalid("model.vocab['\(k)'] is not an integer") }
+            try checkId(id, "model.vocab['\(k)']")
             vocab[k] = id
         }
         var merges: [(String, String)] = []
@@ -55,6 +57,7 @@ extension Tokenizer {
             guard let id = item["id"] as? Int, let content = item["content"] as? String else {
                 throw TokenizerError.invalid("an added token lacks id or content")
             }
+            try checkId(id, "added_tokens '\(content)'")
             var t = AddedToken(id: id, content: content, special: item["special"] as? Bool ?? false)
             t.lstrip = item["lstrip"] as? Bool ?? false
             t.rstrip = item["rstrip"] as? Bool ?? false
@@ -69,8 +72,19 @@ extension Tokenizer {
         if let post = root["post_processor"] as? [String: Any] {
             (prefix, suffix) = try parseTemplate(post, vocab: vocab, added: added)
         }
+        for id in prefix + suffix { try checkId(id, "post_processor") }
         return Tokenizer(model: model, normalizer: normalizer, preTokenizer: pre, decoder: decoder, addedTokens: added,
                          prefixIds: prefix, suffixIds: suffix, postProcessorJSON: root["post_processor"])
+    }
+
+    /// The largest token id a tokenizer file may use (the largest real vocabularies hold about 256K tokens).
+    public static let maxTokenId = (1 << 24) - 1
+
+    /// Refuses an id that is negative or beyond `maxTokenId`, naming where it was found.
+    static func checkId(_ id: Int, _ what: String) throws {
+        guard (0...maxTokenId).contains(id) else {
+            throw TokenizerError.invalid("\(what): token id \(id) is outside 0...\(maxTokenId)")
+        }
     }
 
     /// Loads OpenAI's GPT-2 files (`encoder.json` = vocab.json, `vocab.bpe` = merges.txt) as GPT-2's tokenizer.
@@ -174,7 +188,11 @@ extension Tokenizer {
         case "ByteFallback": return .byteFallback
         case "Fuse": return .fuse
         case "Strip":
-            return .strip(content: d["content"] as? String ?? " ", start: d["start"] as? Int ?? 0, stop: d["stop"] as? Int ?? 0)
+            let start = d["start"] as? Int ?? 0, stop = d["stop"] as? Int ?? 0
+            guard (0...1 << 20).contains(start), (0...1 << 20).contains(stop) else {
+                throw TokenizerError.invalid("decoder Strip: start \(start) and stop \(stop) must be within 0...\(1 << 20)")
+            }
+            return .strip(content: d["content"] as? String ?? " ", start: start, stop: stop)
         case "Metaspace":
             var scheme = d["prepend_scheme"] as? String ?? "always"
             if d["prepend_scheme"] == nil, let add = d["add_prefix_space"] as? Bool { scheme = add ? "always" : "never" }

@@ -37,3 +37,34 @@ final class SafetensorsFuzzTests: XCTestCase {
         XCTAssertEqual(SafetensorsFile.firstRepeatedTopLevelKey(Array(#"{"x\"y":1, "x\"y" :2}"#.utf8)), "x\"y")
     }
 }
+
+/// Headers whose shapes and offsets hold extreme integers (negative, 2^31, 2^62, Int.max: products that overflow):
+/// refused with `SafetensorsError`, never an arithmetic trap.
+final class SafetensorsExtremeValueTests: XCTestCase {
+    func file(header: Any, data: Int) throws -> Data {
+        let json = try JSONSerialization.data(withJSONObject: header)
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        return out + json + Data(count: data)
+    }
+
+    func testExtremeShapesAndOffsetsAreRefused() throws {
+        for shape in [[1 << 31, 1 << 31], [1 << 62], [Int.max, 2], [1 << 31, 1 << 31, 4], [-1, 4]] {
+            let header: [String: Any] = ["w": ["dtype": "F32", "shape": shape, "data_offsets": [0, 16]]]
+            XCTAssertThrowsError(try SafetensorsFile(data: file(header: header, data: 16), name: "x.safetensors"), "\(shape)") { e in
+                XCTAssertTrue(e is SafetensorsError, "\(e)")
+            }
+        }
+        let valid: [String: Any] = ["a": ["dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]],
+                                    "b": ["dtype": "BF16", "shape": [4], "data_offsets": [16, 24]]]
+        var m = Mutator(seed: 31)
+        var refused = 0
+        for _ in 0..<2000 {
+            do {
+                let f = try SafetensorsFile(data: file(header: m.extremeNumbers(valid), data: 24), name: "x.safetensors")
+                for name in f.names { _ = try f.tensor(name).scalars }
+            } catch is SafetensorsError { refused += 1 }
+        }
+        XCTAssertGreaterThan(refused, 1500)
+    }
+}

@@ -52,3 +52,41 @@ final class TokenizerFuzzTests: XCTestCase {
         XCTAssertGreaterThan(loaded, 10)
     }
 }
+
+/// tokenizer.json files whose ids and counts hold extreme integers (a negative id used to trap while loading).
+final class TokenizerExtremeValueTests: XCTestCase {
+    func testNegativeAndHugeIdsAreRefused() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/llama-metaspace.tokenizer.json")
+        var root = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var model = try XCTUnwrap(root["model"] as? [String: Any])
+        var vocab = try XCTUnwrap(model["vocab"] as? [String: Any])
+        let token = vocab.keys.sorted()[5]
+        for id in [-1, Int.min, 1 << 40] {
+            vocab[token] = id
+            model["vocab"] = vocab
+            root["model"] = model
+            XCTAssertThrowsError(try Tokenizer.load(json: JSONSerialization.data(withJSONObject: root))) { e in
+                XCTAssertTrue("\(e)".contains("token id \(id) is outside"), "\(e)")
+            }
+        }
+    }
+
+    func testExtremeIntegersEverywhereLoadOrAreRefused() throws {
+        var m = Mutator(seed: 29)
+        var loaded = 0, refused = 0
+        for name in ["llama-metaspace", "llama3-style", "falcon-style"] {
+            let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name).tokenizer.json")
+            let root = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+            for _ in 0..<60 {
+                do {
+                    let tok = try Tokenizer.load(json: JSONSerialization.data(withJSONObject: m.extremeNumbers(root)))
+                    let ids = tok.encode("Hello wörld, 123 ✓ <s>  \r\n", addSpecialTokens: true)
+                    _ = tok.decode(ids + [-1, 1 << 40], skipSpecialTokens: false)
+                    loaded += 1
+                } catch is TokenizerError { refused += 1 }
+            }
+        }
+        XCTAssertGreaterThan(refused, 20)
+        XCTAssertGreaterThan(loaded, 5)
+    }
+}

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Deterministic random mutations of valid files, for the parsers' fuzz tests: each test feeds mutants of a valid
 /// input to a parser for a bounded number of iterations and asserts that it returns a result or throws, never traps.
 public struct Mutator {
@@ -38,5 +40,34 @@ public struct Mutator {
             }
         }
         return b
+    }
+
+    /// Integers at the edges of what sizes, offsets and ids can hold: negative, 32-bit and 64-bit limits, and values
+    /// whose products overflow.
+    public static let extremeIntegers: [Int] = [-1, -2, Int(Int32.min), Int(Int32.max), 1 << 31, 1 << 32, 1 << 40, 1 << 62, Int.max, Int.min, 0,
+                                                -(1 << 62), 3_000_000_000]
+
+    /// A JSON value (as `JSONSerialization` reads it) with one to four of its integers replaced by extreme ones
+    /// (`extremeIntegers`): the values a file can hold that byte mutations rarely produce.
+    public mutating func extremeNumbers(_ json: Any) -> Any {
+        var paths: [[AnyHashable]] = []
+        func collect(_ v: Any, _ path: [AnyHashable]) {
+            if let d = v as? [String: Any] { for (k, x) in d { collect(x, path + [k]) } }
+            else if let a = v as? [Any] { for (i, x) in a.enumerated() { collect(x, path + [i]) } }
+            else if let n = v as? NSNumber, Double(truncating: n) == Double(n.int64Value) { paths.append(path) }  // (booleans too)
+        }
+        collect(json, [])
+        guard !paths.isEmpty else { return json }
+        func replace(_ v: Any, _ path: ArraySlice<AnyHashable>, _ value: Int) -> Any {
+            guard let key = path.first else { return value }
+            if var d = v as? [String: Any], let k = key as? String { d[k] = replace(d[k]!, path.dropFirst(), value); return d }
+            if var a = v as? [Any], let i = key as? Int { a[i] = replace(a[i], path.dropFirst(), value); return a }
+            return v
+        }
+        var out = json
+        for _ in 0...below(4) {
+            out = replace(out, paths[below(paths.count)][...], Self.extremeIntegers[below(Self.extremeIntegers.count)])
+        }
+        return out
     }
 }
