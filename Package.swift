@@ -102,7 +102,7 @@ let package = Package(
         // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
         .target(name: "AlignerMeasures", swiftSettings: optimize),
         // Recipes: the TOML reader, every key with its default, check and closed set of values.
-        .target(name: "AlignerRecipes", dependencies: ["AlignerData", "AlignerErrors", "AlignerModel", "AlignerOptim", "AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerRecipes", dependencies: ["AlignerData", "AlignerErrors", "AlignerFiles", "AlignerModel", "AlignerOptim", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
         // Model files: Hugging Face folders, GGUF models, PEFT adapters, reward models, exports; AlignerBundle (a loaded Aligner).
         .target(name: "AlignerFormats", dependencies: ["AlignerData", "AlignerFiles", "AlignerGGUF", "AlignerModel", "AlignerRecipes", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
         // The run store: run folder and lock, checkpoints, metrics, results, progress lines; locating runs and sweeps by name.
@@ -134,7 +134,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // A tiny recipe, a quiet trainer and a temporary folder for the tests of the modules from recipes up.
         .target(name: "TrainingTestSupport", dependencies: ["AlignerRecipes", "AlignerTraining"], path: "Tests/TrainingTestSupport"),
-        .testTarget(name: "AlignerFilesTests", dependencies: ["AlignerFiles"]),
+        .testTarget(name: "AlignerFilesTests", dependencies: ["AlignerErrors", "AlignerFiles"]),
         .testTarget(name: "AlignerTensorTests", dependencies: ["AlignerTensor"]),
         .testTarget(name: "AlignerSafetensorsTests", dependencies: ["AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerGGUFTests", dependencies: ["AlignerGGUF", "AlignerSafetensors", "TestSupport"], exclude: ["Fixtures"]),

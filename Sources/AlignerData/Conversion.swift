@@ -1,3 +1,4 @@
+import AlignerFiles
 import Foundation
 
 /// Turns preference data into Q-A-C records: the rejected (worse) response is the answer, the chosen (better) one
@@ -10,11 +11,21 @@ public enum PreferenceConversion {
         public var duplicates = 0
         public var skipped: [String: Int] = [:]
         public var skippedTotal: Int { skipped.values.reduce(0, +) }
+        /// The first `listedLimit` skipped records, each as "line N: reason" (or "record N: reason" in a JSON array).
+        public var skippedRecords: [String] = []
+        public static let listedLimit = 100
 
         public var summary: String {
             var s = "read \(read), wrote \(written), duplicates removed \(duplicates), skipped \(skippedTotal)"
             if !skipped.isEmpty { s += " (" + skipped.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + ")" }
             return s
+        }
+
+        /// The skipped records, one per line (the first `listedLimit`, then how many more).
+        public var skippedList: String {
+            var lines = skippedRecords.map { "  skipped \($0)" }
+            if skippedTotal > skippedRecords.count { lines.append("  … and \(skippedTotal - skippedRecords.count) more") }
+            return lines.joined(separator: "\n")
         }
     }
 
@@ -45,8 +56,10 @@ public enum PreferenceConversion {
         return .success(QACRecord(question: question, answer: answer, correction: correction))
     }
 
-    /// Converts `input` to JSON Lines Q-A-C at `output`. Records that cannot be converted are skipped and counted by
-    /// reason; malformed JSON fails unless `policy` is `.skip`.
+    /// Converts `input` to JSON Lines Q-A-C at `output`. A record that cannot be converted (malformed JSON, a missing
+    /// or mistyped field, no assistant turn, dialogue prefixes that differ, an empty question or correction) stops the
+    /// conversion with its line and reason, as every reader does, unless `policy` is `.skip`: then it is skipped,
+    /// counted by reason and listed (`Report.skippedRecords`). Nothing is written when the conversion stops.
     public static func convert(
         input: String, output: String, format: Format, promptField: String = "prompt", betterField: String? = nil,
         policy: BadRecordPolicy = .fail
@@ -54,14 +67,24 @@ public enum PreferenceConversion {
         var report = Report()
         var seen = Set<Int>()  // hashes of written records: the output is streamed, not kept
         let writer = try LineWriter(path: output)
-        func skip(_ reason: String) { report.skipped[reason, default: 0] += 1 }
         try RecordReader.forEachObject(path: input) { line, index, result in
             report.read += 1
+            func skip(_ reason: String, field: String? = nil) throws {
+                let said = field.map { "field '\($0)' \(reason)" } ?? reason
+                if policy == .fail {
+                    throw DataError(file: input, line: line, index: index, field: field,
+                                    message: "\(reason) (pass --skip-bad to skip such records and list them)")
+                }
+                report.skipped[said, default: 0] += 1
+                if report.skippedRecords.count < Report.listedLimit {
+                    report.skippedRecords.append("\(line.map { "line \($0)" } ?? "record \(index ?? 0)"): \(said)")
+                }
+            }
             let object: [String: Any]
             switch result {
             case .failure(let e):
                 if policy == .fail { throw e }
-                skip(e.message.hasPrefix("invalid JSON") ? "invalid JSON" : e.message)
+                try skip(e.message.hasPrefix("invalid JSON") ? "invalid JSON" : e.message)
                 return
             case .success(let o): object = o
             }
@@ -70,7 +93,7 @@ public enum PreferenceConversion {
                 case .success(let s): return s
                 case .failure(let e):
                     if policy == .fail { throw e }
-                    skip("field '\(name)' \(e.message)")
+                    try skip(e.message, field: name)
                     return nil
                 }
             }
@@ -82,15 +105,15 @@ public enum PreferenceConversion {
             case .pairwise:
                 guard let prompt = try field(promptField) else { return }
                 if let pair = object["response"] as? [String] {
-                    guard pair.count == 2 else { skip("'response' does not hold two strings"); return }
+                    guard pair.count == 2 else { try skip("does not hold two strings", field: "response"); return }
                     converted = pairwise(prompt: prompt, better: pair[0], worse: pair[1])
                 } else if let betterField, let r0 = object["response_0"] as? String, let r1 = object["response_1"] as? String {
                     guard let better = object[betterField] as? Int, better == 0 || better == 1 else {
-                        skip("'\(betterField)' is not 0 or 1"); return
+                        try skip("is not 0 or 1", field: betterField); return
                     }
                     converted = pairwise(prompt: prompt, better: better == 0 ? r0 : r1, worse: better == 0 ? r1 : r0)
                 } else {
-                    skip(betterField == nil ? "no 'response' pair (pass --better-field for response_0/response_1)" : "no responses")
+                    try skip(betterField == nil ? "no 'response' pair (pass --better-field for response_0/response_1)" : "no 'response_0' and 'response_1' strings")
                     return
                 }
             }
@@ -100,7 +123,7 @@ public enum PreferenceConversion {
                 try writer.write(line: record.jsonLine())
                 report.written += 1
             case .failure(let e):
-                skip(e.field.map { "\($0) \(e.message)" } ?? e.message)
+                try skip(e.message, field: e.field)
             }
         }
         try writer.close()
@@ -127,7 +150,7 @@ public enum EmpatheticDialogues {
     ]
 
     public static func convert(csvPath: String) throws -> (records: [QACRecord], conversations: Int, skipped: Int) {
-        let text = String(decoding: try LineReader.readAll(path: csvPath), as: UTF8.self)
+        let text = try UTF8Text.decode(LineReader.readAll(path: csvPath), source: csvPath)
         var lines = text.split(separator: "\n", omittingEmptySubsequences: true)
         guard let header = lines.first, header.hasPrefix("conv_id,utterance_idx,prompt,utterance") else {
             throw DataError(file: csvPath, line: 1, message: "expected the header conv_id,utterance_idx,prompt,utterance")

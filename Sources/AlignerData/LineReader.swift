@@ -179,15 +179,15 @@ public final class LineWriter {
     public init(path: String) throws {
         self.path = path
         let url = URL(fileURLWithPath: path)
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(url.deletingLastPathComponent().path)
         TemporaryFiles.removeStale(in: url.deletingLastPathComponent(), prefix: AtomicFile.temporaryPrefix(for: url))
         tmp = AtomicFile.temporaryURL(for: url).path
         if path.hasSuffix(".gz") {
-            guard let g = gzopen(tmp, "wb") else { throw DataError(file: path, message: "cannot create") }
+            guard let g = gzopen(tmp, "wb") else { throw FileSystemFailure.error(errno: errno, path: path, action: "write") }
             gz = g
         } else {
             guard FileManager.default.createFile(atPath: tmp, contents: nil), let h = FileHandle(forWritingAtPath: tmp) else {
-                throw DataError(file: path, message: "cannot create")
+                throw FileSystemFailure.error(errno: errno, path: path, action: "write")
             }
             plain = h
         }
@@ -215,11 +215,12 @@ public final class LineWriter {
                 var code: Int32 = 0
                 let zmessage = String(cString: gzerror(gz, &code))
                 let message = code == Z_ERRNO ? String(cString: strerror(savedErrno)) : zmessage
-                throw DataError(file: path, message: "write failed: \(message)")
+                throw code == Z_ERRNO ? FileSystemFailure.error(errno: savedErrno, path: path, action: "write")
+                    : DataError(file: path, message: "write failed: \(message)", kind: .io)
             }
         } else {
             do { try plain?.write(contentsOf: pending) } catch {
-                throw DataError(file: path, message: "write failed: \((error as NSError).userInfo[NSUnderlyingErrorKey].map { "\($0)" } ?? error.localizedDescription)")
+                throw FileSystemFailure.error(error, path: path, action: "write")
             }
         }
         pending.removeAll(keepingCapacity: true)
@@ -232,7 +233,7 @@ public final class LineWriter {
         var failure: String?
         if let gz, gzclose(gz) != Z_OK { failure = "cannot finish the gzip stream: \(String(cString: strerror(errno)))" }
         if let plain {
-            do { try plain.synchronize(); try plain.close() } catch { failure = "cannot finish writing: \(error.localizedDescription)" }
+            do { try plain.synchronize(); try plain.close() } catch { failure = FileSystemFailure.error(error, path: path, action: "finish writing").message }
         }
         if let failure {
             unlink(tmp)

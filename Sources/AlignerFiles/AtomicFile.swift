@@ -37,7 +37,7 @@ public enum AtomicFile {
     public static func write(_ data: Data, to url: URL) throws {
         try write(to: url) { handle in
             do { try handle.write(contentsOf: data) } catch {
-                throw FileError(file: url.path, message: "cannot write \(data.count) bytes: \(describe(error))")
+                throw FileSystemFailure.error(error, path: url.path, action: "write \(data.count) bytes")
             }
         }
     }
@@ -47,7 +47,7 @@ public enum AtomicFile {
     public static func write(to url: URL, _ body: (FileHandle) throws -> Void) throws {
         let tmp = temporaryURL(for: url)
         guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let handle = try? FileHandle(forWritingTo: tmp) else {
-            throw FileError(file: url.path, message: "cannot create: \(String(cString: strerror(errno)))")
+            throw FileSystemFailure.error(errno: errno, path: url.path, action: "write")
         }
         do {
             try body(handle)
@@ -55,7 +55,7 @@ public enum AtomicFile {
                 try handle.synchronize()
                 try handle.close()
             } catch {
-                throw FileError(file: url.path, message: "cannot finish writing: \(describe(error))")
+                throw FileSystemFailure.error(error, path: url.path, action: "finish writing")
             }
         } catch {
             try? handle.close()
@@ -68,9 +68,9 @@ public enum AtomicFile {
     /// Renames the finished temporary file `tmp` over `url` and syncs the folder; on failure removes `tmp`.
     public static func install(_ tmp: URL, at url: URL) throws {
         guard rename(tmp.path, url.path) == 0 else {
-            let reason = String(cString: strerror(errno))
+            let code = errno
             try? FileManager.default.removeItem(at: tmp)
-            throw FileError(file: url.path, message: "cannot move into place: \(reason)")
+            throw FileSystemFailure.error(errno: code, path: url.path, action: "write")
         }
         syncDirectory(url.deletingLastPathComponent())
     }
@@ -84,12 +84,12 @@ public enum AtomicFile {
         try? fm.removeItem(at: aside)
         let hadOld = fm.fileExists(atPath: target.path)
         if hadOld, rename(target.path, aside.path) != 0 {
-            throw FileError(file: target.path, message: "cannot move the old folder aside: \(String(cString: strerror(errno)))")
+            throw FileSystemFailure.error(errno: errno, path: target.path, action: "move the old folder aside")
         }
         if rename(staging.path, target.path) != 0 {
-            let reason = String(cString: strerror(errno))
+            let code = errno
             if hadOld { _ = rename(aside.path, target.path) }
-            throw FileError(file: target.path, message: "cannot move the new folder into place: \(reason)")
+            throw FileSystemFailure.error(errno: code, path: target.path, action: "move the new folder into place")
         }
         syncDirectory(target.deletingLastPathComponent())
         if hadOld { try? fm.removeItem(at: aside) }
@@ -102,17 +102,5 @@ public enum AtomicFile {
             fsync(fd)
             close(fd)
         }
-    }
-
-    /// A short reason for a file-system error (for example "No space left on device") instead of Foundation's
-    /// wrapping text.
-    public static func describe(_ error: Error) -> String {
-        if let e = error as? FileError { return e.message }
-        let ns = error as NSError
-        if let underlying = ns.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        return ns.localizedDescription
     }
 }

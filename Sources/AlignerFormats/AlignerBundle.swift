@@ -161,3 +161,18 @@ public struct AlignerBundle {
         return ids
     }
 }
+
+extension AlignerBundle {
+    /// Every file and folder this Aligner was read from, which no output may overwrite: its folder or GGUF file, the
+    /// run folder around a checkpoint (`RUN/checkpoints/ckpt-…`), and the pretrained base a LoRA checkpoint refers to.
+    public var readPaths: [String] {
+        var paths = [source.path]
+        let parent = source.deletingLastPathComponent()
+        if parent.lastPathComponent == "checkpoints" { paths.append(parent.deletingLastPathComponent().path) }
+        let reference = source.appendingPathComponent(BaseReference.file)
+        if let data = try? Data(contentsOf: reference), let base = try? JSONDecoder().decode(BaseReference.self, from: data) {
+            paths.append(base.path)
+        }
+        return paths
+    }
+}

@@ -50,11 +50,11 @@ public enum HuggingFaceExport {
                 throw FileError(file: target.path, message: "exists and is not \(kind) (no \(marker)); export into a new or empty folder")
             }
         }
-        try fm.createDirectory(at: parent, withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(parent.path)
         TemporaryFiles.removeStale(in: parent, prefix: "." + target.lastPathComponent + ".export-")
         let staging = parent.appendingPathComponent(".\(target.lastPathComponent).export-\(getpid())")
         try? fm.removeItem(at: staging)
-        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(staging.path)
         do {
             try write(staging)
             try AtomicFile.replaceFolder(target, with: staging)

@@ -36,7 +36,7 @@ public enum PEFTExport {
                 let frozen = try LlamaModel(config: bundle.model.config, weights: bundle.model.parameters)
                 // The frozen weights as a plain causal language model (the Aligner's prompt is the adapter folder's).
                 let baseDir = dir.appendingPathComponent("base")
-                try FileManager.default.createDirectory(at: baseDir, withIntermediateDirectories: true)
+                try FileSystemFailure.createFolder(baseDir.path)
                 try HuggingFaceExport.writeModelFiles(frozen, tokenizer: bundle.tokenizer, specialTokens: bundle.specialTokens, to: baseDir)
             }
             try readme(bundle, base: base, wroteBase: reference == nil).write(to: dir.appendingPathComponent("README.md"), atomically: true, encoding: .utf8)

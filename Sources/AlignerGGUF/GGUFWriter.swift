@@ -129,7 +129,7 @@ public enum GGUFWriter {
         } catch let e as FileError {
             throw e
         } catch {
-            throw error is GGUFError ? error : GGUFError(file: url.path, message: "cannot write: \(AtomicFile.describe(error))", kind: .io)
+            throw error is GGUFError ? error : FileSystemFailure.error(error, path: url.path, action: "write")
         }
     }
 

@@ -35,6 +35,8 @@ public struct TRLHandoff {
     public static let manifestName = "aligner-handoff.json"
 
     public func write(say: @escaping (String) -> Void = { print($0) }) throws -> Summary {
+        let trainer = Trainer(recipe: recipe, runDirectory: directory, isTerminal: false)
+        try OutputPaths.check(directory.path, folder: true, inputs: trainer.inputPaths())
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: directory.path, isDirectory: &isDirectory) && !isDirectory.boolValue {
@@ -44,10 +46,7 @@ public struct TRLHandoff {
            !names.contains(Self.manifestName) {
             throw RecipeError(key: "", message: "\(directory.path) is not empty and holds no earlier hand-off (\(Self.manifestName)); choose an empty or new folder")
         }
-        do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
-            throw FileError(file: directory.path, message: "cannot create the hand-off folder: \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
-        }
-        let trainer = Trainer(recipe: recipe, runDirectory: directory, isTerminal: false)
+        try FileSystemFailure.createFolder(directory.path)
         trainer.group = .single
         trainer.progress = ProgressPrinter(every: 0, isTerminal: false)
         let prepared = try trainer.prepare(checkMemory: false)  // the recipe trains on the GPU host, not here
@@ -56,7 +55,7 @@ public struct TRLHandoff {
         let eos = prepared.specials.eos!
         var summary = Summary()
         let data = directory.appendingPathComponent("data")
-        try fm.createDirectory(at: data, withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(data.path)
         // Stage 1 trains on the warm-up records as Q-A-A (their splits already hold the answer as the correction); the
         // completion is the target as AlignerKit trains on it (an identity target is the answer as the prompt shows it).
         for (name, records) in [("stage1-warmup", prepared.splits.warmup), ("stage2-train", prepared.splits.train), ("eval", prepared.splits.eval)] {
@@ -71,7 +70,7 @@ public struct TRLHandoff {
             try AtomicFile.write(text, to: data.appendingPathComponent("\(name).jsonl"))
             try AtomicFile.write(tokens, to: data.appendingPathComponent("\(name).tokenized.jsonl"))
             let pku = directory.appendingPathComponent("pku-aligner")
-            try fm.createDirectory(at: pku, withIntermediateDirectories: true)
+            try FileSystemFailure.createFolder(pku.path)
             try AtomicFile.write(JSONSerialization.data(withJSONObject: kept, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]),
                                        to: pku.appendingPathComponent("\(name).json"))
             switch name {

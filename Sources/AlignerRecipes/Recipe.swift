@@ -1,8 +1,10 @@
 import AlignerData
+import AlignerFiles
 import AlignerErrors
 import AlignerModel
 import AlignerOptim
 import AlignerTensor
+import AlignerTokenizers
 import Foundation
 
 /// A recipe value that cannot be used: the key (as `section.key`) and what is wrong.
@@ -325,8 +327,10 @@ extension Recipe {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw RecipeError(key: "", message: "\(path) is a folder, not a recipe file")
         }
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw RecipeError(key: "", message: "cannot read \(path): \(error.localizedDescription)")
+        do { text = try UTF8Text.decode(Data(contentsOf: URL(fileURLWithPath: path)), source: path) } catch let e as FileError {
+            throw RecipeError(key: "", message: e.description)  // a recipe that is not text is a wrong recipe (64)
+        } catch {
+            throw FileSystemFailure.error(error, path: path, action: "read the recipe")
         }
         var tree: [String: Any]
         if path.hasSuffix(".json") {
@@ -345,12 +349,11 @@ extension Recipe {
 
     /// Sets `section.key=value` in a recipe tree; the value is read as a number, boolean, JSON array or string.
     static func applyOverride(_ assignment: String, to tree: inout [String: Any]) throws {
-        guard let eq = assignment.firstIndex(of: "=") else {
-            throw RecipeError(key: assignment, message: "an override must look like section.key=value")
+        let path = assignment.firstIndex(of: "=").map { assignment[..<$0].split(separator: ".", omittingEmptySubsequences: false).map(String.init) } ?? []
+        guard let eq = assignment.firstIndex(of: "="), (1...2).contains(path.count), path.allSatisfy({ !$0.isEmpty }) else {
+            throw RecipeError(key: "", message: "override '\(assignment)' must look like key=value or section.key=value (for example stage1.lr=1e-4)")
         }
-        let path = assignment[..<eq].split(separator: ".").map(String.init)
         let raw = String(assignment[assignment.index(after: eq)...])
-        guard !path.isEmpty, path.count <= 2 else { throw RecipeError(key: String(assignment[..<eq]), message: "is not a recipe key") }
         let value: Any
         if let i = Int(raw) { value = i }
         else if let d = Double(raw) { value = d }
@@ -426,8 +429,11 @@ extension Recipe {
                   "\(data.maxLength) exceeds model.max_position_embeddings \(model.maxPositionEmbeddings)")
         try check(data.warmupPercent >= 0 && data.warmupPercent <= 100, "data.warmup_percent", "must be within 0...100, got \(data.warmupPercent)")
         try check(data.limit >= 0, "data.limit", "must not be negative")
-        try check(tokenizer.vocabSize >= tokenizer.specialTokens.count + 256 || !tokenizer.path.isEmpty, "tokenizer.vocab_size",
-                  "must hold the special tokens and 256 bytes")
+        if let (setting, message) = BPETrainer.problem(vocabSize: tokenizer.vocabSize, specialTokens: tokenizer.specialTokens,
+                                                       minFrequency: tokenizer.minFrequency),
+           setting != .vocabSize || tokenizer.path.isEmpty {  // (the vocabulary of a tokenizer file is the file's)
+            throw RecipeError(key: "tokenizer.\(setting.rawValue)", message: message)
+        }
         try check(model.hiddenSize > 0 && model.numAttentionHeads > 0 && model.hiddenSize % model.numAttentionHeads == 0,
                   "model.num_attention_heads", "must divide model.hidden_size")
         try check(model.numKeyValueHeads > 0 && model.numAttentionHeads % model.numKeyValueHeads == 0,

@@ -124,11 +124,11 @@ public struct CheckpointStore {
     /// `keep`; named after `state` or, with `name`, under that name (replacing the previous one atomically).
     public func save(files: [(String, Data)], state: TrainerState, keep: Int, as name: String? = nil) throws -> URL {
         let fm = FileManager.default
-        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(directory.path)
         let final = directory.appendingPathComponent(name ?? Self.folderName(state))
         let tmp = directory.appendingPathComponent(".tmp-\(name ?? Self.folderName(state))-\(getpid())")
         try? fm.removeItem(at: tmp)
-        try fm.createDirectory(at: tmp, withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(tmp.path)
         do {
             try write(files, into: tmp, final: final)
         } catch {

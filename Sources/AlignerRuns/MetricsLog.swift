@@ -69,6 +69,19 @@ public struct MetricsLog {
         }
     }
 
+    /// The number (from 1) of the first line that is not a JSON object, ignoring an unfinished last line (no newline
+    /// after it: a write cut short, which reopening the log cuts off); nil when every line reads.
+    public static func firstDamagedLine(_ url: URL) -> Int? {
+        guard let data = try? Data(contentsOf: url) else { return nil }
+        guard let text = String(data: data, encoding: .utf8) else { return 1 }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if !text.hasSuffix("\n") { lines.removeLast() } else if lines.last == "" { lines.removeLast() }
+        for (i, line) in lines.enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            if (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] == nil { return i + 1 }
+        }
+        return nil
+    }
+
     /// A number from a metrics line: null (a non-finite value) reads as NaN.
     public static func number(_ v: Any?) -> Double? {
         if v is NSNull { return .nan }

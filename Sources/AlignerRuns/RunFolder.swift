@@ -51,7 +51,16 @@ public final class RunFolder {
         if !resume && !checkpoints.complete(verify: false).isEmpty {
             throw RecipeError(key: "name", message: "\(directory.path) already has checkpoints; pass --resume to continue it or choose another name")
         }
-        return resume ? checkpoints.newest() : nil
+        guard resume else { return nil }
+        if let newest = checkpoints.newest() { return newest }
+        let damaged = checkpoints.complete(verify: false)
+        if !damaged.isEmpty {
+            let problems = damaged.map { "\($0.lastPathComponent): \(CheckpointStore.verify($0) ?? "?")" }.joined(separator: "; ")
+            throw FileError(file: checkpoints.directory.path,
+                            message: "no checkpoint is intact (\(problems)); nothing to resume from. Pass --restart to start the run afresh",
+                            kind: .badData)
+        }
+        return nil
     }
 
     /// The saved result when the checkpoint `latest` ends the run (nothing left to do).
@@ -101,6 +110,11 @@ public final class RunFolder {
         } else {
             say("note: \(inputsURL.path) is missing (a run started by an older AlignerKit); the inputs cannot be compared")
         }
+        // The record must be there before any work (`startMetrics` checks again when it cuts the record back).
+        if let data = try? Data(contentsOf: latest.appendingPathComponent("trainer_state.json")),
+           let state = try? JSONDecoder().decode(TrainerState.self, from: data) {
+            try checkMetricsForResume(at: state)
+        }
     }
 
     /// Records what a fresh run starts from: its recipe and the fingerprints of its inputs.
@@ -119,6 +133,7 @@ public final class RunFolder {
             return
         }
         if let s = state {
+            try checkMetricsForResume(at: s)
             let keep = MetricsLog.lines(metricsURL).filter { line in
                 guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
                 return stage < s.stage || (stage == s.stage && step <= s.step)
@@ -128,6 +143,26 @@ public final class RunFolder {
             try? FileManager.default.removeItem(at: metricsURL)
         }
         metrics = try MetricsLog(url: metricsURL)
+    }
+
+    /// A resumed run continues its record: metrics.jsonl must be there and readable up to the checkpoint, since the
+    /// checkpoints hold weights and state, not the history of losses and evaluations it would otherwise lose.
+    func checkMetricsForResume(at state: TrainerState) throws {
+        let howToGoOn = "Restore it from a backup to resume, or pass --restart to train the run afresh"
+        guard FileManager.default.fileExists(atPath: metricsURL.path) else {
+            throw FileError(file: metricsURL.path, message: "is missing: the checkpoints cannot rebuild the run's losses and evaluations up to stage \(state.stage) step \(state.step). \(howToGoOn)", kind: .missing)
+        }
+        if let line = MetricsLog.firstDamagedLine(metricsURL) {
+            throw FileError(file: metricsURL.path, message: "line \(line) is not a JSON object: the run's record is damaged. \(howToGoOn)", kind: .badData)
+        }
+        let started = state.stage == 2 || state.step > 0
+        let recorded = MetricsLog.lines(metricsURL).contains { line in
+            guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
+            return stage < state.stage || (stage == state.stage && step <= state.step)
+        }
+        if started && !recorded {
+            throw FileError(file: metricsURL.path, message: "holds nothing up to stage \(state.stage) step \(state.step), the checkpoint being resumed. \(howToGoOn)", kind: .badData)
+        }
     }
 
     public func writeResult(_ result: RunResult) throws {
@@ -145,7 +180,7 @@ public final class RunLock {
     /// Takes the lock or throws `FileError` naming the process that holds it.
     public init(folder: URL) throws {
         self.folder = folder
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(folder.path)
         let path = folder.appendingPathComponent(".lock").path
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw FileError(file: path, message: "cannot open the run's lock file: \(String(cString: strerror(errno)))") }

@@ -46,7 +46,7 @@ public enum RunLocator {
             let store = CheckpointStore(directory: checkpoints)
             if let best = store.best() { return best }
             guard let newest = store.newest() else {
-                throw FileError(file: path, message: "has no intact checkpoint")
+                throw FileError(file: path, message: "has no intact checkpoint", kind: .badData)
             }
             return newest
         }

@@ -16,12 +16,36 @@ public struct BPETrainer: Sendable {
         self.minFrequency = minFrequency
     }
 
-    public func train<S: Sequence>(_ texts: S) throws -> Tokenizer where S.Element == String {
-        let base = specialTokens.count + 256
-        guard vocabSize >= base else {
-            throw TokenizerError.invalid("vocabulary size \(vocabSize) is below the \(specialTokens.count) special tokens + 256 bytes")
+    /// A setting of the trainer, as the recipe (`tokenizer.<rawValue>`) and the command line (`--vocab-size`, …) name it.
+    public enum Setting: String, Sendable {
+        case vocabSize = "vocab_size", specialTokens = "special_tokens", minFrequency = "min_frequency"
+        /// The command-line flag of the setting.
+        public var flag: String { "--" + rawValue.replacingOccurrences(of: "_", with: "-") }
+    }
+
+    /// The largest vocabulary the trainer builds.
+    public static let maxVocabSize = 1 << 22
+
+    /// The first problem with these settings, or nil: the one set of bounds the recipe keys and the flags share.
+    public static func problem(vocabSize: Int, specialTokens: [String], minFrequency: Int) -> (setting: Setting, message: String)? {
+        var seen = Set<String>()
+        for token in specialTokens {
+            if token.isEmpty { return (.specialTokens, "holds an empty token") }
+            if !seen.insert(token).inserted { return (.specialTokens, "lists \"\(token)\" twice") }
         }
-        guard Set(specialTokens).count == specialTokens.count else { throw TokenizerError.invalid("special tokens repeat") }
+        let base = specialTokens.count + 256
+        if vocabSize < base {
+            return (.vocabSize, "must hold the \(specialTokens.count) special tokens and the 256 bytes (at least \(base)), got \(vocabSize)")
+        }
+        if vocabSize > maxVocabSize { return (.vocabSize, "must be at most \(maxVocabSize), got \(vocabSize)") }
+        if minFrequency < 1 { return (.minFrequency, "must be at least 1, got \(minFrequency)") }
+        return nil
+    }
+
+    public func train<S: Sequence>(_ texts: S) throws -> Tokenizer where S.Element == String {
+        if let (setting, message) = Self.problem(vocabSize: vocabSize, specialTokens: specialTokens, minFrequency: minFrequency) {
+            throw TokenizerError.invalid("\(setting.rawValue) \(message)")
+        }
         // Word frequencies after the GPT-2 split, as byte arrays.
         var counts: [[UInt8]: Int] = [:]
         for text in texts {

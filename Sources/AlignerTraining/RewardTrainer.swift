@@ -34,12 +34,14 @@ public final class RewardTrainer: TrainerBase {
         // Rank 0 writes the splits and the tokenizer; every process learns whether it could.
         let settings = recipe.reward.stage
         let (splits, setup) = try group.agree { () -> (DataSplits, RunPreparation.ModelSetup) in
+            if latest != nil { try preparation.checkOwnFiles() }
             let splits = try preparation.splits(preparation.records(), warmupPercent: 0)
             say("splits: \(splits.train.count) train, \(splits.eval.count) eval records (held out by question)")
             let setup = try preparation.model(splits: splits, resuming: latest != nil, loraReference: settings.finetune == .lora, chatTemplate: false)
             try MemoryBudget.check(bytes: setup.config.memoryEstimate(training: true, batch: 2 * settings.batchSize, time: recipe.data.maxLength),
                                    for: "training this reward model (\(setup.config.parameterCount) parameters, \(settings.batchSize) pairs of up to \(recipe.data.maxLength) tokens)")
             try preparation.saveTokenizer(setup.tokenizer)
+            if latest != nil { try preparation.checkOwnFiles() } else { try preparation.recordOwnFiles() }
             return (splits, setup)
         }
         let config = setup.config

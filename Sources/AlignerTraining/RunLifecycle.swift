@@ -54,6 +54,8 @@ public struct RunLifecycle {
                              finishedResult: (RunFolder, URL?) -> Result?) throws -> Opening<Result> {
         var writer: RunFolder?
         var done: Result?
+        // The run folder must not be, hold or lie inside what the run reads (`--restart` empties it).
+        if group.isMain { try OutputPaths.check(runDirectory.path, folder: true, inputs: inputs().map(\.path)) }
         let start = try group.agree { () -> Start in
             guard group.isMain else { return Start() }
             let folder = try RunFolder(directory: runDirectory, say: say)

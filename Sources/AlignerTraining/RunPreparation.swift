@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerFormats
 import AlignerModel
 import AlignerRecipes
@@ -133,10 +134,44 @@ struct RunPreparation {
         return paths
     }
 
+    /// The run's own files, fingerprinted in `run-files.json` when it starts and checked when it resumes: its
+    /// tokenizer and its splits.
+    var ownFilesURL: URL { runDirectory.appendingPathComponent("run-files.json") }
+    var ownFiles: [(role: String, path: String)] {
+        [(role: "the run's tokenizer", path: tokenizerURL.path), (role: "the run's splits", path: runDirectory.appendingPathComponent("splits").path)]
+    }
+
+    /// Records the fingerprints of the run's tokenizer and splits (a fresh start, once both are written).
+    func recordOwnFiles() throws {
+        guard writes else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(encoder.encode(FileFingerprints.record(ownFiles)), to: ownFilesURL)
+    }
+
+    /// On resume: the run's tokenizer and splits must be the ones it started with (checked before they are used and
+    /// again after they are made anew, which must reproduce them); a swapped or edited file is refused, naming it.
+    func checkOwnFiles() throws {
+        guard let data = try? Data(contentsOf: ownFilesURL) else {
+            say("note: \(ownFilesURL.path) is missing (a run started by an older AlignerKit); the run's tokenizer and splits cannot be compared")
+            return
+        }
+        guard let recorded = try? JSONDecoder().decode(FileFingerprints.self, from: data) else {
+            throw FileError(file: ownFilesURL.path, message: "is damaged (not the fingerprints of the run's files); pass --restart to train the run afresh", kind: .badData)
+        }
+        let now: FileFingerprints
+        do { now = try FileFingerprints.record(ownFiles) } catch let e as FileError {
+            throw FileError(file: e.file, message: "\(e.message): the run cannot be resumed without it. Restore it, or pass --restart to train the run afresh", kind: e.kind)
+        }
+        if let change = now.differences(from: recorded) {
+            throw FileError(file: runDirectory.path, message: "cannot resume: \(change). Restore the run's own files, or pass --restart to train the run afresh", kind: .badData)
+        }
+    }
+
     /// Writes the run's tokenizer (`tokenizer.json`) into the run folder (created if needed).
     func saveTokenizer(_ tokenizer: Tokenizer) throws {
         guard writes else { return }
-        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        try FileSystemFailure.createFolder(runDirectory.path)
         try tokenizer.save(to: tokenizerURL)
     }
 }

@@ -50,6 +50,7 @@ public final class Trainer: TrainerBase {
     /// machine prepares without it.
     public func prepare(resuming: Bool = false, checkMemory: Bool = true) throws -> Prepared {
         let preparation = RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: group.isMain, say: say)
+        if resuming { try preparation.checkOwnFiles() }
         let splits = try preparation.splits(preparation.records(), warmupPercent: recipe.data.warmupPercent)
         say("splits: \(splits.train.count) train, \(splits.eval.count) eval (held out by question), \(splits.warmup.count) identity warm-up (p = \(recipe.data.warmupPercent)%)")
         let usesLoRA = [recipe.stage1, recipe.stage2].contains(where: { $0.finetune == .lora })
@@ -57,6 +58,7 @@ public final class Trainer: TrainerBase {
         let config = setup.config
         if checkMemory { try checkTrainingMemory(config: config, warmup: !splits.warmup.isEmpty) }
         try preparation.saveTokenizer(setup.tokenizer)
+        if resuming { try preparation.checkOwnFiles() } else { try preparation.recordOwnFiles() }
         let builder = try ExampleBuilder(tokenizer: setup.tokenizer, template: recipe.promptTemplate(), specialTokens: setup.specials,
                                          maxLength: recipe.data.maxLength, chat: setup.chat)
         let (eval, er) = builder.buildAll(splits.eval)
@@ -66,6 +68,11 @@ public final class Trainer: TrainerBase {
         guard !eval.isEmpty, !train.isEmpty else { throw RecipeError(key: "data.max_length", message: "no example fits") }
         return Prepared(splits: splits, tokenizer: setup.tokenizer, specials: setup.specials, config: config, initialWeights: setup.initialWeights,
                         eval: eval, warmup: warmup, train: train, padId: setup.padId, chat: setup.chat, base: setup.base)
+    }
+
+    /// The files and folders the run reads (data files, a tokenizer file, the base model), which no output may overwrite.
+    public func inputPaths() throws -> [String] {
+        try RunPreparation(recipe: recipe, runDirectory: runDirectory, writes: false, say: say).inputPaths().map(\.path)
     }
 
     func stream(for examples: [Example], settings s: StageSettings, stage: Int, padId: Int) throws -> BatchStream {

@@ -3,6 +3,7 @@ import AlignerErrors
 import AlignerGGUF
 import AlignerBench
 import AlignerData
+import AlignerFiles
 import AlignerDistributed
 import AlignerModel
 import AlignerOptim
@@ -42,6 +43,8 @@ struct Aligner: ParsableCommand {
             try command.run()
             group.end(status: 0)
         } catch {
+            // A Foundation file error that no layer named is said in plain words, with its path (one mapping).
+            let error = FileSystemFailure.plain(error) ?? error
             let status = ProcessGroup.exitStatus(error)
             let prefix = group.isDistributed && !(error is DistributedError) ? "rank \(group.rank) of \(group.size): " : ""
             if let d = error as? DistributedError {
@@ -147,24 +150,19 @@ struct ComputeOptions: ParsableArguments {
 }
 
 
-/// Text from bytes that must be UTF-8; `what` names the source in the error.
+/// Text from bytes that must be UTF-8 (`UTF8Text`, the rule every text input follows); `what` names the source.
 func decodeUTF8(_ data: Data, what: String) throws -> String {
-    guard let s = String(validating: data, as: UTF8.self) else {
-        let valid = String(decoding: data, as: UTF8.self)
-        let offset = zip(valid.utf8, data).prefix { $0 == $1 }.count
-        throw ValidationError("\(what) is not valid UTF-8 (first bad byte at offset \(offset))")
-    }
-    return s
+    try UTF8Text.decode(data, source: what)
 }
 
 /// A whole file that must be UTF-8 text.
 func readUTF8File(_ path: String, what: String) throws -> String {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file (\(what))", kind: .missing) }
-    guard !isDir.boolValue else { throw ValidationError("\(what) \(path) is a folder, not a file") }
+    guard !isDir.boolValue else { throw FileError(file: path, message: "cannot read (\(what)): it is a folder, not a file", kind: .usage) }
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw ValidationError("\(what) \(path): cannot read: \(error.localizedDescription)")
+        throw FileSystemFailure.error(error, path: path, action: "read (\(what))")
     }
-    return try decodeUTF8(data, what: "\(what) \(path)")
+    return try decodeUTF8(data, what: path)
 }

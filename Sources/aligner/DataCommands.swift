@@ -1,3 +1,4 @@
+import AlignerFiles
 import AlignerRecipes
 import AlignerData
 import AlignerTokenizers
@@ -32,6 +33,7 @@ struct DataCommand: ParsableCommand {
         @Argument(help: "Output JSON Lines (.gz to compress).") var output: String
 
         func run() throws {
+            try OutputPaths.check(output, folder: false, inputs: [input])
             let (records, conversations, skipped) = try EmpatheticDialogues.convert(csvPath: input)
             try RecordReader.write(records, to: output)
             print("\(input): \(conversations) conversations → \(records.count) records (\(skipped) without an opening line and a reply) → \(output)")
@@ -70,25 +72,29 @@ struct DataCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Convert preference data to Q-A-C JSON Lines (answer = worse response, correction = better).",
             discussion: """
-            hh-rlhf: {chosen, rejected} transcripts split at their last "\\n\\nAssistant:"; pairs whose dialogue \
-            prefixes differ are skipped and counted.
+            hh-rlhf: {chosen, rejected} transcripts split at their last "\\n\\nAssistant:"; a pair whose dialogue \
+            prefixes differ cannot be converted.
             pairwise: {prompt, response: [better, worse]}, or {prompt, response_0, response_1} with --better-field \
             naming the field that holds the better one's index (PKU-SafeRLHF: better_response_id or safer_response_id).
+            A record that cannot be converted stops the conversion (its line and reason), unless --skip-bad: then it \
+            is skipped, counted and listed.
             """)
         @Argument(help: "Input file (JSON or JSON Lines, optionally .gz).") var input: String
         @Argument(help: "Output JSON Lines file (.gz to compress).") var output: String
         @Option(help: "hh-rlhf or pairwise.") var format: String
         @Option(help: "Prompt field (pairwise).") var promptField = "prompt"
         @Option(help: "Field with the index (0/1) of the better response (pairwise with response_0/response_1).") var betterField: String?
-        @Flag(help: "Skip malformed records instead of stopping.") var skipBad = false
+        @Flag(help: "Skip records that cannot be converted (and list them) instead of stopping at the first.") var skipBad = false
 
         func run() throws {
             guard let f = PreferenceConversion.Format(rawValue: format) else {
                 throw ValidationError("--format must be hh-rlhf or pairwise, got '\(format)'")
             }
+            try OutputPaths.check(output, folder: false, inputs: [input])
             let report = try PreferenceConversion.convert(input: input, output: output, format: f, promptField: promptField,
                                                           betterField: betterField, policy: skipBad ? .skip : .fail)
             print("\(input) → \(output): \(report.summary)")
+            if !report.skippedRecords.isEmpty { print(report.skippedList) }
         }
     }
 }

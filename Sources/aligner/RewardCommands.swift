@@ -52,6 +52,7 @@ struct RewardScoreCommand: ParsableCommand {
     @Option(help: "Write the records with answer_score and correction_score (JSON Lines, .gz to compress).") var output: String?
 
     func run() throws {
+        for path in [output, file.summary].compactMap({ $0 }) { try OutputPaths.check(path, folder: false, inputs: [file.judge, file.input]) }
         let (judge, load) = try file.load()
         let fields = try file.records.fieldNames()
         let tieMargin = file.tieMargin, summary = file.summary
@@ -90,6 +91,7 @@ struct RewardProbeCommand: ParsableCommand {
     @OptionGroup var file: JudgedFileOptions
 
     func run() throws {
+        if let summary = file.summary { try OutputPaths.check(summary, folder: false, inputs: [file.judge, file.input]) }
         let (judge, load) = try file.load()
         let probe = try JudgeProbe.run(judge, records: load.records, tieMargin: file.tieMargin, batchSize: file.batchSize)
         print("\(load.records.count) records probed with \(judge.source.path) (tie when the scores differ by ≤ \(file.tieMargin))")

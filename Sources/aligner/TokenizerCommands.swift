@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerTokenizers
 import ArgumentParser
 import Foundation
@@ -50,24 +51,25 @@ struct TokenizerCommand: ParsableCommand {
 
         func validate() throws {
             guard !inputs.isEmpty else { throw ValidationError("give at least one --input") }
-            guard vocabSize >= 256 + specialTokens.split(separator: ",").count, vocabSize <= 1 << 22 else {
-                throw ValidationError("--vocab-size must hold the 256 bytes and the special tokens, and be at most \(1 << 22); got \(vocabSize)")
+            let specials = specialTokens.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            if let (setting, message) = BPETrainer.problem(vocabSize: vocabSize, specialTokens: specials, minFrequency: minFrequency) {
+                throw ValidationError("\(setting.flag) \(message)")
             }
-            guard minFrequency >= 1 else { throw ValidationError("--min-frequency must be at least 1, got \(minFrequency)") }
         }
 
         func run() throws {
+            try OutputPaths.check(output, folder: false, inputs: inputs)
             var texts: [String] = []
             for path in inputs {
                 if path.hasSuffix(".txt") || path.hasSuffix(".txt.gz") {
-                    texts += String(decoding: try LineReader.readAll(path: path), as: UTF8.self).split(separator: "\n").map(String.init)
+                    texts += try UTF8Text.decode(LineReader.readAll(path: path), source: path).split(separator: "\n").map(String.init)
                 } else {
                     for r in try RecordReader.read(path: path, fields: records.fieldNames(), policy: records.policy).records {
                         texts += [r.question, r.answer, r.correction]
                     }
                 }
             }
-            let specials = specialTokens.split(separator: ",").map(String.init)
+            let specials = specialTokens.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             let clock = ContinuousClock()
             let start = clock.now
             let tok = try BPETrainer(vocabSize: vocabSize, specialTokens: specials, minFrequency: minFrequency).train(texts)

@@ -119,8 +119,13 @@ struct CorrectCommand: ParsableCommand {
 
     func run() throws {
         guard !checkpoints.isEmpty else { throw ValidationError("give at least one --checkpoint") }
+        let read = [input] + checkpoints + (judge.map { [$0] } ?? [])
+        for path in [output] + (summary.map { [$0] } ?? []) { try OutputPaths.check(path, folder: false, inputs: read) }
         let aligners = try checkpoints.map { try weights.apply(prompt.apply(RunLocator.loadAligner($0))) }
         let judge = try self.judge.map { try RewardJudge(path: $0) }  // refused before any generation
+        for path in [output] + (summary.map { [$0] } ?? []) {
+            try OutputPaths.check(path, folder: false, inputs: read + aligners.flatMap(\.readPaths) + (judge.map { [$0.source.path] } ?? []))
+        }
         let fields = try records.fieldNames()
         var load = try RecordReader.read(path: input, fields: fields, policy: records.policy, requireCorrection: false)
         if let limit { load.records = Array(load.records.prefix(limit)) }
@@ -174,8 +179,10 @@ struct GenerateCommand: ParsableCommand {
 
     func run() throws {
         let text: String
+        if let logitsOut { try OutputPaths.check(logitsOut, folder: false, inputs: [checkpoint] + (promptFile.map { [$0] } ?? [])) }
         if let prompt { text = prompt } else { text = try readUTF8File(promptFile!, what: "--prompt-file") }
         let aligner = try weights.apply(RunLocator.loadAligner(checkpoint))
+        if let logitsOut { try OutputPaths.check(logitsOut, folder: false, inputs: aligner.readPaths) }
         let ids = try aligner.rawPromptIds(text, addSpecialTokens: specialTokens, forceBOS: bos, setting: prompt == nil ? "--prompt-file" : "--prompt")
         if let logitsOut {
             let logits = try aligner.model.withInferenceWeights { try aligner.model.forward(ids: ids, batch: 1, time: ids.count) }
@@ -240,7 +247,10 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
+        let read = [checkpoint, input] + controlModel + (judge.map { [$0] } ?? []) + (fluencyModel.map { [$0] } ?? [])
+        if let output { try OutputPaths.check(output, folder: false, inputs: read) }
         let aligner = try weights.apply(prompt.apply(RunLocator.loadAligner(checkpoint)))
+        if let output { try OutputPaths.check(output, folder: false, inputs: aligner.readPaths) }
         let judge = try self.judge.map { try RewardJudge(path: $0) }
         let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try weights.apply(RunLocator.loadAligner(path).zeroShot())) }
         let fluencyPath = fluencyModel ?? aligner.recipe.map(\.model.initFrom).flatMap { $0 == "scratch" || $0.isEmpty ? nil : $0 }
@@ -280,7 +290,10 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
+        let folder = (format ?? (output.lowercased().hasSuffix(".gguf") ? "gguf" : "hf")) != "gguf"
+        try OutputPaths.check(output, folder: folder, inputs: [checkpoint])
         let aligner = try RunLocator.loadAligner(checkpoint)
+        try OutputPaths.check(output, folder: folder, inputs: aligner.readPaths)
         if format == "peft" {
             let s = try PEFTExport.export(aligner, to: URL(fileURLWithPath: output))
             print("exported the adapters of \(aligner.source.path) → \(output) (adapter_config.json, adapter_model.safetensors with \(s.adapterTensors) tensors, tokenizer; base \(s.base)\(s.wroteBase ? ", written there" : ""))")
@@ -288,7 +301,7 @@ struct ExportCommand: ParsableCommand {
         }
         if (format ?? (output.lowercased().hasSuffix(".gguf") ? "gguf" : "hf")) == "gguf" {
             let url = URL(fileURLWithPath: output)
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileSystemFailure.createFolder(url.deletingLastPathComponent().path)
             let s = try GGUFExport.export(aligner, to: url, type: GGUFExport.types[type]!)
             let counts = s.typeCounts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             print("exported \(aligner.source.path) → \(output) (GGUF v3, architecture \(s.architecture), \(s.tensors) tensors: \(counts); "

@@ -136,8 +136,17 @@ final class ConversionTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let hh = try PreferenceConversion.convert(
             input: dataDirectory.appendingPathComponent("qac/raw/hh-rlhf-harmless-base-test.jsonl.gz").path,
-            output: dir.appendingPathComponent("hh.jsonl").path, format: .hhRLHF)
+            output: dir.appendingPathComponent("hh.jsonl").path, format: .hhRLHF, policy: .skip)
         print("hh-rlhf harmless-base test: \(hh.summary)")
+        XCTAssertEqual(hh.skippedRecords.count, 9)
+        XCTAssertEqual(hh.skippedRecords.first, "line 87: field 'correction' is empty")
+        // Without .skip the first of them stops the conversion, naming its line, and nothing is written.
+        XCTAssertThrowsError(try PreferenceConversion.convert(
+            input: dataDirectory.appendingPathComponent("qac/raw/hh-rlhf-harmless-base-test.jsonl.gz").path,
+            output: dir.appendingPathComponent("strict.jsonl").path, format: .hhRLHF)) { e in
+            XCTAssertTrue("\(e)".hasSuffix("hh-rlhf-harmless-base-test.jsonl.gz:87: field 'correction': is empty (pass --skip-bad to skip such records and list them)"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("strict.jsonl").path))
         XCTAssertEqual(hh.read, 2312)
         XCTAssertEqual(hh.written + hh.duplicates + hh.skippedTotal, hh.read)
         XCTAssertEqual(HHCounts.written, hh.written)
@@ -148,7 +157,7 @@ final class ConversionTests: XCTestCase {
 
         let pku = try PreferenceConversion.convert(
             input: dataDirectory.appendingPathComponent("qac/raw/pku_saferlhf_realign_dpo_5k.json.gz").path,
-            output: dir.appendingPathComponent("pku.jsonl").path, format: .pairwise)
+            output: dir.appendingPathComponent("pku.jsonl").path, format: .pairwise, policy: .skip)
         print("PKU-SafeRLHF realign 5k: \(pku.summary)")
         XCTAssertEqual(pku.read, 5135)
         XCTAssertEqual(pku.written + pku.duplicates + pku.skippedTotal, pku.read)
@@ -168,9 +177,10 @@ final class ConversionTests: XCTestCase {
              #"{"prompt": "P4", "response_0": "", "response_1": "b", "safer_response_id": 0}"#]
             .joined(separator: "\n").write(toFile: input, atomically: true, encoding: .utf8)
         let out = dir.appendingPathComponent("o.jsonl").path
-        let report = try PreferenceConversion.convert(input: input, output: out, format: .pairwise, betterField: "safer_response_id")
+        let report = try PreferenceConversion.convert(input: input, output: out, format: .pairwise, betterField: "safer_response_id", policy: .skip)
         XCTAssertEqual(report.written, 2)
-        XCTAssertEqual(report.skipped, ["'safer_response_id' is not 0 or 1": 1, "correction is empty": 1])
+        XCTAssertEqual(report.skipped, ["field 'safer_response_id' is not 0 or 1": 1, "field 'correction' is empty": 1])
+        XCTAssertEqual(report.skippedRecords, ["line 3: field 'safer_response_id' is not 0 or 1", "line 4: field 'correction' is empty"])
         let records = try RecordReader.read(path: out).records
         XCTAssertEqual(records.map(\.correction), ["good", "good"])
         XCTAssertEqual(records.map(\.answer), ["bad", "bad"])
@@ -180,7 +190,7 @@ final class ConversionTests: XCTestCase {
 /// Counts the converters produce on the bundled files (also quoted in data/README.md).
 enum HHCounts {
     static let written = 2303
-    static let skipped = ["correction is empty": 4, "dialogue prefixes differ": 5]
+    static let skipped = ["field 'correction' is empty": 4, "dialogue prefixes differ": 5]
 }
 enum PKUCounts {
     static let written = 3590

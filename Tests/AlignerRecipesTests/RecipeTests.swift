@@ -71,7 +71,10 @@ final class RecipeTests: XCTestCase {
         expect("model.tie_word_embeddings=1", "model.tie_word_embeddings")
         expect("data.max_length=500", "data.max_length")
         expect("data.max_length=8", "data.max_length")
-        expect("nonsense", "nonsense")
+        expect("nonsense", "")
+        XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["=5"])) {
+            XCTAssertEqual("\($0)", "recipe: override '=5' must look like key=value or section.key=value (for example stage1.lr=1e-4)")
+        }
         XCTAssertThrowsError(try tinyRecipe("r", in: dir, ["stage1.finetune=qlora"])) {
             XCTAssertEqual("\($0)", "recipe key 'stage1.finetune': must be \"full\" or \"lora\", got \"qlora\"")
         }

@@ -5,25 +5,6 @@ import XCTest
 /// the documented exit status (64 usage, 65 bad data, 66 missing input, 74 I/O, 75 run in use), never a signal, a
 /// trap or a hang, and nothing already written is lost.
 final class BadInputTests: CLITestCase {
-    static let tinyModel = root.appendingPathComponent("Tests/AlignerFormatsTests/Fixtures/hf-tiny").path
-
-    /// A copy of the tiny Hugging Face model whose config.json is changed by `edit`.
-    func modelCopy(_ name: String, edit: (inout String) -> Void = { _ in }) throws -> String {
-        let copy = dir.appendingPathComponent(name)
-        try FileManager.default.copyItem(atPath: Self.tinyModel, toPath: copy.path)
-        let config = copy.appendingPathComponent("config.json")
-        var text = try String(contentsOf: config, encoding: .utf8)
-        edit(&text)
-        try text.write(to: config, atomically: true, encoding: .utf8)
-        return copy.path
-    }
-
-    func assertFails(_ args: [String], status: Int32, saying needle: String, stdin: Data? = nil,
-                     file: StaticString = #filePath, line: UInt = #line) throws {
-        let out = try run(args, expect: status, stdin: stdin, file: file, line: line)
-        XCTAssertTrue(out.contains(needle), "aligner \(args.joined(separator: " ")) should say \"\(needle)\":\n\(out)", file: file, line: line)
-    }
-
     func testIdsPromptsAndSizesAreCheckedBeforeWork() throws {
         let m = Self.tinyModel
         // A tokenizer with more ids than the model's vocabulary.
@@ -124,8 +105,11 @@ final class BadInputTests: CLITestCase {
     func testTextThatIsNotUTF8IsRefused() throws {
         let bad = dir.appendingPathComponent("prompt.txt")
         try Data([0x68, 0x69, 0xFF, 0xFE]).write(to: bad)
-        try assertFails(["generate", "--checkpoint", Self.tinyModel, "--prompt-file", bad.path], status: 64, saying: "not valid UTF-8")
-        try assertFails(["tokenizer", "encode"], status: 64, saying: "standard input is not valid UTF-8", stdin: Data([0x61, 0xC3]))
+        try assertFails(["generate", "--checkpoint", Self.tinyModel, "--prompt-file", bad.path], status: 65, saying: "not valid UTF-8: first bad byte at offset 2 (line 1)")
+        try assertFails(["tokenizer", "encode"], status: 65, saying: "standard input: not valid UTF-8: first bad byte at offset 1", stdin: Data([0x61, 0xC3]))
+        // A tokenizer-training corpus follows the same rule (it used to become U+FFFD in the vocabulary).
+        try assertFails(["tokenizer", "train", "--input", bad.path, "--output", dir.appendingPathComponent("t.json").path, "--vocab-size", "300"],
+                        status: 65, saying: "\(bad.path): not valid UTF-8: first bad byte at offset 2")
         XCTAssertTrue(try run(["tokenizer", "encode"], stdin: Data("héllo".utf8)).contains(" "))
     }
 
@@ -161,16 +145,8 @@ final class BadInputTests: CLITestCase {
         try assertFails(["data", "stats", dir.appendingPathComponent("absent.jsonl").path], status: 66, saying: "no such file")
     }
 
-    /// Common overrides for a run of a few seconds.
-    func tinyRun(_ data: String, name: String = "r") -> [String] {
-        ["--set", "output_dir=\(dir.path)", "--set", "name=\(name)", "--set", "data.train=[\"\(data)\"]", "--set", "data.limit=120",
-         "--set", "data.eval_count=20", "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64",
-         "--set", "stage1.steps=2", "--set", "stage2.steps=3", "--set", "train.checkpoint_every=1"]
-    }
-
     func testRunFoldersAreLockedAndResumeChecksItsInputs() throws {
-        let data = dir.appendingPathComponent("data.jsonl.gz")
-        try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz").path, toPath: data.path)
+        let data = try dataCopy()
         // Stopped after 2 of its 5 steps, so that there is something to resume.
         let args = ["train", "recipes/smoke.toml"] + tinyRun(data.path)
         try run(args, expect: 1, environment: ["ALIGNERKIT_STOP_AFTER_STEPS": "2"])

@@ -45,4 +45,41 @@ class CLITestCase: XCTestCase {
         XCTAssertEqual(p.terminationStatus, status, "aligner \(args.joined(separator: " ")):\n\(text)", file: file, line: line)
         return text
     }
+
+    // MARK: Shared fixtures and checks of the bad-input tests
+
+    static let tinyModel = root.appendingPathComponent("Tests/AlignerFormatsTests/Fixtures/hf-tiny").path
+
+    /// A copy of the tiny Hugging Face model whose config.json is changed by `edit`.
+    func modelCopy(_ name: String, edit: (inout String) -> Void = { _ in }) throws -> String {
+        let copy = dir.appendingPathComponent(name)
+        try FileManager.default.copyItem(atPath: Self.tinyModel, toPath: copy.path)
+        let config = copy.appendingPathComponent("config.json")
+        var text = try String(contentsOf: config, encoding: .utf8)
+        edit(&text)
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        return copy.path
+    }
+
+    func assertFails(_ args: [String], status: Int32, saying needle: String, stdin: Data? = nil,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let out = try run(args, expect: status, stdin: stdin, file: file, line: line)
+        XCTAssertTrue(out.contains(needle), "aligner \(args.joined(separator: " ")) should say \"\(needle)\":\n\(out)", file: file, line: line)
+        XCTAssertFalse(out.contains("Error Domain="), "Foundation's error text reached the user:\n\(out)", file: file, line: line)
+    }
+
+    /// Common overrides for a run of a few seconds.
+    func tinyRun(_ data: String, name: String = "r") -> [String] {
+        ["--set", "output_dir=\(dir.path)", "--set", "name=\(name)", "--set", "data.train=[\"\(data)\"]", "--set", "data.limit=120",
+         "--set", "data.eval_count=20", "--set", "model.hidden_size=32", "--set", "model.intermediate_size=64",
+         "--set", "stage1.steps=2", "--set", "stage2.steps=3", "--set", "train.checkpoint_every=1"]
+    }
+
+    /// A copy of the bundled hh-rlhf Q-A-C file in the test folder (or at `path`).
+    func dataCopy(_ path: URL? = nil) throws -> URL {
+        let data = path ?? dir.appendingPathComponent("data.jsonl.gz")
+        try FileManager.default.createDirectory(at: data.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.root.appendingPathComponent("data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz").path, toPath: data.path)
+        return data
+    }
 }

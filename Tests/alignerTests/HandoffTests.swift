@@ -64,8 +64,8 @@ final class HandoffTests: CLITestCase {
         XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", ""], expect: 64).contains("empty path"))
         let file = dir.appendingPathComponent("a-file")
         try Data("x".utf8).write(to: file)
-        XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", file.path], expect: 64).contains("is a file, not a folder"))
+        XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", file.path], expect: 74).contains("cannot write: it is a file, not a folder"))
         XCTAssertTrue(try run(["handoff", "recipes/smoke.toml", "--to", "trl", "/proc/alignerkit-handoff"], expect: 74)
-            .contains("cannot create the hand-off folder"))
+            .contains("/proc/alignerkit-handoff: cannot create the folder: a folder on the way does not exist and cannot be made there"))
     }
 }
