@@ -34,6 +34,10 @@ public final class ProcessGroup: @unchecked Sendable {
     /// Payload bytes this rank has all-reduced so far (what it sent into sums; a ring all-reduce moves about twice this
     /// over the network per rank).
     public private(set) var bytesAllReduced = 0
+    /// The host of each rank (`ALIGNERKIT_HOST`, else the host name), learnt when the job starts; one entry alone.
+    public private(set) var hosts: [String] = [ProcessGroup.hostName]
+    /// Seconds this rank has spent in the all-reduce of float32 sums (gradients), waiting for the others included.
+    public var secondsAllReducing: Double { usesMPI ? ak_mpi_seconds_in_allreduce() : 0 }
     /// Set when an error went through `agree` (every rank knows of it; ending MPI normally is then safe).
     public private(set) var failureIsAgreed = false
     private let usesMPI: Bool
@@ -81,8 +85,43 @@ public final class ProcessGroup: @unchecked Sendable {
             throw DistributedError(failedRank: nil, status: 69, message: "started by mpirun (\(launched) ranks), but MPI did not start: \(text(err))")
         }
         let local = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? Int(size)
-        current = ProcessGroup(rank: Int(rank), size: Int(size), localSize: max(1, local), usesMPI: true)
+        let group = ProcessGroup(rank: Int(rank), size: Int(size), localSize: max(1, local), usesMPI: true)
+        try group.startWatchdog(seconds: try collectiveTimeout())
+        current = group
         return current
+    }
+
+    /// This host's name for messages: `ALIGNERKIT_HOST` when set (a launcher that knows its hosts by other names, or
+    /// hosts that share a name), else the system's host name.
+    public static var hostName: String {
+        if let h = ProcessInfo.processInfo.environment["ALIGNERKIT_HOST"], !h.isEmpty { return h }
+        return ProcessInfo.processInfo.hostName
+    }
+
+    /// The longest one collective may wait for the other ranks before this rank gives up on them
+    /// (`ALIGNERKIT_COLLECTIVE_TIMEOUT`, seconds; default 1800, above rank 0's longest lone work: an evaluation with
+    /// generation while the others wait).
+    public static let defaultCollectiveTimeout = 1800.0
+    static func collectiveTimeout() throws -> Double {
+        guard let text = ProcessInfo.processInfo.environment["ALIGNERKIT_COLLECTIVE_TIMEOUT"] else { return defaultCollectiveTimeout }
+        guard let seconds = Double(text), seconds.isFinite, seconds >= 1 else {
+            throw DistributedError(failedRank: nil, status: 64, message: "ALIGNERKIT_COLLECTIVE_TIMEOUT must be a number of seconds ≥ 1, got '\(text)'")
+        }
+        return seconds
+    }
+
+    /// Learns every rank's host (each broadcasts its own), then arms the watchdog: a collective that waits more than
+    /// `seconds` ends this rank with exit status 74 and a message naming it, its host and the ranks it waited for.
+    func startWatchdog(seconds: Double) throws {
+        var names: [String] = []
+        for r in 0..<size {
+            let data = try broadcast(r == rank ? Data(Self.hostName.utf8) : nil, from: r)
+            names.append(String(decoding: data, as: UTF8.self))
+        }
+        hosts = names
+        let others = (0..<size).filter { $0 != rank }.map { "rank \($0) on host \(names[$0])" }.joined(separator: ", ")
+        let message = "rank \(rank) of \(size) on host \(names[rank]): lost the other ranks (\(others)): one of them stopped, or the network link to its host failed. The newest checkpoint in the run's checkpoints/ is complete (resume with --resume, on one host or several); this rank ends"
+        ak_mpi_watchdog(seconds, message, 74)
     }
 
     /// Whether Open MPI can be loaded, and its version line or why not (for `aligner info`).

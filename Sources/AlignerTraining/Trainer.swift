@@ -96,7 +96,7 @@ public final class Trainer: TrainerBase {
             finishedResult: { folder, latest in folder.finishedResult(at: latest) })
         if let done = opening.finished { return done }
         let folder = opening.folder, latest = opening.latest
-        let (bytesBefore, callsBefore) = (group.bytesAllReduced, group.allReduceCalls)
+        let (bytesBefore, callsBefore, secondsBefore) = (group.bytesAllReduced, group.allReduceCalls, group.secondsAllReducing)
         announceDataParallel()
         if group.isDistributed {
             for (n, s) in [(1, recipe.stage1), (2, recipe.stage2)]
@@ -169,8 +169,10 @@ public final class Trainer: TrainerBase {
         }
         if group.isDistributed && run.stepsThisProcess > 0 {
             let megabytes = Double(group.bytesAllReduced - bytesBefore) / 1e6
-            say(String(format: "data-parallel: each rank all-reduced %.1f MB in %d calls of float32 sums over %d steps (%.2f MB per step)",
-                       megabytes, group.allReduceCalls - callsBefore, run.stepsThisProcess, megabytes / Double(run.stepsThisProcess)))
+            let steps = Double(run.stepsThisProcess)
+            say(String(format: "data-parallel: each rank all-reduced %.1f MB in %d calls of float32 sums over %d steps (%.2f MB per step, %.1f ms per step in those calls, waiting for the other ranks included)",
+                       megabytes, group.allReduceCalls - callsBefore, run.stepsThisProcess, megabytes / steps,
+                       (group.secondsAllReducing - secondsBefore) * 1000 / steps))
         }
         return try finish(run, best: best.best, folder: folder, stages: stages, budget: plan.note, prepared: prepared)
     }

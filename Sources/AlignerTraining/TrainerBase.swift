@@ -45,7 +45,9 @@ public class TrainerBase {
     /// Says how a data-parallel run is split (nothing for one process).
     func announceDataParallel() {
         guard group.isDistributed else { return }
-        say("data-parallel: \(group.size) processes (MPI), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
+        let hosts = Array(Set(group.hosts)).sorted()
+        let on = hosts.count > 1 ? " on \(hosts.count) hosts (\(group.hosts.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", ")))" : ""
+        say("data-parallel: \(group.size) processes (MPI)\(on), \(compute.threads) thread\(compute.threads == 1 ? "" : "s") each; rank 0 writes \(runDirectory.path)")
     }
 
     /// Threads from `train.threads` (when positive), else the standard context; matrix products in `train.precision`.

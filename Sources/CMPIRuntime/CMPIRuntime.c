@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef void *ak_handle;  // MPI_Comm, MPI_Datatype, MPI_Op, MPI_Errhandler: pointers in Open MPI's ABI
@@ -116,6 +117,72 @@ int ak_mpi_init(int *rank, int *size, char *err, size_t errlen) {
     return 0;
 }
 
+// The watchdog: each MPI call records when it started (`call_started`, 0 when none is in progress); a thread polls it.
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static double watch_seconds = 0;
+static int watch_status = 74;
+static char watch_message[2048] = "";
+static const char *call_name = "";
+static double call_started = 0;
+static double allreduce_seconds = 0;
+static int watch_running = 0;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void *watch(void *unused) {
+    (void)unused;
+    for (;;) {
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&watch_lock);
+        double started = call_started, limit = watch_seconds;
+        if (started > 0 && limit > 0 && now_seconds() - started > limit) {
+            char line[2600];
+            int n = snprintf(line, sizeof line, "error: %s: %s has waited %.0f s for the other ranks (ALIGNERKIT_COLLECTIVE_TIMEOUT=%.0f)\n",
+                             watch_message, call_name, now_seconds() - started, limit);
+            if (n > 0) { ssize_t w = write(2, line, (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1)); (void)w; }
+            _exit(watch_status);
+        }
+        pthread_mutex_unlock(&watch_lock);
+    }
+    return NULL;
+}
+
+void ak_mpi_watchdog(double seconds, const char *message, int status) {
+    pthread_mutex_lock(&watch_lock);
+    watch_seconds = seconds;
+    watch_status = status;
+    snprintf(watch_message, sizeof watch_message, "%s", message ? message : "");
+    int start = !watch_running && seconds > 0;
+    if (start) watch_running = 1;
+    pthread_mutex_unlock(&watch_lock);
+    if (start) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, watch, NULL) == 0) pthread_detach(thread);
+    }
+}
+
+static void call_begin(const char *name) {
+    pthread_mutex_lock(&watch_lock);
+    call_name = name;
+    call_started = now_seconds();
+    pthread_mutex_unlock(&watch_lock);
+}
+
+static double call_end(void) {
+    pthread_mutex_lock(&watch_lock);
+    double waited = now_seconds() - call_started;
+    call_started = 0;
+    pthread_mutex_unlock(&watch_lock);
+    return waited;
+}
+
+double ak_mpi_seconds_in_allreduce(void) { return allreduce_seconds; }
+
 // MPI counts are int: long buffers go in pieces of at most 2^30 elements.
 #define AK_CHUNK ((int64_t)1 << 30)
 
@@ -123,7 +190,10 @@ static int allreduce(void *buffer, int64_t count, size_t width, ak_handle type, 
     if (!active) { snprintf(err, errlen, "%s: MPI is not running", what); return -1; }
     for (int64_t start = 0; start < count; start += AK_CHUNK) {
         int n = (int)(count - start < AK_CHUNK ? count - start : AK_CHUNK);
+        call_begin(what);
         int rc = p_MPI_Allreduce(AK_MPI_IN_PLACE, (char *)buffer + start * width, n, type, op, comm_world);
+        double waited = call_end();
+        if (type == type_float) allreduce_seconds += waited;
         if (rc != 0) return fail(rc, what, err, errlen);
     }
     return 0;
@@ -145,7 +215,9 @@ int ak_mpi_broadcast(void *buffer, int64_t count, int root, char *err, size_t er
     if (!active) { snprintf(err, errlen, "MPI_Bcast: MPI is not running"); return -1; }
     for (int64_t start = 0; start < count; start += AK_CHUNK) {
         int n = (int)(count - start < AK_CHUNK ? count - start : AK_CHUNK);
+        call_begin("MPI_Bcast");
         int rc = p_MPI_Bcast((char *)buffer + start, n, type_byte, root, comm_world);
+        call_end();
         if (rc != 0) return fail(rc, "MPI_Bcast", err, errlen);
     }
     return 0;
@@ -153,14 +225,18 @@ int ak_mpi_broadcast(void *buffer, int64_t count, int root, char *err, size_t er
 
 int ak_mpi_barrier(char *err, size_t errlen) {
     if (!active) { snprintf(err, errlen, "MPI_Barrier: MPI is not running"); return -1; }
+    call_begin("MPI_Barrier");
     int rc = p_MPI_Barrier(comm_world);
+    call_end();
     return rc == 0 ? 0 : fail(rc, "MPI_Barrier", err, errlen);
 }
 
 void ak_mpi_finalize(void) {
     if (!active) return;
     active = 0;
+    call_begin("MPI_Finalize");
     p_MPI_Finalize();
+    call_end();
 }
 
 void ak_mpi_abort(int status) {

@@ -99,9 +99,10 @@ enum ExitStatus: Int32 {
     case interrupted = 130
 
     static let documentation = """
-        Exit status: 0 success; 1 training stopped (diverged); 64 wrong command line, option or recipe value; \
-        65 bad input data; 66 missing input file; 69 not enough memory; 70 internal error; 74 read/write failure \
-        (e.g. disk full); 75 run folder in use by another process; 130 interrupted (checkpoint written).
+        Exit status: 0 success; 1 training stopped (diverged); 64 wrong command line, option or recipe value, or an \
+        output that would overwrite an input; 65 bad input data; 66 missing input file; 69 not enough memory; \
+        70 internal error; 74 read/write failure (e.g. disk full, read-only file system; a data-parallel rank that lost \
+        the others); 75 run folder in use by another process; 130 interrupted (checkpoint written).
         """
 
     /// The status of a kind of failure.

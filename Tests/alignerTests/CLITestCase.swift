@@ -46,6 +46,17 @@ class CLITestCase: XCTestCase {
         return text
     }
 
+    /// Runs `p` to its end, standard output and error captured together.
+    static func capture(_ p: Process) throws -> (status: Int32, text: String) {
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, text)
+    }
+
     // MARK: Shared fixtures and checks of the bad-input tests
 
     static let tinyModel = root.appendingPathComponent("Tests/AlignerFormatsTests/Fixtures/hf-tiny").path

@@ -1,9 +1,8 @@
 import Foundation
 import XCTest
 
-/// Data-parallel training under Open MPI's mpirun, as users start it: ranks on this machine over loopback and shared
-/// memory. Skipped only where Open MPI is not installed (`scripts/ensure-deps` installs it, so CI runs them).
-final class DataParallelTests: CLITestCase {
+/// mpirun, recipes and metrics for the data-parallel tests (on one host here, across two in `MultiHostTests`).
+class DataParallelTestBase: CLITestCase {
     static let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
 
     /// A smoke-recipe run of `steps` steps in all: 5 identity warm-up steps, then stage 2.
@@ -65,6 +64,40 @@ final class DataParallelTests: CLITestCase {
         }
     }
 
+    /// The process of rank `rank` among the descendants of `root` (Open MPI puts OMPI_COMM_WORLD_RANK in each rank's
+    /// environment).
+    func rankProcess(_ rank: Int, under root: Int32) -> Int32? {
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = Int32(name), let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
+                let vars = env.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                guard vars.contains("OMPI_COMM_WORLD_RANK=\(rank)"), isDescendant(pid, of: root) else { continue }
+                return pid
+            }
+            usleep(100_000)
+        }
+        return nil
+    }
+
+    func isDescendant(_ pid: Int32, of root: Int32) -> Bool {
+        var current = pid
+        for _ in 0..<8 {
+            guard let stat = try? String(contentsOfFile: "/proc/\(current)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 2, let parent = Int32(fields[1]) else { return false }
+            if parent == root { return true }
+            if parent <= 1 { return false }
+            current = parent
+        }
+        return false
+    }
+}
+
+/// Data-parallel training under Open MPI's mpirun, as users start it: ranks on this machine over loopback and shared
+/// memory. Skipped only where Open MPI is not installed (`scripts/ensure-deps` installs it, so CI runs them).
+final class DataParallelTests: DataParallelTestBase {
     /// Two ranks each taking half of every batch give the losses, gradient norms and evaluations of one process on
     /// the whole batch, through both stages with gradient accumulation, and with LoRA adapters under dropout (whose
     /// masks each rank draws for its rows of the whole batch).
@@ -171,35 +204,5 @@ final class DataParallelTests: CLITestCase {
         // The newest checkpoint loads (checksums verified) and the run goes on from it.
         let resumed = try runMPI(ranks: 2, ["train", "--resume"] + args, expect: 1, environment: ["ALIGNERKIT_STOP_AFTER_STEPS": "2"])
         XCTAssertTrue(resumed.contains("resuming from \(checkpoints.path)/ckpt-s2-"), resumed)
-    }
-
-    /// The process of rank `rank` among the descendants of `root` (Open MPI puts OMPI_COMM_WORLD_RANK in each rank's
-    /// environment).
-    func rankProcess(_ rank: Int, under root: Int32) -> Int32? {
-        let deadline = Date().addingTimeInterval(10)
-        while Date() < deadline {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-                guard let pid = Int32(name), let env = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { continue }
-                let vars = env.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                guard vars.contains("OMPI_COMM_WORLD_RANK=\(rank)"), isDescendant(pid, of: root) else { continue }
-                return pid
-            }
-            usleep(100_000)
-        }
-        return nil
-    }
-
-    func isDescendant(_ pid: Int32, of root: Int32) -> Bool {
-        var current = pid
-        for _ in 0..<8 {
-            guard let stat = try? String(contentsOfFile: "/proc/\(current)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 2, let parent = Int32(fields[1]) else { return false }
-            if parent == root { return true }
-            if parent <= 1 { return false }
-            current = parent
-        }
-        return false
     }
 }

@@ -111,13 +111,7 @@ final class OutputSafetyTests: CLITestCase {
             let quoted = ([executable.path] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
             p.arguments = ["-m", "sh", "-c", "mount -t tmpfs -o ro tmpfs '\(ro.path)' && exec \(quoted)"]
             p.currentDirectoryURL = Self.root
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
+            return try Self.capture(p)
         }
         for args in [["data", "convert", raw, ro.appendingPathComponent("x.jsonl").path, "--format", "hh-rlhf"],
                      ["export", Self.tinyModel, ro.appendingPathComponent("hf").path],

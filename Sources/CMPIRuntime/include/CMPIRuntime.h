@@ -30,6 +30,14 @@ int ak_mpi_allreduce_max_f64(double *buffer, int64_t count, char *err, size_t er
 int ak_mpi_broadcast(void *buffer, int64_t count, int root, char *err, size_t errlen);
 /// Waits for every rank.
 int ak_mpi_barrier(char *err, size_t errlen);
+/// Starts the collectives' watchdog: when one MPI call of this process waits more than `seconds` (the other ranks do
+/// not arrive: a rank stopped, or the network link to its host failed), it writes `message` and the call's name and
+/// wait to standard error and ends this process with `status` (`_exit`: a call stuck on a dead link never returns, and
+/// MPI cannot be finalised then). `message` is copied; a later call replaces it.
+void ak_mpi_watchdog(double seconds, const char *message, int status);
+/// Seconds this process has spent inside MPI calls that sum float32 buffers (waiting for the other ranks included).
+double ak_mpi_seconds_in_allreduce(void);
+
 /// Ends MPI normally (every rank must call it).
 void ak_mpi_finalize(void);
 /// Ends every rank of the job with `status` (MPI_Abort); does not return.
