@@ -91,8 +91,8 @@ let package = Package(
         .target(name: "AlignerFiles", dependencies: ["AlignerErrors", "CZlib"], swiftSettings: optimize),
         .target(name: "AlignerSafetensors", dependencies: ["AlignerErrors", "AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
         .target(name: "AlignerGGUF", dependencies: ["AlignerErrors", "AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerModel", dependencies: ["AlignerErrors", "AlignerTensor"], swiftSettings: optimize),
-        .target(name: "AlignerTokenizers", dependencies: ["AlignerErrors", "CPCRE2"], swiftSettings: optimize),
+        .target(name: "AlignerModel", dependencies: ["AlignerErrors", "AlignerFiles", "AlignerTensor"], swiftSettings: optimize),
+        .target(name: "AlignerTokenizers", dependencies: ["AlignerErrors", "AlignerFiles", "CPCRE2"], swiftSettings: optimize),
         // Hugging Face chat templates: the subset of Jinja that model repositories ship, rendered as transformers does.
         .target(name: "AlignerJinja", dependencies: ["AlignerErrors"], swiftSettings: optimize),
         .target(

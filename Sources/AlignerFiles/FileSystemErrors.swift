@@ -82,8 +82,14 @@ public enum FileSystemFailure {
     /// Why nothing can be written at `path`, read from the file system without writing anything; nil when nothing is
     /// in the way. `folder`: the output is a folder (an existing folder is fine) rather than a file.
     public static func obstacle(toWriting path: String, folder: Bool) -> (String, FailureKind)? {
+        if let long = path.split(separator: "/").first(where: { $0.utf8.count > 200 }) {
+            // (outputs are written beside their place under a longer temporary name: 255 bytes is the usual limit)
+            return ("the name \(long.prefix(24))… is \(long.utf8.count) bytes long, more than file systems hold (at most 200 here)", .io)
+        }
         if let blocker = fileAbove(path) { return (underFile(blocker), .io) }
         if !folder && isFolder(path) { return ("it is a folder, not a file", .io) }
+        // A device, pipe or socket: written through a temporary file renamed over it, it would be replaced by a file.
+        if isSpecial(path) { return ("it is a device or other special file, not a regular file", .io) }
         if folder && isFile(path) { return ("it is a file, not a folder", .io) }
         guard let existing = nearestExisting(path) else { return nil }
         var fs = statvfs()
@@ -126,6 +132,13 @@ public enum FileSystemFailure {
             p = parent
         }
         return path.hasPrefix("/") ? "/" : "."
+    }
+
+    static func isSpecial(_ path: String) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        let type = st.st_mode & S_IFMT
+        return type != S_IFDIR && type != S_IFREG
     }
 
     static func isFolder(_ path: String) -> Bool {

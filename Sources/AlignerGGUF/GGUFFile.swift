@@ -1,3 +1,4 @@
+import AlignerFiles
 import AlignerErrors
 import AlignerTensor
 import Foundation
@@ -131,7 +132,7 @@ public final class GGUFFile {
         guard !isDir.boolValue else { throw GGUFError(file: url.path, message: "is a folder, not a GGUF file") }
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw GGUFError(file: url.path, message: "cannot read: \(error.localizedDescription)")
+            throw FileSystemFailure.error(error, path: url.path, action: "read")
         }
         try self.init(data: data, path: url.path)
     }

@@ -1,3 +1,4 @@
+import AlignerFiles
 import AlignerErrors
 import AlignerTensor
 import Foundation
@@ -472,10 +473,10 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public static func load(from url: URL) throws -> LlamaConfig {
         let data: Data
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw ConfigError(field: "config.json", message: "\(url.path) does not exist (not a model folder?)")
+            throw FileError(file: url.path, message: "no such file (not a model folder?)", kind: .missing)
         }
         do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError(field: "config.json", message: "cannot read \(url.path): \(error.localizedDescription)")
+            throw FileSystemFailure.error(error, path: url.path, action: "read")
         }
         let config: LlamaConfig
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch let e as ConfigError {

@@ -77,7 +77,7 @@ public struct SafetensorsFile: Sendable {
     public init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw SafetensorsError(file: url.path, message: "cannot read: \(error.localizedDescription)")
+            throw FileSystemFailure.error(error, path: url.path, action: "read")
         }
         try self.init(data: data, name: url.path)
     }

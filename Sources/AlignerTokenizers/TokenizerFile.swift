@@ -1,3 +1,4 @@
+import AlignerFiles
 import Foundation
 
 extension Tokenizer {
@@ -10,7 +11,7 @@ extension Tokenizer {
         }
         guard FileManager.default.fileExists(atPath: url.path) else { throw TokenizerError.missing(url.path) }
         do { data = try Data(contentsOf: url) } catch {
-            throw TokenizerError.file(url.path, "cannot read: \(error.localizedDescription)")
+            throw FileSystemFailure.error(error, path: url.path, action: "read")
         }
         do { return try load(json: data) } catch let TokenizerError.invalid(m) { throw TokenizerError.file(url.path, m) }
     }
@@ -94,7 +95,7 @@ extension Tokenizer {
         }
         let text: String
         do { text = try String(contentsOf: vocabBPE, encoding: .utf8) } catch {
-            throw TokenizerError.file(vocabBPE.path, "cannot read: \(error.localizedDescription)")
+            throw FileSystemFailure.error(error, path: vocabBPE.path, action: "read")
         }
         var merges: [(String, String)] = []
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

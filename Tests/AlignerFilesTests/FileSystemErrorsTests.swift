@@ -85,8 +85,12 @@ final class FileSystemErrorsTests: XCTestCase {
         // Beside the input, with a name that starts like it: allowed.
         XCTAssertNoThrow(try OutputPaths.check(dir.appendingPathComponent("in-export").path, folder: true, inputs: [input.path]))
         XCTAssertNoThrow(try OutputPaths.check(dir.appendingPathComponent("new/deeper/out.jsonl").path, folder: false, inputs: [data.path]))
-        // Nothing may be in the way.
+        // Nothing may be in the way: a file above, a name no file system holds, a pipe that a rename would replace.
         refused(data.appendingPathComponent("x").path, saying: "which is a file, not a folder", kind: .io)
+        refused(dir.appendingPathComponent(String(repeating: "n", count: 300)).path, saying: "300 bytes long", kind: .io)
+        let fifo = dir.appendingPathComponent("fifo")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        refused(fifo.path, saying: "it is a device or other special file, not a regular file", kind: .io)
     }
 
     func testInvalidUTF8IsRefusedWithItsOffsetAndLine() {

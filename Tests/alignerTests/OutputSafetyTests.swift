@@ -94,6 +94,20 @@ final class OutputSafetyTests: CLITestCase {
         XCTAssertTrue(out.contains("it is a folder, not a file") && !out.contains("correct aligner"), out)
         try assertFails(["tokenizer", "train", "--input", qa.path, "--output", folder.path, "--vocab-size", "300"], status: 74, saying: "it is a folder, not a file")
         try assertFails(["export", Self.tinyModel, file.path], status: 74, saying: "it is a file, not a folder")
+        // A device or pipe would be replaced by a file (outputs are renamed into place): refused.
+        let fifo = dir.appendingPathComponent("fifo")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        try assertFails(["data", "convert", raw, fifo.path, "--format", "hh-rlhf"], status: 74, saying: "it is a device or other special file, not a regular file")
+        try assertFails(["eval", "--checkpoint", Self.tinyModel, "data/qac/raw/aligner-template-dataset.json", "--generate", "0", "--output", fifo.path],
+                        status: 74, saying: "special file")
+        var st = stat()
+        XCTAssertEqual(stat(fifo.path, &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFIFO, "the pipe must still be a pipe")
+        // A model folder without config.json is a missing input (66), not bad data.
+        let empty = dir.appendingPathComponent("empty-model")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        try "{}".write(to: empty.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
+        try assertFails(["generate", "--checkpoint", empty.path, "--prompt", "hi"], status: 66, saying: "config.json: no such file")
     }
 
     /// A read-only file system (Foundation's "Code=642" before), made with a private mount namespace: needs
