@@ -141,4 +141,26 @@ final class LlamaConfigTests: XCTestCase {
         XCTAssertGreaterThan(refused, 50)
         XCTAssertGreaterThan(accepted, 50)
     }
+
+    /// Every family's config.json with extreme integers (negative sizes, 2^31, 2^62, Int.max, Int.min): refused or
+    /// accepted, and what is accepted has a parameter count and memory estimate without overflow.
+    func testExtremeSizesInConfigsAreRefusedNotTrapped() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/families")
+        var m = Mutator(seed: 27)
+        var accepted = 0, refused = 0
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() where !name.hasSuffix(".safetensors") {
+            let valid = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent(name).appendingPathComponent("config.json")))
+            for _ in 0..<80 {
+                do {
+                    let c = try JSONDecoder().decode(LlamaConfig.self, from: JSONSerialization.data(withJSONObject: m.extremeNumbers(valid)))
+                    try c.validate()
+                    XCTAssertGreaterThan(c.parameterCount, 0)
+                    XCTAssertTrue(c.memoryEstimate(training: true, batch: 4, time: 64).isFinite)
+                    accepted += 1
+                } catch is ConfigError { refused += 1 } catch is DecodingError { refused += 1 }
+            }
+        }
+        XCTAssertGreaterThan(refused, 100)
+        XCTAssertGreaterThan(accepted, 10)
+    }
 }

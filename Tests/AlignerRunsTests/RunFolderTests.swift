@@ -126,6 +126,12 @@ final class RunFolderTests: XCTestCase {
             if CheckpointStore.verify(ckpt) != nil { rejected += 1 }
         }
         XCTAssertGreaterThan(rejected, 300)
+        // Extreme sizes and checksums (negative, 2^62, Int.max, Int.min) are compared, never trusted or trapped on.
+        let tree = try JSONSerialization.jsonObject(with: manifest)
+        for _ in 0..<300 {
+            try JSONSerialization.data(withJSONObject: m.extremeNumbers(tree)).write(to: ckpt.appendingPathComponent("manifest.json"))
+            XCTAssertNotNil(CheckpointStore.verify(ckpt))
+        }
         // A manifest naming a file outside the checkpoint is rejected.
         let escape = try JSONSerialization.data(withJSONObject: ["complete": true, "files": ["../x": ["bytes": 1, "crc32": 0]]])
         try escape.write(to: ckpt.appendingPathComponent("manifest.json"))
