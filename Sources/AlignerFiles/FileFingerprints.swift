@@ -30,6 +30,7 @@ public struct FileFingerprints: Codable, Equatable, Sendable {
                 urls = names.sorted().filter { !$0.hasPrefix(".") }.map { URL(fileURLWithPath: path).appendingPathComponent($0) }
                     .filter { (try? $0.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true }
             } else {
+                try FileSystemFailure.checkInputFile(path, what: role)  // (a device would be read forever)
                 urls = [URL(fileURLWithPath: path)]
             }
             for url in urls {

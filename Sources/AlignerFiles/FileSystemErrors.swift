@@ -79,6 +79,25 @@ public enum FileSystemFailure {
         }
     }
 
+    /// Refuses an input that cannot be read as a file, before it is opened: missing (`.missing`), a folder, or a
+    /// device, pipe or socket (`.usage`: reading /dev/zero or a pipe nobody writes would never end). `what` names
+    /// the input in the message ("--prompt-file").
+    public static func checkInputFile(_ path: String, what: String? = nil) throws {
+        let role = what.map { " (\($0))" } ?? ""
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            let code = errno
+            if let blocker = fileAbove(path) { throw FileError(file: path, message: "cannot read\(role): \(underFile(blocker))", kind: .missing) }
+            throw FileError(file: path, message: code == ENOENT ? "no such file\(role)" : "cannot read\(role): \(String(cString: strerror(code)))",
+                            kind: code == ENOENT ? .missing : .io)
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: throw FileError(file: path, message: "is a folder, not a file\(role)", kind: .usage)
+        default: throw FileError(file: path, message: "is a device or other special file, not a regular file\(role): it is not read", kind: .usage)
+        }
+    }
+
     /// Why nothing can be written at `path`, read from the file system without writing anything; nil when nothing is
     /// in the way. `folder`: the output is a folder (an existing folder is fine) rather than a file.
     public static func obstacle(toWriting path: String, folder: Bool) -> (String, FailureKind)? {

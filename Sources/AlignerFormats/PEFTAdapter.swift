@@ -45,6 +45,7 @@ public enum PEFTAdapter {
         let url = directory.appendingPathComponent(configFile)
         func bad(_ m: String) -> FileError { FileError(file: url.path, message: m, kind: .badData) }
         let data: Data
+        try FileSystemFailure.checkInputFile(url.path)
         do { data = try Data(contentsOf: url) } catch { throw FileSystemFailure.error(error, path: url.path, action: "read") }
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw bad("not a JSON object") }
         guard (root["peft_type"] as? String)?.uppercased() == "LORA" else { throw bad("peft_type is \(root["peft_type"] ?? "missing"), not LORA") }

@@ -130,6 +130,7 @@ public final class GGUFFile {
             throw GGUFError(file: url.path, message: "no such file", kind: .missing)
         }
         guard !isDir.boolValue else { throw GGUFError(file: url.path, message: "is a folder, not a GGUF file") }
+        try FileSystemFailure.checkInputFile(url.path)
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw FileSystemFailure.error(error, path: url.path, action: "read")

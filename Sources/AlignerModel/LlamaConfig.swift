@@ -475,6 +475,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw FileError(file: url.path, message: "no such file (not a model folder?)", kind: .missing)
         }
+        try FileSystemFailure.checkInputFile(url.path)
         do { data = try Data(contentsOf: url) } catch {
             throw FileSystemFailure.error(error, path: url.path, action: "read")
         }

@@ -327,6 +327,7 @@ extension Recipe {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
             throw RecipeError(key: "", message: "\(path) is a folder, not a recipe file")
         }
+        if FileManager.default.fileExists(atPath: path) { try FileSystemFailure.checkInputFile(path, what: "recipe") }
         do { text = try UTF8Text.decode(Data(contentsOf: URL(fileURLWithPath: path)), source: path) } catch let e as FileError {
             throw RecipeError(key: "", message: e.description)  // a recipe that is not text is a wrong recipe (64)
         } catch {

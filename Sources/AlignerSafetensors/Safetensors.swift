@@ -75,6 +75,7 @@ public struct SafetensorsFile: Sendable {
 
     /// Opens and validates a file (memory-mapped).
     public init(contentsOf url: URL) throws {
+        try FileSystemFailure.checkInputFile(url.path)
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw FileSystemFailure.error(error, path: url.path, action: "read")

@@ -10,6 +10,7 @@ extension Tokenizer {
             throw TokenizerError.file(url.path, "is a folder, not a tokenizer.json file")
         }
         guard FileManager.default.fileExists(atPath: url.path) else { throw TokenizerError.missing(url.path) }
+        try FileSystemFailure.checkInputFile(url.path)
         do { data = try Data(contentsOf: url) } catch {
             throw FileSystemFailure.error(error, path: url.path, action: "read")
         }

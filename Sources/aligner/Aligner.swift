@@ -161,6 +161,7 @@ func readUTF8File(_ path: String, what: String) throws -> String {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file (\(what))", kind: .missing) }
     guard !isDir.boolValue else { throw FileError(file: path, message: "cannot read (\(what)): it is a folder, not a file", kind: .usage) }
+    try FileSystemFailure.checkInputFile(path, what: what)
     let data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
         throw FileSystemFailure.error(error, path: path, action: "read (\(what))")

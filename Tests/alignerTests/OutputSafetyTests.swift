@@ -136,6 +136,25 @@ final class OutputSafetyTests: CLITestCase {
         }
     }
 
+    /// Inputs that are devices or pipes would be read forever (/dev/zero) or wait for a writer (a FIFO): refused
+    /// before they are opened, in every reader.
+    func testDevicesAndPipesAreNotReadAsInputs() throws {
+        let fifo = dir.appendingPathComponent("in.fifo")
+        XCTAssertEqual(mkfifo(fifo.path, 0o644), 0)
+        let out = dir.appendingPathComponent("o.jsonl").path
+        let says = "is a device or other special file, not a regular file"
+        for input in [fifo.path, "/dev/zero"] {
+            try assertFails(["data", "stats", input], status: 64, saying: says)
+            try assertFails(["tokenizer", "train", "--input", input, "--output", dir.appendingPathComponent("t.json").path], status: 64, saying: says)
+            try assertFails(["correct", "--checkpoint", Self.tinyModel, input, out], status: 64, saying: says)
+            try assertFails(["generate", "--checkpoint", Self.tinyModel, "--prompt-file", input], status: 64, saying: says)
+            try assertFails(["train", input], status: 64, saying: says)
+            try assertFails(["gguf", "inspect", input], status: 64, saying: says)
+            try assertFails(["tokenizer", "encode", "--tokenizer", input, "hi"], status: 64, saying: says)
+            try assertFails(["train", "recipes/smoke.toml"] + tinyRun(input), status: 64, saying: says)
+        }
+    }
+
     func testResumeChecksTheRunsOwnFilesAndRecord() throws {
         let data = try dataCopy()
         let args = ["train", "recipes/smoke.toml"] + tinyRun(data.path)
