@@ -21,7 +21,7 @@ public final class LineReader {
         self.path = path
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw DataError(file: path, message: "no such file", kind: .missing) }
-        guard !isDir.boolValue else { throw DataError(file: path, message: "is a folder, not a file") }
+        guard !isDir.boolValue else { throw DataError(file: path, message: "is a folder, not a file", kind: .usage) }
         try FileSystemFailure.checkInputFile(path)  // (a device or pipe would never end)
         guard let f = fopen(path, "rb") else { throw DataError(file: path, message: "cannot open: \(String(cString: strerror(errno)))") }
         handle = f

@@ -129,7 +129,7 @@ public final class GGUFFile {
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else {
             throw GGUFError(file: url.path, message: "no such file", kind: .missing)
         }
-        guard !isDir.boolValue else { throw GGUFError(file: url.path, message: "is a folder, not a GGUF file") }
+        guard !isDir.boolValue else { throw GGUFError(file: url.path, message: "is a folder, not a GGUF file", kind: .usage) }
         try FileSystemFailure.checkInputFile(url.path)
         let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {

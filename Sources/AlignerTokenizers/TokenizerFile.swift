@@ -7,7 +7,7 @@ extension Tokenizer {
         let data: Data
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
-            throw TokenizerError.file(url.path, "is a folder, not a tokenizer.json file")
+            throw FileError(file: url.path, message: "is a folder, not a tokenizer.json file", kind: .usage)
         }
         guard FileManager.default.fileExists(atPath: url.path) else { throw TokenizerError.missing(url.path) }
         try FileSystemFailure.checkInputFile(url.path)

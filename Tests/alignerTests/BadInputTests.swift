@@ -95,7 +95,7 @@ final class BadInputTests: CLITestCase {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("folder-\(UUID()).gguf")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
-        XCTAssertTrue(try run(["generate", "--checkpoint", folder.path, "--prompt", "hi"], expect: 65).contains("is a folder, not a GGUF file"))
+        XCTAssertTrue(try run(["generate", "--checkpoint", folder.path, "--prompt", "hi"], expect: 64).contains("is a folder, not a GGUF file"))
         let truncated = FileManager.default.temporaryDirectory.appendingPathComponent("truncated-\(UUID()).gguf")
         try Data(try Data(contentsOf: fixture).prefix(700)).write(to: truncated)
         defer { try? FileManager.default.removeItem(at: truncated) }
