@@ -110,30 +110,51 @@ final class OutputSafetyTests: CLITestCase {
         try assertFails(["generate", "--checkpoint", empty.path, "--prompt", "hi"], status: 66, saying: "config.json: no such file")
     }
 
-    /// A read-only file system (Foundation's "Code=642" before), made with a private mount namespace: needs
-    /// `unshare` and root, as this project's CI machines have.
-    func testReadOnlyFileSystemIsSaidInPlainWords() throws {
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare") else {
-            throw XCTSkip("needs root and unshare(1) to mount a read-only file system")
+    /// A read-only file system (Foundation's "Code=642" before) and a full one, made with a private mount namespace, and
+    /// a folder the user may not write (the command run as nobody): needs root, unshare(1) and setpriv(1), as this
+    /// project's CI machines have.
+    func testReadOnlyFullDiskAndPermissionDeniedAreSaidInPlainWords() throws {
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
+              FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            throw XCTSkip("needs root, unshare(1) and setpriv(1) to make read-only, full and unwritable places")
         }
-        let ro = dir.appendingPathComponent("ro")
-        try FileManager.default.createDirectory(at: ro, withIntermediateDirectories: true)
         let raw = Self.root.appendingPathComponent("data/qac/raw/hh-rlhf-harmless-base-test.jsonl.gz").path
-        func inReadOnly(_ args: [String]) throws -> (Int32, String) {
+        let place = dir.appendingPathComponent("place")
+        try FileManager.default.createDirectory(at: place, withIntermediateDirectories: true)
+        chmod(dir.path, 0o755)
+        chmod(place.path, 0o755)
+        func quoted(_ args: [String]) -> String {
+            ([executable.path] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
+        }
+        /// `aligner args` after `setup` (shell) in a private mount namespace, or as nobody.
+        func run(_ args: [String], setup: String?, asNobody: Bool = false) throws -> (Int32, String) {
             let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-            let quoted = ([executable.path] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-            p.arguments = ["-m", "sh", "-c", "mount -t tmpfs -o ro tmpfs '\(ro.path)' && exec \(quoted)"]
+            if asNobody {
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+                p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups"] + [executable.path] + args
+            } else {
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+                p.arguments = ["-m", "sh", "-c", "\(setup!) && exec \(quoted(args))"]
+            }
             p.currentDirectoryURL = Self.root
             return try Self.capture(p)
         }
-        for args in [["data", "convert", raw, ro.appendingPathComponent("x.jsonl").path, "--format", "hh-rlhf"],
-                     ["export", Self.tinyModel, ro.appendingPathComponent("hf").path],
-                     ["export", Self.tinyModel, ro.appendingPathComponent("sub/m.gguf").path]] {
-            let (status, text) = try inReadOnly(args)
-            XCTAssertEqual(status, 74, text)
-            XCTAssertTrue(text.contains("the file system is read-only") && !text.contains("Error Domain="), text)
+        let convert = { (out: String) in ["data", "convert", raw, out, "--format", "hh-rlhf", "--skip-bad"] }
+        let cases: [([String], String?, Bool, String)] = [
+            (convert(place.appendingPathComponent("x.jsonl").path), "mount -t tmpfs -o ro tmpfs '\(place.path)'", false, "the file system is read-only"),
+            (["export", Self.tinyModel, place.appendingPathComponent("hf").path], "mount -t tmpfs -o ro tmpfs '\(place.path)'", false, "the file system is read-only"),
+            (["export", Self.tinyModel, place.appendingPathComponent("sub/m.gguf").path], "mount -t tmpfs -o ro tmpfs '\(place.path)'", false, "the file system is read-only"),
+            (convert(place.appendingPathComponent("x.jsonl").path), "mount -t tmpfs -o size=64k tmpfs '\(place.path)'", false, "no space left on the device"),
+            (["export", Self.tinyModel, place.appendingPathComponent("m.gguf").path, "--type", "f32"], "mount -t tmpfs -o size=64k tmpfs '\(place.path)'", false,
+             "no space left on the device"),
+            (convert(place.appendingPathComponent("x.jsonl").path), nil, true, "permission denied (\(place.path) is not writable)"),
+        ]
+        for (args, setup, nobody, words) in cases {
+            let (status, text) = try run(args, setup: setup, asNobody: nobody)
+            XCTAssertEqual(status, 74, "\(args.joined(separator: " ")): \(text)")
+            XCTAssertTrue(text.contains(words) && !text.contains("Error Domain="), "\(args.joined(separator: " ")) should say \"\(words)\": \(text)")
         }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: place.path), [], "a failed write leaves nothing behind")
     }
 
     /// Inputs that are devices or pipes would be read forever (/dev/zero) or wait for a writer (a FIFO): refused
