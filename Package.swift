@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(name: "AlignerDataTests", dependencies: ["AlignerData", "AlignerErrors", "TestSupport"]),
         .testTarget(name: "AlignerRecipesTests", dependencies: ["AlignerData", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
         .testTarget(name: "AlignerFormatsTests", dependencies: ["AlignerData", "AlignerFiles", "AlignerFormats", "AlignerGGUF", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers", "TrainingTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerRunsTests", dependencies: ["AlignerData", "AlignerFiles", "AlignerInference", "AlignerModel", "AlignerRecipes", "AlignerRuns", "TestSupport", "TrainingTestSupport"]),
+        .testTarget(name: "AlignerRunsTests", dependencies: ["AlignerData", "AlignerFiles", "AlignerInference", "AlignerModel", "AlignerRecipes", "AlignerRuns", "TestSupport", "TrainingTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerInferenceTests", dependencies: ["AlignerData", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTraining"]),
         .testTarget(name: "AlignerTrainingTests", dependencies: ["AlignerData", "AlignerFormats", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerSweeps", "AlignerTensor", "AlignerTokenizers", "AlignerTraining", "TrainingTestSupport"]),
         .testTarget(name: "AlignerSweepsTests", dependencies: ["AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
