@@ -94,6 +94,14 @@ extension BadRecordPolicy: RecipeChoice {}
 extension MatmulPrecision: RecipeChoice {}
 
 /// The measure that picks a run's best stage-2 checkpoint (`train.best_metric`); lower is better for both.
+/// `train.report_to`: where a run's scalars go besides metrics.jsonl, as TRL's `report_to`.
+public enum ReportTo: String, Codable, Sendable, CaseIterable, RecipeChoice {
+    /// TensorBoard event files in the run folder's `tensorboard/` (`tensorboard --logdir RUN_OR_SWEEP_FOLDER`).
+    case tensorboard
+    /// metrics.jsonl only.
+    case none
+}
+
 public enum BestMetric: String, Codable, Sendable, CaseIterable, RecipeChoice {
     case evalLoss = "eval_loss"
     /// Needs generated corrections (`train.generate_eval`).
@@ -209,6 +217,8 @@ public struct Recipe: Equatable, Sendable {
         /// Activation checkpointing per decoder block: each block keeps only its input and runs again in the
         /// backward pass (less memory, one more forward).
         public var activationCheckpointing = false
+        /// Where scalars go besides metrics.jsonl: "tensorboard" (the default) or "none".
+        public var reportTo = ReportTo.tensorboard
         /// Matrix products in "fp32", or "bf16" (inputs rounded to bfloat16, float32 accumulation, as
         /// torch.autocast(cpu, bfloat16); weights, optimiser state, norms, softmax and loss stay float32).
         public var precision = MatmulPrecision.fp32
@@ -595,6 +605,7 @@ extension Recipe {
             RecipeField("train.checkpoint_every", \.train.checkpointEvery, int),
             RecipeField("train.keep_checkpoints", \.train.keepCheckpoints, int), RecipeField("train.threads", \.train.threads, int),
             RecipeField("train.activation_checkpointing", \.train.activationCheckpointing, bool),
+            RecipeField.choice("train.report_to", \.train.reportTo),
             RecipeField.choice("train.precision", \.train.precision),
             RecipeField("train.generate_eval", \.train.generateEval, int),
             RecipeField("train.generate_max_new_tokens", \.train.generateMaxNewTokens, int),
@@ -760,7 +771,7 @@ extension Recipe {
     /// Keys that do not change what a run computes: its name and folder, logging and checkpoint cadence, threads,
     /// activation checkpointing (bit-identical gradients) and the sweep section (which builds the arms' recipes).
     static let operationalKeys: Set<String> = ["name", "output_dir", "train.log_every", "train.checkpoint_every",
-                                               "train.keep_checkpoints", "train.threads", "train.activation_checkpointing"]
+                                               "train.keep_checkpoints", "train.threads", "train.activation_checkpointing", "train.report_to"]
 
     /// Every key that decides a run's result, with its value as canonical JSON text (the split seed resolved). An
     /// Aligner run ignores the `[reward]` section; a reward run ignores the stages, the warm-up proportion, the Aligner

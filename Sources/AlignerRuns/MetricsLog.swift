@@ -8,6 +8,8 @@ import Foundation
 public struct MetricsLog {
     let url: URL
     private let fd: Int32
+    /// TensorBoard events mirroring every line's numbers (`train.report_to = "tensorboard"`).
+    var board: TensorBoardWriter?
 
     /// A log that encodes lines but writes nothing (the processes of a data-parallel run other than rank 0, which see
     /// the same evaluations read back as rank 0 does).
@@ -39,6 +41,18 @@ public struct MetricsLog {
 
     public func append(_ object: [String: Any]) throws {
         try append(line: Self.line(object))
+        if let board { try Self.mirror(object, to: board) }
+    }
+
+    /// Writes the numbers of a metrics line to TensorBoard at its `global_step`: `eval_X` as `eval/X`, the rest as
+    /// `train/X` (stage and step are the axis, not scalars).
+    static func mirror(_ object: [String: Any], to board: TensorBoardWriter, wallTime: Double = Date().timeIntervalSince1970) throws {
+        let step = (object["global_step"] as? Int) ?? (object["global_step"] as? NSNumber)?.intValue ?? 0
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) where !["stage", "step", "global_step", "non_finite"].contains(key) {
+            guard let number = Self.number(value) else { continue }  // (strings and lists are not scalars)
+            let tag = key.hasPrefix("eval_") ? "eval/" + key.dropFirst(5) : "train/" + key
+            try board.scalar(tag, number, step: step, wallTime: wallTime)
+        }
     }
 
     /// Appends one encoded line.
@@ -85,6 +99,7 @@ public struct MetricsLog {
     /// A number from a metrics line: null (a non-finite value) reads as NaN.
     public static func number(_ v: Any?) -> Double? {
         if v is NSNull { return .nan }
+        if let f = v as? Float { return Double(f) }
         return v as? Double ?? (v as? Int).map(Double.init)
     }
 
@@ -116,6 +131,7 @@ public struct MetricsLog {
         guard let back = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any], let point = Self.evalPoint(back) else {
             throw FileError(file: url.path, message: "an evaluation line does not read back")
         }
+        if let board { try Self.mirror(back, to: board) }
         return point
     }
 }

@@ -127,11 +127,14 @@ public final class RunFolder {
 
     /// Opens metrics.jsonl: emptied for a fresh run; for a resumed one, cut back to the checkpoint being resumed so
     /// that the file reads as one uninterrupted run.
-    public func startMetrics(resumingAt state: TrainerState?) throws {
+    /// With `tensorBoard`, every line is mirrored as TensorBoard scalars in `tensorboard/`; a resumed run rewrites those
+    /// events from the record it keeps, so no step appears twice.
+    public func startMetrics(resumingAt state: TrainerState?, tensorBoard: Bool = false) throws {
         guard writes else {
             metrics = MetricsLog(discarding: metricsURL)
             return
         }
+        defer { if tensorBoard, metrics != nil { try? startTensorBoard() } }
         if let s = state {
             try checkMetricsForResume(at: s)
             let keep = MetricsLog.lines(metricsURL).filter { line in
@@ -163,6 +166,20 @@ public final class RunFolder {
         if started && !recorded {
             throw FileError(file: metricsURL.path, message: "holds nothing up to stage \(state.stage) step \(state.step), the checkpoint being resumed. \(howToGoOn)", kind: .badData)
         }
+    }
+
+    /// The folder of the run's TensorBoard events.
+    public var tensorBoardURL: URL { directory.appendingPathComponent("tensorboard") }
+
+    /// Starts the event file afresh (older ones removed) with every line metrics.jsonl holds now, then mirrors new lines.
+    func startTensorBoard() throws {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: tensorBoardURL.path)) ?? [] where name.hasPrefix("events.out.tfevents.") {
+            try? fm.removeItem(at: tensorBoardURL.appendingPathComponent(name))
+        }
+        let board = try TensorBoardWriter(folder: tensorBoardURL)
+        for line in MetricsLog.lines(metricsURL) { try MetricsLog.mirror(line.object, to: board) }
+        metrics?.board = board
     }
 
     public func writeResult(_ result: RunResult) throws {

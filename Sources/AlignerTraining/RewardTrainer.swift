@@ -109,7 +109,7 @@ public final class RewardTrainer: TrainerBase {
             state = saved
             say("resuming from \(latest.path): step \(state.step)/\(state.totalSteps)")
         }
-        try group.agree { try folder.startMetrics(resumingAt: latest != nil ? state : nil) }  // others read it after rank 0 cut it back
+        try group.agree { try folder.startMetrics(resumingAt: latest != nil ? state : nil, tensorBoard: recipe.train.reportTo == .tensorboard) }  // others read it after rank 0 cut it back
         let task = RewardTask(recipe: recipe, model: model, eval: eval, evalBatch: max(1, settings.batchSize),
                               tokenizerJSON: try setup.tokenizer.jsonData(), specials: setup.specials,
                               base: settings.finetune == .lora ? setup.base : nil)

@@ -125,7 +125,7 @@ public final class Trainer: TrainerBase {
             (state, optimizerToRestore) = try CheckpointStore.load(latest, into: model, verify: false)
             say("resuming from \(latest.path): stage \(state.stage), step \(state.step)/\(state.totalSteps)")
         }
-        try group.agree { try folder.startMetrics(resumingAt: latest != nil ? state : nil) }  // others read it after rank 0 cut it back
+        try group.agree { try folder.startMetrics(resumingAt: latest != nil ? state : nil, tensorBoard: recipe.train.reportTo == .tensorboard) }  // others read it after rank 0 cut it back
         let task = AlignerTask(recipe: recipe, model: model, evalExamples: prepared.eval, padId: prepared.padId,
                                tokenizerJSON: try prepared.tokenizer.jsonData(), extraFiles: try prepared.checkpointFiles(), group: group)
         let run = TrainingRun(recipe: recipe, folder: folder, task: task, state: state, finalStage: 2, group: group, say: say)
