@@ -73,6 +73,8 @@ public final class TrainingRun {
     private(set) var stageStarted: ContinuousClock.Instant
     private(set) var stageStartTokens = 0
     private(set) var stageStartStep = 0
+    /// Seconds of this stage spent evaluating, which the stage's tokens/s leaves out.
+    private(set) var stageEvaluating = 0.0
 
     init(recipe: Recipe, folder: RunFolder, task: TrainingTask, state: TrainerState, finalStage: Int, group: ProcessGroup = .single,
          say: @escaping (String) -> Void) {
@@ -91,9 +93,10 @@ public final class TrainingRun {
     /// Seconds of training in this run, across processes.
     public var elapsed: Double { elapsedBefore + (clock.now - started).inSeconds }
 
-    /// Tokens per second in this stage (this process) and the estimated seconds left in it.
+    /// Tokens per second of training in this stage (this process; evaluations left out, so the line after an
+    /// evaluation shows the training rate) and the estimated seconds of training steps left in it.
     var stageRate: (tokensPerSecond: Double, eta: Double) {
-        let seconds = (clock.now - stageStarted).inSeconds
+        let seconds = max((clock.now - stageStarted).inSeconds - stageEvaluating, 1e-9)
         let steps = max(state.step - stageStartStep, 1)
         return (Double(state.tokensSeen - stageStartTokens) / max(seconds, 1e-9), seconds / Double(steps) * Double(state.totalSteps - state.step))
     }
@@ -103,6 +106,7 @@ public final class TrainingRun {
         stageStarted = clock.now
         stageStartTokens = state.tokensSeen
         stageStartStep = state.step
+        stageEvaluating = 0
     }
 
     /// The global step (stage-2 steps counted after stage 1's).
@@ -112,6 +116,8 @@ public final class TrainingRun {
     /// before any training (stage 0, step 0).
     @discardableResult
     public func evaluateAndRecord(initial: Bool = false) throws -> (point: EvalPoint, fields: [String: Any]) {
+        let evaluationStarted = clock.now
+        defer { stageEvaluating += (clock.now - evaluationStarted).inSeconds }
         var fields = try task.evaluate()
         fields.merge(["stage": initial ? 0 : state.stage, "step": initial ? 0 : state.step, "global_step": initial ? 0 : globalStep]) { _, new in new }
         // Every process reads the evaluation back from the same line (rank 0 also writes it).
