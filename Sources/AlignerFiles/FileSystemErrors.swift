@@ -122,8 +122,7 @@ public enum FileSystemFailure {
 
     /// Why nothing can be written under `blocker`, a part of the path that exists and is not a folder.
     static func underFile(_ blocker: String) -> String {
-        var st = stat()
-        let regular = stat(blocker, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+        let regular = fileType(blocker) == S_IFREG
         return "it lies under \(blocker), which is \(regular ? "a file" : "a device or other special file"), not a folder"
     }
 
@@ -133,9 +132,8 @@ public enum FileSystemFailure {
         let parts = path.split(separator: "/", omittingEmptySubsequences: true).dropLast()
         for part in parts {
             prefix += "/" + part
-            var st = stat()
-            if stat(prefix, &st) != 0 { return nil }
-            if (st.st_mode & S_IFMT) != S_IFDIR { return path.hasPrefix("/") ? prefix : String(prefix.dropFirst(2)) }
+            guard let type = fileType(prefix) else { return nil }
+            if type != S_IFDIR { return path.hasPrefix("/") ? prefix : String(prefix.dropFirst(2)) }
         }
         return nil
     }
@@ -144,8 +142,7 @@ public enum FileSystemFailure {
     static func nearestExisting(_ path: String) -> String? {
         var p = path
         while !p.isEmpty {
-            var st = stat()
-            if stat(p, &st) == 0 { return p }
+            if fileType(p) != nil { return p }
             let parent = (p as NSString).deletingLastPathComponent
             if parent == p { break }
             p = parent
@@ -153,22 +150,17 @@ public enum FileSystemFailure {
         return path.hasPrefix("/") ? "/" : "."
     }
 
-    static func isSpecial(_ path: String) -> Bool {
+    /// The type bits (`S_IFREG`, `S_IFDIR`, ...) of what is at `path`, following links; nil when nothing is.
+    static func fileType(_ path: String) -> mode_t? {
         var st = stat()
-        guard stat(path, &st) == 0 else { return false }
-        let type = st.st_mode & S_IFMT
-        return type != S_IFDIR && type != S_IFREG
+        return stat(path, &st) == 0 ? st.st_mode & S_IFMT : nil
     }
 
-    static func isFolder(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-    }
-
-    static func isFile(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) != S_IFDIR
-    }
+    /// A device, pipe or socket.
+    static func isSpecial(_ path: String) -> Bool { fileType(path).map { $0 != S_IFDIR && $0 != S_IFREG } ?? false }
+    static func isFolder(_ path: String) -> Bool { fileType(path) == S_IFDIR }
+    /// Anything but a folder.
+    static func isFile(_ path: String) -> Bool { fileType(path).map { $0 != S_IFDIR } ?? false }
 
     /// The POSIX error code inside a Foundation error, when it has one.
     static func posixCode(of ns: NSError) -> Int32? {
@@ -191,8 +183,7 @@ public enum FileSystemFailure {
     static func diagnose(path: String, action: String) -> (String, FailureKind)? {
         if action.hasPrefix("read") || action.hasPrefix("open") {
             if let blocker = fileAbove(path) { return (underFile(blocker), .io) }
-            var st = stat()
-            if stat(path, &st) != 0 { return ("no such file or folder", .missing) }
+            if fileType(path) == nil { return ("no such file or folder", .missing) }
             if access(path, R_OK) != 0 { return ("permission denied", .io) }
             return nil
         }

@@ -110,7 +110,7 @@ public final class RunFolder {
         } else {
             say("note: \(inputsURL.path) is missing (a run started by an older AlignerKit); the inputs cannot be compared")
         }
-        // The record must be there before any work (`startMetrics` checks again when it cuts the record back).
+        // The record must be there before any work.
         if let data = try? Data(contentsOf: latest.appendingPathComponent("trainer_state.json")),
            let state = try? JSONDecoder().decode(TrainerState.self, from: data) {
             try checkMetricsForResume(at: state)
@@ -136,7 +136,6 @@ public final class RunFolder {
         }
         defer { if tensorBoard, metrics != nil { try? startTensorBoard() } }
         if let s = state {
-            try checkMetricsForResume(at: s)
             let keep = MetricsLog.lines(metricsURL).filter { line in
                 guard let stage = line.object["stage"] as? Int, let step = line.object["step"] as? Int else { return false }
                 return stage < s.stage || (stage == s.stage && step <= s.step)

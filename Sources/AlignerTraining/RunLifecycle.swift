@@ -55,7 +55,8 @@ public struct RunLifecycle {
         var writer: RunFolder?
         var done: Result?
         // The run folder must not be, hold or lie inside what the run reads (`--restart` empties it).
-        if group.isMain { try OutputPaths.check(runDirectory.path, folder: true, inputs: inputs().map(\.path)) }
+        let read = group.isMain ? try inputs() : []
+        if group.isMain { try OutputPaths.check(runDirectory.path, folder: true, inputs: read.map(\.path)) }
         let start = try group.agree { () -> Start in
             guard group.isMain else { return Start() }
             let folder = try RunFolder(directory: runDirectory, say: say)
@@ -65,7 +66,7 @@ public struct RunLifecycle {
             if latest != nil { try folder.checkSameRecipe(recipe, kind: kind) }
             done = finishedResult(folder, latest)
             if done != nil { return Start(latest: latest?.path, finished: true) }
-            let fingerprints = try FileFingerprints.record(inputs())
+            let fingerprints = try FileFingerprints.record(read)
             if let latest { try folder.checkResumable(inputs: fingerprints, from: latest, say: say) } else {
                 if resume && !restart { say("no checkpoint to resume in \(folder.checkpoints.directory.path); starting from the beginning") }
                 try folder.recordStart(recipe, inputs: fingerprints)
