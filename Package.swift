@@ -10,6 +10,7 @@
 //   AlignerTokenizers (tokenizer.json BPE), AlignerJinja (chat templates) -> AlignerData (records, templates, splits, batches)
 //   CMPIRuntime (loads Open MPI) -> AlignerDistributed (ranks and collectives)
 //   AlignerMeasures (refusals, degeneration, edit distances, 95% intervals; Foundation only)
+//   AlignerReports (self-contained HTML reports: tables, charts, the corrections gallery; Foundation only)
 //   -> AlignerRecipes -> AlignerFormats (model files) -> AlignerRuns (run store) -> AlignerInference (correct, eval, judge)
 //   -> AlignerTraining (both trainers) -> AlignerSweeps, AlignerHandoff -> aligner (executable: parses, calls, prints)
 //   AlignerBench (benchmarks) -> aligner
@@ -49,6 +50,7 @@ let package = Package(
         .library(name: "AlignerData", targets: ["AlignerData"]),
         .library(name: "AlignerDistributed", targets: ["AlignerDistributed"]),
         .library(name: "AlignerMeasures", targets: ["AlignerMeasures"]),
+        .library(name: "AlignerReports", targets: ["AlignerReports"]),
         .library(name: "AlignerRecipes", targets: ["AlignerRecipes"]),
         .library(name: "AlignerFormats", targets: ["AlignerFormats"]),
         .library(name: "AlignerRuns", targets: ["AlignerRuns"]),
@@ -101,6 +103,9 @@ let package = Package(
         .target(name: "AlignerOptim", dependencies: ["AlignerErrors", "AlignerTensor"], swiftSettings: optimize),
         // Measures of responses (refusals, degeneration) and 95% intervals; knows nothing of models or data files.
         .target(name: "AlignerMeasures", swiftSettings: optimize),
+        // Self-contained HTML reports (escaped text, embedded charts, a gallery filtered by a nonce'd script); knows
+        // nothing of models, runs or sweeps.
+        .target(name: "AlignerReports", swiftSettings: optimize),
         // Recipes: the TOML reader, every key with its default, check and closed set of values.
         .target(name: "AlignerRecipes", dependencies: ["AlignerData", "AlignerErrors", "AlignerFiles", "AlignerModel", "AlignerOptim", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
         // Model files: Hugging Face folders, GGUF models, PEFT adapters, reward models, exports; AlignerBundle (a loaded Aligner).
@@ -108,11 +113,11 @@ let package = Package(
         // The run store: run folder and lock, checkpoints, metrics, results, progress lines; locating runs and sweeps by name.
         .target(name: "AlignerRuns", dependencies: ["AlignerData", "AlignerErrors", "AlignerFiles", "AlignerFormats", "AlignerMeasures", "AlignerModel", "AlignerOptim", "AlignerRecipes", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
         // Using models: corrections, evaluation (loss, generation metrics, controls), the reward judge, fluency.
-        .target(name: "AlignerInference", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerFormats", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
+        .target(name: "AlignerInference", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerFormats", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerReports", "AlignerRuns", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
         // The Aligner and reward trainers: training loop, observers, run preparation, interrupts.
         .target(name: "AlignerTraining", dependencies: ["AlignerData", "AlignerDistributed", "AlignerErrors", "AlignerFiles", "AlignerFormats", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerOptim", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers"], swiftSettings: optimize),
-        // Warm-up sweeps: the plan of arms, their runs, judging, report.json, report.md and the chart.
-        .target(name: "AlignerSweeps", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTraining"], swiftSettings: optimize),
+        // Warm-up sweeps: the plan of arms, their runs, judging, report.json, report.md, the chart and report.html.
+        .target(name: "AlignerSweeps", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerReports", "AlignerRuns", "AlignerTraining"], swiftSettings: optimize),
         // The hand-off of a recipe to TRL (splits, configs, model folder, script).
         .target(name: "AlignerHandoff", dependencies: ["AlignerData", "AlignerDistributed", "AlignerFiles", "AlignerFormats", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTraining"], swiftSettings: optimize),
         .target(
@@ -148,10 +153,11 @@ let package = Package(
         .testTarget(name: "AlignerRecipesTests", dependencies: ["AlignerData", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
         .testTarget(name: "AlignerFormatsTests", dependencies: ["AlignerData", "AlignerFiles", "AlignerFormats", "AlignerGGUF", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerTensor", "AlignerTokenizers", "TrainingTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "AlignerRunsTests", dependencies: ["AlignerData", "AlignerFiles", "AlignerInference", "AlignerModel", "AlignerRecipes", "AlignerRuns", "TestSupport", "TrainingTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "AlignerInferenceTests", dependencies: ["AlignerData", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTraining"]),
+        .testTarget(name: "AlignerInferenceTests", dependencies: ["AlignerData", "AlignerInference", "AlignerMeasures", "AlignerReports", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerTensor", "AlignerTraining"]),
         .testTarget(name: "AlignerTrainingTests", dependencies: ["AlignerData", "AlignerFormats", "AlignerInference", "AlignerMeasures", "AlignerModel", "AlignerRecipes", "AlignerRuns", "AlignerSafetensors", "AlignerSweeps", "AlignerTensor", "AlignerTokenizers", "AlignerTraining", "TrainingTestSupport"]),
-        .testTarget(name: "AlignerSweepsTests", dependencies: ["AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
+        .testTarget(name: "AlignerSweepsTests", dependencies: ["AlignerData", "AlignerRecipes", "AlignerRuns", "AlignerSweeps", "AlignerTraining", "TrainingTestSupport"]),
         .testTarget(name: "AlignerMeasuresTests", dependencies: ["AlignerMeasures"]),
+        .testTarget(name: "AlignerReportsTests", dependencies: ["AlignerReports"]),
         // Runs the built executable as a user would (the dependency makes `swift test` build it).
         .testTarget(name: "alignerTests", dependencies: ["aligner"]),
     ]

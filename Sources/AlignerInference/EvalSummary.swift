@@ -2,6 +2,7 @@ import AlignerData
 import AlignerFormats
 import AlignerMeasures
 import AlignerModel
+import AlignerReports
 import AlignerTensor
 import Foundation
 
@@ -29,9 +30,11 @@ public struct EvalSummary: Codable, Sendable {
     public var textMeasures: [NamedTextMeasures]?
     /// A reward model's verdict on the generated corrections (`--judge`), with its controls.
     public var judge: JudgeSummary?
-    /// The first generated records with their texts (and, when judged, scores and whether the correction is useful):
-    /// what the figures above stand for.
+    /// Every generated record with its texts (and, when judged, scores and whether the correction is useful): what the
+    /// figures above stand for. The Markdown table shows the first `sampleCount`; report.html all of them.
     public var samples: [Sample]?
+    /// The names of the control models whose corrections each sample holds (`Sample.controlCorrections`), in order.
+    public var controlNames: [String]?
 
     /// One generated record.
     public struct Sample: Codable, Sendable {
@@ -44,30 +47,24 @@ public struct EvalSummary: Codable, Sendable {
         public var answerScore: Double?
         public var correctionScore: Double?
         public var useful: Bool?
+        /// The control models' corrections of this record (`controlNames`) and whether each ended with its end token.
+        public var controlCorrections: [String]?
+        public var controlEnded: [Bool]?
     }
 
-    /// Records shown as samples.
+    /// Records shown in the Markdown table.
     public static let sampleCount = 5
 
     public var table: String {
-        var s = "| metric | value |\n|---|---:|\n"
-        s += "| records | \(records) (\(scored) scored) |\n"
-        s += String(format: "| correction loss | %.4f |\n| perplexity | %.2f |\n", loss, perplexity)
-        if let c = copyRate {
-            s += "| generated | \(generated) |\n"
-            s += String(format: "| copy rate (output = answer) | %.3f |\n", c)
-            s += String(format: "| near-copy rate (edit distance to the answer ≤ %.2f) | %.3f |\n", CorrectionMetrics.nearCopyThreshold, nearCopyRate ?? .nan)
-            s += String(format: "| mean normalised edit distance to the answer | %.3f |\n", editDistanceToAnswer ?? .nan)
-            s += String(format: "| mean normalised edit distance to the reference | %.3f |\n", editDistanceToReference ?? .nan)
-        }
-        if let judge { s += judge.tableRows }
+        var s = metricsTable().markdown()
         if let samples, !samples.isEmpty {
             func clip(_ t: String, _ n: Int) -> String {
                 let flat = t.split(whereSeparator: \.isNewline).joined(separator: " ⏎ ").replacingOccurrences(of: "|", with: "\\|")
                 return flat.count > n ? String(flat.prefix(n)) + "…" : flat
             }
-            s += "\nThe first \(samples.count) generated records (question's last 120 characters, texts up to 240):\n\n"
-            for (i, x) in samples.enumerated() {
+            let shown = samples.prefix(Self.sampleCount)
+            s += "\nThe first \(shown.count) generated records (question's last 120 characters, texts up to 240):\n\n"
+            for (i, x) in shown.enumerated() {
                 s += "\(i + 1). question: …\(clip(String(x.question.suffix(120)), 120))\n"
                 s += "   answer\(x.answerScore.map { String(format: " (score %.2f)", $0) } ?? ""): \(clip(x.answer, 240))\n"
                 s += "   correction\(x.correctionScore.map { String(format: " (score %.2f)", $0) } ?? "")\(x.ended ? "" : " [unfinished]")\(x.useful.map { $0 ? " [useful]" : " [not useful]" } ?? ""): \(clip(x.correction, 240))\n"
@@ -76,16 +73,44 @@ public struct EvalSummary: Codable, Sendable {
         }
         if let judge {
             s += "\n" + judge.controlsTable
-        } else if let measures = textMeasures {
-            s += "\n| responses (\(generated) records) | refusal rate | degenerate | generic | repeated 4-grams | distinct-2 | unfinished | mean words | fluency (loss/token) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-            for m in measures {
-                s += String(format: "| %@ | %.3f | %.3f | %.3f | %.3f | %.3f | ", m.name, m.measures.refusalRate, m.measures.degenerateRate, m.measures.genericRate, m.measures.repeated4, m.measures.distinct2)
-                s += (m.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–") + String(format: " | %.1f | ", m.measures.meanWords)
-                s += (m.measures.fluencyLoss.map { String(format: "%.3f", $0) } ?? "–") + " |\n"
-            }
-            if let model = measures.first?.measures.fluencyModel { s += "\nFluency: mean per-token loss of each text under \(model) (lower reads more fluently).\n" }
+        } else if let measures = measuresTable() {
+            s += "\n" + measures.markdown()
+            if let model = textMeasures?.first?.measures.fluencyModel { s += "\nFluency: mean per-token loss of each text under \(model) (lower reads more fluently).\n" }
         }
         return s
+    }
+
+    /// The headline figures, one row each (keys as in the JSON summary); with a judge, its verdict rows.
+    public func metricsTable() -> ReportTable {
+        typealias Cell = ReportTable.Cell
+        var rows: [[Cell]] = [[Cell("records"), Cell("\(records) (\(scored) scored)", value: Double(records))],
+                              [Cell("correction loss"), .number(loss)], [Cell("perplexity"), .number(perplexity, "%.2f")]]
+        if let c = copyRate {
+            rows.append([Cell("generated"), Cell("\(generated)", value: Double(generated))])
+            rows.append([Cell("copy rate (output = answer)"), .number(c, "%.3f")])
+            rows.append([Cell(String(format: "near-copy rate (edit distance to the answer ≤ %.2f)", CorrectionMetrics.nearCopyThreshold)), .number(nearCopyRate ?? .nan, "%.3f")])
+            rows.append([Cell("mean normalised edit distance to the answer"), .number(editDistanceToAnswer ?? .nan, "%.3f")])
+            rows.append([Cell("mean normalised edit distance to the reference"), .number(editDistanceToReference ?? .nan, "%.3f")])
+        }
+        if let judge { rows += judge.verdictRows.map { [Cell($0.0), Cell($0.1)] } }
+        return ReportTable(id: "metrics", columns: [.init("metric", "metric", numeric: false), .init("value", "value")], rows: rows)
+    }
+
+    /// Refusal and degeneration measures of every set of responses (when generated without a judge; the judge's
+    /// controls table has them otherwise).
+    public func measuresTable() -> ReportTable? {
+        guard let measures = textMeasures else { return nil }
+        typealias Cell = ReportTable.Cell
+        let columns: [ReportTable.Column] = [.init("name", "responses (\(generated) records)", numeric: false), .init("refusal_rate", "refusal rate"),
+                                             .init("degenerate_rate", "degenerate"), .init("generic_rate", "generic"), .init("repeated4", "repeated 4-grams"),
+                                             .init("distinct2", "distinct-2"), .init("unfinished_rate", "unfinished"), .init("mean_words", "mean words"),
+                                             .init("fluency_loss", "fluency (loss/token)")]
+        let rows = measures.map { m -> [Cell] in
+            [Cell(m.name), .number(m.measures.refusalRate, "%.3f"), .number(m.measures.degenerateRate, "%.3f"), .number(m.measures.genericRate, "%.3f"),
+             .number(m.measures.repeated4, "%.3f"), .number(m.measures.distinct2, "%.3f"), .number(m.measures.unfinishedRate, "%.3f"),
+             .number(m.measures.meanWords, "%.1f"), .number(m.measures.fluencyLoss, "%.3f")]
+        }
+        return ReportTable(id: "measures", columns: columns, rows: rows)
     }
 
     /// Mean per-token loss under `fluency` for every set of responses measured (in `textMeasures` and, when judged,
@@ -158,11 +183,14 @@ public struct EvalSummary: Codable, Sendable {
                                                        tieMargin: tieMargin, batchSize: batchSize).summary
             }
             let judgedAnswers = summary.judge?.responses.first, judgedCorrections = summary.judge?.responses.last
-            summary.samples = subset.indices.prefix(sampleCount).map { i in
+            summary.samples = subset.indices.map { i in
                 Sample(question: subset[i].question, answer: subset[i].answer, reference: subset[i].correction, correction: outputs.texts[i],
                        ended: outputs.ended[i], answerScore: judgedAnswers?.scores[i], correctionScore: judgedCorrections?.scores[i],
-                       useful: judgedCorrections?.usefulRecords[i])
+                       useful: judgedCorrections?.usefulRecords[i],
+                       controlCorrections: controlOutputs.isEmpty ? nil : controlOutputs.map { $0.1.texts[i] },
+                       controlEnded: controlOutputs.isEmpty ? nil : controlOutputs.map { $0.1.ended[i] })
             }
+            if !controlOutputs.isEmpty { summary.controlNames = controlOutputs.map(\.0) }
             if let fluency { try summary.addFluency(fluency, answers: subset.map(\.answer), references: subset.map(\.correction),
                                                     controls: controlOutputs.map(\.1.texts), corrections: outputs.texts) }
         }

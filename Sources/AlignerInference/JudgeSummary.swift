@@ -4,6 +4,7 @@ import AlignerFormats
 import AlignerMeasures
 import AlignerModel
 import AlignerRecipes
+import AlignerReports
 import AlignerRuns
 import AlignerTensor
 import AlignerTokenizers
@@ -248,32 +249,39 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
         return summary
     }
 
-    /// Markdown rows for `aligner eval`'s metric table.
-    public var tableRows: String {
-        var s = "| judge | \(judge) (tie when the scores differ by ≤ \(tieMargin) or the texts are equal) |\n"
-        s += "| judged records | \(records) |\n"
-        s += "| **verdict** | \(headline) |\n"
-        s += String(format: "| mean score: answer / correction | %.4f / %.4f |\n", meanAnswerScore, meanCorrectionScore)
-        s += "| correction vs answer | \(correctionVsAnswer.line) |\n"
-        if let v = correctionVsReference { s += "| correction vs reference | \(v.line) |\n" }
+    /// `aligner eval`'s metric table rows: (metric, text).
+    public var verdictRows: [(String, String)] {
+        var rows = [("judge", "\(judge) (tie when the scores differ by ≤ \(tieMargin) or the texts are equal)"), ("judged records", "\(records)"),
+                    ("**verdict**", headline), ("mean score: answer / correction", String(format: "%.4f / %.4f", meanAnswerScore, meanCorrectionScore)),
+                    ("correction vs answer", correctionVsAnswer.line)]
+        if let v = correctionVsReference { rows.append(("correction vs reference", v.line)) }
         if let v = referenceVsAnswer, let m = meanReferenceScore {
-            s += "| reference vs answer (the judge on the data's own preference) | \(v.line); mean reference score \(String(format: "%.4f", m)) |\n"
+            rows.append(("reference vs answer (the judge on the data's own preference)", "\(v.line); mean reference score \(String(format: "%.4f", m))"))
         }
-        return s
+        return rows
+    }
+
+    /// The controls and the corrections side by side (same records, same judge): one row per set of responses.
+    public func responsesTable() -> ReportTable {
+        typealias Cell = ReportTable.Cell
+        let columns: [ReportTable.Column] = [
+            .init("name", "responses (same \(records) records, same judge)", numeric: false), .init("mean_score", "mean score"),
+            .init("win_rate", "judge prefers it to the answer"), .init("useful_rate", "useful rate [95%]"), .init("refusal_rate", "refusal rate"),
+            .init("degenerate_rate", "degenerate"), .init("generic_rate", "generic"), .init("repeated4", "repeated 4-grams"), .init("distinct2", "distinct-2"),
+            .init("unfinished_rate", "unfinished"), .init("fluency_loss", "fluency (loss/token)")]
+        let rows = responses.map { x -> [Cell] in
+            [Cell(x.name == Self.refusalName ? "fixed refusal \"\(refusalText)\"" : x.name), .number(x.meanScore), .number(x.vsAnswer.winRate, "%.3f"),
+             Cell(String(format: "%.3f [%.3f, %.3f]", x.usefulRate, x.usefulInterval[0], x.usefulInterval[1]), value: x.usefulRate),
+             .number(x.measures.refusalRate, "%.3f"), .number(x.measures.degenerateRate, "%.3f"), .number(x.measures.genericRate, "%.3f"),
+             .number(x.measures.repeated4, "%.3f"), .number(x.measures.distinct2, "%.3f"), .number(x.measures.unfinishedRate, "%.3f"),
+             .number(x.measures.fluencyLoss, "%.3f")]
+        }
+        return ReportTable(id: "responses", columns: columns, rows: rows)
     }
 
     /// The controls and the corrections side by side, then the verdicts in words (Markdown).
     public var controlsTable: String {
-        func r(_ x: Double, _ i: [Double]) -> String { String(format: "%.3f [%.3f, %.3f]", x, i[0], i[1]) }
-        var s = "| responses (same \(records) records, same judge) | mean score | judge prefers it to the answer | useful rate [95%] | refusal rate | degenerate | generic | repeated 4-grams | distinct-2 | unfinished | fluency (loss/token) |\n"
-        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-        for x in responses {
-            let name = x.name == Self.refusalName ? "fixed refusal \"\(refusalText)\"" : x.name
-            s += "| \(name) | \(String(format: "%.4f", x.meanScore)) | \(String(format: "%.3f", x.vsAnswer.winRate)) | \(r(x.usefulRate, x.usefulInterval)) | "
-            s += String(format: "%.3f | %.3f | %.3f | %.3f | %.3f | ", x.measures.refusalRate, x.measures.degenerateRate, x.measures.genericRate, x.measures.repeated4, x.measures.distinct2)
-            s += x.measures.unfinishedRate.map { String(format: "%.3f", $0) } ?? "–"
-            s += " | " + (x.measures.fluencyLoss.map { String(format: "%.3f", $0) } ?? "–") + " |\n"
-        }
+        var s = responsesTable().markdown()
         s += "\nVerdict: \(headline).\n"
         for v in verdicts { s += "- \(v.sentence)\n" }
         if let model = responses.first?.measures.fluencyModel { s += "\nFluency: mean per-token loss of each text under \(model) (lower reads more fluently).\n" }

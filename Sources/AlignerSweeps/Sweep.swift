@@ -41,12 +41,18 @@ public final class Sweep {
         public var result: RunResult
         /// The run's corrections judged by `sweep.judge` (nil without one).
         public var judgement: RunJudgement?
+        /// The corrections the run's last evaluation generated (`train.generate_eval`), when it kept them.
+        public var lastEvaluation: HeldOutCorrections?
 
-        public init(arm: Arm, result: RunResult, judgement: RunJudgement? = nil) {
+        public init(arm: Arm, result: RunResult, judgement: RunJudgement? = nil, lastEvaluation: HeldOutCorrections? = nil) {
             self.arm = arm
             self.result = result
             self.judgement = judgement
+            self.lastEvaluation = lastEvaluation
         }
+
+        /// The corrections reports show: the judged ones, else the last evaluation's.
+        public var corrections: HeldOutCorrections? { judgement?.corrected ?? lastEvaluation }
     }
 
     static func armName(_ p: Double) -> String {
@@ -182,9 +188,14 @@ public final class Sweep {
                 results[i].judgement = try judge.judgement(of: URL(fileURLWithPath: results[i].result.runDirectory), say: say)
             }
         }
+        for i in results.indices {
+            let url = URL(fileURLWithPath: results[i].result.runDirectory).appendingPathComponent(HeldOutCorrections.file)
+            results[i].lastEvaluation = (try? Data(contentsOf: url)).flatMap { try? ResultJSON.decode(HeldOutCorrections.self, from: $0) }
+        }
         let report = SweepReport(recipe: recipe, results: results)
         try group.agree {
             guard group.isMain else { return }
+            try AtomicFile.write(Data(report.html().render().utf8), to: directory.appendingPathComponent("report.html"))
             try AtomicFile.write(Data(report.markdown().utf8), to: directory.appendingPathComponent("report.md"))
             try AtomicFile.write(Data(report.svg().utf8), to: directory.appendingPathComponent("eval-loss.svg"))
             try AtomicFile.write(report.json(), to: directory.appendingPathComponent("report.json"))

@@ -22,6 +22,9 @@ public struct RunJudgement: Codable, Sendable {
     /// `JudgeSummary.usefulRule` when judged.
     public var usefulRule: Int
     public var summary: JudgeSummary
+    /// The judged records and the run's corrections of them, in the order of the summary's scores (nil in judgements
+    /// saved before reports showed them; those are judged again).
+    public var corrected: HeldOutCorrections?
 
     public static let file = "judge.json"
 }
@@ -55,7 +58,8 @@ final class SweepJudge {
         guard !subset.isEmpty else { throw RecipeError(key: "sweep.judge", message: "\(runDirectory.path) has no held-out records to judge") }
         if let data = try? Data(contentsOf: url), let saved = try? ResultJSON.decode(RunJudgement.self, from: data),
            saved.judge == judge.source.path, saved.judgeFiles.differences(from: judgeFiles) == nil, saved.checkpoint == checkpoint,
-           saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.usefulRule == JudgeSummary.usefulRule, saved.records == subset.count {
+           saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.usefulRule == JudgeSummary.usefulRule, saved.records == subset.count,
+           saved.corrected?.records.map({ [$0.question, $0.answer, $0.reference] }) == subset.map({ [$0.question, $0.answer, $0.correction] }) {
             return saved
         }
         let aligner = try RunLocator.loadAligner(checkpoint)
@@ -64,7 +68,11 @@ final class SweepJudge {
         let summary = try JudgeSummary.judge(judge, questions: subset.map(\.question), answers: subset.map(\.answer), corrections: outputs.texts,
                                              references: subset.map(\.correction), ended: outputs.ended, tieMargin: tieMargin, batchSize: 8).summary
         let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,
-                                  tieMargin: tieMargin, maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize, usefulRule: JudgeSummary.usefulRule, summary: summary)
+                                  tieMargin: tieMargin, maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize, usefulRule: JudgeSummary.usefulRule, summary: summary,
+                                  corrected: HeldOutCorrections(records: subset.indices.map { i in
+                                      HeldOutCorrections.Record(question: subset[i].question, answer: subset[i].answer, reference: subset[i].correction,
+                                                                correction: outputs.texts[i], ended: outputs.ended[i])
+                                  }))
         try AtomicFile.write(ResultJSON.encode(result), to: url)
         say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): \(summary.headline)")
         return result

@@ -1,6 +1,7 @@
 import AlignerInference
 import AlignerMeasures
 import AlignerRecipes
+import AlignerReports
 import AlignerRuns
 import Foundation
 
@@ -85,11 +86,14 @@ public struct SweepReport {
 
     /// The winner's run (seed) with the lowest final eval loss (the highest judged measure, by one): what
     /// `best-of-sweep:` names.
-    public var bestRun: Sweep.ArmResult? {
+    public var bestRun: Sweep.ArmResult? { winner.flatMap(bestRun(of:)) }
+
+    /// A group's run (seed) with the lowest final eval loss, or the highest judged `sweep.best_by` when runs were judged.
+    public func bestRun(of group: Group) -> Sweep.ArmResult? {
         if let by = judgedBest {
-            return winner?.runs.filter { Group.judged($0, by: by).isFinite }.max { Group.judged($0, by: by) < Group.judged($1, by: by) }
+            return group.runs.filter { Group.judged($0, by: by).isFinite }.max { Group.judged($0, by: by) < Group.judged($1, by: by) }
         }
-        return winner?.runs.filter { Group.final($0.result).isFinite }.min { Group.final($0.result) < Group.final($1.result) }
+        return group.runs.filter { Group.final($0.result).isFinite }.min { Group.final($0.result) < Group.final($1.result) }
     }
 
     var gridKeys: [String] { recipe.sweep.grid.map(\.key) }
@@ -102,42 +106,60 @@ public struct SweepReport {
 
     public func markdown() -> String {
         var s = "# Identity warm-up sweep: \(recipe.name)\n\n"
-        s += "Data: \(recipe.data.train.joined(separator: ", ")); template \(recipe.data.customPromptTemplate.isEmpty ? recipe.data.promptTemplateName : "custom"); "
-        s += "model \(recipe.model.initFrom == "scratch" ? "from scratch, hidden \(recipe.model.hiddenSize), \(recipe.model.numHiddenLayers) layers" : recipe.model.initFrom)"
-        s += "; stage 1 \(recipe.stage1.finetune.rawValue), stage 2 \(recipe.stage2.finetune.rawValue); recipe fingerprint \(recipe.fingerprint).\n"
-        s += "Seeds: \(seeds.map(String.init).joined(separator: ", ")) (each drives initialisation, the warm-up subset, data order and dropout; every seed is evaluated on the same held-out questions).\n"
-        if !gridKeys.isEmpty { s += "Grid: " + recipe.sweep.grid.map { "\($0.key) ∈ {\($0.values.joined(separator: ", "))}" }.joined(separator: "; ") + ".\n" }
-        s += "Budget: \(recipe.train.budget.explanation).\n"
-        if let r = results.first?.result { s += "Train \(r.trainRecords) records, eval \(r.evalRecords) (held out by question); eval loss before training \(Self.f4(r.initialEvalLoss)).\n" }
+        s += introduction().map { $0 + "\n" }.joined()
         s += "\n## Final eval loss (after stage 2) by arm\n\n"
+        s += columnNotes().map { $0 + "\n\n" }.joined()
+        s += armTable().markdown()
+        if winner != nil { s += "\n" + winnerSummary() }
+        if let b = budgetNote() { s += "\n" + b + "\n" }
+        s += "\n## Every run\n\n" + runTable().markdown()
+        s += "\nChart: eval-loss.svg (\(Self.chartCaption)). "
+        s += "Machine-readable: report.json, report.csv (one row per arm and seed). Read in a browser: report.html (these tables, the chart, and every arm's corrections of the same held-out records).\n"
+        return s
+    }
+
+    static let chartCaption = "top: eval loss against optimiser steps, mean over seeds with the range shaded; bottom left: the last half of stage 2, aligned at stage 2's start; bottom right: final eval loss per arm, each seed a dot, mean ± sd"
+
+    /// The sweep's data, model, seeds, grid, budget and sizes, one line each.
+    func introduction() -> [String] {
+        var lines = ["Data: \(recipe.data.train.joined(separator: ", ")); template \(recipe.data.customPromptTemplate.isEmpty ? recipe.data.promptTemplateName : "custom"); "
+            + "model \(recipe.model.initFrom == "scratch" ? "from scratch, hidden \(recipe.model.hiddenSize), \(recipe.model.numHiddenLayers) layers" : recipe.model.initFrom)"
+            + "; stage 1 \(recipe.stage1.finetune.rawValue), stage 2 \(recipe.stage2.finetune.rawValue); recipe fingerprint \(recipe.fingerprint)."]
+        lines.append("Seeds: \(seeds.map(String.init).joined(separator: ", ")) (each drives initialisation, the warm-up subset, data order and dropout; every seed is evaluated on the same held-out questions).")
+        if !gridKeys.isEmpty { lines.append("Grid: " + recipe.sweep.grid.map { "\($0.key) ∈ {\($0.values.joined(separator: ", "))}" }.joined(separator: "; ") + ".") }
+        lines.append("Budget: \(recipe.train.budget.explanation).")
+        if let r = results.first?.result { lines.append("Train \(r.trainRecords) records, eval \(r.evalRecords) (held out by question); eval loss before training \(Self.f4(r.initialEvalLoss)).") }
+        return lines
+    }
+
+    /// What the generation and judge columns of the arm table mean (when there are such columns).
+    func columnNotes() -> [String] {
+        var notes: [String] = []
         if let n = results.first?.result.evalCurve.last?.generation?.generated {
-            s += "Generation columns: greedy corrections of the first \(n) held-out records at the last evaluation, means over seeds; near copy = normalised edit distance to the answer ≤ \(CorrectionMetrics.nearCopyThreshold).\n\n"
+            notes.append("Generation columns: greedy corrections of the first \(n) held-out records at the last evaluation, means over seeds; near copy = normalised edit distance to the answer ≤ \(CorrectionMetrics.nearCopyThreshold).")
         }
         if let j = results.compactMap(\.judgement).first {
-            s += "Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n"
-            s += "Useful = preferred by the judge to the answer beyond the tie margin, not the answer itself, not degenerate (repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), not a refusal unless the reference is one. "
-            s += "Controls on the same records and judge: " + j.summary.responses.dropLast().map { x in
-                String(format: "%@ useful %.3f [%.3f, %.3f] (refusal rate %.3f, degenerate %.3f)", x.name, x.usefulRate, x.usefulInterval[0], x.usefulInterval[1],
-                       x.measures.refusalRate, x.measures.degenerateRate)
-            }.joined(separator: "; ") + ". \"vs copy\" and \"vs refusal\" count the seeds whose corrections beat that control (paired useful-rate difference with a 95% interval above 0).\n\n"
+            notes.append("Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n"
+                + "Useful = preferred by the judge to the answer beyond the tie margin, not the answer itself, not degenerate (repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), not a refusal unless the reference is one. "
+                + "Controls on the same records and judge: " + j.summary.responses.dropLast().map { x in
+                    String(format: "%@ useful %.3f [%.3f, %.3f] (refusal rate %.3f, degenerate %.3f)", x.name, x.usefulRate, x.usefulInterval[0], x.usefulInterval[1],
+                           x.measures.refusalRate, x.measures.degenerateRate)
+                }.joined(separator: "; ") + ". \"vs copy\" and \"vs refusal\" count the seeds whose corrections beat that control (paired useful-rate difference with a 95% interval above 0).")
         }
-        s += summaryTable()
-        if winner != nil { s += "\n" + winnerSummary() }
-        if groups.contains(where: { $0.percent > 0 }) {
-            switch recipe.train.budget {
-            case .additive:
-                s += "\nBudget additive: every arm has the same stage-2 budget; stage 1 comes on top, so arms with a larger p train more steps in all (tokens seen per run below). Set train.budget = \"fixed_steps\" or \"fixed_tokens\" to separate the warm-up's effect from more training.\n"
-            case .fixedSteps:
-                s += "\nBudget fixed_steps: every arm takes the optimiser steps of stage 2 alone; stage 2 is shortened by stage 1's steps (tokens seen per run below).\n"
-            case .fixedTokens:
-                s += "\nBudget fixed_tokens: every arm sees at most the tokens of stage 2 alone; stage 2 is shortened by what stage 1 saw (tokens seen per run below).\n"
-            }
+        return notes
+    }
+
+    /// How the budget treats the arms with a warm-up (nil when every arm has p = 0).
+    func budgetNote() -> String? {
+        guard groups.contains(where: { $0.percent > 0 }) else { return nil }
+        switch recipe.train.budget {
+        case .additive:
+            return "Budget additive: every arm has the same stage-2 budget; stage 1 comes on top, so arms with a larger p train more steps in all (tokens seen per run below). Set train.budget = \"fixed_steps\" or \"fixed_tokens\" to separate the warm-up's effect from more training."
+        case .fixedSteps:
+            return "Budget fixed_steps: every arm takes the optimiser steps of stage 2 alone; stage 2 is shortened by stage 1's steps (tokens seen per run below)."
+        case .fixedTokens:
+            return "Budget fixed_tokens: every arm sees at most the tokens of stage 2 alone; stage 2 is shortened by what stage 1 saw (tokens seen per run below)."
         }
-        s += "\n## Every run\n\n" + table()
-        s += "\nChart: eval-loss.svg (top: eval loss against optimiser steps, mean over seeds with the range shaded; "
-        s += "bottom left: the last half of stage 2, aligned at stage 2's start; bottom right: final eval loss per arm, each seed a dot, mean ± sd). "
-        s += "Machine-readable: report.json, report.csv (one row per arm and seed).\n"
-        return s
     }
 
     /// The best arm in words (by `sweep.best_by`), with the verdict against p = 0 when chosen by eval loss.
@@ -165,62 +187,84 @@ public struct SweepReport {
         return s
     }
 
-    /// One row per arm: mean ± sd over seeds, each seed's value, the paired difference to p = 0.
-    public func summaryTable() -> String {
-        let keys = gridKeys
+    /// One row per arm: mean ± sd over seeds, each seed's value, the paired difference to p = 0; generation and judge
+    /// columns when the runs have them. Column keys are report.json's where it has the number.
+    public func armTable() -> ReportTable {
+        typealias Column = ReportTable.Column
+        typealias Cell = ReportTable.Cell
         let generated = groups.contains { !$0.finalGeneration.isEmpty }
-        var s = "| p (%) |" + keys.map { " \($0) |" }.joined() + " seeds | eval loss mean | sd | per seed | Δ vs p = 0 (paired) | 95% interval of Δ | best eval loss mean | warm-up records |"
         let judged = groups.contains { !$0.judged.isEmpty }
-        s += (generated ? " copy rate | near-copy rate | edit distance to answer | edit distance to reference |" : "")
-        s += (judged ? " useful rate | sd | beats copy | beats refusal | refusal rate | degenerate | generic | unfinished | win rate vs answer | sd | tie | lose | mean score change | win rate vs reference |" : "") + "\n"
-        s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---|---:|---|---:|---:|" + (generated ? "---:|---:|---:|---:|" : "")
-        s += (judged ? "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" : "") + "\n"
+        var columns = [Column("warmup_percent", "p (%)")] + gridKeys.map { Column("grid:" + $0, $0) }
+        columns += [Column("seed_count", "seeds"), Column("final_eval_loss_mean", "eval loss mean"), Column("final_eval_loss_sd", "sd"),
+                    Column("final_eval_loss", "per seed", numeric: false), Column("paired_difference_mean", "Δ vs p = 0 (paired)"),
+                    Column("paired_difference_ci95", "95% interval of Δ", numeric: false), Column("best_eval_loss_mean", "best eval loss mean"),
+                    Column("warmup_records", "warm-up records")]
+        if generated {
+            columns += [Column("copy_rate", "copy rate"), Column("near_copy_rate", "near-copy rate"), Column("edit_to_answer", "edit distance to answer"),
+                        Column("edit_to_reference", "edit distance to reference")]
+        }
+        if judged {
+            columns += [Column("useful_rate_mean", "useful rate"), Column("useful_rate_sd", "sd"), Column("beats_copy", "beats copy"),
+                        Column("beats_refusal", "beats refusal"), Column("refusal_rate", "refusal rate"), Column("degenerate_rate", "degenerate"),
+                        Column("generic_rate", "generic"), Column("unfinished_rate", "unfinished"), Column("win_rate_mean", "win rate vs answer"),
+                        Column("win_rate_sd", "sd"), Column("tie_rate", "tie"), Column("lose_rate", "lose"), Column("mean_score_change", "mean score change"),
+                        Column("win_rate_vs_reference", "win rate vs reference")]
+        }
+        var rows: [[Cell]] = []
         for g in groups {
             let f = g.finalLoss
             let d = g.pairedDifference
             let interval = d.map { $0.count > 1 ? String(format: "%+.4f … %+.4f", $0.mean - $0.halfWidth95, $0.mean + $0.halfWidth95) : "–" } ?? "–"
-            s += "| \(String(format: "%g", g.percent)) |" + g.point.map { " \($0.json) |" }.joined()
-            s += " \(f.count) | \(Self.f4(f.mean)) | \(Self.f4(f.standardDeviation)) | \(g.runs.map { Self.f4(Group.final($0.result)) }.joined(separator: ", ")) |"
-            s += " \(g.percent == 0 ? "0" : d.map { Self.signed($0.mean) } ?? "–") | \(g.percent == 0 ? "–" : interval) | \(Self.f4(g.bestLoss.mean)) | \(g.runs[0].result.warmupRecords) |"
+            var row = [Cell(String(format: "%g", g.percent), value: g.percent)] + g.point.map { Cell($0.json, value: Double($0.json)) }
+            row += [Cell("\(f.count)", value: Double(f.count)), .number(f.mean), .number(f.standardDeviation),
+                    Cell(g.runs.map { Self.f4(Group.final($0.result)) }.joined(separator: ", ")),
+                    g.percent == 0 ? Cell("0", value: 0) : d.map { Cell(Self.signed($0.mean), value: $0.mean.isFinite ? $0.mean : nil) } ?? Cell("–"),
+                    Cell(g.percent == 0 ? "–" : interval), .number(g.bestLoss.mean), Cell("\(g.runs[0].result.warmupRecords)", value: Double(g.runs[0].result.warmupRecords))]
             if generated {
                 let m = g.finalGeneration
-                func mean(_ f: (CorrectionMetrics) -> Double) -> String { m.isEmpty ? "–" : String(format: "%.3f", m.map(f).reduce(0, +) / Double(m.count)) }
-                s += " \(mean(\.copyRate)) | \(mean(\.nearCopyRate)) | \(mean(\.editToAnswer)) | \(mean(\.editToReference)) |"
+                func mean(_ f: (CorrectionMetrics) -> Double) -> Cell { m.isEmpty ? Cell("–") : .number(m.map(f).reduce(0, +) / Double(m.count), "%.3f") }
+                row += [mean(\.copyRate), mean(\.nearCopyRate), mean(\.editToAnswer), mean(\.editToReference)]
             }
             if judged {
                 let j = g.judged
-                func mean(_ f: (JudgeSummary) -> Double?, _ format: String = "%.3f") -> String {
+                func mean(_ f: (JudgeSummary) -> Double?, _ format: String = "%.3f") -> Cell {
                     let v = j.compactMap(f)
-                    return v.isEmpty ? "–" : String(format: format, v.reduce(0, +) / Double(v.count))
+                    return v.isEmpty ? Cell("–") : .number(v.reduce(0, +) / Double(v.count), format)
                 }
-                func beats(_ control: String) -> String {
-                    "\(j.filter { $0.verdicts.first { $0.control == control }?.outcome == .beats }.count)/\(j.count)"
+                func beats(_ control: String) -> Cell {
+                    let n = j.filter { $0.verdicts.first { $0.control == control }?.outcome == .beats }.count
+                    return Cell("\(n)/\(j.count)", value: Double(n))
                 }
-                s += " \(mean { $0.responses.last?.usefulRate }) | \(g.usefulRate.count > 1 ? String(format: "%.3f", g.usefulRate.standardDeviation) : "–") |"
-                s += " \(beats(JudgeSummary.copyName)) | \(beats(JudgeSummary.refusalName)) |"
-                s += " \(mean { $0.responses.last?.measures.refusalRate }) | \(mean { $0.responses.last?.measures.degenerateRate }) | \(mean { $0.responses.last?.measures.genericRate }) | \(mean { $0.responses.last?.measures.unfinishedRate }) |"
-                s += " \(mean { $0.correctionVsAnswer.winRate }) | \(g.winRate.count > 1 ? String(format: "%.3f", g.winRate.standardDeviation) : "–") |"
-                s += " \(mean { $0.correctionVsAnswer.tieRate }) | \(mean { $0.correctionVsAnswer.loseRate }) | \(mean({ $0.correctionVsAnswer.meanChange }, "%+.4f")) |"
-                s += " \(mean { $0.correctionVsReference?.winRate }) |"
+                func sd(_ x: SampleSummary) -> Cell { x.count > 1 ? .number(x.standardDeviation, "%.3f") : Cell("–") }
+                row += [mean { $0.responses.last?.usefulRate }, sd(g.usefulRate), beats(JudgeSummary.copyName), beats(JudgeSummary.refusalName),
+                        mean { $0.responses.last?.measures.refusalRate }, mean { $0.responses.last?.measures.degenerateRate },
+                        mean { $0.responses.last?.measures.genericRate }, mean { $0.responses.last?.measures.unfinishedRate },
+                        mean { $0.correctionVsAnswer.winRate }, sd(g.winRate), mean { $0.correctionVsAnswer.tieRate }, mean { $0.correctionVsAnswer.loseRate },
+                        mean({ $0.correctionVsAnswer.meanChange }, "%+.4f"), mean { $0.correctionVsReference?.winRate }]
             }
-            s += "\n"
+            rows.append(row)
         }
-        return s
+        return ReportTable(id: "arms", columns: columns, rows: rows)
     }
 
     /// One row per run (arm and seed).
-    public func table() -> String {
-        let keys = gridKeys
-        var s = "| p (%) |" + keys.map { " \($0) |" }.joined() + " seed | warm-up records | eval loss after stage 1 | eval loss after stage 2 | best eval loss | tokens seen | wall time |\n"
-        s += "|---:|" + keys.map { _ in "---:|" }.joined() + "---:|---:|---:|---:|---:|---:|---:|\n"
-        for r in results {
+    public func runTable() -> ReportTable {
+        typealias Column = ReportTable.Column
+        typealias Cell = ReportTable.Cell
+        let columns = [Column("warmup_percent", "p (%)")] + gridKeys.map { Column("grid:" + $0, $0) }
+            + [Column("seed", "seed"), Column("warmup_records", "warm-up records"), Column("eval_loss_stage1", "eval loss after stage 1"),
+               Column("eval_loss_stage2", "eval loss after stage 2"), Column("best_eval_loss", "best eval loss"), Column("tokens_seen", "tokens seen"),
+               Column("wall_seconds", "wall time")]
+        let rows = results.map { r -> [Cell] in
             let res = r.result
             let s1 = res.stages.first { $0.stage == 1 }?.evalLoss ?? .nan
             let s2 = res.stages.first { $0.stage == 2 }?.evalLoss ?? .nan
-            s += "| \(String(format: "%g", r.arm.percent)) |" + r.arm.point.map { " \($0.json) |" }.joined()
-            s += " \(r.arm.seed) | \(res.warmupRecords) | \(Self.f4(s1)) | \(Self.f4(s2)) | \(Self.f4(res.bestEvalLoss)) | \(res.tokensSeen) | \(ProgressPrinter.duration(res.wallSeconds)) |\n"
+            return [Cell(String(format: "%g", r.arm.percent), value: r.arm.percent)] + r.arm.point.map { Cell($0.json, value: Double($0.json)) }
+                + [Cell("\(r.arm.seed)", value: Double(r.arm.seed)), Cell("\(res.warmupRecords)", value: Double(res.warmupRecords)), .number(s1), .number(s2),
+                   .number(res.bestEvalLoss), Cell("\(res.tokensSeen)", value: Double(res.tokensSeen)),
+                   Cell(ProgressPrinter.duration(res.wallSeconds), value: res.wallSeconds)]
         }
-        return s
+        return ReportTable(id: "runs", columns: columns, rows: rows)
     }
 
     // MARK: JSON and CSV

@@ -1,4 +1,5 @@
 import AlignerData
+import AlignerFiles
 import AlignerDistributed
 import AlignerFormats
 import AlignerInference
@@ -25,6 +26,8 @@ public final class AlignerTask: TrainingTask {
     /// Held-out records corrected at each evaluation (`train.generate_eval`), and the Aligner (this model) that does it.
     var generationRecords: [QACRecord] = []
     var generator: AlignerBundle?
+    /// Where the last evaluation's corrections are written (`HeldOutCorrections.file` in the run folder; nil: nowhere).
+    var correctionsFile: URL?
     /// The pretrained base that adapter checkpoints refer to instead of holding the frozen weights (nil: they hold them).
     var base: BaseReference?
 
@@ -55,9 +58,16 @@ public final class AlignerTask: TrainingTask {
         let pool = ComputeContext.current.pool
         pool.trim()
         defer { pool.trim() }
-        let outputs = try Corrector.correct(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
-                                            options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize))
-        return try CorrectionMetrics(outputs: outputs, records: generationRecords)
+        let outputs = try Corrector.corrections(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
+                                                options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize))
+        if let correctionsFile {
+            let kept = HeldOutCorrections(records: generationRecords.indices.map { i in
+                HeldOutCorrections.Record(question: generationRecords[i].question, answer: generationRecords[i].answer,
+                                          reference: generationRecords[i].correction, correction: outputs.texts[i], ended: outputs.ended[i])
+            })
+            try AtomicFile.write(ResultJSON.encode(kept), to: correctionsFile)
+        }
+        return try CorrectionMetrics(outputs: outputs.texts, records: generationRecords)
     }
 
     public func evaluate() throws -> [String: Any] {

@@ -134,6 +134,7 @@ public final class Trainer: TrainerBase {
             task.generationRecords = Array(prepared.splits.eval.prefix(recipe.train.generateEval))
             task.generator = AlignerBundle(model: model, tokenizer: prepared.tokenizer, specialTokens: prepared.specials,
                                            template: try recipe.promptTemplate(), source: runDirectory, recipe: recipe, chat: prepared.chat)
+            task.correctionsFile = runDirectory.appendingPathComponent(HeldOutCorrections.file)
         }
         if latest == nil {
             let initial = try run.evaluateAndRecord(initial: true).point

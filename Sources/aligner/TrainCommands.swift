@@ -76,11 +76,12 @@ struct SweepCommand: ParsableCommand {
         do {
             let results = try sweep.run()
             let report = SweepReport(recipe: recipe, results: results)
-            print("\n" + report.summaryTable())
+            print("\n" + report.armTable().markdown())
             print(report.winnerSummary(), terminator: "")
             print("sweep wall time (this process): \(clock.now - start)")
             print("report: \(sweep.directory.appendingPathComponent("report.md").path) (and report.json, report.csv)")
             print("chart:  \(sweep.directory.appendingPathComponent("eval-loss.svg").path)")
+            print("html:   \(sweep.directory.appendingPathComponent("report.html").path) (open it in a browser: the tables, the chart, and every arm's corrections side by side)")
         } catch let stop as TrainingStop {
             print("\n\(stop)\nrun the same command again to resume the sweep")
             throw ExitCode(ExitStatus(stop.kind).rawValue)

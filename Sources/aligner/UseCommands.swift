@@ -226,7 +226,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Records scored together (loss, judge, fluency).") var batchSize = 8
     @Option(help: "With --generate: records generated together (\(slotsHelp)")
     var slots: Int?
-    @Option(help: "Write the JSON summary here.") var output: String?
+    @Option(help: "Write the JSON summary here (and report.html beside it: the same name ending in .html).") var output: String?
     @Option(help: "A reward model (folder, or a reward run) that judges the generated corrections: win/tie/lose against the answer and the reference.")
     var judge: String?
     @Option(help: "With --judge: score differences up to this are ties.") var tieMargin = JudgeSummary.defaultTieMargin
@@ -248,9 +248,16 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let read = [checkpoint, input] + controlModel + (judge.map { [$0] } ?? []) + (fluencyModel.map { [$0] } ?? [])
-        if let output { try OutputPaths.check(output, folder: false, inputs: read) }
+        for path in output.map({ [$0, EvalSummary.reportURL(forSummary: URL(fileURLWithPath: $0)).path] }) ?? [] {
+            try OutputPaths.check(path, folder: false, inputs: read)
+        }
         let aligner = try weights.apply(prompt.apply(RunLocator.loadAligner(checkpoint)))
-        if let output { try OutputPaths.check(output, folder: false, inputs: aligner.readPaths) }
+        let out = URL(fileURLWithPath: output ?? RunLocator.evalSummaryURL(model: aligner.source, input: input).path)
+        // An explicit output is checked against every input; the default one lies in the run folder by design, so only
+        // against the records it reads.
+        for path in [out.path, EvalSummary.reportURL(forSummary: out).path] {
+            try OutputPaths.check(path, folder: false, inputs: output == nil ? [input] : read + aligner.readPaths)
+        }
         let judge = try self.judge.map { try RewardJudge(path: $0) }
         let controls = try controlModel.map { path in (name: "\(path) (zero-shot)", aligner: try weights.apply(RunLocator.loadAligner(path).zeroShot())) }
         let fluencyPath = fluencyModel ?? aligner.recipe.map(\.model.initFrom).flatMap { $0 == "scratch" || $0.isEmpty ? nil : $0 }
@@ -262,9 +269,9 @@ struct EvalCommand: ParsableCommand {
                                               progress: { progress.update(pass: $0, done: $1, total: $2) },
                                               note: { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) })
         print(summary.table)
-        let out = output ?? RunLocator.evalSummaryURL(model: aligner.source, input: input).path
-        try AtomicFile.write(ResultJSON.encode(summary), to: URL(fileURLWithPath: out))
-        print("summary: \(out)")
+        let report = try summary.write(to: out, input: input)
+        print("summary: \(out.path)")
+        print("report: \(report.path) (open it in a browser: every generated record with its correction\(controls.isEmpty ? "" : "s")\(judge == nil ? "" : ", scores") and flags)")
     }
 }
 

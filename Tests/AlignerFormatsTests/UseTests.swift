@@ -283,9 +283,16 @@ final class UseTests: XCTestCase {
         XCTAssertEqual(measured.textMeasures?[1].measures.fluencyLoss ?? .nan, try fluency.meanLoss(records.map(\.correction)), accuracy: 1e-9)
         XCTAssertTrue(measured.table.contains("fluency (loss/token)"))
         // The texts behind the figures: the first generated records, as generated.
-        XCTAssertEqual(measured.samples?.map(\.correction), Array(outputs.prefix(EvalSummary.sampleCount)))
-        XCTAssertEqual(measured.samples?.map(\.reference), records.prefix(EvalSummary.sampleCount).map(\.correction))
+        XCTAssertEqual(measured.samples?.map(\.correction), Array(outputs.prefix(3)))
+        XCTAssertEqual(measured.samples?.map(\.reference), records.prefix(3).map(\.correction))
         XCTAssertTrue(measured.table.contains("The first 3 generated records"))
+        // The control's corrections beside each record (the same Aligner, greedy: the same texts); report.html shows both.
+        XCTAssertEqual(measured.controlNames, ["again"])
+        XCTAssertEqual(measured.samples?.map { $0.controlCorrections ?? [] }, outputs.prefix(3).map { [$0] })
+        let page = measured.html(input: "records.jsonl").render(nonce: "n")
+        XCTAssertEqual(page.components(separatedBy: "<article class=\"record\"").count - 1, 3)
+        XCTAssertEqual(page.components(separatedBy: "<span class=\"arm\">control: again</span>").count - 1, 3)
+        XCTAssertTrue(page.contains("data-key=\"value\" data-value=\"\(measured.loss)\""))
     }
 
     func testFinetuneKeepsTokenizerAndConfigWithAFreshOptimiser() throws {

@@ -1,3 +1,4 @@
+import AlignerData
 @testable import AlignerRecipes
 @testable import AlignerRuns
 @testable import AlignerSweeps
@@ -118,12 +119,50 @@ final class SweepTests: XCTestCase {
         let csv = try String(contentsOf: sweep.directory.appendingPathComponent("report.csv"), encoding: .utf8).split(separator: "\n")
         let column = try XCTUnwrap(csv[0].split(separator: ",").firstIndex(of: "win_rate"))
         XCTAssertTrue(csv.dropFirst().allSatisfy { Double($0.split(separator: ",", omittingEmptySubsequences: false)[column]) != nil })
+        // report.html: the arm table's numbers are report.json's; every run's corrections of the 10 judged records, with scores.
+        let html = try String(contentsOf: sweep.directory.appendingPathComponent("report.html"), encoding: .utf8)
+        let arms = try XCTUnwrap(json["arms"] as? [[String: Any]])
+        for arm in arms {
+            let mean = try XCTUnwrap(arm["win_rate_mean"] as? Double)
+            XCTAssertTrue(html.contains("data-key=\"win_rate_mean\" data-value=\"\(mean)\" class=\"num\">\(String(format: "%.3f", mean))</td>"), "\(mean)")
+        }
+        XCTAssertEqual(html.components(separatedBy: "<article class=\"record\"").count - 1, 10)
+        XCTAssertEqual(html.components(separatedBy: "<div class=\"part entry\"").count - 1, 40)  // 10 records × 2 arms × 2 seeds
+        XCTAssertEqual(html.components(separatedBy: "data-best=\"1\"").count - 1, 20)  // one seed per arm shown at first
+        XCTAssertTrue(html.contains("<option value=\"useful\">useful</option>") && html.contains("<span class=\"score\">score "))
+        XCTAssertTrue(try judgements.allSatisfy { try XCTUnwrap($0.corrected).records.count == 10 })
         // Run again: every judgement is reused from its judge.json.
         lines = []
         _ = try Sweep(recipe: recipe, isTerminal: false).run { lines.append($0) }
         XCTAssertEqual(lines.filter { $0.hasPrefix("judged arm-") }.count, 0, lines.joined(separator: "\n"))
         // best_by = win_rate without a judge is refused by name.
         XCTAssertThrowsError(try tinyRecipe("x", in: dir, ["sweep.best_by=win_rate"])) { XCTAssertEqual(($0 as? RecipeError)?.key, "sweep.best_by") }
+    }
+
+    /// Records holding markup reach report.html as text: the gallery (the last evaluation's corrections, without a
+    /// judge) shows the question and answer escaped, and no element comes from the data.
+    func testReportHTMLShowsHostileRecordsAsText() throws {
+        let hostile = #"<script>document.title='pwned'</script><img src=x onerror="alert(1)">"#
+        let source = try RecordReader.read(path: repositoryRoot.appendingPathComponent("data/qac/hh-rlhf-harmless-base-test.qac.jsonl.gz").path,
+                                           fields: FieldNames()).records.prefix(120)
+        let records = source.map { QACRecord(question: hostile + " " + $0.question, answer: $0.answer + " </div>" + hostile, correction: $0.correction) }
+        let data = dir.appendingPathComponent("hostile.jsonl")
+        try RecordReader.write(Array(records), to: data.path, fields: FieldNames())
+        let recipe = try tinyRecipe("hostile", in: dir, ["data.train=[\"\(data.path)\"]", "sweep.warmup_percents=[0,50]", "stage1.epochs=1", "stage2.epochs=1",
+                                                         "train.generate_eval=3", "train.generate_max_new_tokens=4"])
+        let sweep = Sweep(recipe: recipe, isTerminal: false)
+        _ = try sweep.run { _ in }
+        let html = try String(contentsOf: sweep.directory.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertEqual(html.components(separatedBy: "<script").count - 1, 1, "only the page's own script")
+        XCTAssertFalse(html.contains("<img src=x"))
+        // 3 records × question and answer (a folded text shows its head too)
+        XCTAssertGreaterThanOrEqual(html.components(separatedBy: "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;").count - 1, 6)
+        XCTAssertEqual(html.components(separatedBy: "<div class=\"part entry\"").count - 1, 6)  // 3 records × 2 arms
+        XCTAssertTrue(html.contains("the corrections of each run&#39;s last evaluation during training"))
+        XCTAssertFalse(html.contains("<option value=\"useful\">"))  // not judged: no useful flag to filter by
+        let kept = try ResultJSON.decode(HeldOutCorrections.self, from: Data(contentsOf: sweep.directory.appendingPathComponent("arm-p0/eval-corrections.json")))
+        XCTAssertEqual(kept.records.count, 3)
+        XCTAssertTrue(kept.records.allSatisfy { $0.question.hasPrefix(hostile) })
     }
 
     func testSeededSweepReportsAndRefusesAChangedRecipe() throws {

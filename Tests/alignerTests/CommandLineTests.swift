@@ -30,6 +30,10 @@ final class CommandLineTests: CLITestCase {
         XCTAssertEqual(summary["generated"] as? Int, 4)
         XCTAssertEqual(summary["records"] as? Int, 20)
         XCTAssertTrue(loss.isFinite && loss > 0 && loss < 20, "\(loss)")
+        // Its report: the path printed, every generated record in it.
+        XCTAssertTrue(eval.contains("report: \(run)/eval-eval.jsonl.html"), eval)
+        let page = try String(contentsOfFile: "\(run)/eval-eval.jsonl.html", encoding: .utf8)
+        XCTAssertEqual(page.components(separatedBy: "<article class=\"record\"").count - 1, 4)
 
         let gen = try self.run(["generate", "--checkpoint", run, "--prompt", "Hello", "--max-new-tokens", "5", "--logits-out", "\(out)/l.safetensors"])
         XCTAssertTrue(gen.hasPrefix("Hello") && gen.contains("tokens/s"), gen)

@@ -1,0 +1,26 @@
+import Foundation
+
+/// Corrections of a run's first held-out records by its Aligner, with the records themselves: what the run's last
+/// evaluation generated (`file` in the run folder, with `train.generate_eval`), or what a sweep's judge scored (kept in
+/// its `judge.json`). Reports show them beside the answers and references.
+public struct HeldOutCorrections: Codable, Sendable, Equatable {
+    /// One held-out record and its correction.
+    public struct Record: Codable, Sendable, Equatable {
+        public var question: String
+        public var answer: String
+        public var reference: String
+        public var correction: String
+        /// The correction ended with its end token (false: it stopped at the token limit).
+        public var ended: Bool
+        public init(question: String, answer: String, reference: String, correction: String, ended: Bool) {
+            (self.question, self.answer, self.reference, self.correction, self.ended) = (question, answer, reference, correction, ended)
+        }
+    }
+
+    public var records: [Record]
+
+    public init(records: [Record]) { self.records = records }
+
+    /// The last evaluation's corrections in a run folder.
+    public static let file = "eval-corrections.json"
+}
