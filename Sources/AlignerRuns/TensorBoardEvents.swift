@@ -89,11 +89,12 @@ public final class TensorBoardWriter {
     public let url: URL
     private let handle: FileHandle
 
-    /// Creates the folder if needed and starts a new event file in it with the file-version event.
-    public init(folder: URL, wallTime: Double = Date().timeIntervalSince1970) throws {
+    /// Creates the folder if needed and starts a new event file in it with the file-version event; `suffix` ends the
+    /// file's name (TensorBoard reads every event file of a folder as one run).
+    public init(folder: URL, suffix: String = "aligner", wallTime: Double = Date().timeIntervalSince1970) throws {
         try FileSystemFailure.createFolder(folder.path)
         let host = ProcessInfo.processInfo.hostName.replacingOccurrences(of: "/", with: "_")
-        url = folder.appendingPathComponent("events.out.tfevents.\(Int(wallTime)).\(host).\(getpid()).aligner")
+        url = folder.appendingPathComponent("events.out.tfevents.\(Int(wallTime)).\(host).\(getpid()).\(suffix)")
         guard FileManager.default.createFile(atPath: url.path, contents: nil), let h = try? FileHandle(forWritingTo: url) else {
             throw FileSystemFailure.error(errno: errno, path: url.path, action: "write")
         }

@@ -60,6 +60,7 @@ final class SweepJudge {
            saved.judge == judge.source.path, saved.judgeFiles.differences(from: judgeFiles) == nil, saved.checkpoint == checkpoint,
            saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.usefulRule == JudgeSummary.usefulRule, saved.records == subset.count,
            saved.corrected?.records.map({ [$0.question, $0.answer, $0.reference] }) == subset.map({ [$0.question, $0.answer, $0.correction] }) {
+            if !hasBoardEvents(runDirectory) { try writeBoard(saved, runDirectory: runDirectory) }
             return saved
         }
         let aligner = try RunLocator.loadAligner(checkpoint)
@@ -74,7 +75,54 @@ final class SweepJudge {
                                                                 correction: outputs.texts[i], ended: outputs.ended[i])
                                   }))
         try AtomicFile.write(ResultJSON.encode(result), to: url)
+        try writeBoard(result, runDirectory: runDirectory)
         say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): \(summary.headline)")
         return result
+    }
+
+    /// The judge's event files in a run's TensorBoard folder end with this.
+    static let boardSuffix = "judge"
+
+    func hasBoardEvents(_ runDirectory: URL) -> Bool {
+        let folder = runDirectory.appendingPathComponent("tensorboard")
+        return ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).contains { $0.hasSuffix("." + Self.boardSuffix) }
+    }
+
+    /// The judgement's numbers (`RunJudgement.scalars`) as TensorBoard scalars `judge/X` at the run's last global step,
+    /// in an event file of their own in the run's TensorBoard folder (an older judgement's file replaced), when the run
+    /// writes TensorBoard events.
+    func writeBoard(_ judgement: RunJudgement, runDirectory: URL) throws {
+        guard let recipe = try? Recipe.load(path: runDirectory.appendingPathComponent("recipe.json").path), recipe.train.reportTo == .tensorboard else { return }
+        let folder = runDirectory.appendingPathComponent("tensorboard")
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where name.hasSuffix("." + Self.boardSuffix) {
+            try? fm.removeItem(at: folder.appendingPathComponent(name))
+        }
+        let step = MetricsLog.lines(runDirectory.appendingPathComponent("metrics.jsonl")).compactMap { ($0.object["global_step"] as? NSNumber)?.intValue }.max() ?? 0
+        let board = try TensorBoardWriter(folder: folder, suffix: Self.boardSuffix)
+        for (name, value) in judgement.scalars { try board.scalar("judge/" + name, value, step: step) }
+    }
+}
+
+extension RunJudgement {
+    /// The judgement's numbers by name (report.csv's names where it has them): the corrections' useful rate and its
+    /// interval, refusal, degenerate, generic and unfinished rates, win / tie / lose against the answer, the mean score
+    /// change and scores, the win rate against the reference, and each control's useful rate.
+    public var scalars: [(String, Double)] {
+        let s = summary
+        var v: [(String, Double)] = []
+        if let c = s.responses.last {
+            v += [("useful_rate", c.usefulRate), ("useful_low", c.usefulInterval[0]), ("useful_high", c.usefulInterval[1]),
+                  ("refusal_rate", c.measures.refusalRate), ("degenerate_rate", c.measures.degenerateRate), ("generic_rate", c.measures.genericRate)]
+            if let u = c.measures.unfinishedRate { v.append(("unfinished_rate", u)) }
+        }
+        v += [("win_rate", s.correctionVsAnswer.winRate), ("tie_rate", s.correctionVsAnswer.tieRate), ("lose_rate", s.correctionVsAnswer.loseRate),
+              ("mean_score_change", s.correctionVsAnswer.meanChange), ("mean_answer_score", s.meanAnswerScore), ("mean_correction_score", s.meanCorrectionScore)]
+        if let r = s.correctionVsReference { v.append(("win_rate_vs_reference", r.winRate)) }
+        if let m = s.meanReferenceScore { v.append(("mean_reference_score", m)) }
+        for (name, short) in [(JudgeSummary.copyName, "copy"), (JudgeSummary.refusalName, "refusal"), (JudgeSummary.referenceName, "reference")] {
+            if let x = s.responses.dropLast().first(where: { $0.name == name }) { v.append(("\(short)_useful_rate", x.usefulRate)) }
+        }
+        return v
     }
 }

@@ -131,10 +131,30 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(html.components(separatedBy: "data-best=\"1\"").count - 1, 20)  // one seed per arm shown at first
         XCTAssertTrue(html.contains("<option value=\"useful\">useful</option>") && html.contains("<span class=\"score\">score "))
         XCTAssertTrue(try judgements.allSatisfy { try XCTUnwrap($0.corrected).records.count == 10 })
-        // Run again: every judgement is reused from its judge.json.
+        // Each run's TensorBoard folder holds the judgement's numbers in an event file of their own: the version event
+        // and one record per number (TFRecord framing: 8-byte length, 4-byte CRC, the event, 4-byte CRC).
+        func judgeEvents(_ run: Sweep.ArmResult) throws -> [Int] {
+            let folder = URL(fileURLWithPath: run.result.runDirectory).appendingPathComponent("tensorboard")
+            return try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".judge") }.map { name in
+                let bytes = [UInt8](try Data(contentsOf: folder.appendingPathComponent(name)))
+                var (offset, records) = (0, 0)
+                while offset + 12 <= bytes.count {
+                    let length = (0..<8).reduce(0) { $0 | Int(bytes[offset + $1]) << (8 * $1) }
+                    offset += 12 + length + 4
+                    records += 1
+                }
+                XCTAssertEqual(offset, bytes.count)
+                return records
+            }
+        }
+        for (run, j) in zip(results, judgements) { XCTAssertEqual(try judgeEvents(run), [1 + j.scalars.count]) }
+        XCTAssertEqual(judgements[0].scalars.first?.0, "useful_rate")
+        XCTAssertEqual(judgements[0].scalars.first?.1, judgements[0].summary.responses.last?.usefulRate)
+        // Run again: every judgement is reused from its judge.json, and its events are not written twice.
         lines = []
         _ = try Sweep(recipe: recipe, isTerminal: false).run { lines.append($0) }
         XCTAssertEqual(lines.filter { $0.hasPrefix("judged arm-") }.count, 0, lines.joined(separator: "\n"))
+        for (run, j) in zip(results, judgements) { XCTAssertEqual(try judgeEvents(run), [1 + j.scalars.count]) }
         // best_by = win_rate without a judge is refused by name.
         XCTAssertThrowsError(try tinyRecipe("x", in: dir, ["sweep.best_by=win_rate"])) { XCTAssertEqual(($0 as? RecipeError)?.key, "sweep.best_by") }
     }
