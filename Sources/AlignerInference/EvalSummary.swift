@@ -92,7 +92,7 @@ public struct EvalSummary: Codable, Sendable {
             rows.append([Cell("mean normalised edit distance to the answer"), .number(editDistanceToAnswer ?? .nan, "%.3f")])
             rows.append([Cell("mean normalised edit distance to the reference"), .number(editDistanceToReference ?? .nan, "%.3f")])
         }
-        if let judge { rows += judge.verdictRows.map { [Cell($0.0), Cell($0.1)] } }
+        if let judge { rows += judge.verdictRows.map { [Cell($0.0, strong: $0.0 == "verdict"), Cell($0.1)] } }
         return ReportTable(id: "metrics", columns: [.init("metric", "metric", numeric: false), .init("value", "value")], rows: rows)
     }
 

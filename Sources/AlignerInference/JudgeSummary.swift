@@ -249,10 +249,10 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
         return summary
     }
 
-    /// `aligner eval`'s metric table rows: (metric, text).
+    /// `aligner eval`'s metric table rows: (metric, text); the verdict's row is the one to show in bold.
     public var verdictRows: [(String, String)] {
         var rows = [("judge", "\(judge) (tie when the scores differ by ≤ \(tieMargin) or the texts are equal)"), ("judged records", "\(records)"),
-                    ("**verdict**", headline), ("mean score: answer / correction", String(format: "%.4f / %.4f", meanAnswerScore, meanCorrectionScore)),
+                    ("verdict", headline), ("mean score: answer / correction", String(format: "%.4f / %.4f", meanAnswerScore, meanCorrectionScore)),
                     ("correction vs answer", correctionVsAnswer.line)]
         if let v = correctionVsReference { rows.append(("correction vs reference", v.line)) }
         if let v = referenceVsAnswer, let m = meanReferenceScore {

@@ -133,8 +133,8 @@ public struct HTMLReport: Sendable {
             for (c, cell) in zip(t.columns, row) {
                 s += "<td data-key=\"\(escape(c.key))\""
                 if let v = cell.value { s += " data-value=\"\(v)\"" }
-                s += c.numeric ? " class=\"num\">" : ">"
-                s += escape(cell.text) + "</td>"
+                s += c.numeric && cell.value != nil ? " class=\"num\">" : ">"  // a long text in a numeric column reads left to right
+                s += cell.strong ? "<strong>\(escape(cell.text))</strong></td>" : escape(cell.text) + "</td>"
             }
             s += "</tr>\n"
         }

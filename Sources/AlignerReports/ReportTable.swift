@@ -24,8 +24,10 @@ public struct ReportTable: Sendable {
     public struct Cell: Sendable {
         public var text: String
         public var value: Double?
-        public init(_ text: String, value: Double? = nil) {
-            (self.text, self.value) = (text, value)
+        /// Shown in bold (Markdown `**`, HTML `<strong>`).
+        public var strong: Bool
+        public init(_ text: String, value: Double? = nil, strong: Bool = false) {
+            (self.text, self.value, self.strong) = (text, value, strong)
         }
         /// A number shown with `format` ("–" when missing or not finite).
         public static func number(_ x: Double?, _ format: String = "%.4f") -> Cell {
@@ -38,7 +40,7 @@ public struct ReportTable: Sendable {
     public func markdown() -> String {
         var s = "|" + columns.map { " \($0.title) |" }.joined() + "\n"
         s += "|" + columns.map { $0.numeric ? "---:|" : "---|" }.joined() + "\n"
-        for row in rows { s += "|" + row.map { " \($0.text) |" }.joined() + "\n" }
+        for row in rows { s += "|" + row.map { $0.strong ? " **\($0.text)** |" : " \($0.text) |" }.joined() + "\n" }
         return s
     }
 }

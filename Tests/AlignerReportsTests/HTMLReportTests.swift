@@ -40,7 +40,13 @@ final class HTMLReportTests: XCTestCase {
         XCTAssertEqual(table.markdown(), "| p (%) | eval loss | per seed |\n|---:|---:|---|\n| 20 | 2.1235 | 2.1, 2.2 |\n| 0 | – | – |\n")
         let html = HTMLReport(title: "t", blocks: [.table(table)]).render(nonce: "n")
         XCTAssertTrue(html.contains("<td data-key=\"loss\" data-value=\"2.123456789\" class=\"num\">2.1235</td>"), html)
-        XCTAssertTrue(html.contains("<td data-key=\"loss\" class=\"num\">–</td>"))
+        XCTAssertTrue(html.contains("<td data-key=\"loss\">–</td>"))  // no number: not right-aligned
+        // A strong cell: bold in both renderings.
+        let verdict = ReportTable(id: "v", columns: [.init("metric", "metric", numeric: false), .init("value", "value")],
+                                  rows: [[.init("verdict", strong: true), .init("useful 0.5")]])
+        XCTAssertEqual(verdict.markdown(), "| metric | value |\n|---|---:|\n| **verdict** | useful 0.5 |\n")
+        XCTAssertTrue(HTMLReport(title: "t", blocks: [.table(verdict)]).render(nonce: "n")
+            .contains("<td data-key=\"metric\"><strong>verdict</strong></td><td data-key=\"value\">useful 0.5</td>"))
         // Without a gallery, no script at all.
         XCTAssertFalse(html.contains("<script"))
     }
