@@ -29,7 +29,7 @@ extension EvalSummary {
             blocks.append(.table(judge.responsesTable()))
             blocks.append(.paragraph("Verdict: \(judge.headline)."))
             blocks += judge.verdicts.map { .paragraph($0.sentence) }
-            blocks.append(.paragraph("Useful = preferred by the judge to the answer by more than \(judge.tieMargin), not the answer itself, not degenerate (a repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), and not a refusal unless the reference is one."))
+            blocks.append(.paragraph(judge.usefulRuleText))
         } else if let measures = measuresTable() {
             blocks.append(.heading("Refusal and degeneration measures"))
             blocks.append(.table(measures))
@@ -65,9 +65,7 @@ extension EvalSummary {
         }
         var note = "The \(samples.count) generated records, greedy unless sampling was asked for. "
         if let judge { note += "Scores: \(judge.judge) on each text. " }
-        note += "Flags: copy = the answer itself; refusal; degenerate = repetition, empty or unfinished; unfinished = stopped at the token limit; generic = the same text for 3 or more records"
-        note += judge != nil ? "; useful / not-useful = the judge's useful rule (above)." : "."
-        let vocabulary = ResponseFlags.vocabulary.filter { judge != nil || ($0 != "useful" && $0 != "not-useful") }
-        return HTMLReport.Gallery(arms: arms, flags: vocabulary, records: records, note: note, hasSeeds: false)
+        note += ResponseFlags.legend(judged: judge != nil)
+        return HTMLReport.Gallery(arms: arms, flags: ResponseFlags.offered(judged: judge != nil), records: records, note: note, hasSeeds: false)
     }
 }

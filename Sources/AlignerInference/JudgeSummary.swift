@@ -279,13 +279,19 @@ public struct JudgeSummary: Codable, Equatable, Sendable {
         return ReportTable(id: "responses", columns: columns, rows: rows)
     }
 
+    /// The useful rule in words, with this verdict's tie margin.
+    public var usefulRuleText: String { Self.usefulRuleText(tieMargin: tieMargin) }
+    public static func usefulRuleText(tieMargin: Double) -> String {
+        "Useful = preferred by the judge to the answer by more than \(tieMargin), not the answer itself, not degenerate (a repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), and not a refusal unless the reference is one."
+    }
+
     /// The controls and the corrections side by side, then the verdicts in words (Markdown).
     public var controlsTable: String {
         var s = responsesTable().markdown()
         s += "\nVerdict: \(headline).\n"
         for v in verdicts { s += "- \(v.sentence)\n" }
         if let model = responses.first?.measures.fluencyModel { s += "\nFluency: mean per-token loss of each text under \(model) (lower reads more fluently).\n" }
-        s += "\nUseful = preferred by the judge to the answer by more than \(tieMargin), not the answer itself, not degenerate (a repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), and not a refusal unless the reference is one.\n"
+        s += "\n" + usefulRuleText + "\n"
         return s
     }
 }

@@ -16,6 +16,17 @@ public struct ResponseFlags: Equatable, Sendable {
     /// The flags' names in the order reports list them (`names` uses these words).
     public static let vocabulary = ["copy", "refusal", "degenerate", "unfinished", "generic", "useful", "not-useful"]
 
+    /// The flags a report offers to filter by: all of `vocabulary`, the useful pair only when the responses were judged.
+    public static func offered(judged: Bool) -> [String] {
+        vocabulary.filter { judged || ($0 != "useful" && $0 != "not-useful") }
+    }
+
+    /// What each flag means, in words, for the note above a report's gallery.
+    public static func legend(judged: Bool) -> String {
+        "Flags: copy = the answer itself; refusal; degenerate = repetition, empty or unfinished; unfinished = stopped at the token limit; generic = the same text for 3 or more records"
+            + (judged ? "; useful / not-useful = the judge's useful rule (above)." : ".")
+    }
+
     /// The names of the flags that are set (`useful` as "useful" or "not-useful" when judged).
     public var names: [String] {
         var n: [String] = []

@@ -105,7 +105,7 @@ public struct HTMLReport: Sendable {
         s += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
         s += "<title>\(Self.escape(title))</title>\n<style>\(Self.style)</style>\n</head>\n<body>\n"
         s += "<h1>\(Self.escape(title))</h1>\n"
-        var galleries = 0
+        var hasGallery = false
         for block in blocks {
             switch block {
             case .heading(let h): s += "<h2>\(Self.escape(h))</h2>\n"
@@ -115,11 +115,11 @@ public struct HTMLReport: Sendable {
                 s += "<figure><img alt=\"\(Self.escape(caption))\" src=\"data:image/svg+xml;base64,\(Data(svg.utf8).base64EncodedString())\">"
                 s += "<figcaption>\(Self.escape(caption))</figcaption></figure>\n"
             case .gallery(let g):
-                galleries += 1
+                hasGallery = true
                 s += Self.render(g)
             }
         }
-        if galleries > 0 { s += "<script nonce=\"\(nonce)\">\(Self.script)</script>\n" }
+        if hasGallery { s += "<script nonce=\"\(nonce)\">\(Self.script)</script>\n" }
         s += "</body>\n</html>\n"
         return s
     }

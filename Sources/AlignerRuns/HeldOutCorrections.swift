@@ -1,3 +1,4 @@
+import AlignerData
 import Foundation
 
 /// Corrections of a run's first held-out records by its Aligner, with the records themselves: what the run's last
@@ -20,6 +21,13 @@ public struct HeldOutCorrections: Codable, Sendable, Equatable {
     public var records: [Record]
 
     public init(records: [Record]) { self.records = records }
+
+    /// `corrections[i]` of `records[i]`, with whether it `ended` with its end token.
+    public init(_ records: [QACRecord], corrections: [String], ended: [Bool]) {
+        self.records = zip(records, zip(corrections, ended)).map { r, c in
+            Record(question: r.question, answer: r.answer, reference: r.correction, correction: c.0, ended: c.1)
+        }
+    }
 
     /// The last evaluation's corrections in a run folder.
     public static let file = "eval-corrections.json"

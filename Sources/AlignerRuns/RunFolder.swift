@@ -168,14 +168,12 @@ public final class RunFolder {
     }
 
     /// The folder of the run's TensorBoard events.
-    public var tensorBoardURL: URL { directory.appendingPathComponent("tensorboard") }
+    public var tensorBoardURL: URL { directory.appendingPathComponent(Self.tensorBoardFolder) }
+    public static let tensorBoardFolder = "tensorboard"
 
     /// Starts the event file afresh (older ones removed) with every line metrics.jsonl holds now, then mirrors new lines.
     func startTensorBoard() throws {
-        let fm = FileManager.default
-        for name in (try? fm.contentsOfDirectory(atPath: tensorBoardURL.path)) ?? [] where name.hasPrefix("events.out.tfevents.") {
-            try? fm.removeItem(at: tensorBoardURL.appendingPathComponent(name))
-        }
+        TensorBoardWriter.removeEvents(in: tensorBoardURL)
         let board = try TensorBoardWriter(folder: tensorBoardURL)
         for line in MetricsLog.lines(metricsURL) { try MetricsLog.mirror(line.object, to: board) }
         metrics?.board = board

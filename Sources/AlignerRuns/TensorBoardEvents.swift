@@ -104,6 +104,18 @@ public final class TensorBoardWriter {
 
     deinit { try? handle.close() }
 
+    /// The event files in `folder`: those whose names end with `.suffix`, or every one with nil.
+    public static func eventFiles(in folder: URL, suffix: String? = nil) -> [URL] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? [])
+            .filter { name in name.hasPrefix("events.out.tfevents.") && (suffix.map { name.hasSuffix("." + $0) } ?? true) }
+            .map { folder.appendingPathComponent($0) }
+    }
+
+    /// Removes the event files `eventFiles` lists (events about to be written afresh).
+    public static func removeEvents(in folder: URL, suffix: String? = nil) {
+        for url in eventFiles(in: folder, suffix: suffix) { try? FileManager.default.removeItem(at: url) }
+    }
+
     /// Writes the scalar `tag` = `value` at `step`.
     public func scalar(_ tag: String, _ value: Double, step: Int, wallTime: Double = Date().timeIntervalSince1970) throws {
         try write(TensorBoardEvents.scalarEvent(tag: tag, value: Float(value), step: Int64(step), wallTime: wallTime))

@@ -185,16 +185,17 @@ public final class Sweep {
             let judge = try SweepJudge(recipe: recipe)
             say("judging each run's corrections of \(recipe.sweep.judgeRecords) held-out records with \(judge.judge.source.path)")
             for i in results.indices {
-                results[i].judgement = try judge.judgement(of: URL(fileURLWithPath: results[i].result.runDirectory), say: say)
+                results[i].judgement = try judge.judgement(of: results[i], say: say)
             }
         }
-        for i in results.indices {
-            let url = URL(fileURLWithPath: results[i].result.runDirectory).appendingPathComponent(HeldOutCorrections.file)
-            results[i].lastEvaluation = (try? Data(contentsOf: url)).flatMap { try? ResultJSON.decode(HeldOutCorrections.self, from: $0) }
-        }
-        let report = SweepReport(recipe: recipe, results: results)
         try group.agree {
             guard group.isMain else { return }
+            // The reports show the judged corrections, else those the run's last evaluation kept.
+            for i in results.indices where results[i].judgement?.corrected == nil {
+                let url = URL(fileURLWithPath: results[i].result.runDirectory).appendingPathComponent(HeldOutCorrections.file)
+                results[i].lastEvaluation = (try? Data(contentsOf: url)).flatMap { try? ResultJSON.decode(HeldOutCorrections.self, from: $0) }
+            }
+            let report = SweepReport(recipe: recipe, results: results)
             try AtomicFile.write(Data(report.html().render().utf8), to: directory.appendingPathComponent("report.html"))
             try AtomicFile.write(Data(report.markdown().utf8), to: directory.appendingPathComponent("report.md"))
             try AtomicFile.write(Data(report.svg().utf8), to: directory.appendingPathComponent("eval-loss.svg"))

@@ -49,8 +49,9 @@ final class SweepJudge {
         noRepeatNgramSize = recipe.train.generateNoRepeatNgramSize
     }
 
-    /// The judgement of the run in `runDirectory`: the saved one when it still applies, else a new one (saved).
-    func judgement(of runDirectory: URL, say: (String) -> Void) throws -> RunJudgement {
+    /// The judgement of `run`: the saved one when it still applies, else a new one (saved).
+    func judgement(of run: Sweep.ArmResult, say: (String) -> Void) throws -> RunJudgement {
+        let runDirectory = URL(fileURLWithPath: run.result.runDirectory)
         let checkpoint = try RunLocator.resolve(runDirectory.path).path
         let url = runDirectory.appendingPathComponent(RunJudgement.file)
         let held = try RecordReader.read(path: runDirectory.appendingPathComponent("splits/eval.jsonl").path, fields: FieldNames()).records
@@ -60,7 +61,7 @@ final class SweepJudge {
            saved.judge == judge.source.path, saved.judgeFiles.differences(from: judgeFiles) == nil, saved.checkpoint == checkpoint,
            saved.tieMargin == tieMargin, saved.maxNewTokens == maxNewTokens, saved.noRepeatNgramSize == noRepeatNgramSize, saved.usefulRule == JudgeSummary.usefulRule, saved.records == subset.count,
            saved.corrected?.records.map({ [$0.question, $0.answer, $0.reference] }) == subset.map({ [$0.question, $0.answer, $0.correction] }) {
-            if !hasBoardEvents(runDirectory) { try writeBoard(saved, runDirectory: runDirectory) }
+            try writeBoard(saved, of: run, onlyIfMissing: true)
             return saved
         }
         let aligner = try RunLocator.loadAligner(checkpoint)
@@ -70,12 +71,9 @@ final class SweepJudge {
                                              references: subset.map(\.correction), ended: outputs.ended, tieMargin: tieMargin, batchSize: 8).summary
         let result = RunJudgement(judge: judge.source.path, judgeFiles: judgeFiles, checkpoint: checkpoint, records: subset.count,
                                   tieMargin: tieMargin, maxNewTokens: maxNewTokens, noRepeatNgramSize: noRepeatNgramSize, usefulRule: JudgeSummary.usefulRule, summary: summary,
-                                  corrected: HeldOutCorrections(records: subset.indices.map { i in
-                                      HeldOutCorrections.Record(question: subset[i].question, answer: subset[i].answer, reference: subset[i].correction,
-                                                                correction: outputs.texts[i], ended: outputs.ended[i])
-                                  }))
+                                  corrected: HeldOutCorrections(subset, corrections: outputs.texts, ended: outputs.ended))
         try AtomicFile.write(ResultJSON.encode(result), to: url)
-        try writeBoard(result, runDirectory: runDirectory)
+        try writeBoard(result, of: run)
         say("judged \(runDirectory.lastPathComponent) (\(subset.count) held-out records): \(summary.headline)")
         return result
     }
@@ -83,23 +81,16 @@ final class SweepJudge {
     /// The judge's event files in a run's TensorBoard folder end with this.
     static let boardSuffix = "judge"
 
-    func hasBoardEvents(_ runDirectory: URL) -> Bool {
-        let folder = runDirectory.appendingPathComponent("tensorboard")
-        return ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).contains { $0.hasSuffix("." + Self.boardSuffix) }
-    }
-
-    /// The judgement's numbers (`RunJudgement.scalars`) as TensorBoard scalars `judge/X` at the run's last global step,
-    /// in an event file of their own in the run's TensorBoard folder (an older judgement's file replaced), when the run
-    /// writes TensorBoard events.
-    func writeBoard(_ judgement: RunJudgement, runDirectory: URL) throws {
-        guard let recipe = try? Recipe.load(path: runDirectory.appendingPathComponent("recipe.json").path), recipe.train.reportTo == .tensorboard else { return }
-        let folder = runDirectory.appendingPathComponent("tensorboard")
-        let fm = FileManager.default
-        for name in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where name.hasSuffix("." + Self.boardSuffix) {
-            try? fm.removeItem(at: folder.appendingPathComponent(name))
-        }
-        let step = MetricsLog.lines(runDirectory.appendingPathComponent("metrics.jsonl")).compactMap { ($0.object["global_step"] as? NSNumber)?.intValue }.max() ?? 0
+    /// The judgement's numbers (`RunJudgement.scalars`) as TensorBoard scalars `judge/X` at the run's last evaluation's
+    /// global step, in an event file of their own in the run's TensorBoard folder, when the run writes TensorBoard
+    /// events: written afresh (an older judgement's file removed), or with `onlyIfMissing` only when none is there.
+    func writeBoard(_ judgement: RunJudgement, of run: Sweep.ArmResult, onlyIfMissing: Bool = false) throws {
+        guard run.arm.recipe.train.reportTo == .tensorboard else { return }
+        let folder = URL(fileURLWithPath: run.result.runDirectory).appendingPathComponent(RunFolder.tensorBoardFolder)
+        if onlyIfMissing && !TensorBoardWriter.eventFiles(in: folder, suffix: Self.boardSuffix).isEmpty { return }
+        TensorBoardWriter.removeEvents(in: folder, suffix: Self.boardSuffix)
         let board = try TensorBoardWriter(folder: folder, suffix: Self.boardSuffix)
+        let step = run.result.evalCurve.last?.globalStep ?? 0
         for (name, value) in judgement.scalars { try board.scalar("judge/" + name, value, step: step) }
     }
 }

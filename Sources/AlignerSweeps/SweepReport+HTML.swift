@@ -70,11 +70,9 @@ extension SweepReport {
             if groups.contains(where: { $0.runs.count > 1 }) {
                 note += "Each arm shows its best seed (\(judgedBest.map { $0 == .usefulRate ? "highest useful rate" : "highest win rate" } ?? "lowest final eval loss")); tick \"every seed\" to see all. "
             }
-            note += "Flags: copy = the answer itself; refusal; degenerate = repetition, empty or unfinished; unfinished = stopped at the token limit; generic = the same text for 3 or more records"
-            note += judged ? "; useful / not-useful = the judge's useful rule (see above)." : "."
+            note += ResponseFlags.legend(judged: judged)
         }
-        let vocabulary = ResponseFlags.vocabulary.filter { judged || ($0 != "useful" && $0 != "not-useful") }
-        return HTMLReport.Gallery(arms: groups.map(\.label), flags: vocabulary, records: records, note: note,
+        return HTMLReport.Gallery(arms: groups.map(\.label), flags: ResponseFlags.offered(judged: judged), records: records, note: note,
                                   hasSeeds: groups.contains { $0.runs.count > 1 })
     }
 }

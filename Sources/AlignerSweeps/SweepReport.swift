@@ -140,7 +140,7 @@ public struct SweepReport {
         }
         if let j = results.compactMap(\.judgement).first {
             notes.append("Judge columns: each run's Aligner (its best checkpoint, else its newest) corrects the first \(j.records) held-out records greedily (at most \(j.maxNewTokens) new tokens); the reward model \(j.judge) scores answer, correction and reference. Win = the correction scores higher than the answer by more than \(j.tieMargin) (equal texts tie); rates are means over seeds.\n"
-                + "Useful = preferred by the judge to the answer beyond the tie margin, not the answer itself, not degenerate (repetition, empty, or unfinished at the token limit), not generic (the same text for 3 or more records), not a refusal unless the reference is one. "
+                + JudgeSummary.usefulRuleText(tieMargin: j.tieMargin) + " "
                 + "Controls on the same records and judge: " + j.summary.responses.dropLast().map { x in
                     String(format: "%@ useful %.3f [%.3f, %.3f] (refusal rate %.3f, degenerate %.3f)", x.name, x.usefulRate, x.usefulInterval[0], x.usefulInterval[1],
                            x.measures.refusalRate, x.measures.degenerateRate)

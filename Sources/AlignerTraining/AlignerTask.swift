@@ -61,10 +61,7 @@ public final class AlignerTask: TrainingTask {
         let outputs = try Corrector.corrections(generationRecords.map { ($0.question, $0.answer) }, with: [generator],
                                                 options: GenerationOptions(maxNewTokens: recipe.train.generateMaxNewTokens, noRepeatNgramSize: recipe.train.generateNoRepeatNgramSize))
         if let correctionsFile {
-            let kept = HeldOutCorrections(records: generationRecords.indices.map { i in
-                HeldOutCorrections.Record(question: generationRecords[i].question, answer: generationRecords[i].answer,
-                                          reference: generationRecords[i].correction, correction: outputs.texts[i], ended: outputs.ended[i])
-            })
+            let kept = HeldOutCorrections(generationRecords, corrections: outputs.texts, ended: outputs.ended)
             try AtomicFile.write(ResultJSON.encode(kept), to: correctionsFile)
         }
         return try CorrectionMetrics(outputs: outputs.texts, records: generationRecords)
