@@ -193,7 +193,12 @@ public final class Sweep {
             // The reports show the judged corrections, else those the run's last evaluation kept.
             for i in results.indices where results[i].judgement?.corrected == nil {
                 let url = URL(fileURLWithPath: results[i].result.runDirectory).appendingPathComponent(HeldOutCorrections.file)
-                results[i].lastEvaluation = (try? Data(contentsOf: url)).flatMap { try? ResultJSON.decode(HeldOutCorrections.self, from: $0) }
+                guard let data = try? Data(contentsOf: url) else { continue }  // (a run without train.generate_eval keeps none)
+                guard let kept = try? ResultJSON.decode(HeldOutCorrections.self, from: data) else {
+                    say("note: \(url.path) is damaged (not the corrections a run keeps); report.html leaves out the corrections of \(results[i].arm.name)")
+                    continue
+                }
+                results[i].lastEvaluation = kept
             }
             let report = SweepReport(recipe: recipe, results: results)
             try AtomicFile.write(Data(report.html().render().utf8), to: directory.appendingPathComponent("report.html"))

@@ -180,9 +180,17 @@ final class SweepTests: XCTestCase {
         XCTAssertEqual(html.components(separatedBy: "<div class=\"part entry\"").count - 1, 6)  // 3 records × 2 arms
         XCTAssertTrue(html.contains("the corrections of each run&#39;s last evaluation during training"))
         XCTAssertFalse(html.contains("<option value=\"useful\">"))  // not judged: no useful flag to filter by
-        let kept = try ResultJSON.decode(HeldOutCorrections.self, from: Data(contentsOf: sweep.directory.appendingPathComponent("arm-p0/eval-corrections.json")))
+        let keptURL = sweep.directory.appendingPathComponent("arm-p0/eval-corrections.json")
+        let kept = try ResultJSON.decode(HeldOutCorrections.self, from: Data(contentsOf: keptURL))
         XCTAssertEqual(kept.records.count, 3)
         XCTAssertTrue(kept.records.allSatisfy { $0.question.hasPrefix(hostile) })
+        // A damaged file of kept corrections is named, and the page shows the other run's corrections only.
+        try Data(contentsOf: keptURL).prefix(40).write(to: keptURL)
+        var lines: [String] = []
+        _ = try Sweep(recipe: recipe, isTerminal: false).run { lines.append($0) }
+        XCTAssertTrue(lines.contains { $0.hasPrefix("note: \(keptURL.path) is damaged") && $0.hasSuffix("leaves out the corrections of arm-p0") }, lines.joined(separator: "\n"))
+        let again = try String(contentsOf: sweep.directory.appendingPathComponent("report.html"), encoding: .utf8)
+        XCTAssertEqual(again.components(separatedBy: "<div class=\"part entry\"").count - 1, 3)
     }
 
     func testSeededSweepReportsAndRefusesAChangedRecipe() throws {
